@@ -1,0 +1,51 @@
+"""Shared fixtures: small simulated cohorts and a trained registry, built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from training.cli import run
+from training.simulate import write_cohort
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_csv(path: Path, rows: list[dict[str, object]] | str) -> Path:
+    """Write a small CSV: raw text, or rows as dicts (missing keys become blank cells)."""
+    if isinstance(rows, str):
+        path.write_text(rows)
+    else:
+        pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1,500 simulated clients (enough for every landmark and subgroup)."""
+    out = tmp_path_factory.mktemp("cohort")
+    write_cohort(out, 1500, seed=7)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_registry(tmp_path_factory: pytest.TempPathFactory, small_cohort: Path) -> Path:
+    """A registry with one model trained on the small cohort (through the CLI)."""
+    models = tmp_path_factory.mktemp("models")
+    status = run(
+        [
+            "train",
+            "--sessions",
+            str(small_cohort / "sessions.csv"),
+            "--clients",
+            str(small_cohort / "clients.csv"),
+            "--models-dir",
+            str(models),
+            "--seed",
+            "3",
+        ]
+    )
+    assert status == 0
+    return models

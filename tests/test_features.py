@@ -1,0 +1,123 @@
+"""Landmark features: exact values on a hand-made client, and no leakage from the future."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.features import (
+    FEATURES,
+    grid_from_tables,
+    landmark_examples,
+    landmark_features,
+    latest_landmark_features,
+)
+from training.simulate import simulate
+
+
+def _one_client() -> tuple[pd.DataFrame, pd.DataFrame]:
+    sessions = pd.DataFrame(
+        {
+            "client_id": ["A"] * 4,
+            "session_number": [1, 2, 3, 4],
+            "session_date": pd.to_datetime(
+                ["2026-01-05", "2026-01-12", "2026-01-26", "2026-02-02"]
+            ),
+            "wai_goal": [4.0, 3.0, np.nan, 2.0],
+            "wai_task": [4.0, 3.0, np.nan, 2.0],
+            "wai_bond": [4.0, 3.5, np.nan, 2.0],
+            "srs_total": [38.0, 33.0, 35.0, 20.0],
+            "ors_total": [15.0, np.nan, 21.0, 25.0],
+            "phq9_total": [np.nan] * 4,
+        }
+    )
+    clients = pd.DataFrame({"client_id": ["A"], "age": [27.0], "gender": ["Female"]})
+    return sessions, clients
+
+
+def _row(k: int) -> dict[str, float]:
+    sessions, clients = _one_client()
+    _, grid = grid_from_tables(sessions, clients, 3)
+    return dict(zip(FEATURES, landmark_features(grid, k)[0].tolist(), strict=True))
+
+
+def test_landmark_two_values() -> None:
+    f = _row(2)
+    wai2 = (3.0 + 3.0 + 3.5) / 3
+    assert f["landmark"] == 2
+    assert f["wai_last"] == pytest.approx(wai2)
+    assert f["wai_change"] == pytest.approx(wai2 - 4.0)
+    assert f["wai_drop_max"] == pytest.approx(4.0 - wai2)
+    assert f["wai_bond_last"] == 3.5
+    assert f["srs_below36"] == 1
+    assert f["srs_drop_max"] == 5.0
+    assert f["srs_min"] == 33.0
+    assert f["gap_mean_days"] == 7.0
+    assert f["ors_change"] != f["ors_change"]  # NaN: only one ORS value in sessions 1-2
+    assert f["age"] == 27.0
+    assert (f["gender_female"], f["gender_male"], f["gender_other"]) == (1.0, 0.0, 0.0)
+    assert (f["wai_missing"], f["srs_missing"], f["ors_missing"], f["phq9_missing"]) == (0, 0, 1, 2)
+
+
+def test_landmark_three_skips_missing_session_values() -> None:
+    f = _row(3)
+    assert f["wai_last"] == pytest.approx((3.0 + 3.0 + 3.5) / 3)  # session 3 has no WAI
+    assert f["wai_missing"] == 1
+    assert f["srs_mean"] == pytest.approx((38 + 33 + 35) / 3)
+    assert f["srs_change"] == -3.0
+    assert f["ors_change"] == 6.0
+    assert f["gap_max_days"] == 14.0
+    assert f["gap_mean_days"] == pytest.approx(10.5)
+
+
+def test_landmark_one_has_no_change_or_gaps() -> None:
+    f = _row(1)
+    for name in ("wai_change", "wai_drop_max", "srs_change", "gap_mean_days"):
+        assert np.isnan(f[name]), name
+    assert f["srs_below36"] == 0
+
+
+def test_no_leakage_from_later_sessions() -> None:
+    """Changing any value of session k+1 or later never changes landmark-k features."""
+    clients, sessions = simulate(300, seed=11)
+    sessions = sessions.astype({"phq9_total": "float64"})
+    rng = np.random.default_rng(0)
+    _, base_grid = grid_from_tables(sessions, clients, 3)
+    measures = ["wai_goal", "wai_task", "wai_bond", "srs_total", "ors_total", "phq9_total"]
+    for k in (1, 2, 3):
+        changed = sessions.copy()
+        later = changed["session_number"] > k
+        for col in measures:
+            changed.loc[later, col] = rng.uniform(1, 5, later.sum())
+        changed.loc[later, "session_date"] = "2030-01-01"
+        changed = changed.drop(changed[later & (rng.random(len(changed)) < 0.3)].index)
+        changed = changed.astype({"session_date": "datetime64[ns]"})
+        orig = sessions.astype({"session_date": "datetime64[ns]"})
+        _, g0 = grid_from_tables(orig, clients, 3)
+        _, g1 = grid_from_tables(changed, clients, 3)
+        reached = (g0.reached >= k) & (g1.reached >= k)
+        assert reached.sum() > 100
+        np.testing.assert_array_equal(
+            landmark_features(g0, k)[reached], landmark_features(g1, k)[reached]
+        )
+    assert base_grid.n_clients == 300
+
+
+def test_examples_one_row_per_reached_landmark() -> None:
+    sessions, clients = _one_client()
+    short = sessions[sessions["session_number"] <= 2]
+    both = pd.concat([short, sessions.assign(client_id="B")], ignore_index=True)
+    ids, grid = grid_from_tables(both, pd.concat([clients, clients.assign(client_id="B")]), 3)
+    ex = landmark_examples(grid, (1, 2, 3))
+    assert ids.tolist() == ["A", "B"]
+    assert sorted(zip(ex.row_client.tolist(), ex.landmark.tolist(), strict=True)) == [
+        (0, 1),
+        (0, 2),
+        (1, 1),
+        (1, 2),
+        (1, 3),
+    ]
+    X, landmark = latest_landmark_features(grid, (1, 2, 3))
+    assert landmark.tolist() == [2, 3]
+    np.testing.assert_array_equal(X[0], landmark_features(grid, 2)[0])

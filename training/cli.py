@@ -1,0 +1,379 @@
+"""`dropout-risk`: the command line for analysts (validate, simulate, train, evaluate,
+predict, models). Every command answers --help. Errors the user can fix print one clear
+message on stderr and exit with status 2; stdout carries only results, so scripts can
+capture them (train prints the new version on its last line).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from training.contract import load_cohort
+from training.errors import DropoutRiskError
+from training.simulate import SimulationParams, read_sidecar, write_cohort
+
+app = typer.Typer(
+    help=__doc__,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+models_app = typer.Typer(
+    help="List registered model versions, promote one, find reports.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+SessionsOpt = Annotated[Path, typer.Option("--sessions", help="sessions.csv (cohort contract)")]
+ClientsOpt = Annotated[Path, typer.Option("--clients", help="clients.csv (cohort contract)")]
+ModelsDirOpt = Annotated[Path, typer.Option("--models-dir", help="Model registry directory.")]
+DEFAULT_MODELS = Path("models")
+
+
+def _fail(message: str) -> None:
+    err.print(f"error: {message}", markup=False)
+    raise typer.Exit(2)
+
+
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        err.print(line, markup=False)
+
+
+@contextmanager
+def _steps(title: str) -> Iterator[Callable[[str], None]]:
+    """A spinner per long step on stderr (quiet when stderr is not a terminal)."""
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        task: list[Any] = []
+
+        def step(description: str) -> None:
+            if task:
+                progress.update(task[0], completed=1, total=1)
+            task[:] = [progress.add_task(description, total=None)]
+
+        step(title)
+        yield step
+        if task:
+            progress.update(task[0], completed=1, total=1)
+
+
+def _parse_pair(text: str, option: str) -> tuple[float, float]:
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError:
+        _fail(f"{option}: value {text!r} is not two numbers separated by a comma")
+        raise
+    if not 0 < low < high < 1 and option == "--thresholds":
+        _fail(f"{option}: value {text!r} must satisfy 0 < moderate < high < 1")
+    if option == "--flag-rates" and not 0 < high < low < 1:
+        _fail(f"{option}: value {text!r} must satisfy 0 < high rate < moderate rate < 1")
+    return low, high
+
+
+@app.command()
+def validate(
+    sessions: SessionsOpt,
+    clients: ClientsOpt,
+    labels: Annotated[
+        bool,
+        typer.Option("--labels/--no-labels", help="Require the dropout label (as train does)."),
+    ] = False,
+) -> None:
+    """Check sessions.csv and clients.csv against the cohort contract (exit 2 if broken)."""
+    warnings: list[str] = []
+    cohort = load_cohort(sessions, clients, need_labels=labels, warnings=warnings)
+    _warn(warnings)
+    out.print(
+        f"ok: {len(cohort.clients)} clients, {len(cohort.sessions)} sessions "
+        "follow the cohort contract"
+    )
+
+
+def _simulation_params(settings: list[str]) -> SimulationParams:
+    fields = {f.name: f for f in dataclasses.fields(SimulationParams)}
+    values: dict[str, Any] = {}
+    for item in settings:
+        name, sep, raw = item.partition("=")
+        if not sep or name not in fields:
+            _fail(f"--set: {item!r} is not NAME=VALUE with NAME one of: {', '.join(fields)}")
+        default = getattr(SimulationParams(), name)
+        try:
+            parsed = json.loads(f"[{raw}]") if isinstance(default, tuple) else json.loads(raw)
+            values[name] = tuple(parsed) if isinstance(default, tuple) else type(default)(parsed)
+        except (ValueError, TypeError):
+            _fail(f"--set {name}: value {raw!r} is not a {type(default).__name__}")
+    try:
+        return SimulationParams(**values)
+    except ValueError as exc:
+        _fail(f"--set: {exc}")
+        raise
+
+
+@app.command()
+def simulate(
+    clients: Annotated[
+        int, typer.Option("--clients", min=1, max=5_000_000, help="Number of treatment episodes.")
+    ],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    max_sessions: Annotated[
+        int | None,
+        typer.Option("--max-sessions", min=1, help="Keep only each client's first sessions."),
+    ] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a simulator parameter, e.g. --set dropout_rate=0.3 "
+            "(names in docs/simulator.md).",
+        ),
+    ] = None,
+) -> None:
+    """Write a literature-calibrated simulated cohort (sessions.csv, clients.csv)."""
+    params = _simulation_params(settings or [])
+    with _steps(f"simulating {clients:,} clients"):
+        clients_path, sessions_path = write_cohort(out_dir, clients, seed, max_sessions, params)
+    out.print(f"wrote {sessions_path} and {clients_path}")
+
+
+@app.command()
+def train(
+    sessions: SessionsOpt,
+    clients: ClientsOpt,
+    models_dir: ModelsDirOpt = DEFAULT_MODELS,
+    promote: Annotated[
+        bool, typer.Option("--promote", help="Make the new version the champion.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for splits and models.")] = 0,
+    landmarks: Annotated[
+        str, typer.Option("--landmarks", help="Landmark sessions, comma-separated.")
+    ] = "1,2,3",
+    flag_rates: Annotated[
+        str,
+        typer.Option(
+            "--flag-rates",
+            help="Share of validation examples flagged moderate-or-high and high: MOD,HIGH.",
+        ),
+    ] = "0.40,0.15",
+    thresholds: Annotated[
+        str | None,
+        typer.Option(
+            "--thresholds", help="Fixed probability cut-offs MOD,HIGH instead of flag rates."
+        ),
+    ] = None,
+) -> None:
+    """Select, calibrate, evaluate and register a dropout model; prints its version last."""
+    from training.registry import Registry
+    from training.train import TrainConfig, TrainInputs
+    from training.train import train as run_training
+
+    config = TrainConfig(
+        landmarks=_parse_landmarks(landmarks),
+        seed=seed,
+        flag_rates=_parse_pair(flag_rates, "--flag-rates"),
+        thresholds=_parse_pair(thresholds, "--thresholds") if thresholds else None,
+    )
+    started = time.perf_counter()
+    warnings: list[str] = []
+    with _steps("validating the cohort") as step:
+        cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
+        inputs = TrainInputs(cohort, sessions, clients, read_sidecar(sessions.parent))
+        result = run_training(inputs, Registry(models_dir), config, promote, step)
+    _warn(warnings)
+    _print_summary(result.metadata, result.champion, result.folder, time.perf_counter() - started)
+    out.print(result.version)
+
+
+def _parse_landmarks(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(sorted({int(x) for x in text.split(",")}))
+    except ValueError:
+        _fail(f"--landmarks: value {text!r} is not comma-separated session numbers")
+        raise
+    if not values or values[0] < 1 or values[-1] > 12:
+        _fail(f"--landmarks: value {text!r} must be session numbers from 1 to 12")
+    return values
+
+
+def _fmt(metric: dict[str, Any]) -> str:
+    est, (lo, hi) = metric["estimate"], metric["ci95"]
+    if est is None:
+        return "n/a"
+    return f"{est:.3f} (95% CI {lo:.3f} to {hi:.3f})" if lo is not None else f"{est:.3f}"
+
+
+def _print_summary(meta: dict[str, Any], champion: bool, folder: Path, seconds: float) -> None:
+    overall = meta["metrics"]["overall"]
+    data = meta["training_data"]
+    th = meta["thresholds"]
+    lines = [
+        f"model       {meta['version']}  ({meta['estimator']}, {meta['calibration']} "
+        f"calibration){'  [champion]' if champion else ''}",
+        f"data        {data['n_clients']:,} clients, {data['n_sessions']:,} sessions, "
+        f"dropout {data['dropout_rate']:.1%}{'  (SIMULATED cohort)' if data['simulated'] else ''}",
+        f"held out    {data['test_clients']:,} clients "
+        f"(metrics with 95% cluster-bootstrap intervals)",
+        f"AUC         {_fmt(overall['auc'])}",
+        f"Brier       {_fmt(overall['brier'])}",
+        f"cal. slope  {_fmt(overall['calibration_slope'])}   "
+        f"intercept {_fmt(overall['calibration_intercept'])}",
+        f"thresholds  moderate >= {th['moderate']:.3f}, high >= {th['high']:.3f}  "
+        f"(validation: high flags {th['validation']['high']['flag_rate']:.0%}, "
+        f"sensitivity {th['validation']['high']['sensitivity']:.0%})",
+    ]
+    for row in meta["selection"]["candidates"]:
+        lines.append(
+            f"  candidate {row['estimator']:<24} {row['calibration']:<9} "
+            f"Brier {row['brier']:.4f}  log loss {row['log_loss']:.4f}  "
+            f"AUC {row['auc']:.3f}"
+        )
+    lines += [
+        f"report      {folder / 'report.html'}",
+        f"model card  {folder / 'model_card.md'}",
+        f"took        {seconds:.1f} s",
+    ]
+    for line in lines:
+        out.print(line, markup=False)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option("--model", help="Version or 'champion'.")],
+    sessions: SessionsOpt,
+    clients: ClientsOpt,
+    models_dir: ModelsDirOpt = DEFAULT_MODELS,
+    report_path: Annotated[Path, typer.Option("--out", help="Where to write the report.")] = Path(
+        "report.html"
+    ),
+) -> None:
+    """Write the evaluation report of a registered model on any labelled cohort."""
+    from training.evaluate import evaluate_cohort
+
+    warnings: list[str] = []
+    with _steps("validating the cohort") as step:
+        cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
+        results = evaluate_cohort(models_dir, model, cohort, report_path, step)
+    _warn(warnings)
+    out.print(f"AUC {_fmt(results['overall']['auc'])}, Brier {_fmt(results['overall']['brier'])}")
+    out.print(f"report {report_path}")
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Option("--model", help="Version or 'champion'.")],
+    sessions: SessionsOpt,
+    out_path: Annotated[Path, typer.Option("--out", help="Output CSV.")],
+    clients: Annotated[
+        Path | None, typer.Option("--clients", help="clients.csv for age and gender (optional).")
+    ] = None,
+    models_dir: ModelsDirOpt = DEFAULT_MODELS,
+    chunk_rows: Annotated[
+        int, typer.Option("--chunk-rows", min=1000, help="Session rows read at a time.")
+    ] = 500_000,
+) -> None:
+    """Score every client at the latest landmark it reached (labels not needed)."""
+    from training.predict import predict_file
+    from training.registry import Registry
+
+    loaded = Registry(models_dir).load(model)
+    warnings: list[str] = []
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("scoring"),
+        BarColumn(),
+        TextColumn("{task.completed:,} session rows"),
+        TimeElapsedColumn(),
+        console=err,
+    ) as progress:
+        task = progress.add_task("scoring", total=None)
+        stats = predict_file(
+            loaded,
+            sessions,
+            clients,
+            out_path,
+            warnings,
+            chunk_rows,
+            lambda n: progress.advance(task, n),
+        )
+    _warn(warnings)
+    out.print(f"scored {stats.clients:,} clients with model {loaded.version} -> {out_path}")
+
+
+@models_app.command("list")
+def models_list(models_dir: ModelsDirOpt = DEFAULT_MODELS) -> None:
+    """List registered versions; the champion is marked with *."""
+    from training.registry import Registry
+
+    data = Registry(models_dir).read()
+    if not data["versions"]:
+        out.print(f"no models registered in {models_dir}")
+        return
+    for item in data["versions"]:
+        mark = "*" if item["version"] == data.get("champion") else " "
+        auc = item.get("auc")
+        out.print(
+            f"{mark} {item['version']}  {item['created_at']}  {item['estimator']}  AUC {auc:.3f}"
+            if auc is not None
+            else f"{mark} {item['version']}"
+        )
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="Version to make champion.")],
+    models_dir: ModelsDirOpt = DEFAULT_MODELS,
+) -> None:
+    """Make a registered version the champion (its integrity is checked first)."""
+    from training.registry import Registry
+
+    Registry(models_dir).promote(version)
+    out.print(f"champion is now {version}")
+
+
+@models_app.command("report-path")
+def models_report_path(
+    model: Annotated[str, typer.Option("--model")] = "champion",
+    models_dir: ModelsDirOpt = DEFAULT_MODELS,
+) -> None:
+    """Print the path of a version's report.html."""
+    from training.registry import Registry
+
+    entry = Registry(models_dir).entry(model)
+    out.print(str(models_dir / entry["version"] / "report.html"))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit status: 2 for anything the user can fix."""
+    try:
+        app(args=argv, prog_name="dropout-risk")
+    except SystemExit as exc:  # Typer exits on its own: 0, or 2 for usage errors
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    except DropoutRiskError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return 2
+    return 0
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())

@@ -1,0 +1,434 @@
+"""The cohort contract: the two CSV tables clinics export to, and their validation.
+
+Every rule lives in the column specs below, so the error messages, the docs and the
+checks cannot disagree. Validation never coerces: a value that does not satisfy its
+rule is reported (file, line, column, value, rule) and the command stops with exit 2.
+Line numbers are file lines, the header being line 1.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from training.errors import ContractError
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+ID_RULE = "1-64 characters of A-Za-z0-9._-"
+MAX_REPORTED = 20
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the contract: its name, kind, whether required, and its range."""
+
+    name: str
+    kind: str  # "id" | "int" | "float" | "date" | "label" | "category"
+    required: bool = False
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def rule(self) -> str:
+        """The human-readable rule, as printed in error messages."""
+        if self.kind == "id":
+            return ID_RULE
+        if self.kind == "date":
+            return "a date YYYY-MM-DD"
+        if self.kind == "label":
+            return "0/1 or true/false"
+        if self.kind == "category":
+            return "free text"
+        what = "an integer" if self.kind == "int" else "a number"
+        if self.low is not None and self.high is not None:
+            return f"{what} from {self.low:g} to {self.high:g}"
+        if self.low is not None:
+            return f"{what} >= {self.low:g}"
+        return what
+
+
+CLIENT_COLUMNS: tuple[Column, ...] = (
+    Column("client_id", "id", required=True),
+    Column("therapist_id", "id"),
+    Column("age", "int", low=12, high=100),
+    Column("gender", "category"),
+    Column("dropout", "label"),
+)
+
+SESSION_COLUMNS: tuple[Column, ...] = (
+    Column("client_id", "id", required=True),
+    Column("session_number", "int", required=True, low=1),
+    Column("session_date", "date"),
+    Column("wai_goal", "float", low=1, high=5),
+    Column("wai_task", "float", low=1, high=5),
+    Column("wai_bond", "float", low=1, high=5),
+    Column("srs_total", "float", low=0, high=40),
+    Column("ors_total", "float", low=0, high=40),
+    Column("phq9_total", "int", low=0, high=27),
+)
+
+MEASURE_COLUMNS: tuple[str, ...] = tuple(c.name for c in SESSION_COLUMNS[3:])
+_TRUE = {"1", "true", "True", "TRUE"}
+_FALSE = {"0", "false", "False", "FALSE"}
+
+
+@dataclass
+class Problems:
+    """Collects contract violations; keeps the first MAX_REPORTED and counts the rest."""
+
+    shown: list[str] = field(default_factory=list)
+    total: int = 0
+
+    def add(self, message: str) -> None:
+        self.total += 1
+        if len(self.shown) < MAX_REPORTED:
+            self.shown.append(message)
+
+    def add_rows(
+        self, file: str, lines: Sequence[int], column: str, values: Sequence[object], rule: str
+    ) -> None:
+        """Report offending rows of one column, one message per row."""
+        for line, value in zip(lines, values, strict=True):
+            self.add(f"{file}:{line}: column {column}: value {value!r} is not {rule}")
+
+    def raise_if_any(self) -> None:
+        if self.total:
+            raise ContractError(self.shown, self.total)
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """A validated cohort: clients (one row per episode) and their sessions."""
+
+    clients: pd.DataFrame
+    sessions: pd.DataFrame
+
+
+_NONFINITE_TOKEN = re.compile(rb"(?im)(?:^|,)\s*[+-]?(?:nan|inf|infinity)\s*(?:,|\r?$)")
+
+
+def _has_nonfinite_text(path: Path) -> bool:
+    """True when a cell spells nan/inf: the fast typed reader would take those silently."""
+    with path.open("rb") as fh:
+        tail = b""
+        while block := fh.read(1 << 24):
+            if _NONFINITE_TOKEN.search(tail + block):
+                return True
+            tail = block[block.rfind(b"\n") + 1 :][-256:]
+    return False
+
+
+def _dtypes(spec: Sequence[Column], typed: bool) -> dict[str, str]:
+    numeric = {"int", "float"}
+    return {c.name: ("float64" if typed and c.kind in numeric else "str") for c in spec}
+
+
+def _read_csv(
+    path: Path, spec: Sequence[Column], problems: Problems, chunksize: int | None = None
+) -> pd.DataFrame | Iterator[pd.DataFrame] | None:
+    """Read a contract CSV: numeric columns typed when every cell parses, text otherwise.
+
+    Only blank cells are missing. The typed read is the fast path; a cell that is not a
+    number (or spells nan/inf) sends the file through the text path, which reports it.
+    """
+    if not path.is_file():
+        problems.add(f"{path}: file not found")
+        return None
+    typed = not _has_nonfinite_text(path)
+    while True:
+        try:
+            return pd.read_csv(
+                path,
+                dtype=_dtypes(spec, typed),
+                keep_default_na=False,
+                na_values=[""],
+                chunksize=chunksize,
+            )
+        except ValueError as exc:
+            if typed and not isinstance(exc, pd.errors.EmptyDataError | pd.errors.ParserError):
+                typed = False
+                continue
+            problems.add(_read_failure(path, exc))
+            return None
+        except UnicodeDecodeError as exc:
+            problems.add(_read_failure(path, exc))
+            return None
+
+
+def _read_failure(path: Path, exc: Exception) -> str:
+    if isinstance(exc, pd.errors.EmptyDataError):
+        return f"{path.name}: the file is empty (expected a header line and data rows)"
+    return f"{path.name}: not a readable CSV file ({str(exc).splitlines()[0]})"
+
+
+def _read_raw(path: Path, spec: Sequence[Column], problems: Problems) -> pd.DataFrame | None:
+    frame = _read_csv(path, spec, problems)
+    if frame is None:
+        return None
+    assert isinstance(frame, pd.DataFrame)
+    if frame.empty:
+        problems.add(f"{path.name}: the file has a header but no data rows")
+        return None
+    return frame
+
+
+def _check_header(
+    file: str, frame: pd.DataFrame, spec: Sequence[Column], problems: Problems, warnings: list[str]
+) -> bool:
+    known = {c.name for c in spec}
+    missing = [c.name for c in spec if c.required and c.name not in frame.columns]
+    for name in missing:
+        problems.add(
+            f"{file}: required column {name!r} is missing "
+            f"(header has: {', '.join(map(str, frame.columns))})"
+        )
+    extra = [str(c) for c in frame.columns if c not in known]
+    if extra:
+        warnings.append(f"warning: {file}: ignoring unknown column(s): {', '.join(extra)}")
+    return not missing
+
+
+def _report(
+    file: str,
+    col: Column,
+    values: pd.Series,
+    bad: np.ndarray,
+    problems: Problems,
+    rule: str | None = None,
+) -> None:
+    """Report the first flagged rows of a column and count the rest."""
+    n_bad = int(bad.sum())
+    if not n_bad:
+        return
+    idx = np.flatnonzero(bad)[:MAX_REPORTED]
+    shown = ["" if pd.isna(v) else v for v in values.to_numpy()[idx].tolist()]
+    problems.add_rows(file, (idx + 2).tolist(), col.name, shown, rule or col.rule)
+    problems.total += n_bad - len(idx)
+
+
+def _check_ids(file: str, col: Column, text: pd.Series, problems: Problems) -> None:
+    present = text.notna().to_numpy()
+    matches = text.str.fullmatch(ID_PATTERN.pattern).fillna(False).to_numpy(dtype=bool)
+    bad = ~matches & (present | col.required)
+    rule = col.rule + (" (required)" if col.required else "")
+    _report(file, col, text, bad, problems, rule)
+
+
+def _parse_number(file: str, col: Column, cells: pd.Series, problems: Problems) -> pd.Series:
+    """Check a numeric column strictly: non-numeric, non-finite, non-integer or out-of-range
+    values are reported, never coerced. `cells` is float64 (fast path) or text."""
+    if pd.api.types.is_float_dtype(cells.dtype):
+        values = cells.astype("float64")
+        present = values.notna().to_numpy()
+    else:
+        values = pd.to_numeric(cells, errors="coerce").astype("float64")
+        present = cells.notna().to_numpy()
+    arr = values.to_numpy()
+    bad = present & ~np.isfinite(arr)
+    with np.errstate(invalid="ignore"):
+        if col.kind == "int":
+            bad |= present & np.isfinite(arr) & (arr != np.round(arr))
+        if col.low is not None:
+            bad |= present & (arr < col.low)
+        if col.high is not None:
+            bad |= present & (arr > col.high)
+    _report(file, col, cells, bad, problems)
+    return values
+
+
+def _parse_date(file: str, col: Column, text: pd.Series, problems: Problems) -> pd.Series:
+    parsed = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+    bad = text.notna().to_numpy() & parsed.isna().to_numpy()
+    _report(file, col, text, bad, problems)
+    return parsed
+
+
+def _parse_label(file: str, col: Column, text: pd.Series, problems: Problems) -> pd.Series:
+    is_true = text.isin(_TRUE).to_numpy()
+    is_false = text.isin(_FALSE).to_numpy()
+    bad = text.notna().to_numpy() & ~is_true & ~is_false
+    _report(file, col, text, bad, problems)
+    out = np.where(is_true, 1.0, np.where(is_false, 0.0, np.nan))
+    return pd.Series(out, index=text.index, name=col.name)
+
+
+def _parse_table(
+    file: str, raw: pd.DataFrame, spec: Sequence[Column], problems: Problems
+) -> pd.DataFrame:
+    """Turn the read table into typed columns, reporting every violation."""
+    out: dict[str, pd.Series] = {}
+    for col in spec:
+        if col.name not in raw.columns:
+            continue
+        cells = raw[col.name]
+        if col.kind == "id":
+            _check_ids(file, col, cells, problems)
+            out[col.name] = cells
+        elif col.kind in ("int", "float"):
+            out[col.name] = _parse_number(file, col, cells, problems)
+        elif col.kind == "date":
+            out[col.name] = _parse_date(file, col, cells, problems)
+        elif col.kind == "label":
+            out[col.name] = _parse_label(file, col, cells, problems)
+        else:
+            out[col.name] = cells
+    return pd.DataFrame(out, index=raw.index)
+
+
+def _check_unique(
+    file: str, frame: pd.DataFrame, keys: list[str], what: str, problems: Problems
+) -> None:
+    dup = frame.duplicated(subset=keys, keep="first").to_numpy()
+    for i in np.flatnonzero(dup)[:MAX_REPORTED]:
+        value = ", ".join(_plain(frame[k].iat[i]) for k in keys)
+        problems.add(
+            f"{file}:{i + 2}: column {keys[-1]}: value {value!r} is a duplicate "
+            f"({what} must be unique)"
+        )
+    problems.total += max(0, int(dup.sum()) - MAX_REPORTED)
+
+
+def _plain(value: object) -> str:
+    """A cell as the user wrote it: 3.0 read as a float is shown as 3."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _check_known_clients(
+    file: str, sessions: pd.DataFrame, known: pd.Series, problems: Problems
+) -> None:
+    ids = sessions["client_id"]
+    unknown = (ids.notna() & ~ids.isin(known)).to_numpy()
+    _report(file, SESSION_COLUMNS[0], ids, unknown, problems, "a client_id listed in clients.csv")
+
+
+def _check_labels(file: str, clients: pd.DataFrame, problems: Problems) -> None:
+    if "dropout" not in clients.columns:
+        problems.add(
+            f"{file}: column 'dropout' is missing (training and evaluation need "
+            "the outcome label: 1 = dropped out, 0 = completed)"
+        )
+        return
+    missing = clients["dropout"].isna().to_numpy()
+    _report(
+        file,
+        CLIENT_COLUMNS[4],
+        clients["dropout"],
+        missing,
+        problems,
+        "present (0/1 or true/false; training needs every label)",
+    )
+
+
+def read_clients(
+    path: Path, problems: Problems, warnings: list[str], need_labels: bool
+) -> pd.DataFrame | None:
+    """Read and validate clients.csv."""
+    raw = _read_raw(path, CLIENT_COLUMNS, problems)
+    if raw is None or not _check_header(path.name, raw, CLIENT_COLUMNS, problems, warnings):
+        return None
+    clients = _parse_table(path.name, raw, CLIENT_COLUMNS, problems)
+    _check_unique(path.name, clients, ["client_id"], "client_id", problems)
+    if need_labels:
+        _check_labels(path.name, clients, problems)
+    return clients
+
+
+def validate_sessions(
+    file: str,
+    raw: pd.DataFrame,
+    problems: Problems,
+    known_clients: pd.Series | None = None,
+    line_offset: int = 0,
+) -> pd.DataFrame:
+    """Validate one sessions table (or chunk of one, `line_offset` rows into the file)."""
+    first_new = len(problems.shown)
+    sessions = _parse_table(file, raw.reset_index(drop=True), SESSION_COLUMNS, problems)
+    _check_unique(
+        file, sessions, ["client_id", "session_number"], "session_number per client", problems
+    )
+    if known_clients is not None:
+        _check_known_clients(file, sessions, known_clients, problems)
+    if line_offset:
+        problems.shown[first_new:] = [
+            _shift_line(m, file, line_offset) for m in problems.shown[first_new:]
+        ]
+    return sessions
+
+
+def _shift_line(message: str, file: str, offset: int) -> str:
+    number, sep, tail = message.removeprefix(f"{file}:").partition(":")
+    return f"{file}:{int(number) + offset}{sep}{tail}" if number.isdigit() else message
+
+
+def read_sessions(
+    path: Path, problems: Problems, warnings: list[str], known_clients: pd.Series | None
+) -> pd.DataFrame | None:
+    """Read and validate sessions.csv whole (see `iter_session_chunks` for streaming)."""
+    raw = _read_raw(path, SESSION_COLUMNS, problems)
+    if raw is None or not _check_header(path.name, raw, SESSION_COLUMNS, problems, warnings):
+        return None
+    return validate_sessions(path.name, raw, problems, known_clients)
+
+
+def load_cohort(
+    sessions_path: Path, clients_path: Path, need_labels: bool, warnings: list[str]
+) -> Cohort:
+    """Read both tables, check every rule, and raise ContractError listing the violations."""
+    problems = Problems()
+    clients = read_clients(clients_path, problems, warnings, need_labels)
+    known = None if clients is None else clients["client_id"]
+    sessions = read_sessions(sessions_path, problems, warnings, known)
+    problems.raise_if_any()
+    assert clients is not None
+    assert sessions is not None
+    return Cohort(clients=clients, sessions=sessions)
+
+
+def iter_session_chunks(
+    path: Path,
+    chunk_rows: int,
+    problems: Problems,
+    warnings: list[str],
+    known_clients: pd.Series | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Yield validated chunks of sessions.csv, so large files are scored in flat memory.
+
+    A chunk the typed reader cannot parse is read again as text from where it started, so
+    the problem is reported with its exact value. Duplicates across chunks are the caller's
+    to find (it regroups rows by client).
+    """
+    reader = _read_csv(path, SESSION_COLUMNS, problems, chunksize=chunk_rows)
+    offset = 0
+    while reader is not None:
+        assert not isinstance(reader, pd.DataFrame)
+        try:
+            for raw in reader:
+                if offset == 0 and not _check_header(
+                    path.name, raw, SESSION_COLUMNS, problems, warnings
+                ):
+                    return
+                chunk = validate_sessions(path.name, raw, problems, known_clients, offset)
+                offset += len(raw)
+                yield chunk
+            reader = None
+        except ValueError as exc:
+            if isinstance(exc, pd.errors.EmptyDataError | pd.errors.ParserError):
+                problems.add(_read_failure(path, exc))
+                return
+            reader = pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                chunksize=chunk_rows,
+                skiprows=range(1, offset + 1),
+            )
+    if offset == 0 and problems.total == 0:
+        problems.add(f"{path.name}: the file has a header but no data rows")

@@ -1,0 +1,46 @@
+"""`dropout-risk evaluate`: the training report, for any labelled cohort and model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from training.contract import Cohort
+from training.evaluation import Thresholds, evaluate
+from training.registry import Registry
+from training.report import render_report
+from training.train import labelled_examples
+
+
+def evaluate_cohort(
+    models_dir: Path,
+    version: str,
+    cohort: Cohort,
+    report_path: Path,
+    step: Callable[[str], None],
+    n_boot: int = 200,
+) -> dict[str, Any]:
+    """Score every landmark example of the cohort and write the report; returns metrics."""
+    loaded = Registry(models_dir).load(version)
+    meta = loaded.metadata
+    step("building landmark features")
+    data = labelled_examples(cohort, tuple(meta["landmarks"]))
+    step(f"scoring with model {loaded.version}")
+    p = loaded.model.predict_proba(data.examples.X)[:, 1]
+    rows = data.examples.row_client.argsort(kind="stable")
+    eval_data = data.eval_data(rows, p[rows])
+    th = meta["thresholds"]
+    results = evaluate(eval_data, Thresholds(th["moderate"], th["high"]), n_boot=n_boot)
+    step("writing the report")
+    html = render_report(
+        eval_data,
+        results,
+        meta,
+        title=f"Evaluation of model {loaded.version} on {report_path.stem}",
+    )
+    tmp = report_path.with_name(f".{report_path.name}.partial")
+    tmp.write_text(html)
+    os.replace(tmp, report_path)
+    return results

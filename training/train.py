@@ -1,0 +1,344 @@
+"""Model selection, calibration, thresholds and the artifact, from a validated cohort.
+
+Clients are split once into a development part and a held-out test part that selection
+never sees. On the development part every candidate gets out-of-fold scores from 5-fold
+cross-validation grouped by client (all landmarks of a client in one fold); each
+calibration method is fitted and scored on those scores by cross-fitting over the same
+folds; the pair with the lowest Brier score wins (log loss breaks ties, AUC is reported).
+Thresholds come from the calibrated out-of-fold probabilities. The held-out test part
+gives the reported metrics with cluster-bootstrap intervals. No resampling: class balance
+is left as it is, so probabilities stay calibrated (Bennemann et al. 2022; domain.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import sklearn
+from sklearn.base import clone
+from sklearn.model_selection import GroupKFold, cross_val_predict
+
+from training.contract import MEASURE_COLUMNS, Cohort
+from training.evaluation import EvalData, Thresholds, auc, brier, evaluate, level_stats, log_loss
+from training.features import (
+    DEFAULT_LANDMARKS,
+    FEATURES,
+    GENDER_FEMALE,
+    GENDER_MALE,
+    GENDER_OTHER,
+    Examples,
+    SessionGrid,
+    grid_from_tables,
+    landmark_examples,
+)
+from training.model import (
+    CALIBRATION_METHODS,
+    CalibratedModel,
+    apply_calibrator,
+    candidates,
+    fit_calibrator,
+)
+from training.model_card import render_model_card
+from training.registry import METADATA_FILE, MODEL_FILE, Registry, sha256_of
+from training.report import render_report
+
+Step = Callable[[str], None]
+_GENDER_NAMES = {GENDER_FEMALE: "female", GENDER_MALE: "male", GENDER_OTHER: "other"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Choices an analyst can make at train time (CLI flags)."""
+
+    landmarks: tuple[int, ...] = DEFAULT_LANDMARKS
+    seed: int = 0
+    test_fraction: float = 0.2
+    folds: int = 5
+    flag_rates: tuple[float, float] = (0.40, 0.15)  # share flagged moderate-or-high, high
+    thresholds: tuple[float, float] | None = None  # fixed (moderate, high) instead
+    n_boot: int = 200
+
+
+@dataclass
+class LabelledExamples:
+    """Landmark examples of a labelled cohort with what evaluation needs per row."""
+
+    examples: Examples
+    y: npt.NDArray[np.int8]
+    client_ids: npt.NDArray[np.object_]
+    grid: SessionGrid
+    therapist_volume: npt.NDArray[np.int64]
+
+    def eval_data(self, rows: npt.NDArray[np.int64], p: npt.NDArray[np.float64]) -> EvalData:
+        owner = self.examples.row_client[rows]
+        gender = np.array(
+            [_GENDER_NAMES.get(int(g), "unknown") for g in self.grid.gender], dtype=object
+        )
+        return EvalData(
+            y=self.y[rows],
+            p=p,
+            client=self.client_ids[owner],
+            landmark=self.examples.landmark[rows],
+            gender=gender[owner],
+            age=self.grid.age[owner],
+            therapist_volume=self.therapist_volume[owner],
+        )
+
+
+def labelled_examples(cohort: Cohort, landmarks: tuple[int, ...]) -> LabelledExamples:
+    """Build landmark examples labelled with each client's episode outcome."""
+    ids, grid = grid_from_tables(cohort.sessions, cohort.clients, max(landmarks))
+    clients = cohort.clients.set_index("client_id").reindex(ids)
+    label = clients["dropout"].to_numpy(dtype=np.float64)
+    examples = landmark_examples(grid, landmarks)
+    volume = np.zeros(len(ids), dtype=np.int64)
+    if "therapist_id" in clients.columns:
+        ther = cohort.clients["therapist_id"]
+        counts = ther.map(ther.value_counts())
+        per_client = pd.Series(counts.to_numpy(), index=cohort.clients["client_id"])
+        volume = per_client.reindex(ids).fillna(0).to_numpy(dtype=np.int64)
+    y = label[examples.row_client].astype(np.int8)
+    return LabelledExamples(examples, y, ids, grid, volume)
+
+
+def _split_clients(
+    y_client: npt.NDArray[np.float64], fraction: float, seed: int
+) -> npt.NDArray[np.bool_]:
+    """Stratified random choice of held-out test clients."""
+    rng = np.random.default_rng(seed)
+    test = np.zeros(y_client.shape[0], dtype=bool)
+    for value in (0.0, 1.0):
+        idx = np.flatnonzero(y_client == value)
+        test[rng.choice(idx, size=round(fraction * idx.size), replace=False)] = True
+    return test
+
+
+@dataclass
+class Selection:
+    """What model selection compared and chose."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    best: tuple[str, str] = ("", "")
+    oof: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)
+    calibrated_oof: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+
+
+def _cross_fit_calibration(
+    method: str, oof: npt.NDArray[np.float64], y: npt.NDArray[np.int8], folds: list[tuple[Any, Any]]
+) -> npt.NDArray[np.float64]:
+    out = np.empty_like(oof)
+    for train_idx, test_idx in folds:
+        calibrator = fit_calibrator(method, oof[train_idx], y[train_idx])
+        out[test_idx] = apply_calibrator(calibrator, oof[test_idx])
+    return out
+
+
+def select_model(
+    X: npt.NDArray[np.float64],
+    y: npt.NDArray[np.int8],
+    groups: npt.NDArray[np.int64],
+    config: TrainConfig,
+    step: Step,
+) -> Selection:
+    """Grouped CV of every candidate x calibration method; lowest Brier score wins."""
+    folds = list(
+        GroupKFold(n_splits=config.folds, shuffle=True, random_state=config.seed).split(
+            X, y, groups
+        )
+    )
+    sel = Selection()
+    best_key: tuple[float, float] = (np.inf, np.inf)
+    for name, estimator in candidates(config.seed).items():
+        step(f"cross-validating {name}")
+        oof = cross_val_predict(clone(estimator), X, y, cv=folds, method="predict_proba")[:, 1]
+        sel.oof[name] = oof
+        for method in CALIBRATION_METHODS:
+            p = _cross_fit_calibration(method, oof, y, folds)
+            row: dict[str, Any] = {
+                "estimator": name,
+                "calibration": method,
+                "brier": brier(y, p),
+                "log_loss": log_loss(y, p),
+                "auc": auc(y, p),
+            }
+            sel.rows.append(row)
+            key = (round(row["brier"], 6), row["log_loss"])
+            if key < best_key:
+                best_key, sel.best, sel.calibrated_oof = key, (name, method), p
+    return sel
+
+
+def choose_thresholds(
+    p: npt.NDArray[np.float64], y: npt.NDArray[np.int8], config: TrainConfig
+) -> dict[str, Any]:
+    """Risk-level cut-offs from validation probabilities, with what they flag."""
+    if config.thresholds is not None:
+        moderate, high = config.thresholds
+        rule = "fixed at train time"
+    else:
+        mod_rate, high_rate = config.flag_rates
+        moderate = float(np.quantile(p, 1 - mod_rate))
+        high = float(np.quantile(p, 1 - high_rate))
+        rule = (
+            f"quantiles flagging {mod_rate:.0%} (moderate or high) and {high_rate:.0%} "
+            "(high) of validation examples"
+        )
+    moderate, high = round(moderate, 3), round(high, 3)
+    return {
+        "moderate": moderate,
+        "high": high,
+        "rule": rule,
+        "validation": {"moderate": level_stats(y, p, moderate), "high": level_stats(y, p, high)},
+    }
+
+
+def _fingerprint(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(sha256_of(path).encode())
+    return digest.hexdigest()
+
+
+def _instruments(sessions: pd.DataFrame) -> list[str]:
+    seen = [c for c in MEASURE_COLUMNS if c in sessions.columns and sessions[c].notna().any()]
+    names = {"wai": "wai_sr", "srs": "srs", "ors": "ors", "phq9": "phq9"}
+    return sorted({names[c.split("_")[0]] for c in seen})
+
+
+@dataclass(frozen=True)
+class TrainInputs:
+    """A validated cohort and where it came from."""
+
+    cohort: Cohort
+    sessions_path: Path
+    clients_path: Path
+    simulator: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    version: str
+    folder: Path
+    champion: bool
+    metadata: dict[str, Any]
+
+
+def train(
+    inputs: TrainInputs, registry: Registry, config: TrainConfig, promote: bool, step: Step
+) -> TrainResult:
+    """Select, fit, evaluate and register a model; returns the new version."""
+    step("building landmark features")
+    data = labelled_examples(inputs.cohort, config.landmarks)
+    owners = data.examples.row_client
+    test_client = _split_clients(
+        inputs.cohort.clients.set_index("client_id")
+        .reindex(data.client_ids)["dropout"]
+        .to_numpy(dtype=np.float64),
+        config.test_fraction,
+        config.seed,
+    )
+    dev = np.flatnonzero(~test_client[owners])
+    test = np.flatnonzero(test_client[owners])
+    X = data.examples.X
+    sel = select_model(X[dev], data.y[dev], owners[dev], config, step)
+    name, method = sel.best
+    step(f"fitting {name} with {method} calibration on all development clients")
+    base = clone(candidates(config.seed)[name]).fit(X[dev], data.y[dev])
+    calibrator = fit_calibrator(method, sel.oof[name], data.y[dev])
+    model = CalibratedModel(base, calibrator, method).fit(X[dev], data.y[dev])
+    thresholds = choose_thresholds(sel.calibrated_oof, data.y[dev], config)
+    step("evaluating on held-out clients")
+    p_test = model.predict_proba(X[test])[:, 1]
+    eval_data = data.eval_data(test, p_test)
+    results = evaluate(
+        eval_data,
+        Thresholds(thresholds["moderate"], thresholds["high"]),
+        n_boot=config.n_boot,
+        seed=config.seed,
+    )
+    step("writing the artifact, report and model card")
+    meta = _metadata(inputs, data, dev, test, sel, thresholds, results, config)
+    return _write_artifact(registry, model, meta, eval_data, results, promote)
+
+
+def _metadata(
+    inputs: TrainInputs,
+    data: LabelledExamples,
+    dev: npt.NDArray[np.int64],
+    test: npt.NDArray[np.int64],
+    sel: Selection,
+    thresholds: dict[str, Any],
+    results: dict[str, Any],
+    config: TrainConfig,
+) -> dict[str, Any]:
+    cohort = inputs.cohort
+    name, method = sel.best
+    return {
+        "created_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "sklearn_version": sklearn.__version__,
+        "estimator": name,
+        "calibration": method,
+        "landmarks": list(config.landmarks),
+        "features": list(FEATURES),
+        "instruments": _instruments(cohort.sessions),
+        "training_data": {
+            "sessions_file": inputs.sessions_path.name,
+            "clients_file": inputs.clients_path.name,
+            "fingerprint": _fingerprint([inputs.sessions_path, inputs.clients_path]),
+            "n_clients": len(cohort.clients),
+            "n_sessions": len(cohort.sessions),
+            "n_examples": int(data.y.shape[0]),
+            "dropout_rate": float(cohort.clients["dropout"].mean()),
+            "development_clients": int(np.unique(data.examples.row_client[dev]).size),
+            "test_clients": int(np.unique(data.examples.row_client[test]).size),
+            "simulated": inputs.simulator is not None,
+            "simulator": inputs.simulator,
+        },
+        "selection": {
+            "cv": f"{config.folds}-fold cross-validation grouped by client on development "
+            "clients; calibration cross-fitted on out-of-fold scores; lowest Brier wins",
+            "candidates": sel.rows,
+            "chosen": {"estimator": name, "calibration": method},
+        },
+        "metrics": results,
+        "thresholds": thresholds,
+        "seed": config.seed,
+    }
+
+
+def _write_artifact(
+    registry: Registry,
+    model: CalibratedModel,
+    meta: dict[str, Any],
+    eval_data: EvalData,
+    results: dict[str, Any],
+    promote: bool,
+) -> TrainResult:
+    registry.root.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=".staging-", dir=registry.root))
+    try:
+        model_path = staged / MODEL_FILE
+        joblib.dump(model, model_path, compress=3)
+        sha = sha256_of(model_path)
+        version = f"{meta['created_at'][:10].replace('-', '')}-{sha[:8]}"
+        meta = {"version": version, "created_at": meta.pop("created_at"), "sha256": sha, **meta}
+        (staged / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        (staged / "report.html").write_text(render_report(eval_data, results, meta))
+        (staged / "model_card.md").write_text(render_model_card(meta))
+        champion = registry.register(staged, meta, promote)
+    finally:
+        if staged.exists():
+            shutil.rmtree(staged)
+    return TrainResult(version, registry.root / version, champion, meta)
