@@ -80,7 +80,7 @@ def test_nan_inf_and_na_text_are_not_taken_as_missing(tmp_path: Path, token: str
 
 def test_non_integer_where_integer_required(tmp_path: Path) -> None:
     error = _errors(tmp_path, SESSIONS.replace("A-1,2,", "A-1,2.5,"))
-    assert "sessions.csv:3: column session_number: value 2.5 is not an integer >= 1" in (
+    assert "sessions.csv:3: column session_number: value 2.5 is not an integer >= 1 (required)" in (
         error.problems
     )
 
@@ -107,7 +107,7 @@ def test_duplicate_client_and_bad_age_and_label(tmp_path: Path) -> None:
     clients = CLIENTS + "A-1,T2,130,female,maybe\n"
     error = _errors(tmp_path, SESSIONS, clients)
     assert error.problems == [
-        "clients.csv:4: column age: value 130.0 is not an integer from 12 to 100",
+        "clients.csv:4: column age: value 130 is not an integer from 12 to 100",
         "clients.csv:4: column dropout: value 'maybe' is not 0/1 or true/false",
         "clients.csv:4: column client_id: value 'A-1' is a duplicate (client_id must be unique)",
     ]
@@ -181,7 +181,7 @@ def test_cli_exit_status_2_with_message_and_no_traceback(
     status, _ = _run_validate(tmp_path, SESSIONS.replace(",35.5,", ",41,"))
     captured = capsys.readouterr()
     assert status == 2
-    assert "sessions.csv:2: column srs_total: value 41.0 is not a number from 0 to 40" in (
+    assert "sessions.csv:2: column srs_total: value 41 is not a number from 0 to 40" in (
         captured.err
     )
     assert "Traceback" not in captured.err + captured.out
@@ -212,3 +212,28 @@ def test_chunked_reading_reports_true_line_numbers(tmp_path: Path) -> None:
         "sessions.csv:39: column srs_total: value 'oops' is not a number from 0 to 40"
     ]
     assert pd.concat(chunks)["srs_total"].notna().sum() == 49
+
+
+def test_blank_required_session_number(tmp_path: Path) -> None:
+    error = _errors(tmp_path, SESSIONS.replace("A-1,2,", "A-1,,"))
+    assert error.problems == [
+        "sessions.csv:3: column session_number: value '' is not an integer >= 1 (required)"
+    ]
+
+
+def test_bad_label_reported_once(tmp_path: Path) -> None:
+    error = _errors(
+        tmp_path, SESSIONS, CLIENTS.replace(",female,1", ",female,yes"), need_labels=True
+    )
+    assert error.problems == ["clients.csv:2: column dropout: value 'yes' is not 0/1 or true/false"]
+
+
+def test_warning_shown_even_when_validation_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = SESSIONS.replace("phq9_total\n", "phq9_total,note\n", 1).replace(",14\n", ",14,x\n")
+    status, _ = _run_validate(tmp_path, bad.replace(",35.5,", ",41,"))
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "warning: sessions.csv: ignoring unknown column(s): note" in err
+    assert "value 41 is not a number from 0 to 40" in err

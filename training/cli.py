@@ -49,11 +49,6 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _warn(lines: list[str]) -> None:
-    for line in lines:
-        err.print(line, markup=False)
-
-
 @contextmanager
 def _steps(title: str) -> Iterator[Callable[[str], None]]:
     """A spinner per long step on stderr (quiet when stderr is not a terminal)."""
@@ -75,6 +70,16 @@ def _steps(title: str) -> Iterator[Callable[[str], None]]:
         yield step
         if task:
             progress.update(task[0], completed=1, total=1)
+
+
+@contextmanager
+def _warnings_shown(warnings: list[str]) -> Iterator[None]:
+    """Print collected warnings when the block ends, whether it failed or not."""
+    try:
+        yield
+    finally:
+        for line in warnings:
+            err.print(line, markup=False)
 
 
 def _parse_pair(text: str, option: str) -> tuple[float, float]:
@@ -101,8 +106,8 @@ def validate(
 ) -> None:
     """Check sessions.csv and clients.csv against the cohort contract (exit 2 if broken)."""
     warnings: list[str] = []
-    cohort = load_cohort(sessions, clients, need_labels=labels, warnings=warnings)
-    _warn(warnings)
+    with _warnings_shown(warnings):
+        cohort = load_cohort(sessions, clients, need_labels=labels, warnings=warnings)
     out.print(
         f"ok: {len(cohort.clients)} clients, {len(cohort.sessions)} sessions "
         "follow the cohort contract"
@@ -195,11 +200,10 @@ def train(
     )
     started = time.perf_counter()
     warnings: list[str] = []
-    with _steps("validating the cohort") as step:
+    with _warnings_shown(warnings), _steps("validating the cohort") as step:
         cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
         inputs = TrainInputs(cohort, sessions, clients, read_sidecar(sessions.parent))
         result = run_training(inputs, Registry(models_dir), config, promote, step)
-    _warn(warnings)
     _print_summary(result.metadata, result.champion, result.folder, time.perf_counter() - started)
     out.print(result.version)
 
@@ -270,10 +274,9 @@ def evaluate(
     from training.evaluate import evaluate_cohort
 
     warnings: list[str] = []
-    with _steps("validating the cohort") as step:
+    with _warnings_shown(warnings), _steps("validating the cohort") as step:
         cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
         results = evaluate_cohort(models_dir, model, cohort, report_path, step)
-    _warn(warnings)
     out.print(f"AUC {_fmt(results['overall']['auc'])}, Brier {_fmt(results['overall']['brier'])}")
     out.print(f"report {report_path}")
 
@@ -297,14 +300,17 @@ def predict(
 
     loaded = Registry(models_dir).load(model)
     warnings: list[str] = []
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("scoring"),
-        BarColumn(),
-        TextColumn("{task.completed:,} session rows"),
-        TimeElapsedColumn(),
-        console=err,
-    ) as progress:
+    with (
+        _warnings_shown(warnings),
+        Progress(
+            SpinnerColumn(),
+            TextColumn("scoring"),
+            BarColumn(),
+            TextColumn("{task.completed:,} session rows"),
+            TimeElapsedColumn(),
+            console=err,
+        ) as progress,
+    ):
         task = progress.add_task("scoring", total=None)
         stats = predict_file(
             loaded,
@@ -315,7 +321,6 @@ def predict(
             chunk_rows,
             lambda n: progress.advance(task, n),
         )
-    _warn(warnings)
     out.print(f"scored {stats.clients:,} clients with model {loaded.version} -> {out_path}")
 
 

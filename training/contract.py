@@ -94,7 +94,8 @@ class Problems:
     ) -> None:
         """Report offending rows of one column, one message per row."""
         for line, value in zip(lines, values, strict=True):
-            self.add(f"{file}:{line}: column {column}: value {value!r} is not {rule}")
+            shown = _plain(value) if isinstance(value, float) else repr(value)
+            self.add(f"{file}:{line}: column {column}: value {shown} is not {rule}")
 
     def raise_if_any(self) -> None:
         if self.total:
@@ -230,6 +231,8 @@ def _parse_number(file: str, col: Column, cells: pd.Series, problems: Problems) 
         present = cells.notna().to_numpy()
     arr = values.to_numpy()
     bad = present & ~np.isfinite(arr)
+    if col.required:
+        bad |= ~present
     with np.errstate(invalid="ignore"):
         if col.kind == "int":
             bad |= present & np.isfinite(arr) & (arr != np.round(arr))
@@ -237,7 +240,7 @@ def _parse_number(file: str, col: Column, cells: pd.Series, problems: Problems) 
             bad |= present & (arr < col.low)
         if col.high is not None:
             bad |= present & (arr > col.high)
-    _report(file, col, cells, bad, problems)
+    _report(file, col, cells, bad, problems, col.rule + (" (required)" if col.required else ""))
     return values
 
 
@@ -308,14 +311,17 @@ def _check_known_clients(
     _report(file, SESSION_COLUMNS[0], ids, unknown, problems, "a client_id listed in clients.csv")
 
 
-def _check_labels(file: str, clients: pd.DataFrame, problems: Problems) -> None:
+def _check_labels(
+    file: str, clients: pd.DataFrame, raw_labels: pd.Series, problems: Problems
+) -> None:
+    """Every episode needs its label for training; invalid labels are reported already."""
     if "dropout" not in clients.columns:
         problems.add(
             f"{file}: column 'dropout' is missing (training and evaluation need "
             "the outcome label: 1 = dropped out, 0 = completed)"
         )
         return
-    missing = clients["dropout"].isna().to_numpy()
+    missing = clients["dropout"].isna().to_numpy() & raw_labels.isna().to_numpy()
     _report(
         file,
         CLIENT_COLUMNS[4],
@@ -336,7 +342,8 @@ def read_clients(
     clients = _parse_table(path.name, raw, CLIENT_COLUMNS, problems)
     _check_unique(path.name, clients, ["client_id"], "client_id", problems)
     if need_labels:
-        _check_labels(path.name, clients, problems)
+        labels = raw["dropout"] if "dropout" in raw.columns else pd.Series(dtype="str")
+        _check_labels(path.name, clients, labels, problems)
     return clients
 
 

@@ -97,11 +97,12 @@ def _score_batch(
 ) -> int:
     ids, grid = grid_from_tables(batch, clients, max(loaded.metadata["landmarks"]))
     p, landmark = score_grid(loaded, grid)
+    p = np.round(p, 4)  # the level is derived from the published number, so rows agree
     frame = pd.DataFrame(
         {
             "client_id": ids,
             "landmark_session": landmark,
-            "probability": np.round(p, 4),
+            "probability": p,
             "risk_level": risk_levels(p, loaded.metadata["thresholds"]),
             "model_version": loaded.version,
         }

@@ -114,6 +114,7 @@ class Registry:
                     "version": version,
                     "created_at": metadata["created_at"],
                     "sha256": metadata["sha256"],
+                    "metadata_sha256": sha256_of(target / METADATA_FILE),
                     "estimator": metadata["estimator"],
                     "auc": metadata["metrics"]["overall"]["auc"]["estimate"],
                 }
@@ -139,13 +140,8 @@ class Registry:
         for needed in (model_path, meta_path):
             if not needed.is_file():
                 raise ArtifactError(f"model {entry['version']}: {needed} is missing")
-        actual = sha256_of(model_path)
-        if not hmac.compare_digest(actual, str(entry["sha256"])):
-            raise ArtifactError(
-                f"model {entry['version']}: {model_path} does not match the sha256 recorded in "
-                f"{self.path} (expected {entry['sha256']}, found {actual}); refusing to load a "
-                "modified artifact"
-            )
+        _verify(entry["version"], model_path, str(entry["sha256"]), self.path)
+        _verify(entry["version"], meta_path, str(entry.get("metadata_sha256")), self.path)
         metadata = json.loads(meta_path.read_text())
         _check_sklearn_version(entry["version"], str(metadata.get("sklearn_version")))
         with warnings.catch_warnings():
@@ -155,6 +151,15 @@ class Registry:
             except InconsistentVersionWarning as exc:
                 raise ArtifactError(f"model {entry['version']}: {exc}") from exc
         return LoadedModel(model=model, metadata=metadata)
+
+
+def _verify(version: str, path: Path, expected: str, registry: Path) -> None:
+    actual = sha256_of(path)
+    if not hmac.compare_digest(actual, expected):
+        raise ArtifactError(
+            f"model {version}: {path} does not match the sha256 recorded in {registry} "
+            f"(expected {expected}, found {actual}); refusing to load a modified artifact"
+        )
 
 
 def _check_sklearn_version(version: str, trained_with: str) -> None:

@@ -80,7 +80,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], caption: str =
 def _svg(fig: Figure, prefix: str, label: str) -> str:
     """Inline SVG of a figure; ids prefixed so several plots can share one page."""
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
     text = text[text.index("<svg") :]
     text = re.sub(r"<metadata>.*?</metadata>|<style[^>]*>.*?</style>", "", text, flags=re.S)
@@ -98,6 +98,8 @@ def _figure(fig: Figure, prefix: str, caption: str) -> str:
 
 def _new_axes(title: str, xlabel: str, ylabel: str) -> tuple[Figure, Axes]:
     fig = Figure(figsize=(5.0, 3.8))
+    # fixed margins: a tight bounding box would draw every figure twice
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.13, top=0.92)
     ax = fig.subplots()
     ax.set_title(title)
     ax.set_xlabel(xlabel)

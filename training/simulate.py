@@ -49,7 +49,7 @@ class SimulationParams:
     slope_logit: float = 0.35  # per SD flatter/falling early alliance slope
     rupture_logit: float = 0.9  # unrepaired rupture
     age_logit_per_decade: float = -0.22  # younger clients drop out more
-    therapist_icc: float = 0.10  # Saxon et al. 2017: 12.6% between therapists
+    therapist_icc: float = 0.126  # Saxon et al. 2017: 12.6% between therapists
     clients_per_therapist: float = 40.0
     therapists_per_site: int = 8
     site_mix: tuple[float, float, float] = (0.5, 0.25, 0.25)  # both, WAI-SR only, SRS/ORS only

@@ -1,0 +1,269 @@
+"""Metrics against hand-computed values, and the bootstrap's statistical behaviour."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from training.evaluation import (
+    EvalData,
+    Thresholds,
+    auc,
+    brier,
+    calibration_slope_intercept,
+    evaluate,
+    format_metric,
+    level_stats,
+    log_loss,
+    net_benefit,
+)
+
+# Positives score 0.35, 0.8, 0.9; negatives 0.1, 0.4, 0.35. Of the 9 pairs the positive wins
+# 7 and ties 1 (0.35 vs 0.35): AUC = 7.5 / 9.
+Y_SMALL = np.array([0, 0, 1, 1, 0, 1], dtype=np.int8)
+P_SMALL = np.array([0.1, 0.4, 0.35, 0.8, 0.35, 0.9])
+
+
+def _expit(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    out: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-z))
+    return out
+
+
+def _logit(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    out: npt.NDArray[np.float64] = np.log(p / (1.0 - p))
+    return out
+
+
+def _calibrated(n: int, seed: int) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64]]:
+    """Outcomes drawn from the probabilities themselves: perfectly calibrated by construction."""
+    rng = np.random.default_rng(seed)
+    p = _expit(rng.normal(-1.2, 0.8, n))
+    y = (rng.random(n) < p).astype(np.int8)
+    return y, p
+
+
+def make_data(n_clients: int, seed: int, rows_per_client: int = 2) -> EvalData:
+    """A calibrated cohort with every client scored at landmarks 1..rows_per_client."""
+    rng = np.random.default_rng(seed)
+    risk = rng.normal(-1.2, 0.7, n_clients)
+    owner = np.repeat(np.arange(n_clients), rows_per_client)
+    p = _expit(risk[owner] + rng.normal(0.0, 0.2, owner.size))
+    y_client = (rng.random(n_clients) < _expit(risk)).astype(np.int8)
+    genders = np.array(["female", "male", "other", "unknown"], dtype=object)
+    age = rng.uniform(18, 75, n_clients)
+    age[::10] = np.nan
+    return EvalData(
+        y=y_client[owner],
+        p=p,
+        client=np.array([f"c{i}" for i in owner], dtype=object),
+        landmark=np.tile(np.arange(1, rows_per_client + 1), n_clients),
+        gender=genders[rng.choice(4, n_clients, p=[0.6, 0.34, 0.03, 0.03])][owner],
+        age=age[owner],
+        therapist_volume=rng.choice([0, 5, 30, 80], n_clients)[owner],
+    )
+
+
+def test_auc_matches_hand_computed_value_with_ties() -> None:
+    assert auc(Y_SMALL, P_SMALL) == pytest.approx(7.5 / 9)
+
+
+def test_auc_weights_act_as_repeated_rows() -> None:
+    # Weight 2 on the 0.1 negative: pairs 3 x 4 = 12, positive wins 2.5 + 4 + 4 = 10.5.
+    w = np.array([2, 1, 1, 1, 1, 1], dtype=np.float64)
+    assert auc(Y_SMALL, P_SMALL, w) == pytest.approx(10.5 / 12)
+    assert auc(Y_SMALL, P_SMALL, w) == pytest.approx(auc(np.r_[Y_SMALL, 0], np.r_[P_SMALL, 0.1]))
+
+
+def test_auc_extremes_and_undefined() -> None:
+    assert auc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == 1.0
+    assert auc([1, 1, 0, 0], [0.1, 0.2, 0.3, 0.4]) == 0.0
+    assert auc([0, 1], [0.5, 0.5]) == 0.5
+    assert math.isnan(auc([1, 1, 1], [0.1, 0.2, 0.3]))
+    assert math.isnan(auc(Y_SMALL, P_SMALL, Y_SMALL == 1))  # all negatives weighted 0
+
+
+def test_brier_and_log_loss_hand_values() -> None:
+    assert brier([1, 0], [0.8, 0.3]) == pytest.approx((0.2**2 + 0.3**2) / 2)
+    assert log_loss([1, 0], [0.8, 0.3]) == pytest.approx(-(math.log(0.8) + math.log(0.7)) / 2)
+    assert brier([1, 0], [0.8, 0.3], [3, 1]) == pytest.approx((3 * 0.04 + 0.09) / 4)
+
+
+def test_log_loss_clips_certain_wrong_predictions() -> None:
+    assert log_loss([1], [0.0]) == pytest.approx(-math.log(1e-15))
+
+
+def test_perfectly_calibrated_probabilities_give_slope_one_intercept_zero() -> None:
+    y, p = _calibrated(100_000, seed=1)
+    slope, intercept = calibration_slope_intercept(y, p)
+    assert slope == pytest.approx(1.0, abs=0.03)
+    assert intercept == pytest.approx(0.0, abs=0.02)
+
+
+def test_too_extreme_predictions_give_slope_below_one() -> None:
+    y, p = _calibrated(100_000, seed=2)
+    extreme = _expit(2.0 * _logit(p))  # pushed away from 0.5: true slope 0.5
+    slope, _ = calibration_slope_intercept(y, extreme)
+    assert slope == pytest.approx(0.5, abs=0.03)
+
+
+def test_under_predicted_risk_gives_positive_intercept() -> None:
+    y, p = _calibrated(100_000, seed=3)
+    slope, intercept = calibration_slope_intercept(y, _expit(_logit(p) - 0.5))
+    assert intercept == pytest.approx(0.5, abs=0.03)
+    assert slope == pytest.approx(1.0, abs=0.03)
+
+
+def test_calibration_weights_act_as_repeated_rows() -> None:
+    y, p = _calibrated(2_000, seed=4)
+    w = np.random.default_rng(5).poisson(1.0, y.size)
+    repeated = np.repeat(np.arange(y.size), w)
+    weighted = calibration_slope_intercept(y, p, w)
+    assert weighted == pytest.approx(calibration_slope_intercept(y[repeated], p[repeated]))
+
+
+def test_calibration_undefined_without_both_classes() -> None:
+    slope, intercept = calibration_slope_intercept([0, 0, 0], [0.1, 0.2, 0.3])
+    assert math.isnan(slope)
+    assert math.isnan(intercept)
+
+
+def test_net_benefit_of_treat_all_matches_formula() -> None:
+    y, _ = _calibrated(1_000, seed=6)
+    t = np.array([0.05, 0.2, 0.5])
+    prevalence = y.mean()
+    expected = prevalence - (1 - prevalence) * t / (1 - t)
+    assert net_benefit(y, np.ones(y.size), t) == pytest.approx(expected)
+    assert net_benefit(y, np.zeros(y.size), t) == pytest.approx(np.zeros(3))
+
+
+def test_net_benefit_hand_value() -> None:
+    # At t = 0.3: flagged p >= 0.3 are 0.4, 0.35, 0.8, 0.35, 0.9 -> TP 3, FP 2, n 6.
+    expected = 3 / 6 - 2 / 6 * 0.3 / 0.7
+    assert net_benefit(Y_SMALL, P_SMALL, [0.3]) == pytest.approx([expected])
+
+
+def test_level_stats_hand_values() -> None:
+    stats = level_stats(Y_SMALL, P_SMALL, 0.35)  # flags 0.4, 0.35, 0.8, 0.35, 0.9
+    assert stats["flag_rate"] == pytest.approx(5 / 6)
+    assert stats["sensitivity"] == pytest.approx(1.0)
+    assert stats["ppv"] == pytest.approx(3 / 5)
+    assert stats["false_negative_rate"] == pytest.approx(0.0)
+    assert level_stats(Y_SMALL, P_SMALL, 0.85)["sensitivity"] == pytest.approx(1 / 3)
+    assert math.isnan(level_stats(Y_SMALL, P_SMALL, 0.95)["ppv"])  # nobody flagged
+
+
+def test_invalid_inputs_are_rejected() -> None:
+    with pytest.raises(ValueError, match="length"):
+        auc([0, 1], [0.5])
+    with pytest.raises(ValueError, match="0 and 1"):
+        auc([0, 2], [0.5, 0.5])
+    with pytest.raises(ValueError, match="probabilities"):
+        brier([0, 1], [0.5, 1.5])
+    with pytest.raises(ValueError, match="thresholds"):
+        net_benefit([0, 1], [0.5, 0.5], [1.0])
+
+
+TH = Thresholds(moderate=0.25, high=0.4)
+
+
+def _width(m: dict[str, Any]) -> float:
+    lo, hi = m["ci95"]
+    return float(hi) - float(lo)
+
+
+def test_evaluate_estimates_match_the_metric_functions() -> None:
+    data = make_data(400, seed=7)
+    res = evaluate(data, TH, n_boot=20, seed=0)
+    assert res["n_examples"] == 800
+    assert res["n_clients"] == 400
+    assert res["prevalence"] == pytest.approx(data.y.mean())
+    assert res["overall"]["auc"]["estimate"] == pytest.approx(auc(data.y, data.p))
+    slope, intercept = calibration_slope_intercept(data.y, data.p)
+    assert res["overall"]["calibration_slope"]["estimate"] == pytest.approx(slope)
+    assert res["overall"]["calibration_intercept"]["estimate"] == pytest.approx(intercept)
+    high = level_stats(data.y, data.p, TH.high)
+    assert res["overall"]["high"]["sensitivity"]["estimate"] == pytest.approx(high["sensitivity"])
+    first = data.landmark == 1
+    row = res["per_landmark"][0]
+    assert (row["landmark"], row["n"]) == (1, 400)
+    assert row["auc"]["estimate"] == pytest.approx(auc(data.y[first], data.p[first]))
+
+
+def test_bootstrap_interval_contains_estimate_and_narrows_with_more_data() -> None:
+    small = evaluate(make_data(200, seed=8), TH, n_boot=60, seed=0)
+    large = evaluate(make_data(2_000, seed=8), TH, n_boot=60, seed=0)
+    for res in (small, large):
+        for key in ("auc", "brier", "calibration_slope", "calibration_intercept"):
+            m = res["overall"][key]
+            assert m["ci95"][0] <= m["estimate"] <= m["ci95"][1], key
+    for key in ("auc", "brier", "calibration_intercept"):
+        assert _width(large["overall"][key]) < 0.6 * _width(small["overall"][key]), key
+
+
+def test_bootstrap_resamples_clients_not_rows() -> None:
+    # Tripling every client's rows adds no information; a row bootstrap would narrow the
+    # interval by about sqrt(3), the client bootstrap must leave it unchanged.
+    one = make_data(500, seed=9, rows_per_client=1)
+    tripled = EvalData(*(np.repeat(np.asarray(a), 3) for a in vars(one).values()))
+    res_one = evaluate(one, TH, n_boot=50, seed=3)
+    res_three = evaluate(tripled, TH, n_boot=50, seed=3)
+    assert res_three["overall"]["auc"]["ci95"] == pytest.approx(res_one["overall"]["auc"]["ci95"])
+
+
+def test_evaluate_is_deterministic_and_seeded() -> None:
+    data = make_data(300, seed=10)
+    first = evaluate(data, TH, n_boot=30, seed=5)
+    assert evaluate(data, TH, n_boot=30, seed=5) == first
+    other = evaluate(data, TH, n_boot=30, seed=6)
+    assert other["overall"]["auc"]["ci95"] != first["overall"]["auc"]["ci95"]
+    assert other["overall"]["auc"]["estimate"] == first["overall"]["auc"]["estimate"]
+
+
+def test_evaluate_output_is_strict_json() -> None:
+    res = evaluate(make_data(200, seed=11), TH, n_boot=10, seed=0)
+    json.dumps(res, allow_nan=False)
+    assert set(res) >= {
+        "n_examples",
+        "n_clients",
+        "prevalence",
+        "overall",
+        "per_landmark",
+        "subgroups",
+    }
+
+
+def test_subgroup_bands_and_tiny_groups() -> None:
+    base = make_data(8, seed=12, rows_per_client=1)
+    data = replace(
+        base,
+        y=np.array([1, 0, 1, 0, 1, 0, 0, 0], dtype=np.int8),
+        age=np.array([24.9, 25.0, 39.9, 40.0, 59.9, 60.0, np.nan, 80.0]),
+        therapist_volume=np.array([0, 1, 19, 20, 49, 50, 0, 7]),
+        gender=np.array(["female"] * 7 + ["other"], dtype=object),
+    )
+    res = evaluate(data, TH, n_boot=20, seed=0)
+    ages = {r["group"]: r["n"] for r in res["subgroups"]["age_band"]}
+    assert ages == {"<25": 1, "25-39": 2, "40-59": 2, "60+": 2, "unknown": 1}
+    volumes = {r["group"]: r["n"] for r in res["subgroups"]["therapist_volume"]}
+    assert volumes == {"unknown therapist": 2, "1-19": 3, "20-49": 2, "50+": 1}
+    other = next(r for r in res["subgroups"]["gender"] if r["group"] == "other")
+    assert other["auc"] == {"estimate": None, "ci95": [None, None]}  # one example, no dropout
+    female = next(r for r in res["subgroups"]["gender"] if r["group"] == "female")
+    assert female["auc"]["estimate"] == pytest.approx(auc(data.y[:7], data.p[:7]))
+    assert female["observed_expected"]["estimate"] == pytest.approx(3 / data.p[:7].sum())
+
+
+def test_format_metric() -> None:
+    assert format_metric({"estimate": 0.6512, "ci95": [0.62, 0.68]}) == "0.651 (0.620–0.680)"
+    assert format_metric({"estimate": 0.3, "ci95": [0.25, 0.35]}, pct=True) == "30.0% (25.0%–35.0%)"
+    assert (
+        format_metric({"estimate": 0.05, "ci95": [-0.1, 0.2]}, digits=2) == "0.05 (-0.10 to 0.20)"
+    )
+    assert format_metric({"estimate": None, "ci95": [None, None]}) == "n/a"
+    assert format_metric({"estimate": 0.5, "ci95": [None, None]}) == "0.500"
