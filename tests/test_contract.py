@@ -10,7 +10,13 @@ import pytest
 
 from tests.conftest import write_csv
 from training.cli import run
-from training.contract import MAX_REPORTED, Problems, iter_session_chunks, load_cohort
+from training.contract import (
+    MAX_REPORTED,
+    Problems,
+    SessionSource,
+    iter_session_chunks,
+    load_cohort,
+)
 from training.errors import ContractError
 
 CLIENTS = "client_id,therapist_id,age,gender,dropout\nA-1,T1,30,female,1\nB.2,T1,41,male,0\n"
@@ -206,7 +212,7 @@ def test_chunked_reading_reports_true_line_numbers(tmp_path: Path) -> None:
     rows[37]["srs_total"] = "oops"
     path = write_csv(tmp_path / "sessions.csv", rows)
     problems = Problems()
-    chunks = list(iter_session_chunks(path, 10, problems, []))
+    chunks = list(iter_session_chunks(SessionSource(path), 10, problems, []))
     assert sum(len(c) for c in chunks) == 50
     assert problems.shown == [
         "sessions.csv:39: column srs_total: value 'oops' is not a number from 0 to 40"

@@ -287,3 +287,34 @@ def test_train_needs_labels(
     assert status == 2
     assert "column 'dropout' is missing" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_site_with_only_srs_and_ors(tmp_path: Path) -> None:
+    """A clinic that never collects WAI-SR trains and scores without its columns at all."""
+    cohort = tmp_path / "cohort"
+    assert (
+        run(
+            [
+                "simulate",
+                "--clients",
+                "1200",
+                "--seed",
+                "4",
+                "--out",
+                str(cohort),
+                "--set",
+                "site_mix=0,0,1",
+            ]
+        )
+        == 0
+    )
+    sessions = pd.read_csv(cohort / "sessions.csv")
+    sessions.drop(columns=["wai_goal", "wai_task", "wai_bond"]).to_csv(
+        cohort / "sessions.csv", index=False
+    )
+    version = _train(cohort, tmp_path / "models")
+    meta = Registry(tmp_path / "models").load(version).metadata
+    assert meta["instruments"] == ["ors", "phq9", "srs"]
+    preds = _predict(cohort, tmp_path / "models", tmp_path / "p.csv")
+    assert len(preds) == 1200
+    assert set(preds["risk_level"]) >= {"low", "high"}

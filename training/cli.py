@@ -321,6 +321,13 @@ def predict(
             chunk_rows,
             lambda n: progress.advance(task, n),
         )
+    if stats.not_scored:
+        first = min(loaded.metadata["landmarks"])
+        err.print(
+            f"warning: {stats.not_scored:,} client(s) have not reached session "
+            f"{first}, the model's first landmark, and were not scored",
+            markup=False,
+        )
     out.print(f"scored {stats.clients:,} clients with model {loaded.version} -> {out_path}")
 
 

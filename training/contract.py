@@ -8,12 +8,15 @@ Line numbers are file lines, the header being line 1.
 
 from __future__ import annotations
 
+import io
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from training.errors import ContractError
@@ -113,12 +116,17 @@ class Cohort:
 _NONFINITE_TOKEN = re.compile(rb"(?im)(?:^|,)\s*[+-]?(?:nan|inf|infinity)\s*(?:,|\r?$)")
 
 
-def _has_nonfinite_text(path: Path) -> bool:
-    """True when a cell spells nan/inf: the fast typed reader would take those silently."""
-    with path.open("rb") as fh:
+def _has_nonfinite_text(opener: Callable[[], BinaryIO]) -> bool:
+    """True when a cell spells nan/inf: the fast typed reader would take those silently.
+
+    A plain substring search (memchr speed) screens each block; the exact pattern runs only
+    on blocks that contain the letters at all.
+    """
+    with opener() as fh:
         tail = b""
         while block := fh.read(1 << 24):
-            if _NONFINITE_TOKEN.search(tail + block):
+            window = (tail + block).lower()
+            if (b"nan" in window or b"inf" in window) and _NONFINITE_TOKEN.search(window):
                 return True
             tail = block[block.rfind(b"\n") + 1 :][-256:]
     return False
@@ -140,7 +148,7 @@ def _read_csv(
     if not path.is_file():
         problems.add(f"{path}: file not found")
         return None
-    typed = not _has_nonfinite_text(path)
+    typed = not _has_nonfinite_text(lambda: path.open("rb"))
     while True:
         try:
             return pd.read_csv(
@@ -212,7 +220,30 @@ def _report(
     problems.total += n_bad - len(idx)
 
 
-def _check_ids(file: str, col: Column, text: pd.Series, problems: Problems) -> None:
+_ID_CHARS = re.compile(r"[A-Za-z0-9._-]*")
+
+
+def _ids_all_valid(text: pd.Series, required: bool, distinct: object = None) -> bool:
+    """Fast screen: every id valid (and present if required), one C-level regex pass over
+    the distinct values joined together."""
+    missing = text.isna().to_numpy()
+    if required and missing.any():
+        return False
+    values = text[~missing].unique() if distinct is None else distinct
+    unique = np.asarray(values, dtype=object)
+    lengths = np.fromiter(map(len, unique), dtype=np.int64, count=len(unique))
+    if lengths.min(initial=1) < 1 or lengths.max(initial=1) > 64:
+        return False
+    return _ID_CHARS.fullmatch("".join(unique)) is not None
+
+
+def _check_ids(
+    file: str, col: Column, text: pd.Series, problems: Problems, distinct: object = None
+) -> None:
+    """Check an id column; `distinct` (its distinct values, if the caller has them) makes
+    the common all-valid case one regex pass."""
+    if _ids_all_valid(text, col.required, distinct):
+        return
     present = text.notna().to_numpy()
     matches = text.str.fullmatch(ID_PATTERN.pattern).fillna(False).to_numpy(dtype=bool)
     bad = ~matches & (present | col.required)
@@ -261,7 +292,11 @@ def _parse_label(file: str, col: Column, text: pd.Series, problems: Problems) ->
 
 
 def _parse_table(
-    file: str, raw: pd.DataFrame, spec: Sequence[Column], problems: Problems
+    file: str,
+    raw: pd.DataFrame,
+    spec: Sequence[Column],
+    problems: Problems,
+    distinct: dict[str, object] | None = None,
 ) -> pd.DataFrame:
     """Turn the read table into typed columns, reporting every violation."""
     out: dict[str, pd.Series] = {}
@@ -270,7 +305,7 @@ def _parse_table(
             continue
         cells = raw[col.name]
         if col.kind == "id":
-            _check_ids(file, col, cells, problems)
+            _check_ids(file, col, cells, problems, (distinct or {}).get(col.name))
             out[col.name] = cells
         elif col.kind in ("int", "float"):
             out[col.name] = _parse_number(file, col, cells, problems)
@@ -284,9 +319,15 @@ def _parse_table(
 
 
 def _check_unique(
-    file: str, frame: pd.DataFrame, keys: list[str], what: str, problems: Problems
+    file: str,
+    frame: pd.DataFrame,
+    keys: list[str],
+    what: str,
+    problems: Problems,
+    hashed: pd.DataFrame | None = None,
 ) -> None:
-    dup = frame.duplicated(subset=keys, keep="first").to_numpy()
+    """Report repeated key values; `hashed` is an equivalent, cheaper key frame if given."""
+    dup = (frame[keys] if hashed is None else hashed).duplicated(keep="first").to_numpy()
     for i in np.flatnonzero(dup)[:MAX_REPORTED]:
         value = ", ".join(_plain(frame[k].iat[i]) for k in keys)
         problems.add(
@@ -304,10 +345,18 @@ def _plain(value: object) -> str:
 
 
 def _check_known_clients(
-    file: str, sessions: pd.DataFrame, known: pd.Series, problems: Problems
+    file: str,
+    sessions: pd.DataFrame,
+    codes: npt.NDArray[np.intp],
+    distinct: pd.Index,
+    known: pd.Index,
+    problems: Problems,
 ) -> None:
+    """Sessions must belong to a listed client; looked up once per distinct id, in an Index
+    whose hash table is built once for all chunks."""
+    listed = known.get_indexer(distinct) >= 0 if known.is_unique else distinct.isin(known)
+    unknown = (codes >= 0) & ~np.append(listed, True)[codes]
     ids = sessions["client_id"]
-    unknown = (ids.notna() & ~ids.isin(known)).to_numpy()
     _report(file, SESSION_COLUMNS[0], ids, unknown, problems, "a client_id listed in clients.csv")
 
 
@@ -339,8 +388,12 @@ def read_clients(
     raw = _read_raw(path, CLIENT_COLUMNS, problems)
     if raw is None or not _check_header(path.name, raw, CLIENT_COLUMNS, problems, warnings):
         return None
-    clients = _parse_table(path.name, raw, CLIENT_COLUMNS, problems)
-    _check_unique(path.name, clients, ["client_id"], "client_id", problems)
+    codes, uniques = pd.factorize(raw["client_id"])
+    clients = _parse_table(path.name, raw, CLIENT_COLUMNS, problems, {"client_id": uniques})
+    if len(uniques) < len(raw):  # some id repeats (or is blank): find which rows
+        blanks_apart = np.where(codes < 0, -1 - np.arange(len(codes)), codes)
+        hashed = pd.DataFrame({"client": blanks_apart})  # blank ids are reported elsewhere
+        _check_unique(path.name, clients, ["client_id"], "client_id", problems, hashed)
     if need_labels:
         labels = raw["dropout"] if "dropout" in raw.columns else pd.Series(dtype="str")
         _check_labels(path.name, clients, labels, problems)
@@ -351,17 +404,22 @@ def validate_sessions(
     file: str,
     raw: pd.DataFrame,
     problems: Problems,
-    known_clients: pd.Series | None = None,
+    known_clients: pd.Index | None = None,
     line_offset: int = 0,
 ) -> pd.DataFrame:
     """Validate one sessions table (or chunk of one, `line_offset` rows into the file)."""
     first_new = len(problems.shown)
-    sessions = _parse_table(file, raw.reset_index(drop=True), SESSION_COLUMNS, problems)
+    raw = raw.reset_index(drop=True)
+    # Client ids are hashed once; the id, duplicate and known-client checks then work on
+    # integer codes and on the distinct ids, which matters on files of millions of rows.
+    codes, uniques = pd.factorize(raw["client_id"])
+    sessions = _parse_table(file, raw, SESSION_COLUMNS, problems, {"client_id": uniques})
+    keys = pd.DataFrame({"client": codes, "number": sessions["session_number"].to_numpy()})
     _check_unique(
-        file, sessions, ["client_id", "session_number"], "session_number per client", problems
+        file, sessions, ["client_id", "session_number"], "session_number per client", problems, keys
     )
     if known_clients is not None:
-        _check_known_clients(file, sessions, known_clients, problems)
+        _check_known_clients(file, sessions, codes, pd.Index(uniques), known_clients, problems)
     if line_offset:
         problems.shown[first_new:] = [
             _shift_line(m, file, line_offset) for m in problems.shown[first_new:]
@@ -375,7 +433,7 @@ def _shift_line(message: str, file: str, offset: int) -> str:
 
 
 def read_sessions(
-    path: Path, problems: Problems, warnings: list[str], known_clients: pd.Series | None
+    path: Path, problems: Problems, warnings: list[str], known_clients: pd.Index | None
 ) -> pd.DataFrame | None:
     """Read and validate sessions.csv whole (see `iter_session_chunks` for streaming)."""
     raw = _read_raw(path, SESSION_COLUMNS, problems)
@@ -390,7 +448,7 @@ def load_cohort(
     """Read both tables, check every rule, and raise ContractError listing the violations."""
     problems = Problems()
     clients = read_clients(clients_path, problems, warnings, need_labels)
-    known = None if clients is None else clients["client_id"]
+    known = None if clients is None else pd.Index(clients["client_id"])
     sessions = read_sessions(sessions_path, problems, warnings, known)
     problems.raise_if_any()
     assert clients is not None
@@ -398,12 +456,61 @@ def load_cohort(
     return Cohort(clients=clients, sessions=sessions)
 
 
+class _ByteRange(io.RawIOBase):
+    """The header line of a file followed by one byte range of its data lines."""
+
+    def __init__(self, path: Path, start: int, end: int) -> None:
+        self._fh = path.open("rb")
+        self._pending = self._fh.readline()
+        self._fh.seek(start)
+        self._left = end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._pending:
+            n = min(len(view), len(self._pending))
+            view[:n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            return n
+        data = self._fh.read(min(len(view), self._left))
+        self._left -= len(data)
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+@dataclass(frozen=True)
+class SessionSource:
+    """sessions.csv, or one byte range of its data lines (read with the header line), so
+    that several processes can each stream a part of one large file."""
+
+    path: Path
+    start: int = 0
+    end: int | None = None
+    rows_before: int = 0  # data rows before the range, so messages keep true line numbers
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def open(self) -> BinaryIO:
+        if self.end is None:
+            return self.path.open("rb")
+        return io.BufferedReader(_ByteRange(self.path, self.start, self.end), 1 << 20)
+
+
 def iter_session_chunks(
-    path: Path,
+    source: SessionSource,
     chunk_rows: int,
     problems: Problems,
     warnings: list[str],
-    known_clients: pd.Series | None = None,
+    known_clients: pd.Index | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Yield validated chunks of sessions.csv, so large files are scored in flat memory.
 
@@ -411,31 +518,39 @@ def iter_session_chunks(
     the problem is reported with its exact value. Duplicates across chunks are the caller's
     to find (it regroups rows by client).
     """
-    reader = _read_csv(path, SESSION_COLUMNS, problems, chunksize=chunk_rows)
-    offset = 0
-    while reader is not None:
-        assert not isinstance(reader, pd.DataFrame)
-        try:
-            for raw in reader:
-                if offset == 0 and not _check_header(
-                    path.name, raw, SESSION_COLUMNS, problems, warnings
-                ):
-                    return
-                chunk = validate_sessions(path.name, raw, problems, known_clients, offset)
-                offset += len(raw)
-                yield chunk
-            reader = None
-        except ValueError as exc:
-            if isinstance(exc, pd.errors.EmptyDataError | pd.errors.ParserError):
-                problems.add(_read_failure(path, exc))
+    if not source.path.is_file():
+        problems.add(f"{source.path}: file not found")
+        return
+    typed = not _has_nonfinite_text(source.open)
+    offset, header_checked = 0, False
+    while True:
+        with source.open() as fh:
+            try:
+                reader = pd.read_csv(
+                    fh,
+                    dtype=_dtypes(SESSION_COLUMNS, typed),
+                    keep_default_na=False,
+                    na_values=[""],
+                    chunksize=chunk_rows,
+                    skiprows=range(1, offset + 1) if offset else None,
+                )
+                for raw in reader:
+                    if not header_checked:
+                        header_checked = True
+                        if not _check_header(source.name, raw, SESSION_COLUMNS, problems, warnings):
+                            return
+                    line_offset = source.rows_before + offset
+                    yield validate_sessions(source.name, raw, problems, known_clients, line_offset)
+                    offset += len(raw)
+                break
+            except ValueError as exc:
+                if typed and not isinstance(exc, pd.errors.EmptyDataError | pd.errors.ParserError):
+                    typed = False  # read again as text from the chunk that failed
+                    continue
+                problems.add(_read_failure(source.path, exc))
                 return
-            reader = pd.read_csv(
-                path,
-                dtype=str,
-                keep_default_na=False,
-                na_values=[""],
-                chunksize=chunk_rows,
-                skiprows=range(1, offset + 1),
-            )
+            except UnicodeDecodeError as exc:
+                problems.add(_read_failure(source.path, exc))
+                return
     if offset == 0 and problems.total == 0:
-        problems.add(f"{path.name}: the file has a header but no data rows")
+        problems.add(f"{source.name}: the file has a header but no data rows")

@@ -23,6 +23,7 @@ import sklearn
 from sklearn.exceptions import InconsistentVersionWarning
 
 from training.errors import ArtifactError, RegistryError
+from training.model import Predictor, predictor
 
 REGISTRY_FILE = "registry.json"
 MODEL_FILE = "model.joblib"
@@ -32,10 +33,11 @@ CHAMPION = "champion"
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A verified model and its metadata."""
+    """A verified model, its metadata, and the fastest exact way to score with it."""
 
     model: Any
     metadata: dict[str, Any]
+    predict: Predictor
 
     @property
     def version(self) -> str:
@@ -150,7 +152,7 @@ class Registry:
                 model = joblib.load(model_path)
             except InconsistentVersionWarning as exc:
                 raise ArtifactError(f"model {entry['version']}: {exc}") from exc
-        return LoadedModel(model=model, metadata=metadata)
+        return LoadedModel(model=model, metadata=metadata, predict=predictor(model))
 
 
 def _verify(version: str, path: Path, expected: str, registry: Path) -> None:

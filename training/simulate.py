@@ -316,9 +316,15 @@ def _session_days(
 
 
 def simulate(
-    n_clients: int, seed: int, params: SimulationParams | None = None
+    n_clients: int,
+    seed: int,
+    params: SimulationParams | None = None,
+    max_sessions: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Simulate a cohort; returns (clients, sessions) in the cohort contract."""
+    """Simulate a cohort; returns (clients, sessions) in the cohort contract.
+
+    `max_sessions` keeps only each client's first sessions, as an early-phase export does.
+    """
     if n_clients < 1:
         raise ValueError("n_clients must be at least 1")
     p = params or SimulationParams()
@@ -334,7 +340,7 @@ def simulate(
     measures = _measures(c, p, _alliance_paths(c, p, rupture, repaired, rng), rng)
     _blank_unmeasured(c, p, measures, rng)
     days = _session_days(c, p, t_max, rng)
-    return _clients_table(c, p, rng), _sessions_table(c, measures, days)
+    return _clients_table(c, p, rng), _sessions_table(c, measures, days, max_sessions)
 
 
 def _ids(prefix: str, idx: IntArray, width: int) -> npt.NDArray[np.str_]:
@@ -361,10 +367,13 @@ def _clients_table(c: _Clients, p: SimulationParams, rng: np.random.Generator) -
     )
 
 
-def _sessions_table(c: _Clients, measures: dict[str, FloatArray], days: IntArray) -> pd.DataFrame:
+def _sessions_table(
+    c: _Clients, measures: dict[str, FloatArray], days: IntArray, max_sessions: int | None
+) -> pd.DataFrame:
     n, t_max = days.shape
     width = max(6, len(str(n)))
-    attended = np.arange(1, t_max + 1)[None, :] <= c.last_session[:, None]
+    last = c.last_session if max_sessions is None else np.minimum(c.last_session, max_sessions)
+    attended = np.arange(1, t_max + 1)[None, :] <= last[:, None]
     rows, cols = np.nonzero(attended)
     frame = pd.DataFrame(
         {
@@ -391,9 +400,7 @@ def write_cohort(
     `max_sessions` keeps only each client's first sessions, as an early-phase export does.
     """
     p = params or SimulationParams()
-    clients, sessions = simulate(n_clients, seed, p)
-    if max_sessions is not None:
-        sessions = sessions[sessions["session_number"] <= max_sessions]
+    clients, sessions = simulate(n_clients, seed, p, max_sessions)
     out_dir.mkdir(parents=True, exist_ok=True)
     clients_path, sessions_path = out_dir / "clients.csv", out_dir / "sessions.csv"
     _write_atomic(clients_path, clients)

@@ -174,7 +174,8 @@ def select_model(
                 "auc": auc(y, p),
             }
             sel.rows.append(row)
-            key = (round(row["brier"], 6), row["log_loss"])
+            # Brier differences under 1e-4 are noise at these sample sizes: log loss decides.
+            key = (round(row["brier"], 4), row["log_loss"])
             if key < best_key:
                 best_key, sel.best, sel.calibrated_oof = key, (name, method), p
     return sel
