@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -116,8 +117,48 @@ def bench_predict(workdir: Path, n: int) -> dict[str, float]:
         "predict_reference_pandas_io_seconds": ref,
         "predict_ratio": took / ref,
         "predict_target_ratio": 2.0,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def _peak_rss_mb(args: list[str]) -> float:
+    """Peak RSS of `dropout-risk ARGS` in a fresh process. VmHWM is read inside the child,
+    since Linux carries ru_maxrss across fork and exec from this (large) process."""
+    script = (
+        f"from training.cli import run; run({args!r}); "
+        "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    return int(done.stdout.split()[-1]) / 1024
+
+
+def bench_memory(
+    workdir: Path, sizes: tuple[int, int] = (1_000_000, 2_000_000)
+) -> dict[str, float]:
+    """Flat memory: `predict --workers 1` on sessions files of 1M and 2M clients (both many
+    chunks long) should peak alike; the clients.csv lookup is measured on its own."""
+    out: dict[str, float] = {}
+    for n in sizes:
+        folder = _cohort(workdir, n, 3)
+        base = [
+            "predict",
+            "--model",
+            "champion",
+            "--models-dir",
+            str(REPO / "models"),
+            "--sessions",
+            str(folder / "sessions.csv"),
+            "--out",
+            str(workdir / "mem.csv"),
+            "--workers",
+            "1",
+        ]
+        out[f"predict_peak_rss_mb_{n}_clients_sessions_only"] = _peak_rss_mb(base)
+        out[f"predict_peak_rss_mb_{n}_clients_with_clients_csv"] = _peak_rss_mb(
+            [*base, "--clients", str(folder / "clients.csv")]
+        )
+    return out
 
 
 def bench_load(repeats: int = 20) -> dict[str, float]:
@@ -136,7 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--only", choices=["train", "predict", "load"])
+    parser.add_argument("--only", choices=["train", "predict", "load", "memory"])
     parser.add_argument("--workdir", type=Path, help="keep simulated cohorts here")
     parser.add_argument("--train-clients", type=int, default=100_000)
     parser.add_argument("--predict-clients", type=int, default=1_000_000)
@@ -150,6 +191,8 @@ def main() -> None:
         results |= bench_train(workdir, args.train_clients)
     if args.only in (None, "predict"):
         results |= bench_predict(workdir, args.predict_clients)
+    if args.only in (None, "memory"):
+        results |= bench_memory(workdir)
     print(json.dumps({k: round(v, 3) for k, v in results.items()}, indent=2))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -16,6 +17,7 @@ from training.contract import (
     SessionSource,
     iter_session_chunks,
     load_cohort,
+    read_client_lookup,
 )
 from training.errors import ContractError
 
@@ -243,3 +245,20 @@ def test_warning_shown_even_when_validation_fails(
     assert status == 2
     assert "warning: sessions.csv: ignoring unknown column(s): note" in err
     assert "value 41 is not a number from 0 to 40" in err
+
+
+def test_client_lookup_checks_across_chunks(tmp_path: Path) -> None:
+    rows = [{"client_id": f"C{i}", "age": 30, "gender": "female"} for i in range(40)]
+    rows[25]["age"] = 7
+    rows[33]["client_id"] = "C2"
+    path = write_csv(tmp_path / "clients.csv", rows)
+    problems = Problems()
+    lookup = read_client_lookup(path, problems, [], chunk_rows=10)
+    assert problems.shown == [
+        "clients.csv:27: column age: value 7 is not an integer from 12 to 100",
+        "clients.csv:35: column client_id: value 'C2' is a duplicate (client_id must be unique)",
+    ]
+    assert lookup is not None
+    assert lookup["age"].dtype == np.float32
+    assert lookup["gender"].dtype == "category"
+    assert lookup.loc["C39", "age"] == 30

@@ -293,6 +293,10 @@ def predict(
     chunk_rows: Annotated[
         int, typer.Option("--chunk-rows", min=1000, help="Session rows read at a time.")
     ] = 500_000,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, max=64, help="Processes (default: up to 2 cores)."),
+    ] = None,
 ) -> None:
     """Score every client at the latest landmark it reached (labels not needed)."""
     from training.predict import predict_file
@@ -320,6 +324,7 @@ def predict(
             warnings,
             chunk_rows,
             lambda n: progress.advance(task, n),
+            workers,
         )
     if stats.not_scored:
         first = min(loaded.metadata["landmarks"])

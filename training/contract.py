@@ -505,18 +505,17 @@ class SessionSource:
         return io.BufferedReader(_ByteRange(self.path, self.start, self.end), 1 << 20)
 
 
-def iter_session_chunks(
+def _iter_raw_chunks(
     source: SessionSource,
+    spec: Sequence[Column],
     chunk_rows: int,
     problems: Problems,
     warnings: list[str],
-    known_clients: pd.Index | None = None,
-) -> Iterator[pd.DataFrame]:
-    """Yield validated chunks of sessions.csv, so large files are scored in flat memory.
+) -> Iterator[tuple[pd.DataFrame, int]]:
+    """Yield (raw chunk, data rows before it in the file) after checking the header.
 
     A chunk the typed reader cannot parse is read again as text from where it started, so
-    the problem is reported with its exact value. Duplicates across chunks are the caller's
-    to find (it regroups rows by client).
+    the problem is reported with its exact value.
     """
     if not source.path.is_file():
         problems.add(f"{source.path}: file not found")
@@ -528,7 +527,7 @@ def iter_session_chunks(
             try:
                 reader = pd.read_csv(
                     fh,
-                    dtype=_dtypes(SESSION_COLUMNS, typed),
+                    dtype=_dtypes(spec, typed),
                     keep_default_na=False,
                     na_values=[""],
                     chunksize=chunk_rows,
@@ -537,10 +536,9 @@ def iter_session_chunks(
                 for raw in reader:
                     if not header_checked:
                         header_checked = True
-                        if not _check_header(source.name, raw, SESSION_COLUMNS, problems, warnings):
+                        if not _check_header(source.name, raw, spec, problems, warnings):
                             return
-                    line_offset = source.rows_before + offset
-                    yield validate_sessions(source.name, raw, problems, known_clients, line_offset)
+                    yield raw, source.rows_before + offset
                     offset += len(raw)
                 break
             except ValueError as exc:
@@ -554,3 +552,59 @@ def iter_session_chunks(
                 return
     if offset == 0 and problems.total == 0:
         problems.add(f"{source.name}: the file has a header but no data rows")
+
+
+def iter_session_chunks(
+    source: SessionSource,
+    chunk_rows: int,
+    problems: Problems,
+    warnings: list[str],
+    known_clients: pd.Index | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Yield validated chunks of sessions.csv, so large files are scored in flat memory.
+
+    Duplicates across chunks are the caller's to find (it regroups rows by client).
+    """
+    for raw, offset in _iter_raw_chunks(source, SESSION_COLUMNS, chunk_rows, problems, warnings):
+        yield validate_sessions(source.name, raw, problems, known_clients, offset)
+
+
+def read_client_lookup(
+    path: Path, problems: Problems, warnings: list[str], chunk_rows: int
+) -> pd.DataFrame | None:
+    """clients.csv for scoring: validated chunk by chunk and kept as a compact lookup indexed
+    by client_id (age as float32, gender as a category), about 100 bytes per client instead
+    of the whole text table."""
+    ids, ages, genders = [], [], []
+    source = SessionSource(path)
+    for raw, offset in _iter_raw_chunks(source, CLIENT_COLUMNS, chunk_rows, problems, warnings):
+        first_new = len(problems.shown)
+        chunk = _parse_table(path.name, raw.reset_index(drop=True), CLIENT_COLUMNS, problems)
+        problems.shown[first_new:] = [
+            _shift_line(m, path.name, offset) for m in problems.shown[first_new:]
+        ]
+        ids.append(chunk["client_id"].to_numpy(dtype=object))
+        ages.append(chunk["age"].to_numpy(np.float32) if "age" in chunk else None)
+        genders.append(chunk["gender"].astype("category") if "gender" in chunk else None)
+    if not ids:
+        return None
+    index = pd.Index(np.concatenate(ids), name="client_id")
+    _check_unique_index(path.name, index, problems)
+    lookup = pd.DataFrame(index=index)
+    if all(a is not None for a in ages):
+        lookup["age"] = np.concatenate([a for a in ages if a is not None])
+    if all(g is not None for g in genders):
+        lookup["gender"] = pd.api.types.union_categoricals([g for g in genders if g is not None])
+    return lookup
+
+
+def _check_unique_index(file: str, index: pd.Index, problems: Problems) -> None:
+    if index.is_unique:
+        return
+    dup = index.duplicated(keep="first") & index.notna()
+    for i in np.flatnonzero(dup)[:MAX_REPORTED]:
+        problems.add(
+            f"{file}:{i + 2}: column client_id: value {index[i]!r} is a duplicate "
+            "(client_id must be unique)"
+        )
+    problems.total += max(0, int(dup.sum()) - MAX_REPORTED)

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from training.contract import Problems, SessionSource, iter_session_chunks, read_clients
+from training.contract import Problems, SessionSource, iter_session_chunks, read_client_lookup
 from training.features import SessionGrid, grid_from_tables, latest_landmark_features
 from training.registry import LoadedModel
 
@@ -371,10 +371,8 @@ def predict_file(
     problems = Problems()
     clients = None
     if clients_path is not None:
-        table = read_clients(clients_path, problems, warnings, need_labels=False)
+        clients = read_client_lookup(clients_path, problems, warnings, chunk_rows)
         problems.raise_if_any()
-        assert table is not None
-        clients = table.set_index("client_id")[[c for c in ("age", "gender") if c in table]]
     parallel = workers or min(2, os.cpu_count() or 1)
     if not sessions_path.is_file():
         problems.add(f"{sessions_path}: file not found")

@@ -1,0 +1,87 @@
+"""The command line: every command answers --help, train's last line is the version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training.cli import run
+
+COMMANDS = [
+    ["validate"],
+    ["simulate"],
+    ["train"],
+    ["evaluate"],
+    ["predict"],
+    ["models"],
+    ["models", "list"],
+    ["models", "promote"],
+    ["models", "report-path"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_answers_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([*command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert f"Usage: dropout-risk {' '.join(command)}" in out
+
+
+def test_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["simulate", "--clients", "0", "--seed", "1", "--out", "x"]) == 2
+    assert "--clients" in capsys.readouterr().err
+
+
+def test_train_prints_version_last(
+    small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models = tmp_path / "models"
+    assert (
+        run(
+            [
+                "train",
+                "--sessions",
+                str(small_cohort / "sessions.csv"),
+                "--clients",
+                str(small_cohort / "clients.csv"),
+                "--models-dir",
+                str(models),
+                "--seed",
+                "3",
+                "--flag-rates",
+                "0.5,0.2",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out.strip().splitlines()
+    registry = json.loads((models / "registry.json").read_text())
+    assert out[-1] == registry["champion"] == registry["versions"][0]["version"]
+    assert any(line.startswith("AUC") for line in out)
+    meta = json.loads((models / out[-1] / "metadata.json").read_text())
+    assert meta["thresholds"]["validation"]["high"]["flag_rate"] == pytest.approx(0.2, abs=0.02)
+
+
+def test_bad_option_values_exit_2(
+    small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "train",
+        "--sessions",
+        str(small_cohort / "sessions.csv"),
+        "--clients",
+        str(small_cohort / "clients.csv"),
+        "--models-dir",
+        str(tmp_path),
+    ]
+    assert run([*args, "--thresholds", "0.3,0.2"]) == 2
+    assert "--thresholds: value '0.3,0.2' must satisfy 0 < moderate < high < 1" in (
+        capsys.readouterr().err
+    )
+    assert run([*args, "--landmarks", "0,2"]) == 2
+    assert "--landmarks: value '0,2' must be session numbers from 1 to 12" in (
+        capsys.readouterr().err
+    )
+    assert list(tmp_path.iterdir()) == []
