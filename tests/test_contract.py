@@ -262,3 +262,12 @@ def test_client_lookup_checks_across_chunks(tmp_path: Path) -> None:
     assert lookup["age"].dtype == np.float32
     assert lookup["gender"].dtype == "category"
     assert lookup.loc["C39", "age"] == 30
+
+
+def test_unreadable_file_is_reported(tmp_path: Path) -> None:
+    s = tmp_path / "sessions.csv"
+    s.write_bytes(b"client_id,session_number\nA-1,1\n\xff\xfe\x00garbage,2\n")
+    with pytest.raises(ContractError) as info:
+        load_cohort(s, write_csv(tmp_path / "c.csv", CLIENTS), False, [])
+    assert len(info.value.problems) == 1
+    assert info.value.problems[0].startswith("sessions.csv: not a readable CSV file (")

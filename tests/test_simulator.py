@@ -91,37 +91,8 @@ def test_same_seed_same_bytes_and_contract(tmp_path: Path) -> None:
 
 
 def test_max_sessions_and_bad_setting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert (
-        run(
-            [
-                "simulate",
-                "--clients",
-                "200",
-                "--seed",
-                "1",
-                "--out",
-                str(tmp_path),
-                "--max-sessions",
-                "3",
-            ]
-        )
-        == 0
-    )
+    simulate_200 = ["simulate", "--clients", "200", "--seed", "1", "--out", str(tmp_path)]
+    assert run([*simulate_200, "--max-sessions", "3"]) == 0
     assert pd.read_csv(tmp_path / "sessions.csv")["session_number"].max() == 3
-    assert (
-        run(
-            [
-                "simulate",
-                "--clients",
-                "200",
-                "--seed",
-                "1",
-                "--out",
-                str(tmp_path),
-                "--set",
-                "dropout_rat=0.3",
-            ]
-        )
-        == 2
-    )
+    assert run([*simulate_200, "--set", "dropout_rat=0.3"]) == 2
     assert "'dropout_rat=0.3' is not NAME=VALUE" in capsys.readouterr().err

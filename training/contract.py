@@ -137,13 +137,18 @@ def _dtypes(spec: Sequence[Column], typed: bool) -> dict[str, str]:
     return {c.name: ("float64" if typed and c.kind in numeric else "str") for c in spec}
 
 
-def _read_csv(
-    path: Path, spec: Sequence[Column], problems: Problems, chunksize: int | None = None
-) -> pd.DataFrame | Iterator[pd.DataFrame] | None:
-    """Read a contract CSV: numeric columns typed when every cell parses, text otherwise.
+def _read_failure(path: Path, exc: Exception) -> str:
+    if isinstance(exc, pd.errors.EmptyDataError):
+        return f"{path.name}: the file is empty (expected a header line and data rows)"
+    return f"{path.name}: not a readable CSV file ({str(exc).splitlines()[0]})"
 
-    Only blank cells are missing. The typed read is the fast path; a cell that is not a
-    number (or spells nan/inf) sends the file through the text path, which reports it.
+
+def _read_raw(path: Path, spec: Sequence[Column], problems: Problems) -> pd.DataFrame | None:
+    """Read a whole contract CSV: numeric columns typed when every cell parses, else text.
+
+    Only blank cells are missing. The typed read is the fast path (pandas parses a whole
+    file on all cores); a cell that is not a number, or spells nan/inf, sends the file
+    through the text path, which reports it with its exact value.
     """
     if not path.is_file():
         problems.add(f"{path}: file not found")
@@ -151,13 +156,10 @@ def _read_csv(
     typed = not _has_nonfinite_text(lambda: path.open("rb"))
     while True:
         try:
-            return pd.read_csv(
-                path,
-                dtype=_dtypes(spec, typed),
-                keep_default_na=False,
-                na_values=[""],
-                chunksize=chunksize,
+            frame = pd.read_csv(
+                path, dtype=_dtypes(spec, typed), keep_default_na=False, na_values=[""]
             )
+            break
         except ValueError as exc:
             if typed and not isinstance(exc, pd.errors.EmptyDataError | pd.errors.ParserError):
                 typed = False
@@ -167,19 +169,6 @@ def _read_csv(
         except UnicodeDecodeError as exc:
             problems.add(_read_failure(path, exc))
             return None
-
-
-def _read_failure(path: Path, exc: Exception) -> str:
-    if isinstance(exc, pd.errors.EmptyDataError):
-        return f"{path.name}: the file is empty (expected a header line and data rows)"
-    return f"{path.name}: not a readable CSV file ({str(exc).splitlines()[0]})"
-
-
-def _read_raw(path: Path, spec: Sequence[Column], problems: Problems) -> pd.DataFrame | None:
-    frame = _read_csv(path, spec, problems)
-    if frame is None:
-        return None
-    assert isinstance(frame, pd.DataFrame)
     if frame.empty:
         problems.add(f"{path.name}: the file has a header but no data rows")
         return None

@@ -45,7 +45,8 @@ border-radius:6px;font-size:1.05rem;margin:1rem 0}
 table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.9rem;width:100%}
 th,td{border:1px solid #d5d9de;padding:.3rem .5rem;text-align:left;vertical-align:top}
 thead th{background:#eef1f4}tbody th{font-weight:600;background:#fafbfc}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.scroll{overflow-x:auto}
 .note{color:#444;font-size:.88rem}.small{color:#8a4b00;font-size:.8rem}
 .figures{display:flex;flex-wrap:wrap;gap:1rem}
 figure{margin:0;flex:1 1 460px;max-width:520px}
@@ -74,7 +75,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], caption: str =
         + "</tr>"
         for row in rows
     )
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    table = f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'
 
 
 def _svg(fig: Figure, prefix: str, label: str) -> str:
