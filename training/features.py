@@ -64,21 +64,23 @@ FEATURES: tuple[str, ...] = (
 )
 
 
+# Rows of SessionGrid.values, in this order.
+MEASURES: tuple[str, ...] = ("wai_goal", "wai_task", "wai_bond", "srs", "ors", "phq9", "day")
+GOAL, TASK, BOND, SRS, ORS, PHQ9, DAY = range(len(MEASURES))
+
+
 @dataclass(frozen=True)
 class SessionGrid:
-    """Early sessions of n clients as (n, K) arrays, column j = session j+1.
+    """Early sessions of n clients: `values[m, j, i]` is measure m at session j+1 of client i.
 
-    NaN marks a session not attended or a measure not taken. `reached` is the highest
-    session number each client attended, which may exceed K.
+    NaN marks a session not attended or a measure not taken; `day` counts days since
+    1970-01-01. `reached` is the highest session number each client attended, which may
+    exceed K. Measures come first and clients last, so every step of the feature maths is
+    one numpy call over all measures (cheap for one client) whose inner loop runs over
+    contiguous clients (fast for a million).
     """
 
-    wai_goal: FloatArray
-    wai_task: FloatArray
-    wai_bond: FloatArray
-    srs: FloatArray
-    ors: FloatArray
-    phq9: FloatArray
-    day: FloatArray  # days since 1970-01-01, NaN when the date is unknown
+    values: FloatArray  # (len(MEASURES), K, n)
     age: FloatArray  # (n,)
     gender: IntArray  # (n,) GENDER_* codes
     reached: IntArray  # (n,)
@@ -89,23 +91,13 @@ class SessionGrid:
 
     @property
     def max_session(self) -> int:
-        return int(self.srs.shape[1])
+        return int(self.values.shape[1])
 
     @classmethod
     def empty(cls, n: int, max_session: int) -> SessionGrid:
         """An all-missing grid to be filled in place by an adapter."""
-
-        def blank() -> FloatArray:
-            return np.full((n, max_session), np.nan)
-
         return cls(
-            blank(),
-            blank(),
-            blank(),
-            blank(),
-            blank(),
-            blank(),
-            blank(),
+            np.full((len(MEASURES), max_session, n), np.nan),
             np.full(n, np.nan),
             np.zeros(n, dtype=np.int64),
             np.zeros(n, dtype=np.int64),
@@ -136,12 +128,12 @@ def gender_code(values: pd.Series) -> IntArray:
 
 
 _GRID_COLUMNS = {
-    "wai_goal": "wai_goal",
-    "wai_task": "wai_task",
-    "wai_bond": "wai_bond",
-    "srs": "srs_total",
-    "ors": "ors_total",
-    "phq9": "phq9_total",
+    GOAL: "wai_goal",
+    TASK: "wai_task",
+    BOND: "wai_bond",
+    SRS: "srs_total",
+    ORS: "ors_total",
+    PHQ9: "phq9_total",
 }
 
 
@@ -164,13 +156,13 @@ def grid_from_tables(
     grid.reached[reached.index.to_numpy()] = reached.to_numpy()
     keep = number <= max_session
     rows, cols = codes[keep], number[keep] - 1
-    for attr, column in _GRID_COLUMNS.items():
+    for measure, column in _GRID_COLUMNS.items():
         if column in sessions.columns:
             values = sessions[column].to_numpy(dtype=np.float64, na_value=np.nan)
-            getattr(grid, attr)[rows, cols] = values[keep]
+            grid.values[measure, cols, rows] = values[keep]
     if "session_date" in sessions.columns:
         days = sessions["session_date"].to_numpy(dtype="datetime64[D]")[keep]
-        grid.day[rows, cols] = np.where(np.isnat(days), np.nan, days.astype(np.int64))
+        grid.values[DAY, cols, rows] = np.where(np.isnat(days), np.nan, days.astype(np.int64))
     if clients is not None:
         by_id = clients if clients.index.name == "client_id" else clients.set_index("client_id")
         info = by_id.reindex(uniques)
@@ -181,102 +173,65 @@ def grid_from_tables(
     return np.asarray(uniques, dtype=object), grid
 
 
-# --- helpers over a measure's session columns -------------------------------------------
-# A measure at landmark k is a list of k contiguous arrays, one per session, NaN = missing.
-# Loops run over those few sessions, never over clients, so every step is one vectorised
-# pass over n values; row-wise reductions over strided (n, k) slices were 3x slower.
-
-Cols = list[FloatArray]
+# --- the maths, over (measures, sessions, clients) arrays with NaN as missing -----------
+# Rows of the stack the statistics run on: the WAI-SR composite, then the grid's measures.
+WAI, S_GOAL, S_TASK, S_BOND, S_SRS, S_ORS, S_PHQ9, S_DAY = range(8)
 
 
-def _count(cols: Cols) -> FloatArray:
-    count = np.zeros(cols[0].shape[0])
-    for col in cols:
-        count += ~np.isnan(col)
-    return count
-
-
-def _mean(cols: Cols) -> FloatArray:
-    total = np.zeros(cols[0].shape[0])
-    for col in cols:
-        np.add(total, col, out=total, where=~np.isnan(col))
-    count = _count(cols)
-    mean: FloatArray = np.divide(total, count, out=np.full_like(total, np.nan), where=count > 0)
+def _mean_over(values: FloatArray, axis: int) -> FloatArray:
+    """Mean of the available values along an axis; NaN where none is available."""
+    present = ~np.isnan(values)
+    count = present.sum(axis=axis)
+    total = np.where(present, values, 0.0).sum(axis=axis)
+    mean: FloatArray = np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
     return mean
 
 
-def _last(cols: Cols) -> FloatArray:
-    out = cols[0].copy()
-    for col in cols[1:]:
-        np.copyto(out, col, where=~np.isnan(col))
-    return out
+def wai_composite(subscales: FloatArray) -> FloatArray:
+    """Session WAI-SR level: mean of the subscales answered; axis 0 holds goal, task, bond."""
+    return _mean_over(subscales, axis=0)
 
 
-def _first(cols: Cols) -> FloatArray:
-    return _last(cols[::-1])
+@dataclass(frozen=True)
+class _Stats:
+    """Per-measure statistics over sessions 1..k, each (8, n) in stack row order."""
+
+    count: FloatArray
+    mean: FloatArray
+    last: FloatArray
+    first: FloatArray
+    minimum: FloatArray
+    worst_fall: FloatArray  # largest fall between consecutive available values
+    step_mean: FloatArray  # mean step between consecutive available values
+    step_max: FloatArray
 
 
-def _min(cols: Cols) -> FloatArray:
-    out = cols[0].copy()
-    for col in cols[1:]:
-        np.fmin(out, col, out=out)  # fmin ignores NaN unless both are NaN
-    return out
-
-
-def _change(cols: Cols) -> FloatArray:
-    """Latest minus first available value; NaN unless two values exist."""
-    return np.where(_count(cols) >= 2, _last(cols) - _first(cols), np.nan)
-
-
-def _steps(cols: Cols) -> Cols:
-    """Each available value minus the previous available one (NaN where undefined)."""
-    prev = cols[0].copy()
-    steps = []
-    for col in cols[1:]:
-        steps.append(col - prev)
-        np.copyto(prev, col, where=~np.isnan(col))
-    return steps
-
-
-def _max_of(cols: Cols) -> FloatArray:
-    out = np.full(cols[0].shape[0], np.nan)
-    for col in cols:
-        np.fmax(out, col, out=out)
-    return out
-
-
-def _max_drop(cols: Cols) -> FloatArray:
-    """Largest fall between consecutive available values (0 if none fell), a rupture marker."""
-    if len(cols) < 2:
-        return np.full(cols[0].shape[0], np.nan)
-    worst = _max_of([-step for step in _steps(cols)])
-    return np.where(_count(cols) >= 2, np.maximum(worst, 0.0), np.nan)
-
-
-def _gaps(days: Cols) -> tuple[FloatArray, FloatArray]:
-    """Mean and longest gap in days between consecutive dated sessions."""
-    if len(days) < 2:
-        nan = np.full(days[0].shape[0], np.nan)
-        return nan, nan.copy()
-    gaps = _steps(days)
-    return _mean(gaps), _max_of(gaps)
-
-
-def _below(cols: Cols, cutoff: float) -> FloatArray:
-    """How many available values fall below the cutoff; NaN when none is available."""
-    below = np.zeros(cols[0].shape[0])
-    for col in cols:
-        below += col < cutoff
-    return np.where(_count(cols) > 0, below, np.nan)
-
-
-def wai_composite(goal: FloatArray, task: FloatArray, bond: FloatArray) -> FloatArray:
-    """Session WAI-SR level: mean of the subscales that were answered (any shape)."""
-    return _mean([goal, task, bond])
-
-
-def _session_columns(a: FloatArray, k: int, rows: IntArray | None) -> Cols:
-    return [a[:, j].copy() if rows is None else a[rows, j] for j in range(k)]
+def _stats(stack: FloatArray) -> _Stats:
+    """One pass of statistics over every measure at once (loops run over the k sessions)."""
+    k = stack.shape[1]
+    present = ~np.isnan(stack)
+    last, first, prev = stack[:, 0].copy(), stack[:, k - 1].copy(), stack[:, 0].copy()
+    steps = np.full((k - 1, *last.shape), np.nan)
+    for j in range(1, k):
+        np.subtract(stack[:, j], prev, out=steps[j - 1])
+        np.copyto(prev, stack[:, j], where=present[:, j])
+        np.copyto(last, stack[:, j], where=present[:, j])
+        np.copyto(first, stack[:, k - 1 - j], where=present[:, k - 1 - j])
+    if k > 1:  # fmax/fmin skip NaN unless every value is NaN, and never warn
+        worst_fall, step_max = np.fmax.reduce(-steps, axis=0), np.fmax.reduce(steps, axis=0)
+        step_mean = _mean_over(steps, axis=0)
+    else:
+        worst_fall = step_max = step_mean = np.full(last.shape, np.nan)
+    return _Stats(
+        count=present.sum(axis=1).astype(np.float64),
+        mean=_mean_over(stack, axis=1),
+        last=last,
+        first=first,
+        minimum=np.fmin.reduce(stack, axis=1),
+        worst_fall=worst_fall,
+        step_mean=step_mean,
+        step_max=step_max,
+    )
 
 
 def landmark_features(grid: SessionGrid, k: int, rows: IntArray | None = None) -> FloatArray:
@@ -284,51 +239,27 @@ def landmark_features(grid: SessionGrid, k: int, rows: IntArray | None = None) -
     clients of the grid or the given rows."""
     if not 1 <= k <= grid.max_session:
         raise ValueError(f"landmark {k} outside 1..{grid.max_session}")
-
-    def cols(a: FloatArray) -> Cols:
-        return _session_columns(a, k, rows)
-
-    goal, task, bond = cols(grid.wai_goal), cols(grid.wai_task), cols(grid.wai_bond)
-    wai = [wai_composite(g, t, b) for g, t, b in zip(goal, task, bond, strict=True)]
-    srs, ors, phq9 = cols(grid.srs), cols(grid.ors), cols(grid.phq9)
-    gap_mean, gap_max = _gaps(cols(grid.day))
+    values = grid.values[:, :k] if rows is None else grid.values[:, :k][:, :, rows]
+    stack = np.concatenate([wai_composite(values[GOAL : BOND + 1])[None], values])
+    st = _stats(stack)
     age = grid.age if rows is None else grid.age[rows]
     gender = grid.gender if rows is None else grid.gender[rows]
-    columns = [
-        np.full(age.shape[0], float(k)),
-        _mean(wai),
-        _last(wai),
-        _change(wai),
-        _min(wai),
-        _max_drop(wai),
-        _last(goal),
-        _last(task),
-        _last(bond),
-        _mean(srs),
-        _last(srs),
-        _change(srs),
-        _min(srs),
-        _below(srs, SRS_CUTOFF),
-        _max_drop(srs),
-        _last(ors),
-        _change(ors),
-        _last(phq9),
-        _change(phq9),
-        gap_mean,
-        gap_max,
-        age,
-        gender == GENDER_FEMALE,
-        gender == GENDER_MALE,
-        gender == GENDER_OTHER,
-        k - _count(wai),
-        k - _count(srs),
-        k - _count(ors),
-        k - _count(phq9),
-    ]
-    X = np.empty((age.shape[0], len(columns)), order="F")
-    for i, column in enumerate(columns):
-        X[:, i] = column
-    return X
+    two = st.count >= 2
+    change = np.where(two, st.last - st.first, np.nan)
+    drop = np.where(two, np.maximum(st.worst_fall, 0.0), np.nan)
+    below = np.where(st.count[S_SRS] > 0, (stack[S_SRS] < SRS_CUTOFF).sum(axis=0), np.nan)
+    X = np.empty((len(FEATURES), age.shape[0]))
+    X[0] = k
+    X[1:6] = st.mean[WAI], st.last[WAI], change[WAI], st.minimum[WAI], drop[WAI]
+    X[6:9] = st.last[S_GOAL : S_BOND + 1]
+    X[9:15] = (st.mean[S_SRS], st.last[S_SRS], change[S_SRS], st.minimum[S_SRS], below, drop[S_SRS])
+    X[15:19] = st.last[S_ORS], change[S_ORS], st.last[S_PHQ9], change[S_PHQ9]
+    X[19:21] = st.step_mean[S_DAY], st.step_max[S_DAY]
+    X[21] = age
+    X[22:25] = gender == GENDER_FEMALE, gender == GENDER_MALE, gender == GENDER_OTHER
+    X[25:29] = k - st.count[[WAI, S_SRS, S_ORS, S_PHQ9]]
+    out: FloatArray = X.T  # (n, F), column-major: each feature contiguous
+    return out
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,18 @@ class LinearPredictor:
     calibrator: Any
 
     def logit(self, X: FloatArray) -> FloatArray:
-        """The uncalibrated linear predictor, accumulated one (contiguous) column at a time."""
+        """The uncalibrated linear predictor.
+
+        A few rows (a request) take one matrix product; many rows accumulate one contiguous
+        column at a time, which avoids materialising the imputed copy of X.
+        """
+        if X.shape[0] < 256:
+            kept = X[:, self.kept]
+            inputs = np.where(np.isnan(kept), self.fill, kept)
+            product: FloatArray = inputs @ self.weight[: self.kept.size] + self.offset
+            if self.indicator.size:
+                product += np.isnan(X[:, self.indicator]) @ self.weight[self.kept.size :]
+            return product
         out = np.full(X.shape[0], self.offset)
         for j, (column, fill) in enumerate(zip(self.kept, self.fill, strict=True)):
             values = X[:, column]
