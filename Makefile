@@ -15,9 +15,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Serves the shipped model on http://127.0.0.1:8000 with a fresh demo key.
 run: install
-	$(BIN)/dropout-risk models list --models-dir $(MODELS_DIR)
-	@echo "Shipped model report: $$($(BIN)/dropout-risk models report-path --models-dir $(MODELS_DIR))"
+	@$(BIN)/dropout-risk models list --models-dir $(MODELS_DIR)
+	@KEY=$$($(BIN)/dropout-risk keys create --name demo --tenant demo --scopes predict,models:admin) && \
+	  echo "" && echo "dropout-risk API on http://127.0.0.1:8000  (docs: http://127.0.0.1:8000/docs)" && \
+	  echo "demo key (scopes predict, models:admin): $$KEY" && \
+	  echo "try: curl -s -H \"Authorization: Bearer $$KEY\" http://127.0.0.1:8000/v1/models/current" && \
+	  echo "" && exec $(BIN)/dropout-risk serve --host 127.0.0.1 --port 8000 --models-dir $(MODELS_DIR)
 
 lint: install
 	$(BIN)/ruff check .

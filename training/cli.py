@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from service.keys_cli import keys_app
 from training.contract import load_cohort
 from training.errors import DropoutRiskError
 from training.simulate import SimulationParams, read_sidecar, write_cohort
@@ -34,6 +35,7 @@ models_app = typer.Typer(
     help="List registered model versions, promote one, find reports.", no_args_is_help=True
 )
 app.add_typer(models_app, name="models")
+app.add_typer(keys_app, name="keys")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -334,6 +336,28 @@ def predict(
             markup=False,
         )
     out.print(f"scored {stats.clients:,} clients with model {loaded.version} -> {out_path}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            envvar="DROPOUT_RISK_WORKERS",
+            help="Worker processes (default 1; one per core in production).",
+        ),
+    ] = None,
+    models_dir: ModelsDirOpt = DEFAULT_MODELS,
+) -> None:
+    """Run the prediction API (service.app:app) with uvicorn."""
+    from service.serve import run_server
+
+    run_server(host, port, workers or 1, models_dir)
 
 
 @models_app.command("list")

@@ -45,9 +45,9 @@ class SimulationParams:
 
     dropout_rate: float = 0.20  # Swift & Greenberg 2012: 19.7%
     improved_dropout_share: float = 0.15  # dropouts who leave because they improved
-    alliance_logit: float = 0.50  # log-odds of dropout per SD weaker latent alliance
-    slope_logit: float = 0.35  # per SD flatter/falling early alliance slope
-    rupture_logit: float = 0.9  # unrepaired rupture
+    alliance_logit: float = 0.42  # log-odds of dropout per SD weaker latent alliance
+    slope_logit: float = 0.6  # per SD flatter/falling early alliance slope
+    rupture_logit: float = 1.5  # unrepaired rupture
     age_logit_per_decade: float = -0.22  # younger clients drop out more
     therapist_icc: float = 0.126  # Saxon et al. 2017: 12.6% between therapists
     clients_per_therapist: float = 40.0
@@ -59,9 +59,9 @@ class SimulationParams:
     gender_probs: tuple[float, float, float] = (0.62, 0.35, 0.03)  # female, male, nonbinary
     wai_mean: float = 3.75  # WAI-SR item mean at session 1 (skews high)
     wai_client_sd: float = 0.55
-    wai_session_sd: float = 0.22
+    wai_session_sd: float = 0.15
     wai_growth: float = 0.07  # mean rise per session over sessions 1-5
-    wai_growth_sd: float = 0.06
+    wai_growth_sd: float = 0.15
     wai_subscale_offsets: tuple[float, float, float] = (-0.12, -0.05, 0.17)  # goal, task, bond
     wai_subscale_sd: float = 0.25
     srs_centre: float = 37.6  # PCOMS: most sessions score 36-40 (ceiling)

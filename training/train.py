@@ -205,6 +205,22 @@ def choose_thresholds(
     }
 
 
+def reference_clients(
+    X: npt.NDArray[np.float64], landmark: npt.NDArray[np.int64], landmarks: tuple[int, ...]
+) -> dict[str, list[float | None]]:
+    """Median development example per landmark: the 'typical client' explanations compare
+    against (None where a feature is never observed at that landmark)."""
+    out: dict[str, list[float | None]] = {}
+    for k in landmarks:
+        rows = X[landmark == k]
+        medians: list[float | None] = []
+        for column in rows.T:
+            seen = column[~np.isnan(column)]
+            medians.append(float(np.median(seen)) if seen.size else None)
+        out[str(k)] = medians
+    return out
+
+
 def _fingerprint(paths: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in paths:
@@ -315,6 +331,9 @@ def _metadata(
         },
         "metrics": results,
         "thresholds": thresholds,
+        "reference": reference_clients(
+            data.examples.X[dev], data.examples.landmark[dev], config.landmarks
+        ),
         "seed": config.seed,
     }
 

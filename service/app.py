@@ -1,0 +1,54 @@
+"""The FastAPI application. `service.app:app` is what uvicorn serves.
+
+Follow the names: routes/ (predictions, models, health) -> scoring (features from
+training.features, the model, explain, actions) -> model_store (the verified champion).
+Nothing heavy happens at import; the model and keys are loaded in the lifespan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service import errors
+from service.keys import KeyStore
+from service.middleware import BodyLimit, Metrics
+from service.model_store import ModelStore
+from service.observability import Pseudonymizer, configure_logging
+from service.routes import health, models, predictions
+from service.settings import Settings, get_settings
+from training.registry import Registry
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
+        app.state.settings = settings
+        app.state.models = ModelStore(Registry(settings.models_dir), settings.reload_seconds)
+        app.state.models.refresh(force=True)
+        app.state.keys = KeyStore(settings.keys_file)
+        app.state.pseudonym = Pseudonymizer(settings.pseudonym_key_file)
+        yield
+
+    app = FastAPI(
+        title="dropout-risk",
+        version="1",
+        summary="Calibrated, explained psychotherapy dropout risk after sessions 1-3.",
+        lifespan=lifespan,
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url=None,
+    )
+    errors.install(app)
+    for router in (predictions.router, models.router, health.router):
+        app.include_router(router)
+    app.add_middleware(BodyLimit, limit=settings.body_limit_bytes)
+    app.add_middleware(Metrics)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,47 @@
+"""Bearer API keys and scopes, as FastAPI dependencies (keys themselves: service.keys)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.keys import ApiKey, KeyStore
+from training.errors import DropoutRiskError
+
+
+class Unauthenticated(DropoutRiskError):
+    """Missing, malformed, unknown or revoked key: 401."""
+
+
+class Forbidden(DropoutRiskError):
+    """A valid key without the scope this endpoint needs: 403."""
+
+
+def _token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send the API key as 'Authorization: Bearer <key>'")
+    return token.strip()
+
+
+def require(scope: str) -> Callable[[Request], ApiKey]:
+    """A dependency that admits keys holding `scope`."""
+
+    def check(request: Request) -> ApiKey:
+        store: KeyStore = request.app.state.keys
+        key = store.verify(_token(request))
+        if key is None:
+            raise Unauthenticated("the API key is not valid")
+        if scope not in key.scopes:
+            raise Forbidden(f"this key lacks the '{scope}' scope")
+        request.state.key_id = key.key_id
+        return key
+
+    return check
+
+
+PredictKey = Annotated[ApiKey, Depends(require("predict"))]
+AdminKey = Annotated[ApiKey, Depends(require("models:admin"))]

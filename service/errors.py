@@ -1,0 +1,94 @@
+"""Domain exceptions to HTTP answers: one handler each, one stable error body
+({"detail": [{"loc", "msg", "type"}]}), never a traceback."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.auth import Forbidden, Unauthenticated
+from service.keys import KeyStoreError
+from service.model_store import ModelUnavailable
+from training.errors import ArtifactError, RegistryError
+
+log = logging.getLogger("dropout_risk.errors")
+
+
+def field_path(loc: Sequence[Any]) -> str:
+    """('body', 'sessions', 0, 'wai', 'goal') -> 'sessions[0].wai.goal'."""
+    path = ""
+    for part in loc[1:] if loc and loc[0] == "body" else loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "body"
+
+
+def error_details(errors: Sequence[Any]) -> list[dict[str, str]]:
+    """Pydantic errors as field path, message (which states the rule) and type. Values are
+    not echoed back: they may be large, and they are health data."""
+    return [
+        {
+            "loc": field_path(e.get("loc", ())),
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in errors
+    ]
+
+
+def _body(
+    status: int, loc: str, msg: str, kind: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"detail": [{"loc": loc, "msg": msg, "type": kind}]}, status, headers=headers
+    )
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Framework errors in our error shape; an unparseable body (bad JSON bytes) is a
+        422 like any other invalid body."""
+        if exc.status_code == 400:
+            return _body(422, "body", "the body is not valid JSON", "json_invalid")
+        headers = dict(exc.headers) if exc.headers else None
+        return _body(exc.status_code, "path", str(exc.detail), "http_error", headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": error_details(exc.errors())}, 422)
+
+    @app.exception_handler(Unauthenticated)
+    async def unauthenticated(_: Request, exc: Unauthenticated) -> JSONResponse:
+        return _body(
+            401, "header.authorization", str(exc), "unauthenticated", {"WWW-Authenticate": "Bearer"}
+        )
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(_: Request, exc: Forbidden) -> JSONResponse:
+        return _body(403, "header.authorization", str(exc), "forbidden")
+
+    @app.exception_handler(RegistryError)
+    async def unknown_version(_: Request, exc: RegistryError) -> JSONResponse:
+        return _body(404, "path.version", str(exc), "unknown_model_version")
+
+    @app.exception_handler(ArtifactError)
+    async def bad_artifact(_: Request, exc: ArtifactError) -> JSONResponse:
+        log.error("refused a model artifact: %s", exc)
+        return _body(409, "path.version", str(exc), "artifact_refused")
+
+    @app.exception_handler(KeyStoreError)
+    async def keys_unreadable(_: Request, exc: KeyStoreError) -> JSONResponse:
+        log.error("API keys cannot be checked: %s", exc)
+        return _body(
+            503, "header.authorization", "API keys cannot be checked right now", "keys_unavailable"
+        )
+
+    @app.exception_handler(ModelUnavailable)
+    async def unavailable(_: Request, exc: ModelUnavailable) -> JSONResponse:
+        return _body(503, "model", str(exc), "model_unavailable")

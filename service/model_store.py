@@ -1,0 +1,89 @@
+"""The model every request uses, and how a promotion reaches every worker.
+
+Workers are separate processes, so a promotion is written to the registry file and each
+worker notices the change on its own: before handling a request it looks at the file's
+stat at most every `reload_seconds`, and when the champion changed it loads and verifies
+the new version, then swaps one reference. A request keeps the model object it started
+with. A version that fails its integrity check is refused and the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from training.errors import DropoutRiskError
+from training.registry import LoadedModel, Registry
+
+log = logging.getLogger("dropout_risk.models")
+
+
+class ModelUnavailable(DropoutRiskError):
+    """No verified model is loaded (yet); the service cannot score."""
+
+
+@dataclass
+class _Seen:
+    stat: tuple[int, int, int] | None
+    checked_at: float
+
+
+class ModelStore:
+    def __init__(self, registry: Registry, reload_seconds: float) -> None:
+        self.registry = registry
+        self.reload_seconds = reload_seconds
+        self._model: LoadedModel | None = None
+        self._seen = _Seen(None, 0.0)
+        self.last_error: str | None = None
+
+    @property
+    def current(self) -> LoadedModel:
+        self.refresh()
+        if self._model is None:
+            raise ModelUnavailable(self.last_error or "no model is loaded")
+        return self._model
+
+    @property
+    def ready(self) -> bool:
+        return self._model is not None
+
+    def _registry_stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.registry.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def refresh(self, force: bool = False) -> None:
+        """Load the champion if the registry changed since we last looked."""
+        now = time.monotonic()
+        if not force and now - self._seen.checked_at < self.reload_seconds:
+            return
+        stat = self._registry_stat()
+        changed = stat != self._seen.stat
+        self._seen = _Seen(stat, now)
+        if changed or self._model is None:
+            self._load_champion()
+
+    def _load_champion(self) -> None:
+        try:
+            champion = self.registry.entry("champion")["version"]
+            if self._model is not None and self._model.version == champion:
+                return
+            model = self.registry.load(champion)
+        except DropoutRiskError as exc:
+            self.last_error = str(exc)
+            log.error("model not loaded, keeping the previous one: %s", exc)
+            return
+        previous = None if self._model is None else self._model.version
+        self._model, self.last_error = model, None
+        log.info("serving model %s (previous: %s)", model.version, previous)
+
+    def promote(self, version: str) -> str | None:
+        """Verify and promote a version, then serve it here at once; returns the previous."""
+        previous = None if self._model is None else self._model.version
+        self.registry.promote(version)  # loads and verifies before writing the registry
+        self.refresh(force=True)
+        return previous

@@ -1,0 +1,94 @@
+"""Metrics and privacy-preserving logs.
+
+Prometheus labels are low-cardinality only (route template, method, status, model version,
+risk level). With several workers, prometheus_client's multiprocess mode is used: `serve`
+sets PROMETHEUS_MULTIPROC_DIR before the workers start. Logs name a client only by a keyed
+pseudonym (HMAC-SHA256 with a per-installation secret), never by id, and never carry
+scores, keys or questionnaire answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+REQUESTS = Counter(
+    "dropout_risk_http_requests_total", "HTTP requests", ["method", "route", "status"]
+)
+REQUEST_SECONDS = Histogram(
+    "dropout_risk_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+PREDICTIONS = Counter(
+    "dropout_risk_predictions_total", "Risks computed", ["model_version", "risk_level"]
+)
+METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def metrics_text() -> bytes:
+    """The exposition, merged across workers when running multi-process."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest()
+
+
+class Pseudonymizer:
+    """Keyed pseudonyms for client ids; the key file is created once, readable by owner."""
+
+    def __init__(self, key_file: Path) -> None:
+        self._key = self._load_or_create(key_file)
+
+    @staticmethod
+    def _load_or_create(path: Path) -> bytes:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secrets.token_hex(32))
+            except FileExistsError:
+                pass  # another worker created it first
+        return bytes.fromhex(path.read_text().strip())
+
+    def __call__(self, client_id: str) -> str:
+        return hmac.new(self._key, client_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; extra fields passed as `extra={"event": {...}}`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        body = {
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            **getattr(record, "event", {}),
+        }
+        return json.dumps(body, separators=(",", ":"))
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("dropout_risk")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False

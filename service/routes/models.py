@@ -1,0 +1,53 @@
+"""Model registry endpoints: list, describe the one serving, promote (admin scope)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Path, Request
+
+from service.auth import AdminKey, PredictKey
+from service.model_store import ModelStore
+from service.routes.predictions import ERRORS, Model
+from service.schemas import ErrorOut, ModelInfoOut, ModelsOut, PromotedOut
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+VERSION = Path(pattern=r"^[A-Za-z0-9._-]{1,64}$", max_length=64)
+
+
+@router.get("", response_model=ModelsOut, responses=ERRORS)
+async def list_models(request: Request, key: PredictKey) -> Any:
+    """Registered versions and the champion."""
+    store: ModelStore = request.app.state.models
+    data = store.registry.read()
+    champion = data.get("champion")
+    return {
+        "champion": champion,
+        "versions": [
+            {
+                **{k: v.get(k) for k in ("version", "created_at", "sha256", "estimator", "auc")},
+                "champion": v["version"] == champion,
+            }
+            for v in data["versions"]
+        ],
+    }
+
+
+@router.get("/current", response_model=ModelInfoOut, responses=ERRORS)
+async def current(model: Model, key: PredictKey) -> Any:
+    """The model answering on this worker now."""
+    meta = model.metadata
+    return {k: meta[k] for k in ModelInfoOut.model_fields}
+
+
+@router.post(
+    "/{version}/promote",
+    response_model=PromotedOut,
+    responses={**ERRORS, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}},
+)
+async def promote(request: Request, key: AdminKey, version: str = VERSION) -> Any:
+    """Make a registered version the champion. It is verified first; a version that fails
+    its integrity check is refused (409) and the current one keeps serving."""
+    store: ModelStore = request.app.state.models
+    previous = store.promote(version)
+    return {"champion": store.current.version, "previous": previous}

@@ -1,0 +1,237 @@
+"""Request and response bodies: every constraint lives here, at the edge.
+
+Models are strict (a string is never read as a number), forbid unknown fields (a typo is
+an error, not a silently ignored value) and reject non-finite numbers. Caps on list and
+string lengths bound the work one request can cause (OWASP API4).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+MAX_SESSIONS = 50
+MAX_BATCH = 1000
+ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+
+Identifier = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
+ItemMean = Annotated[float, Field(ge=1, le=5, allow_inf_nan=False)]
+Score0to40 = Annotated[float, Field(ge=0, le=40, allow_inf_nan=False)]
+Score0to10 = Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)]
+WaiItem = Annotated[int, Field(ge=1, le=5)]
+
+
+def _iso_date(value: object) -> object:
+    """Only YYYY-MM-DD text is a date here (lax parsing would also take numbers)."""
+    if isinstance(value, dt.date):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date), Field(strict=False)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class WaiIn(Strict):
+    """WAI-SR as subscale item means (any of goal, task, bond) or as the 12 item answers."""
+
+    goal: ItemMean | None = None
+    task: ItemMean | None = None
+    bond: ItemMean | None = None
+    items: Annotated[list[WaiItem], Field(min_length=12, max_length=12)] | None = None
+
+    @model_validator(mode="after")
+    def one_form(self) -> WaiIn:
+        means = (self.goal, self.task, self.bond)
+        if self.items is not None and any(m is not None for m in means):
+            raise ValueError("give either goal/task/bond or items, not both")
+        if self.items is None and all(m is None for m in means):
+            raise ValueError("give goal, task and/or bond, or the 12 items")
+        return self
+
+
+class SrsIn(Strict):
+    """Session Rating Scale as its total (0-40) or its four 0-10 item scores."""
+
+    total: Score0to40 | None = None
+    relationship: Score0to10 | None = None
+    goals: Score0to10 | None = None
+    approach: Score0to10 | None = None
+    overall: Score0to10 | None = None
+
+    @model_validator(mode="after")
+    def one_form(self) -> SrsIn:
+        items = (self.relationship, self.goals, self.approach, self.overall)
+        given = sum(i is not None for i in items)
+        if self.total is not None and given:
+            raise ValueError("give either total or the four items, not both")
+        if self.total is None and given != 4:
+            raise ValueError(
+                "give total, or all four items: relationship, goals, approach, overall"
+            )
+        return self
+
+
+class OrsIn(Strict):
+    total: Score0to40
+
+
+class Phq9In(Strict):
+    total: Annotated[int, Field(ge=0, le=27)]
+
+
+class SessionIn(Strict):
+    number: Annotated[int, Field(ge=1, le=1000)]
+    date: IsoDate | None = None
+    wai: WaiIn | None = None
+    srs: SrsIn | None = None
+    ors: OrsIn | None = None
+    phq9: Phq9In | None = None
+
+    @model_validator(mode="after")
+    def some_measure(self) -> SessionIn:
+        if self.wai is None and self.srs is None and self.ors is None and self.phq9 is None:
+            raise ValueError("a session needs at least one measure: wai, srs, ors or phq9")
+        return self
+
+
+class EpisodeIn(Strict):
+    """One client's treatment episode: who, and the sessions so far."""
+
+    client_id: Identifier
+    age: Annotated[int, Field(ge=12, le=100)] | None = None
+    gender: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    therapist_id: Identifier | None = None
+    sessions: Annotated[list[SessionIn], Field(min_length=1, max_length=MAX_SESSIONS)]
+
+    @field_validator("sessions")
+    @classmethod
+    def unique_numbers(cls, sessions: list[SessionIn]) -> list[SessionIn]:
+        seen: set[int] = set()
+        for session in sessions:
+            if session.number in seen:
+                raise ValueError(
+                    f"session number {session.number} appears twice; numbers must be unique"
+                )
+            seen.add(session.number)
+        return sessions
+
+
+class BatchIn(BaseModel):
+    """Up to MAX_BATCH episodes; each is validated on its own so one bad episode gives one
+    item error instead of failing the batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    clients: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class ErrorDetail(BaseModel):
+    loc: str = Field(description="field path, e.g. sessions[0].wai.goal")
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    detail: list[ErrorDetail]
+
+
+class FactorOut(BaseModel):
+    code: str
+    label: str
+    direction: Literal["raises", "lowers"]
+    contribution: float = Field(description="signed, in probability points")
+
+
+class ActionOut(BaseModel):
+    code: str
+    text: str
+    source: str
+
+
+class ModelRef(BaseModel):
+    version: str
+    sha256: str
+
+
+class ThresholdsOut(BaseModel):
+    moderate: float
+    high: float
+
+
+class PredictionOut(BaseModel):
+    client_id: str
+    probability: float
+    risk_level: Literal["low", "moderate", "high"]
+    landmark_session: int
+    model: ModelRef
+    thresholds: ThresholdsOut
+    factors: list[FactorOut]
+    suggested_actions: list[ActionOut]
+    disclaimer: str
+
+
+class BatchItemOut(BaseModel):
+    index: int
+    prediction: PredictionOut | None = None
+    errors: list[ErrorDetail] | None = None
+
+
+class BatchOut(BaseModel):
+    results: list[BatchItemOut]
+
+
+class ModelVersionOut(BaseModel):
+    version: str
+    created_at: str
+    sha256: str
+    estimator: str
+    auc: float | None
+    champion: bool
+
+
+class ModelsOut(BaseModel):
+    champion: str | None
+    versions: list[ModelVersionOut]
+
+
+class ModelInfoOut(BaseModel):
+    version: str
+    sha256: str
+    created_at: str
+    estimator: str
+    calibration: str
+    metrics: dict[str, Any]
+    thresholds: dict[str, Any]
+    landmarks: list[int]
+    instruments: list[str]
+    features: list[str]
+
+
+class PromotedOut(BaseModel):
+    champion: str
+    previous: str | None
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready"]
+    model_version: str

@@ -1,0 +1,383 @@
+"""The prediction API in-process: every endpoint's success path with real values, each
+kind of bad input, auth and scopes, promotion and tampering."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.episodes import wai_subscales
+from service.keys import KeyStore
+from service.schemas import WaiIn
+from service.settings import Settings
+from tests.conftest import REPO
+from training.cli import run
+from training.features import grid_from_tables
+from training.predict import score_grid
+from training.registry import Registry
+
+EXAMPLE: dict[str, Any] = {
+    "client_id": "A-1001",
+    "age": 27,
+    "gender": "female",
+    "therapist_id": "T-7",
+    "sessions": [
+        {
+            "number": 1,
+            "date": "2026-03-02",
+            "wai": {"goal": 3.25, "task": 3.5, "bond": 4.0},
+            "srs": {"total": 35.5},
+            "ors": {"total": 18.2},
+            "phq9": {"total": 14},
+        },
+        {
+            "number": 2,
+            "date": "2026-03-09",
+            "wai": {"items": [4, 3, 4, 3, 4, 4, 3, 4, 5, 3, 4, 3]},
+            "srs": {"relationship": 9.1, "goals": 8.7, "approach": 8.9, "overall": 9.0},
+        },
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped model, copied so promotion tests can add versions."""
+    folder = tmp_path_factory.mktemp("models")
+    shutil.copytree(REPO / "models", folder, dirs_exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    store = KeyStore(tmp_path_factory.mktemp("keys") / "keys.json")
+    return {
+        "predict": store.create("ehr", "clinic-a", ["predict"])[1],
+        "admin": store.create("ops", "clinic-a", ["models:admin"])[1],
+        "path": str(store.path),
+    }
+
+
+@pytest.fixture(scope="module")
+def client(
+    registry: Path, keys: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    settings = Settings(
+        models_dir=registry,
+        keys_file=Path(keys["path"]),
+        pseudonym_key_file=tmp_path_factory.mktemp("p") / "pseudonym.key",
+        reload_seconds=0.0,
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def _auth(keys: dict[str, str], which: str = "predict") -> dict[str, str]:
+    return {"Authorization": f"Bearer {keys[which]}"}
+
+
+def _predict(client: TestClient, keys: dict[str, str], body: Any) -> Any:
+    return client.post("/v1/predictions", json=body, headers=_auth(keys))
+
+
+def test_health_ready_metrics(client: TestClient, keys: dict[str, str]) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready"
+    assert ready["model_version"] == Registry(REPO / "models").read()["champion"]
+    assert _predict(client, keys, EXAMPLE).status_code == 200
+    text = client.get("/metrics").text
+    assert 'route="/v1/predictions"' in text
+    assert "dropout_risk_predictions_total{" in text
+    assert "A-1001" not in text
+
+
+def test_prediction_matches_the_training_pipeline(client: TestClient, keys: dict[str, str]) -> None:
+    """The same client through the API and through the contract tables gets one risk."""
+    body = _predict(client, keys, EXAMPLE).json()
+    sessions = pd.DataFrame(
+        {
+            "client_id": ["A-1001", "A-1001"],
+            "session_number": [1, 2],
+            "session_date": pd.to_datetime(["2026-03-02", "2026-03-09"]),
+            # session 2's 12 items: goal (4, 6, 8, 11) 3.75, task (1, 2, 10, 12) 3.25, bond 4.0
+            "wai_goal": [3.25, 3.75],
+            "wai_task": [3.5, 3.25],
+            "wai_bond": [4.0, 4.0],
+            "srs_total": [35.5, 35.7],
+            "ors_total": [18.2, np.nan],
+            "phq9_total": [14.0, np.nan],
+        }
+    )
+    clients = pd.DataFrame({"client_id": ["A-1001"], "age": [27.0], "gender": ["female"]})
+    loaded = Registry(REPO / "models").load()
+    p, landmark = score_grid(loaded, grid_from_tables(sessions, clients, 3)[1])
+    assert body["probability"] == pytest.approx(round(float(p[0]), 4), abs=1e-12)
+    assert body["landmark_session"] == landmark[0] == 2
+    th = loaded.metadata["thresholds"]
+    expected = "high" if p[0] >= th["high"] else "moderate" if p[0] >= th["moderate"] else "low"
+    assert body["risk_level"] == expected
+    assert body["model"] == {"version": loaded.version, "sha256": loaded.metadata["sha256"]}
+    assert body["thresholds"] == {"moderate": th["moderate"], "high": th["high"]}
+    assert body["disclaimer"] == "Decision support, not a diagnosis."
+    assert body["client_id"] == "A-1001"
+
+
+def test_wai_items_map_to_subscales() -> None:
+    items = [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2]  # task 1,2,10,12; bond 3,5,7,9; goal 4,6,8,11
+    goal, task, bond = wai_subscales(WaiIn(items=items))
+    assert (goal, task, bond) == ((4 + 1 + 3 + 1) / 4, (1 + 2 + 5 + 2) / 4, (3 + 5 + 2 + 4) / 4)
+
+
+def test_falling_alliance_gets_decline_factor_and_repair_action(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    falling = {
+        "client_id": "B-1",
+        "age": 30,
+        "sessions": [
+            {"number": 1, "wai": {"goal": 4.25, "task": 4.25, "bond": 4.5}, "srs": {"total": 38}},
+            {"number": 2, "wai": {"goal": 3.0, "task": 3.0, "bond": 3.25}, "srs": {"total": 31}},
+        ],
+    }
+    body = _predict(client, keys, falling).json()
+    codes = {f["code"]: f for f in body["factors"]}
+    assert codes["alliance_decline"]["direction"] == "raises"
+    assert codes["alliance_decline"]["contribution"] > 0
+    assert "rupture_repair" in {a["code"] for a in body["suggested_actions"]}
+    assert all(a["source"] for a in body["suggested_actions"])
+
+
+def test_sessions_after_the_last_landmark_are_ignored(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    three = {**EXAMPLE, "sessions": [*EXAMPLE["sessions"], {"number": 3, "srs": {"total": 30.0}}]}
+    later = {
+        **three,
+        "sessions": [
+            *three["sessions"],
+            {"number": 4, "srs": {"total": 40.0}},
+            {"number": 7, "wai": {"goal": 1.0}},
+        ],
+    }
+    a, b = _predict(client, keys, three).json(), _predict(client, keys, later).json()
+    assert a["landmark_session"] == b["landmark_session"] == 3
+    assert a["probability"] == b["probability"]
+
+
+def _session(**measures: Any) -> dict[str, Any]:
+    return {"number": 1, **measures}
+
+
+@pytest.mark.parametrize(
+    ("sessions", "loc", "fragment"),
+    [
+        ([], "sessions", "at least 1 item"),
+        (
+            [_session(srs={"total": 36}), _session(srs={"total": 37})],
+            "sessions",
+            "session number 1 appears twice",
+        ),
+        ([_session()], "sessions[0]", "at least one measure"),
+        ([_session(wia={"goal": 3})], "sessions[0].wia", "Extra inputs are not permitted"),
+        ([_session(wai={"goal": 7})], "sessions[0].wai.goal", "less than or equal to 5"),
+        ([_session(wai={"goal": "3"})], "sessions[0].wai.goal", "valid number"),
+        ([_session(wai={"items": [3] * 11})], "sessions[0].wai.items", "at least 12 items"),
+        ([_session(wai={"goal": 3, "items": [3] * 12})], "sessions[0].wai", "not both"),
+        ([_session(srs={"relationship": 9})], "sessions[0].srs", "all four items"),
+        ([_session(phq9={"total": 3.5})], "sessions[0].phq9.total", "valid integer"),
+        ([_session(srs={"total": 36}, date="03/02/2026")], "sessions[0].date", "date"),
+        (
+            [{"number": i, "srs": {"total": 36}} for i in range(1, 52)],
+            "sessions",
+            "at most 50 items",
+        ),
+    ],
+)
+def test_bad_episode_is_422_naming_the_field(
+    client: TestClient, keys: dict[str, str], sessions: list[Any], loc: str, fragment: str
+) -> None:
+    response = _predict(client, keys, {"client_id": "X", "sessions": sessions})
+    assert response.status_code == 422
+    details = response.json()["detail"]
+    assert any(d["loc"] == loc and fragment in d["msg"] for d in details), details
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("client_id", "x" * 65, "at most 64 characters"),
+        ("client_id", "bad id!", "should match pattern"),
+        ("age", 7, "greater than or equal to 12"),
+        ("gender", "g" * 65, "at most 64 characters"),
+    ],
+)
+def test_bad_client_fields(
+    client: TestClient, keys: dict[str, str], field: str, value: Any, fragment: str
+) -> None:
+    response = _predict(client, keys, {**EXAMPLE, field: value})
+    assert response.status_code == 422
+    assert any(d["loc"] == field and fragment in d["msg"] for d in response.json()["detail"])
+
+
+def test_non_finite_and_malformed_json_and_large_bodies(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    raw = json.dumps(EXAMPLE).replace("35.5", "NaN")
+    response = client.post(
+        "/v1/predictions", content=raw, headers={**_auth(keys), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    response = client.post(
+        "/v1/predictions",
+        content=b"{not json",
+        headers={**_auth(keys), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    response = client.post(
+        "/v1/predictions",
+        content=b"\xa6I\xfcX\xa7\xf57",
+        headers={**_auth(keys), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == "body"
+    assert client.get("/v1/nowhere", headers=_auth(keys)).json()["detail"][0]["type"] == (
+        "http_error"
+    )
+    huge = {**EXAMPLE, "gender": "f", "pad": "x" * (1 << 20)}
+    response = _predict(client, keys, huge)
+    assert response.status_code == 413
+    assert response.json()["detail"][0]["type"] == "body_too_large"
+
+
+def test_batch_answers_in_order_with_item_errors(client: TestClient, keys: dict[str, str]) -> None:
+    bad = {"client_id": "Z", "sessions": [{"number": 1, "wai": {"goal": 9}}]}
+    other = {**EXAMPLE, "client_id": "A-1002", "age": 61}
+    response = client.post(
+        "/v1/predictions/batch", headers=_auth(keys), json={"clients": [EXAMPLE, bad, other]}
+    )
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["index"] for r in results] == [0, 1, 2]
+    assert results[1]["prediction"] is None
+    assert results[1]["errors"][0]["loc"] == "sessions[0].wai.goal"
+    single = _predict(client, keys, EXAMPLE).json()
+    assert results[0]["prediction"] == single
+    assert results[2]["prediction"]["client_id"] == "A-1002"
+
+
+def test_batch_caps(client: TestClient, keys: dict[str, str]) -> None:
+    response = client.post(
+        "/v1/predictions/batch", headers=_auth(keys), json={"clients": [EXAMPLE] * 1001}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == "clients"
+    response = client.post("/v1/predictions/batch", headers=_auth(keys), json={"clients": []})
+    assert response.status_code == 422
+
+
+def test_auth_and_scopes(client: TestClient, keys: dict[str, str]) -> None:
+    missing = client.post("/v1/predictions", json=EXAMPLE)
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    wrong = client.post(
+        "/v1/predictions", json=EXAMPLE, headers={"Authorization": keys["predict"][:-2] + "xx"}
+    )
+    assert wrong.status_code == 401
+    bad_secret = keys["predict"][:-2] + ("aa" if not keys["predict"].endswith("aa") else "bb")
+    assert (
+        client.post(
+            "/v1/predictions", json=EXAMPLE, headers={"Authorization": f"Bearer {bad_secret}"}
+        ).status_code
+        == 401
+    )
+    assert (
+        client.post("/v1/predictions", json=EXAMPLE, headers=_auth(keys, "admin")).status_code
+        == 403
+    )
+    version = Registry(REPO / "models").read()["champion"]
+    assert client.post(f"/v1/models/{version}/promote", headers=_auth(keys)).status_code == 403
+    assert client.get("/v1/models").status_code == 401
+
+
+def test_models_endpoints(client: TestClient, keys: dict[str, str]) -> None:
+    listing = client.get("/v1/models", headers=_auth(keys)).json()
+    champion = Registry(REPO / "models").read()["champion"]
+    assert listing["champion"] == champion
+    assert [v["version"] for v in listing["versions"] if v["champion"]] == [champion]
+    current = client.get("/v1/models/current", headers=_auth(keys)).json()
+    meta = Registry(REPO / "models").load().metadata
+    assert current["version"] == champion
+    assert current["sha256"] == meta["sha256"]
+    assert current["landmarks"] == [1, 2, 3]
+    assert current["features"] == meta["features"]
+    assert current["metrics"]["overall"]["auc"]["estimate"] == pytest.approx(
+        meta["metrics"]["overall"]["auc"]["estimate"]
+    )
+
+
+def test_logs_carry_a_pseudonym_not_the_client(
+    client: TestClient, keys: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    logger = logging.getLogger("dropout_risk")
+    logger.addHandler(caplog.handler)
+    try:
+        _predict(client, keys, EXAMPLE)
+    finally:
+        logger.removeHandler(caplog.handler)
+    events = [r for r in caplog.records if r.getMessage() == "prediction"]
+    assert len(events) == 1
+    event = events[0].event  # type: ignore[attr-defined]
+    assert len(event["client"]) == 16
+    assert "A-1001" not in json.dumps(event)
+    assert keys["predict"] not in json.dumps(event)
+    assert "probability" not in event
+
+
+def test_promotion_and_tampering(
+    client: TestClient, keys: dict[str, str], registry: Path, small_cohort: Path
+) -> None:
+    before = Registry(registry).read()["champion"]
+    assert (
+        run(
+            [
+                "train",
+                "--sessions",
+                str(small_cohort / "sessions.csv"),
+                "--clients",
+                str(small_cohort / "clients.csv"),
+                "--models-dir",
+                str(registry),
+                "--seed",
+                "8",
+            ]
+        )
+        == 0
+    )
+    new = Registry(registry).read()["versions"][-1]["version"]
+    unknown = client.post("/v1/models/nope/promote", headers=_auth(keys, "admin"))
+    assert unknown.status_code == 404
+    model_file = registry / new / "model.joblib"
+    original = model_file.read_bytes()
+    model_file.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    refused = client.post(f"/v1/models/{new}/promote", headers=_auth(keys, "admin"))
+    assert refused.status_code == 409
+    assert "refusing to load a modified artifact" in refused.json()["detail"][0]["msg"]
+    assert _predict(client, keys, EXAMPLE).json()["model"]["version"] == before
+    model_file.write_bytes(original)
+    promoted = client.post(f"/v1/models/{new}/promote", headers=_auth(keys, "admin"))
+    assert promoted.json() == {"champion": new, "previous": before}
+    assert _predict(client, keys, EXAMPLE).json()["model"]["version"] == new
+    assert (
+        client.post(f"/v1/models/{before}/promote", headers=_auth(keys, "admin")).status_code == 200
+    )

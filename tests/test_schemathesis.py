@@ -1,0 +1,93 @@
+"""Property-based API testing against the app's own OpenAPI schema: generated requests,
+valid and invalid, never get a 5xx or a response that breaks the declared schema."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from service.app import create_app
+from service.keys import SCOPES, KeyStore
+from service.settings import Settings
+from tests.conftest import REPO
+
+TOKEN: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
+    root = tmp_path_factory.mktemp("st")
+    shutil.copytree(REPO / "models", root / "models")
+    TOKEN["value"] = KeyStore(root / "keys.json").create("st", "clinic-a", SCOPES)[1]
+    application = create_app(
+        Settings(
+            models_dir=root / "models",
+            keys_file=root / "keys.json",
+            pseudonym_key_file=root / "p.key",
+        )
+    )
+    with TestClient(application):  # runs the lifespan: model, keys, pseudonymizer
+        yield application
+
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
+@pytest.mark.parametrize("mode", list(schemathesis.GenerationMode), ids=str)
+def test_no_server_error_and_schema_conformance(
+    app: FastAPI, mode: schemathesis.GenerationMode
+) -> None:
+    """Each operation gets 25 generated requests per mode, valid (positive) and invalid
+    (negative), derandomized so CI is repeatable."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    headers = {"Authorization": f"Bearer {TOKEN['value']}"}
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) == 8
+    if mode == schemathesis.GenerationMode.NEGATIVE:  # only inputs can be made invalid
+        operations = [op for op in operations if op.method.upper() == "POST"]
+        assert len(operations) == 3
+    for operation in operations:
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(
+            max_examples=25,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def check(case: schemathesis.Case) -> None:
+            case.validate_response(case.call(headers=headers), checks=CHECKS)
+
+        check()
+
+
+def test_schema_has_every_endpoint(app: FastAPI) -> None:
+    paths = set(app.openapi()["paths"])
+    assert paths == {
+        "/v1/predictions",
+        "/v1/predictions/batch",
+        "/v1/models",
+        "/v1/models/current",
+        "/v1/models/{version}/promote",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    }

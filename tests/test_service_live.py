@@ -1,0 +1,165 @@
+"""The real server (`dropout-risk serve`, 2 uvicorn workers) on a loopback port: promotion
+while a load of requests runs, and metrics merged across workers. Loops are bounded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.keys import KeyStore
+from tests.conftest import REPO
+from tests.test_api import EXAMPLE
+from training.cli import run
+from training.registry import Registry
+
+
+@dataclass
+class Server:
+    url: str
+    registry: Path
+    predict_key: str
+    admin_key: str
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("server not ready in time")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, small_cohort: Path) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("live")
+    registry = root / "models"
+    shutil.copytree(REPO / "models", registry)
+    assert (
+        run(
+            [
+                "train",
+                "--sessions",
+                str(small_cohort / "sessions.csv"),
+                "--clients",
+                str(small_cohort / "clients.csv"),
+                "--models-dir",
+                str(registry),
+                "--seed",
+                "11",
+            ]
+        )
+        == 0
+    )
+    store = KeyStore(root / "keys.json")
+    predict_key = store.create("load", "clinic-a", ["predict"])[1]
+    admin_key = store.create("ops", "clinic-a", ["models:admin"])[1]
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DROPOUT_RISK_KEYS_FILE": str(root / "keys.json"),
+        "DROPOUT_RISK_PSEUDONYM_KEY_FILE": str(root / "pseudonym.key"),
+        "DROPOUT_RISK_RELOAD_SECONDS": "0.5",
+        "DROPOUT_RISK_LOG_LEVEL": "warning",
+        "PROMETHEUS_MULTIPROC_DIR": str(root),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from training.cli import main; main()",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--models-dir",
+            str(registry),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc)
+        yield Server(url, registry, predict_key, admin_key)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_promotion_under_load(server: Server) -> None:
+    old = Registry(server.registry).read()["champion"]
+    new = Registry(server.registry).read()["versions"][-1]["version"]
+    assert old != new
+    answers: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        headers = {"Authorization": f"Bearer {server.predict_key}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=10) as http:
+            for _ in range(3000):
+                if stop.is_set():
+                    return
+                started = time.monotonic()
+                response = http.post("/v1/predictions", json=EXAMPLE)
+                version = response.json()["model"]["version"] if response.is_success else ""
+                answers.append((started, response.status_code, version))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    promoted = httpx.post(
+        f"{server.url}/v1/models/{new}/promote",
+        timeout=10,
+        headers={"Authorization": f"Bearer {server.admin_key}"},
+    )
+    promoted_at = time.monotonic()
+    time.sleep(3.0)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert promoted.status_code == 200
+    assert len(answers) > 100
+    assert {status for _, status, _ in answers} == {200}
+    assert {version for _, _, version in answers} <= {old, new}
+    assert old in {v for t, _, v in answers if t < promoted_at}
+    settled = [v for t, _, v in answers if t > promoted_at + 1.5]
+    assert settled
+    assert set(settled) == {new}
+
+
+def test_metrics_merge_workers(server: Server) -> None:
+    headers = {"Authorization": f"Bearer {server.predict_key}"}
+    for _ in range(10):
+        assert (
+            httpx.post(f"{server.url}/v1/predictions", json=EXAMPLE, headers=headers).status_code
+            == 200
+        )
+    text = httpx.get(f"{server.url}/metrics").text
+    assert 'dropout_risk_http_requests_total{method="POST",route="/v1/predictions"' in text
+    assert "A-1001" not in text
