@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import errors
+from service.batcher import MicroBatcher
 from service.keys import KeyStore
 from service.middleware import BodyLimit, Metrics
 from service.model_store import ModelStore
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.models.refresh(force=True)
         app.state.keys = KeyStore(settings.keys_file)
         app.state.pseudonym = Pseudonymizer(settings.pseudonym_key_file)
+        app.state.batcher = MicroBatcher(settings.max_landmark)
         yield
 
     app = FastAPI(

@@ -252,11 +252,24 @@ def explain(
     factor of 0.000 points (a group at the reference, up to float noise) never shows. Raises
     ValueError for a landmark without a reference client (0: no session yet).
     """
+    return explain_scored(predict, X, landmark, reference, top, min_abs)[1]
+
+
+def explain_scored(
+    predict: Predictor,
+    X: npt.ArrayLike,
+    landmark: npt.ArrayLike,
+    reference: Reference,
+    top: int = 3,
+    min_abs: float = 0.005,
+) -> tuple[FloatArray, list[list[Factor]]]:
+    """(p(x), factors): `explain` plus the rows' own probabilities, which come out of the
+    same predict call, so a caller needs no second one."""
     rows, marks = _inputs(X, landmark)
     if rows.shape[0] == 0:
-        return []
+        return np.empty(0), []
     plan = _plan(reference)
-    _, C = _occlusion(predict, rows, marks, plan)
+    p, C = _occlusion(predict, rows, marks, plan)
     order = np.argsort(-np.abs(C), axis=1, kind="stable")[:, : max(0, top)]  # ties: table order
     out: list[list[Factor]] = []
     for row, k, groups, row_c in zip(
@@ -270,7 +283,7 @@ def explain(
                 break
             factors.append(_factor(_CODES[g], size, row, plan[k].values, k))
         out.append(factors)
-    return out
+    return p, out
 
 
 def factor_code(group: str, row: Sequence[float]) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 
 from service.actions import suggested_actions
 from service.episodes import grid_from_episodes
-from service.explain import explain
+from service.explain import explain_scored
 from service.schemas import EpisodeIn
 from training.errors import DropoutRiskError
 from training.features import FEATURES, landmark_features
@@ -40,9 +40,10 @@ def score(
         rows = np.flatnonzero(landmark == k)
         X[rows] = landmark_features(grid, k, rows if rows.size < len(episodes) else None)
     ok = np.flatnonzero(landmark > 0)
-    p = np.round(model.predict(X[ok]), 4)
+    # explain scores the rows themselves with their occluded copies: one predict call
+    raw, factors = explain_scored(model.predict, X[ok], landmark[ok], model.metadata["reference"])
+    p = np.round(raw, 4)
     levels = risk_levels(p, model.metadata["thresholds"])
-    factors = explain(model.predict, X[ok], landmark[ok], model.metadata["reference"])
     common = _common(model)
     out: list[dict[str, Any] | NotAtLandmark] = [
         NotAtLandmark(

@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from service.auth import PredictKey
+from service.batcher import MicroBatcher
 from service.errors import error_details
 from service.model_store import ModelStore
 from service.observability import PREDICTIONS, Pseudonymizer
@@ -31,7 +32,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def current_model(request: Request) -> LoadedModel:
+async def current_model(request: Request) -> LoadedModel:
+    """The verified champion (async: a sync dependency would hop to a thread pool)."""
     store: ModelStore = request.app.state.models
     return store.current
 
@@ -59,11 +61,18 @@ def _record(request: Request, key_id: str, client_id: str, result: dict[str, Any
 @router.post("", response_model=PredictionOut, responses=ERRORS)
 async def predict_one(episode: EpisodeIn, model: Model, key: PredictKey, request: Request) -> Any:
     """Risk of dropout for one episode, with the factors behind it and suggested actions."""
-    (result,) = score(model, [episode], request.app.state.settings.max_landmark)
+    batcher: MicroBatcher = request.app.state.batcher
+    result = await batcher.score(model, episode)
     if isinstance(result, NotAtLandmark):
         raise _not_at_landmark(result)
     _record(request, key.key_id, episode.client_id, result)
-    return result
+    return _json(PredictionOut.model_validate(result))
+
+
+def _json(body: BaseModel) -> Response:
+    """The validated body as JSON bytes. FastAPI would dump a returned model to a dict and
+    validate that again; a Response is sent as is (the response_model still documents it)."""
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 def _not_at_landmark(exc: NotAtLandmark) -> RequestValidationError:
@@ -76,6 +85,7 @@ def _not_at_landmark(exc: NotAtLandmark) -> RequestValidationError:
 async def predict_batch(batch: BatchIn, model: Model, key: PredictKey, request: Request) -> Any:
     """Up to 1,000 episodes, answered in order; a bad episode gets its own errors."""
     results: list[dict[str, Any]] = [{"index": i} for i in range(len(batch.clients))]
+    # The body is validated here, item by item, so a bad episode fails alone.
     valid: list[tuple[int, EpisodeIn]] = []
     for i, raw in enumerate(batch.clients):
         try:
@@ -93,4 +103,4 @@ async def predict_batch(batch: BatchIn, model: Model, key: PredictKey, request: 
         else:
             results[i]["prediction"] = result
             _record(request, key.key_id, episode.client_id, result)
-    return {"results": results}
+    return _json(BatchOut.model_validate({"results": results}))
