@@ -176,6 +176,8 @@ def grid_from_tables(
 # --- the maths, over (measures, sessions, clients) arrays with NaN as missing -----------
 # Rows of the stack the statistics run on: the WAI-SR composite, then the grid's measures.
 WAI, S_GOAL, S_TASK, S_BOND, S_SRS, S_ORS, S_PHQ9, S_DAY = range(8)
+_GENDER_CODES = np.array([[GENDER_FEMALE], [GENDER_MALE], [GENDER_OTHER]])
+_MISSING_ROWS = [WAI, S_SRS, S_ORS, S_PHQ9]
 
 
 def _mean_over(values: FloatArray, axis: int) -> FloatArray:
@@ -222,9 +224,11 @@ def _stats(stack: FloatArray) -> _Stats:
         step_mean = _mean_over(steps, axis=0)
     else:
         worst_fall = step_max = step_mean = np.full(last.shape, np.nan)
+    count = present.sum(axis=1).astype(np.float64)
+    total = np.where(present, stack, 0.0).sum(axis=1)
     return _Stats(
-        count=present.sum(axis=1).astype(np.float64),
-        mean=_mean_over(stack, axis=1),
+        count=count,
+        mean=np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0),
         last=last,
         first=first,
         minimum=np.fmin.reduce(stack, axis=1),
@@ -248,16 +252,37 @@ def landmark_features(grid: SessionGrid, k: int, rows: IntArray | None = None) -
     change = np.where(two, st.last - st.first, np.nan)
     drop = np.where(two, np.maximum(st.worst_fall, 0.0), np.nan)
     below = np.where(st.count[S_SRS] > 0, (stack[S_SRS] < SRS_CUTOFF).sum(axis=0), np.nan)
-    X = np.empty((len(FEATURES), age.shape[0]))
-    X[0] = k
-    X[1:6] = st.mean[WAI], st.last[WAI], change[WAI], st.minimum[WAI], drop[WAI]
-    X[6:9] = st.last[S_GOAL : S_BOND + 1]
-    X[9:15] = (st.mean[S_SRS], st.last[S_SRS], change[S_SRS], st.minimum[S_SRS], below, drop[S_SRS])
-    X[15:19] = st.last[S_ORS], change[S_ORS], st.last[S_PHQ9], change[S_PHQ9]
-    X[19:21] = st.step_mean[S_DAY], st.step_max[S_DAY]
-    X[21] = age
-    X[22:25] = gender == GENDER_FEMALE, gender == GENDER_MALE, gender == GENDER_OTHER
-    X[25:29] = k - st.count[[WAI, S_SRS, S_ORS, S_PHQ9]]
+
+    def row(a: FloatArray, i: int) -> FloatArray:
+        return a[i : i + 1]  # a (1, n) view: no copy
+
+    # One vstack of views, in FEATURES order (a call per feature costs more at one client).
+    X = np.vstack(
+        [
+            np.full((1, age.shape[0]), float(k)),
+            row(st.mean, WAI),
+            row(st.last, WAI),
+            row(change, WAI),
+            row(st.minimum, WAI),
+            row(drop, WAI),
+            st.last[S_GOAL : S_BOND + 1],
+            row(st.mean, S_SRS),
+            row(st.last, S_SRS),
+            row(change, S_SRS),
+            row(st.minimum, S_SRS),
+            below[None],
+            row(drop, S_SRS),
+            row(st.last, S_ORS),
+            row(change, S_ORS),
+            row(st.last, S_PHQ9),
+            row(change, S_PHQ9),
+            row(st.step_mean, S_DAY),
+            row(st.step_max, S_DAY),
+            age[None],
+            gender[None] == _GENDER_CODES,
+            k - st.count[_MISSING_ROWS],
+        ]
+    )
     out: FloatArray = X.T  # (n, F), column-major: each feature contiguous
     return out
 

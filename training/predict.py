@@ -196,6 +196,7 @@ class _Job:
     clients: pd.DataFrame | None
     chunk_rows: int
     progress: Any  # a multiprocessing queue of row counts, or a callable in-process
+    threaded: bool = True
 
 
 def _score_part(job: _Job, source: SessionSource, out_path: Path) -> _PartResult:
@@ -206,7 +207,10 @@ def _score_part(job: _Job, source: SessionSource, out_path: Path) -> _PartResult
     max_session = max(job.loaded.metadata["landmarks"])
     chunks = iter_session_chunks(source, job.chunk_rows, problems, warnings, known)
     with out_path.open("w", newline="") as out:
-        for batch in _prefetch(_batches(chunks)):
+        # A reader thread pays off only when this is the one process: with one worker per
+        # core, an extra thread per worker just competes for the same cores.
+        batches = _batches(chunks)
+        for batch in _prefetch(batches) if job.threaded else batches:
             stats.rows += len(batch)
             if not problems.total:
                 ids, grid = grid_from_tables(batch, job.clients, max_session)
@@ -306,7 +310,7 @@ def _run_parts(
     global _JOB
     context = multiprocessing.get_context("fork")
     rows: Any = context.SimpleQueue()
-    _JOB = _Job(job.loaded, job.clients, job.chunk_rows, rows)
+    _JOB = _Job(job.loaded, job.clients, job.chunk_rows, rows, threaded=False)
     try:
         with ProcessPoolExecutor(len(sources), mp_context=context) as pool:
             futures = [pool.submit(_worker, s, p) for s, p in zip(sources, part_paths, strict=True)]
