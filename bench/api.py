@@ -25,29 +25,8 @@ from pathlib import Path
 
 import httpx
 
+from service.examples import EXAMPLE_EPISODE as EXAMPLE
 from service.keys import KeyStore
-
-EXAMPLE = {  # the request of issue 3
-    "client_id": "A-1001",
-    "age": 27,
-    "gender": "female",
-    "therapist_id": "T-7",
-    "sessions": [
-        {
-            "number": 1,
-            "date": "2026-03-02",
-            "wai": {"goal": 3.25, "task": 3.5, "bond": 4.0},
-            "srs": {"total": 35.5},
-            "ors": {"total": 18.2},
-            "phq9": {"total": 14},
-        },
-        {
-            "number": 2,
-            "wai": {"items": [4, 3, 4, 3, 4, 4, 3, 4, 5, 3, 4, 3]},
-            "srs": {"relationship": 9.1, "goals": 8.7, "approach": 8.9, "overall": 9.0},
-        },
-    ],
-}
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from service.examples import EXAMPLE_EPISODE
+
 MAX_SESSIONS = 50
 MAX_BATCH = 1000
 ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
@@ -112,6 +114,13 @@ class SessionIn(Strict):
 
 class EpisodeIn(Strict):
     """One client's treatment episode: who, and the sessions so far."""
+
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"examples": [EXAMPLE_EPISODE]},
+    )
 
     client_id: Identifier
     age: Annotated[int, Field(ge=12, le=100)] | None = None

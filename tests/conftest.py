@@ -30,22 +30,26 @@ def small_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def train(cohort: Path, models: Path, *extra: str) -> int:
+    """`dropout-risk train` on a simulated cohort folder; returns the exit status."""
+    return run(
+        [
+            "train",
+            "--sessions",
+            str(cohort / "sessions.csv"),
+            "--clients",
+            str(cohort / "clients.csv"),
+            "--models-dir",
+            str(models),
+            *extra,
+        ]
+    )
+
+
 @pytest.fixture(scope="session")
 def trained_registry(tmp_path_factory: pytest.TempPathFactory, small_cohort: Path) -> Path:
     """A registry with one model trained on the small cohort (through the CLI)."""
     models = tmp_path_factory.mktemp("models")
-    status = run(
-        [
-            "train",
-            "--sessions",
-            str(small_cohort / "sessions.csv"),
-            "--clients",
-            str(small_cohort / "clients.csv"),
-            "--models-dir",
-            str(models),
-            "--seed",
-            "3",
-        ]
-    )
+    status = train(small_cohort, models, "--seed", "3")
     assert status == 0
     return models

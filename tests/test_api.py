@@ -17,37 +17,16 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.episodes import wai_subscales
+from service.examples import EXAMPLE_EPISODE
 from service.keys import KeyStore
 from service.schemas import WaiIn
 from service.settings import Settings
-from tests.conftest import REPO
-from training.cli import run
+from tests.conftest import REPO, train
 from training.features import grid_from_tables
 from training.predict import score_grid
 from training.registry import Registry
 
-EXAMPLE: dict[str, Any] = {
-    "client_id": "A-1001",
-    "age": 27,
-    "gender": "female",
-    "therapist_id": "T-7",
-    "sessions": [
-        {
-            "number": 1,
-            "date": "2026-03-02",
-            "wai": {"goal": 3.25, "task": 3.5, "bond": 4.0},
-            "srs": {"total": 35.5},
-            "ors": {"total": 18.2},
-            "phq9": {"total": 14},
-        },
-        {
-            "number": 2,
-            "date": "2026-03-09",
-            "wai": {"items": [4, 3, 4, 3, 4, 4, 3, 4, 5, 3, 4, 3]},
-            "srs": {"relationship": 9.1, "goals": 8.7, "approach": 8.9, "overall": 9.0},
-        },
-    ],
-}
+EXAMPLE: dict[str, Any] = EXAMPLE_EPISODE
 
 
 @pytest.fixture(scope="module")
@@ -348,22 +327,7 @@ def test_promotion_and_tampering(
     client: TestClient, keys: dict[str, str], registry: Path, small_cohort: Path
 ) -> None:
     before = Registry(registry).read()["champion"]
-    assert (
-        run(
-            [
-                "train",
-                "--sessions",
-                str(small_cohort / "sessions.csv"),
-                "--clients",
-                str(small_cohort / "clients.csv"),
-                "--models-dir",
-                str(registry),
-                "--seed",
-                "8",
-            ]
-        )
-        == 0
-    )
+    assert train(small_cohort, registry, "--seed", "8") == 0
     new = Registry(registry).read()["versions"][-1]["version"]
     unknown = client.post("/v1/models/nope/promote", headers=_auth(keys, "admin"))
     assert unknown.status_code == 404

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import train
 from training.cli import run
 
 COMMANDS = [
@@ -38,24 +39,7 @@ def test_train_prints_version_last(
     small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     models = tmp_path / "models"
-    assert (
-        run(
-            [
-                "train",
-                "--sessions",
-                str(small_cohort / "sessions.csv"),
-                "--clients",
-                str(small_cohort / "clients.csv"),
-                "--models-dir",
-                str(models),
-                "--seed",
-                "3",
-                "--flag-rates",
-                "0.5,0.2",
-            ]
-        )
-        == 0
-    )
+    assert train(small_cohort, models, "--seed", "3", "--flag-rates", "0.5,0.2") == 0
     out = capsys.readouterr().out.strip().splitlines()
     registry = json.loads((models / "registry.json").read_text())
     assert out[-1] == registry["champion"] == registry["versions"][0]["version"]

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import train
 from training.cli import run
 from training.errors import ArtifactError
 from training.features import FEATURES
@@ -17,20 +18,8 @@ from training.registry import Registry, sha256_of
 
 
 def _train(cohort: Path, models: Path, *extra: str) -> str:
-    status = run(
-        [
-            "train",
-            "--sessions",
-            str(cohort / "sessions.csv"),
-            "--clients",
-            str(cohort / "clients.csv"),
-            "--models-dir",
-            str(models),
-            *extra,
-        ]
-    )
-    assert status == 0
-    return Registry(models).read()["versions"][-1]["version"]
+    assert train(cohort, models, *extra) == 0
+    return str(Registry(models).read()["versions"][-1]["version"])
 
 
 def _predict(cohort: Path, models: Path, out: Path, *extra: str) -> pd.DataFrame:

@@ -18,9 +18,8 @@ import httpx
 import pytest
 
 from service.keys import KeyStore
-from tests.conftest import REPO
+from tests.conftest import REPO, train
 from tests.test_api import EXAMPLE
-from training.cli import run
 from training.registry import Registry
 
 
@@ -57,22 +56,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, small_cohort: Path) -> Iter
     root = tmp_path_factory.mktemp("live")
     registry = root / "models"
     shutil.copytree(REPO / "models", registry)
-    assert (
-        run(
-            [
-                "train",
-                "--sessions",
-                str(small_cohort / "sessions.csv"),
-                "--clients",
-                str(small_cohort / "clients.csv"),
-                "--models-dir",
-                str(registry),
-                "--seed",
-                "11",
-            ]
-        )
-        == 0
-    )
+    assert train(small_cohort, registry, "--seed", "11") == 0
     store = KeyStore(root / "keys.json")
     predict_key = store.create("load", "clinic-a", ["predict"])[1]
     admin_key = store.create("ops", "clinic-a", ["models:admin"])[1]
