@@ -16,10 +16,15 @@ COMMANDS = [
     ["train"],
     ["evaluate"],
     ["predict"],
+    ["serve"],
     ["models"],
     ["models", "list"],
     ["models", "promote"],
     ["models", "report-path"],
+    ["keys"],
+    ["keys", "create"],
+    ["keys", "list"],
+    ["keys", "revoke"],
 ]
 
 
@@ -69,3 +74,21 @@ def test_bad_option_values_exit_2(
         capsys.readouterr().err
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_takes_settings_and_options_override_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import service.serve
+
+    calls: list[tuple[object, ...]] = []
+    monkeypatch.setattr(service.serve, "run_server", lambda *a: calls.append(a))
+    monkeypatch.setenv("DROPOUT_RISK_PORT", "9001")
+    monkeypatch.setenv("DROPOUT_RISK_WORKERS", "3")
+    monkeypatch.setenv("DROPOUT_RISK_MODELS_DIR", "/srv/models")
+    assert run(["serve"]) == 0
+    assert run(["serve", "--port", "9100", "--host", "0.0.0.0"]) == 0
+    assert calls == [
+        ("127.0.0.1", 9001, 3, Path("/srv/models")),
+        ("0.0.0.0", 9100, 3, Path("/srv/models")),
+    ]

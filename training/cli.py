@@ -340,24 +340,41 @@ def predict(
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Interface (default: DROPOUT_RISK_HOST or 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=1, max=65535, help="Port (default: DROPOUT_RISK_PORT or 8000)."),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
             "--workers",
             min=1,
             max=64,
-            envvar="DROPOUT_RISK_WORKERS",
-            help="Worker processes (default 1; one per core in production).",
+            help="Worker processes (default: DROPOUT_RISK_WORKERS or 1).",
         ),
     ] = None,
-    models_dir: ModelsDirOpt = DEFAULT_MODELS,
+    models_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--models-dir", help="Model registry (default: DROPOUT_RISK_MODELS_DIR or models)."
+        ),
+    ] = None,
 ) -> None:
-    """Run the prediction API (service.app:app) with uvicorn."""
+    """Run the prediction API (service.app:app) with uvicorn; options override settings."""
     from service.serve import run_server
+    from service.settings import Settings
 
-    run_server(host, port, workers or 1, models_dir)
+    settings = Settings()
+    run_server(
+        host or settings.host,
+        port or settings.port,
+        workers or settings.workers,
+        models_dir or settings.models_dir,
+    )
 
 
 @models_app.command("list")
