@@ -44,6 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs" if settings.docs_enabled else None,
         redoc_url=None,
+        # Metrics go to Prometheus (/metrics); nothing here exports OpenTelemetry, whose
+        # per-request spans and instruments FastAPI would otherwise run on every call.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     errors.install(app)
     for router in (predictions.router, models.router, health.router):

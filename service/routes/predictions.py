@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
 from service.auth import PredictKey
 from service.batcher import MicroBatcher
@@ -84,7 +85,9 @@ def _not_at_landmark(exc: NotAtLandmark) -> RequestValidationError:
 @router.post("/batch", response_model=BatchOut, responses=ERRORS)
 async def predict_batch(batch: BatchIn, model: Model, key: PredictKey, request: Request) -> Any:
     """Up to 1,000 episodes, answered in order; a bad episode gets its own errors."""
-    results: list[dict[str, Any]] = [{"index": i} for i in range(len(batch.clients))]
+    results: list[dict[str, Any]] = [
+        {"index": i, "prediction": None, "errors": None} for i in range(len(batch.clients))
+    ]
     # The body is validated here, item by item, so a bad episode fails alone.
     valid: list[tuple[int, EpisodeIn]] = []
     for i, raw in enumerate(batch.clients):
@@ -103,4 +106,6 @@ async def predict_batch(batch: BatchIn, model: Model, key: PredictKey, request: 
         else:
             results[i]["prediction"] = result
             _record(request, key.key_id, episode.client_id, result)
-    return _json(BatchOut.model_validate({"results": results}))
+    # Built from typed values; re-validating 1,000 results would cost about 90 ms. The
+    # declared schema is held by tests (schemathesis checks every response against it).
+    return Response(to_json({"results": results}), media_type="application/json")
