@@ -48,6 +48,21 @@ def _cohort(workdir: Path, n: int, max_sessions: int | None) -> Path:
     return folder
 
 
+def _predict_args(folder: Path, out: Path) -> list[str]:
+    """`dropout-risk predict` with the shipped champion on a cohort folder."""
+    return [
+        "predict",
+        "--model",
+        "champion",
+        "--models-dir",
+        str(REPO / "models"),
+        "--sessions",
+        str(folder / "sessions.csv"),
+        "--out",
+        str(out),
+    ]
+
+
 def _read_both(folder: Path) -> None:
     pd.read_csv(folder / "sessions.csv")
     pd.read_csv(folder / "clients.csv")
@@ -95,19 +110,7 @@ def bench_predict(workdir: Path, n: int) -> dict[str, float]:
         ).to_csv(workdir / "reference.csv", index=False)
 
     ref = _seconds(reference)
-    args = [
-        "predict",
-        "--model",
-        "champion",
-        "--models-dir",
-        str(REPO / "models"),
-        "--sessions",
-        str(folder / "sessions.csv"),
-        "--clients",
-        str(folder / "clients.csv"),
-        "--out",
-        str(out),
-    ]
+    args = [*_predict_args(folder, out), "--clients", str(folder / "clients.csv")]
     took = _seconds(lambda: run(args))
     rows = sum(1 for _ in (folder / "sessions.csv").open()) - 1
     return {
@@ -141,19 +144,7 @@ def bench_memory(
     out: dict[str, float] = {}
     for n in sizes:
         folder = _cohort(workdir, n, 3)
-        base = [
-            "predict",
-            "--model",
-            "champion",
-            "--models-dir",
-            str(REPO / "models"),
-            "--sessions",
-            str(folder / "sessions.csv"),
-            "--out",
-            str(workdir / "mem.csv"),
-            "--workers",
-            "1",
-        ]
+        base = [*_predict_args(folder, workdir / "mem.csv"), "--workers", "1"]
         out[f"predict_peak_rss_mb_{n}_clients_sessions_only"] = _peak_rss_mb(base)
         out[f"predict_peak_rss_mb_{n}_clients_with_clients_csv"] = _peak_rss_mb(
             [*base, "--clients", str(folder / "clients.csv")]

@@ -301,10 +301,9 @@ def factor_code(group: str, row: Sequence[float]) -> str:
 def _factor(group: str, size: float, row: Row, ref: Row, k: int) -> Factor:
     code = factor_code(group, row)
     raises = size > 0
-    rose = {"alliance": _WAI_CHANGE, "session_rating": _SRS_CHANGE}.get(group)
-    if rose is not None and row[rose] > 0:  # a rise is worded as the trend it is
-        code_for_words = "alliance_decline" if group == "alliance" else "srs_decline"
-        label = _LABELS[code_for_words](row, ref, k, raises)
+    trend = _TREND_WORDS.get(group)
+    if trend is not None and row[trend[0]] > 0:  # a rise is worded as the trend it is
+        label = _LABELS[trend[1]](row, ref, k, raises)
     else:
         label = _LABELS[code](row, ref, k, raises)
     return Factor(code, label, "raises" if raises else "lowers", size)
@@ -524,6 +523,12 @@ def _missing(row: Row, ref: Row, k: int, raises: bool) -> str:
         return "All measures completed"
     return f"Measures not completed in some sessions ({', '.join(gaps)})"
 
+
+# Groups whose rise is worded by their trend label: group -> (change feature, label code).
+_TREND_WORDS: dict[str, tuple[int, str]] = {
+    "alliance": (_WAI_CHANGE, "alliance_decline"),
+    "session_rating": (_SRS_CHANGE, "srs_decline"),
+}
 
 _LABELS: dict[str, Callable[[Row, Row, int, bool], str]] = {
     "alliance_low": _alliance_low,

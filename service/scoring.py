@@ -12,7 +12,7 @@ from service.episodes import grid_from_episodes
 from service.explain import explain_scored
 from service.schemas import EpisodeIn
 from training.errors import DropoutRiskError
-from training.features import FEATURES, landmark_features
+from training.features import latest_landmark_features
 from training.predict import risk_levels
 from training.registry import LoadedModel
 
@@ -33,12 +33,7 @@ def score(
 ) -> list[dict[str, Any] | NotAtLandmark]:
     """One response body (or the reason there is none) per episode, in order."""
     landmarks = _landmarks(model, max_landmark)
-    grid = grid_from_episodes(episodes, max(landmarks))
-    landmark = grid.landmark_of(landmarks)
-    X = np.full((len(episodes), len(FEATURES)), np.nan)
-    for k in set(landmark.tolist()) - {0}:
-        rows = np.flatnonzero(landmark == k)
-        X[rows] = landmark_features(grid, k, rows if rows.size < len(episodes) else None)
+    X, landmark = latest_landmark_features(grid_from_episodes(episodes, max(landmarks)), landmarks)
     ok = np.flatnonzero(landmark > 0)
     # explain scores the rows themselves with their occluded copies: one predict call
     raw, factors = explain_scored(model.predict, X[ok], landmark[ok], model.metadata["reference"])

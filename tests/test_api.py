@@ -345,3 +345,38 @@ def test_promotion_and_tampering(
     assert (
         client.post(f"/v1/models/{before}/promote", headers=_auth(keys, "admin")).status_code == 200
     )
+
+
+def test_without_a_model_ready_and_predictions_say_503(
+    keys: dict[str, str], tmp_path: Path
+) -> None:
+    settings = Settings(
+        models_dir=tmp_path / "empty",
+        keys_file=Path(keys["path"]),
+        pseudonym_key_file=tmp_path / "p.key",
+    )
+    with TestClient(create_app(settings)) as empty:
+        assert empty.get("/healthz").status_code == 200
+        ready = empty.get("/readyz")
+        assert ready.status_code == 503
+        assert "no champion model is registered" in ready.json()["detail"][0]["msg"]
+        response = _predict(empty, keys, EXAMPLE)
+        assert response.status_code == 503
+        assert response.json()["detail"][0]["type"] == "model_unavailable"
+
+
+def test_unreadable_keys_file_is_503_not_500(tmp_path: Path) -> None:
+    (tmp_path / "keys.json").write_text("{not json")
+    settings = Settings(
+        models_dir=REPO / "models",
+        keys_file=tmp_path / "keys.json",
+        pseudonym_key_file=tmp_path / "p.key",
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as broken:
+        response = broken.post(
+            "/v1/predictions",
+            json=EXAMPLE,
+            headers={"Authorization": "Bearer drk_" + "a" * 12 + "_" + "b" * 43},
+        )
+        assert response.status_code == 503
+        assert response.json()["detail"][0]["type"] == "keys_unavailable"

@@ -13,8 +13,8 @@ from tests.conftest import write_csv
 from training.cli import run
 from training.contract import (
     MAX_REPORTED,
+    CsvSource,
     Problems,
-    SessionSource,
     iter_session_chunks,
     load_cohort,
     read_client_lookup,
@@ -214,7 +214,7 @@ def test_chunked_reading_reports_true_line_numbers(tmp_path: Path) -> None:
     rows[37]["srs_total"] = "oops"
     path = write_csv(tmp_path / "sessions.csv", rows)
     problems = Problems()
-    chunks = list(iter_session_chunks(SessionSource(path), 10, problems, []))
+    chunks = list(iter_session_chunks(CsvSource(path), 10, problems, []))
     assert sum(len(c) for c in chunks) == 50
     assert problems.shown == [
         "sessions.csv:39: column srs_total: value 'oops' is not a number from 0 to 40"

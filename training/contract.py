@@ -377,12 +377,10 @@ def read_clients(
     raw = _read_raw(path, CLIENT_COLUMNS, problems)
     if raw is None or not _check_header(path.name, raw, CLIENT_COLUMNS, problems, warnings):
         return None
-    codes, uniques = pd.factorize(raw["client_id"])
+    _, uniques = pd.factorize(raw["client_id"])
     clients = _parse_table(path.name, raw, CLIENT_COLUMNS, problems, {"client_id": uniques})
     if len(uniques) < len(raw):  # some id repeats (or is blank): find which rows
-        blanks_apart = np.where(codes < 0, -1 - np.arange(len(codes)), codes)
-        hashed = pd.DataFrame({"client": blanks_apart})  # blank ids are reported elsewhere
-        _check_unique(path.name, clients, ["client_id"], "client_id", problems, hashed)
+        _check_unique_index(path.name, pd.Index(clients["client_id"]), problems)
     if need_labels:
         labels = raw["dropout"] if "dropout" in raw.columns else pd.Series(dtype="str")
         _check_labels(path.name, clients, labels, problems)
@@ -475,9 +473,9 @@ class _ByteRange(io.RawIOBase):
 
 
 @dataclass(frozen=True)
-class SessionSource:
-    """sessions.csv, or one byte range of its data lines (read with the header line), so
-    that several processes can each stream a part of one large file."""
+class CsvSource:
+    """A contract CSV, or one byte range of its data lines (read with the header line), so
+    that several processes can each stream a part of one large sessions.csv."""
 
     path: Path
     start: int = 0
@@ -495,7 +493,7 @@ class SessionSource:
 
 
 def _iter_raw_chunks(
-    source: SessionSource,
+    source: CsvSource,
     spec: Sequence[Column],
     chunk_rows: int,
     problems: Problems,
@@ -544,7 +542,7 @@ def _iter_raw_chunks(
 
 
 def iter_session_chunks(
-    source: SessionSource,
+    source: CsvSource,
     chunk_rows: int,
     problems: Problems,
     warnings: list[str],
@@ -565,7 +563,7 @@ def read_client_lookup(
     by client_id (age as float32, gender as a category), about 100 bytes per client instead
     of the whole text table."""
     ids, ages, genders = [], [], []
-    source = SessionSource(path)
+    source = CsvSource(path)
     for raw, offset in _iter_raw_chunks(source, CLIENT_COLUMNS, chunk_rows, problems, warnings):
         first_new = len(problems.shown)
         chunk = _parse_table(path.name, raw.reset_index(drop=True), CLIENT_COLUMNS, problems)

@@ -315,6 +315,8 @@ def latest_landmark_features(
     X = np.full((grid.n_clients, len(FEATURES)), np.nan)
     for k in landmarks:
         who = np.flatnonzero(landmark == k)
+        if who.size == grid.n_clients:  # one landmark for all (a request): no row copies
+            return landmark_features(grid, k), landmark
         if who.size:
             X[who] = landmark_features(grid, k, who)
     return X, landmark

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from training.contract import Problems, SessionSource, iter_session_chunks, read_client_lookup
+from training.contract import CsvSource, Problems, iter_session_chunks, read_client_lookup
 from training.features import SessionGrid, grid_from_tables, latest_landmark_features
 from training.registry import LoadedModel
 
@@ -199,7 +199,7 @@ class _Job:
     threaded: bool = True
 
 
-def _score_part(job: _Job, source: SessionSource, out_path: Path) -> _PartResult:
+def _score_part(job: _Job, source: CsvSource, out_path: Path) -> _PartResult:
     """Validate and score one source (a whole file or a byte range) into out_path."""
     problems, stats, grouping = Problems(), PredictStats(), _Grouping()
     warnings: list[str] = []
@@ -228,12 +228,12 @@ def _score_part(job: _Job, source: SessionSource, out_path: Path) -> _PartResult
 _JOB: _Job | None = None  # set in the parent just before forking the workers
 
 
-def _worker(source: SessionSource, out_path: Path) -> _PartResult:
+def _worker(source: CsvSource, out_path: Path) -> _PartResult:
     assert _JOB is not None
     return _score_part(_JOB, source, out_path)
 
 
-def split_sessions(path: Path, parts: int) -> list[SessionSource]:
+def split_sessions(path: Path, parts: int) -> list[CsvSource]:
     """Cut sessions.csv into up to `parts` byte ranges, each starting at a new client.
 
     Files with a quote character are not cut: a quoted field could hide a comma or a line
@@ -241,12 +241,12 @@ def split_sessions(path: Path, parts: int) -> list[SessionSource]:
     """
     size = path.stat().st_size
     if parts < 2 or size < PARALLEL_MIN_BYTES:
-        return [SessionSource(path)]
+        return [CsvSource(path)]
     with path.open("rb") as fh:
         header = fh.readline()
         names = header.rstrip(b"\r\n").split(b",")
         if b'"' in header or b"client_id" not in names or _has_quote(fh):
-            return [SessionSource(path)]
+            return [CsvSource(path)]
         column = names.index(b"client_id")
         data_start = len(header)
         cuts = [data_start]
@@ -257,7 +257,7 @@ def split_sessions(path: Path, parts: int) -> list[SessionSource]:
         cuts.append(size)
         rows_before = _rows_before(fh, cuts)
     return [
-        SessionSource(path, start, end, rows)
+        CsvSource(path, start, end, rows)
         for start, end, rows in zip(cuts[:-1], cuts[1:], rows_before, strict=True)
     ]
 
@@ -301,7 +301,7 @@ def _rows_before(fh: Any, cuts: list[int]) -> list[int]:
 
 
 def _run_parts(
-    job: _Job, sources: list[SessionSource], out_path: Path, progress: Callable[[int], None] | None
+    job: _Job, sources: list[CsvSource], out_path: Path, progress: Callable[[int], None] | None
 ) -> list[_PartResult]:
     part_paths = [out_path.with_name(f".{out_path.name}.part{i}") for i in range(len(sources))]
     if len(sources) == 1:
