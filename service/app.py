@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from service import errors
 from service.batcher import MicroBatcher
+from service.body import install_openapi
 from service.keys import KeyStore
 from service.middleware import BodyLimit, Metrics
 from service.model_store import ModelStore
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     errors.install(app)
+    install_openapi(app)
     for router in (predictions.router, models.router, health.router):
         app.include_router(router)
     app.add_middleware(BodyLimit, limit=settings.body_limit_bytes)

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.auth import Forbidden, Unauthenticated
+from service.body import UnsupportedMediaType
 from service.keys import KeyStoreError
 from service.model_store import ModelUnavailable
 from training.errors import ArtifactError, RegistryError
@@ -62,6 +63,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": error_details(exc.errors())}, 422)
+
+    @app.exception_handler(UnsupportedMediaType)
+    async def not_json(_: Request, exc: UnsupportedMediaType) -> JSONResponse:
+        return _body(415, "header.content-type", str(exc), "unsupported_media_type")
 
     @app.exception_handler(Unauthenticated)
     async def unauthenticated(_: Request, exc: Unauthenticated) -> JSONResponse:

@@ -142,8 +142,17 @@ class EpisodeIn(Strict):
 
 
 class BatchIn(BaseModel):
-    """Up to MAX_BATCH episodes; each is validated on its own so one bad episode gives one
-    item error instead of failing the batch."""
+    """Up to 1,000 episodes, answered in order; a bad episode gets its own item errors
+    instead of failing the batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    clients: Annotated[list[EpisodeIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class BatchItemsIn(BaseModel):
+    """A batch whose episodes are still unvalidated JSON objects: how a batch that failed
+    BatchIn is re-read, to validate its episodes one by one."""
 
     model_config = ConfigDict(extra="forbid")
 

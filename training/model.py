@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 import numpy.typing as npt
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
@@ -122,6 +123,36 @@ class CalibratedModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 Predictor = Callable[[FloatArray], FloatArray]
 
 
+def _linear_logit_loop(
+    X: FloatArray,
+    kept: npt.NDArray[np.intp],
+    fill: FloatArray,
+    indicator: npt.NDArray[np.intp],
+    weight: FloatArray,
+    offset: float,
+) -> FloatArray:
+    """offset + weights . (X imputed, then missingness indicators), one column at a time.
+
+    Compiled, because numpy's per-call cost dominates a request's 1-11 rows, and looping
+    column by column over a million rows never materialises an imputed copy of X."""
+    n = X.shape[0]
+    out = np.full(n, offset)
+    for j in range(kept.shape[0]):
+        column, w, f = kept[j], weight[j], fill[j]
+        for i in range(n):
+            v = X[i, column]
+            out[i] += w * (f if np.isnan(v) else v)
+    for j in range(indicator.shape[0]):
+        column, w = indicator[j], weight[kept.shape[0] + j]
+        for i in range(n):
+            if np.isnan(X[i, column]):
+                out[i] += w
+    return out
+
+
+_linear_logit: Callable[..., FloatArray] = numba.njit(cache=True, nogil=True)(_linear_logit_loop)
+
+
 @dataclass(frozen=True)
 class LinearPredictor:
     """The fitted imputer + scaler + logistic pipeline and its calibrator as plain numpy.
@@ -140,24 +171,10 @@ class LinearPredictor:
     calibrator: Any
 
     def logit(self, X: FloatArray) -> FloatArray:
-        """The uncalibrated linear predictor.
-
-        A few rows (a request) take one matrix product; many rows accumulate one contiguous
-        column at a time, which avoids materialising the imputed copy of X.
-        """
-        if X.shape[0] < 256:
-            kept = X[:, self.kept]
-            inputs = np.where(np.isnan(kept), self.fill, kept)
-            product: FloatArray = inputs @ self.weight[: self.kept.size] + self.offset
-            if self.indicator.size:
-                product += np.isnan(X[:, self.indicator]) @ self.weight[self.kept.size :]
-            return product
-        out = np.full(X.shape[0], self.offset)
-        for j, (column, fill) in enumerate(zip(self.kept, self.fill, strict=True)):
-            values = X[:, column]
-            out += self.weight[j] * np.where(np.isnan(values), fill, values)
-        for i, column in enumerate(self.indicator, start=self.kept.size):
-            out += self.weight[i] * np.isnan(X[:, column])
+        """The uncalibrated linear predictor (a compiled loop: see _linear_logit)."""
+        out: FloatArray = _linear_logit(
+            X, self.kept, self.fill, self.indicator, self.weight, self.offset
+        )
         return out
 
     def __call__(self, X: FloatArray) -> FloatArray:

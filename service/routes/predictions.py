@@ -10,15 +10,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from pydantic_core import to_json
 
 from service.auth import PredictKey
 from service.batcher import MicroBatcher
+from service.body import documented, json_body, located, parse, raw_json
 from service.errors import error_details
 from service.model_store import ModelStore
 from service.observability import PREDICTIONS, Pseudonymizer
-from service.schemas import BatchIn, BatchOut, EpisodeIn, ErrorOut, PredictionOut
+from service.schemas import BatchIn, BatchItemsIn, BatchOut, EpisodeIn, ErrorOut, PredictionOut
 from service.scoring import NotAtLandmark, score
 from training.registry import LoadedModel
 
@@ -28,18 +29,23 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut},
     403: {"model": ErrorOut},
     413: {"model": ErrorOut},
+    415: {"model": ErrorOut},
     422: {"model": ErrorOut},
     503: {"model": ErrorOut},
 }
 
 
-async def current_model(request: Request) -> LoadedModel:
-    """The verified champion (async: a sync dependency would hop to a thread pool)."""
+def current_model(request: Request) -> LoadedModel:
+    """The verified champion, read once per request so the whole request uses one model."""
     store: ModelStore = request.app.state.models
     return store.current
 
 
-Model = Annotated[LoadedModel, Depends(current_model)]
+async def _current_model(request: Request) -> LoadedModel:
+    return current_model(request)  # async: a sync dependency would hop to a thread pool
+
+
+Model = Annotated[LoadedModel, Depends(_current_model)]
 
 
 def _record(request: Request, key_id: str, client_id: str, result: dict[str, Any]) -> None:
@@ -59,21 +65,25 @@ def _record(request: Request, key_id: str, client_id: str, result: dict[str, Any
         )
 
 
-@router.post("", response_model=PredictionOut, responses=ERRORS)
-async def predict_one(episode: EpisodeIn, model: Model, key: PredictKey, request: Request) -> Any:
+def _json(body: Any) -> Response:
+    """Bodies built from typed values, serialised as they are: validating them again would
+    cost more than scoring a client. Their declared schema is held by the tests
+    (schemathesis checks every response against it)."""
+    return Response(to_json(body), media_type="application/json")
+
+
+@router.post(
+    "", response_model=PredictionOut, responses=ERRORS, openapi_extra=documented(EpisodeIn)
+)
+async def predict_one(request: Request, key: PredictKey) -> Response:
     """Risk of dropout for one episode, with the factors behind it and suggested actions."""
+    episode = await json_body(request, EpisodeIn)
     batcher: MicroBatcher = request.app.state.batcher
-    result = await batcher.score(model, episode)
+    result = await batcher.score(current_model(request), episode)
     if isinstance(result, NotAtLandmark):
         raise _not_at_landmark(result)
     _record(request, key.key_id, episode.client_id, result)
-    return _json(PredictionOut.model_validate(result))
-
-
-def _json(body: BaseModel) -> Response:
-    """The validated body as JSON bytes. FastAPI would dump a returned model to a dict and
-    validate that again; a Response is sent as is (the response_model still documents it)."""
-    return Response(body.model_dump_json(), media_type="application/json")
+    return _json(result)
 
 
 def _not_at_landmark(exc: NotAtLandmark) -> RequestValidationError:
@@ -82,21 +92,32 @@ def _not_at_landmark(exc: NotAtLandmark) -> RequestValidationError:
     )
 
 
-@router.post("/batch", response_model=BatchOut, responses=ERRORS)
-async def predict_batch(batch: BatchIn, model: Model, key: PredictKey, request: Request) -> Any:
-    """Up to 1,000 episodes, answered in order; a bad episode gets its own errors."""
-    results: list[dict[str, Any]] = [
-        {"index": i, "prediction": None, "errors": None} for i in range(len(batch.clients))
-    ]
-    # The body is validated here, item by item, so a bad episode fails alone.
-    valid: list[tuple[int, EpisodeIn]] = []
-    for i, raw in enumerate(batch.clients):
+def _episodes(raw: bytes) -> list[EpisodeIn | list[dict[str, str]]]:
+    """Each episode of a batch, or its errors. One pass when all are valid (the usual
+    case); otherwise item by item, so one bad episode fails alone."""
+    try:
+        return list(BatchIn.model_validate_json(raw).clients)
+    except ValidationError:
+        pass
+    out: list[EpisodeIn | list[dict[str, str]]] = []
+    for item in parse(BatchItemsIn, raw).clients:  # 422 if the batch itself is malformed
         try:
-            valid.append((i, EpisodeIn.model_validate(raw)))
+            out.append(EpisodeIn.model_validate(item))
         except ValidationError as exc:
-            results[i]["errors"] = error_details(
-                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
-            )
+            out.append(error_details(located(exc.errors(), "body")))
+    return out
+
+
+@router.post("/batch", response_model=BatchOut, responses=ERRORS, openapi_extra=documented(BatchIn))
+async def predict_batch(request: Request, key: PredictKey) -> Response:
+    """Up to 1,000 episodes, answered in order; a bad episode gets its own errors."""
+    items = _episodes(await raw_json(request))
+    valid = [(i, e) for i, e in enumerate(items) if isinstance(e, EpisodeIn)]
+    results: list[dict[str, Any]] = [
+        {"index": i, "prediction": None, "errors": None if isinstance(e, EpisodeIn) else e}
+        for i, e in enumerate(items)
+    ]
+    model = current_model(request)
     scored = score(model, [e for _, e in valid], request.app.state.settings.max_landmark)
     for (i, episode), result in zip(valid, scored, strict=True):
         if isinstance(result, NotAtLandmark):
@@ -106,6 +127,4 @@ async def predict_batch(batch: BatchIn, model: Model, key: PredictKey, request: 
         else:
             results[i]["prediction"] = result
             _record(request, key.key_id, episode.client_id, result)
-    # Built from typed values; re-validating 1,000 results would cost about 90 ms. The
-    # declared schema is held by tests (schemathesis checks every response against it).
-    return Response(to_json({"results": results}), media_type="application/json")
+    return _json({"results": results})
