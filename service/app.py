@@ -7,6 +7,7 @@ Nothing heavy happens at import; the model and keys are loaded in the lifespan.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -36,6 +37,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.keys = KeyStore(settings.keys_file)
         app.state.pseudonym = Pseudonymizer(settings.pseudonym_key_file)
         app.state.batcher = MicroBatcher(settings.max_landmark)
+        # Everything loaded so far (libraries, the model) lives as long as the process:
+        # freezing it keeps the garbage collector from re-scanning it on every collection a
+        # request triggers, which halved the time of a 1,000-client batch (bench/api.py).
+        gc.collect()
+        gc.freeze()
         yield
 
     app = FastAPI(
