@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from math import isnan
 from typing import Literal
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -42,6 +43,7 @@ from training.features import FEATURES, SRS_CUTOFF
 from training.model import Predictor
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 Reference = Mapping[str, Sequence[float | None]]
 Row = list[float]
 
@@ -119,87 +121,104 @@ CHUNK_CLIENTS = 4096
 
 
 @dataclass(frozen=True)
-class _Landmark:
-    """What occlusion needs at one landmark, precomputed once per reference."""
+class _Plan:
+    """What occlusion needs, precomputed once per reference client."""
 
-    values: list[float]  # the reference client, NaN where None (for labels)
-    replace: npt.NDArray[np.bool_]  # (F, G + 1, 1): copy g takes the reference value here
-    fill: FloatArray  # (F, G + 1, 1): those reference values
+    values: dict[int, list[float]]  # landmark -> the reference client, NaN where None
+    slot: IntArray  # landmark -> its index in replace/fill, -1 where there is no reference
+    replace: npt.NDArray[np.bool_]  # (L, F, G + 1): copy g takes the reference value here
+    fill: FloatArray  # (L, F, G + 1): those reference values
 
 
-# id(reference) -> (reference, landmarks). The reference object is kept so its id cannot be
+# id(reference) -> (reference, plan). The reference object is kept so its id cannot be
 # reused. A model's metadata is read-only once loaded, so its reference is converted once per
 # process, not in every request (a web request has about 100 µs to spare for all of this).
-_PLANS: dict[int, tuple[Reference, dict[int, _Landmark]]] = {}
+_PLANS: dict[int, tuple[Reference, _Plan]] = {}
 
 
-def _plan(reference: Reference) -> dict[int, _Landmark]:
+def _plan(reference: Reference) -> _Plan:
     hit = _PLANS.get(id(reference))
     if hit is not None and hit[0] is reference:
         return hit[1]
-    plan = {}
+    values: dict[int, list[float]] = {}
     for key, raw in reference.items():
         if len(raw) != len(FEATURES):
             raise ValueError(f"reference for landmark {key} has {len(raw)} values")
-        values = [math.nan if v is None else float(v) for v in raw]
-        replace = np.zeros((len(FEATURES), len(_CODES) + 1, 1), dtype=bool)
-        replace[:, 1:, 0] = (_MEMBERSHIP & ~np.isnan(values)).T
-        fill = np.where(replace, np.nan_to_num(values)[:, None, None], 0.0)
-        plan[int(key)] = _Landmark(values, replace, fill)
+        values[int(key)] = [math.nan if v is None else float(v) for v in raw]
+    slot = np.full(max(values, default=0) + 1, -1, dtype=np.int64)
+    replace = np.zeros((len(values), len(FEATURES), len(_CODES) + 1), dtype=bool)
+    fill = np.zeros(replace.shape)
+    for s, (k, ref) in enumerate(values.items()):
+        slot[k] = s
+        replace[s, :, 1:] = (_MEMBERSHIP & ~np.isnan(ref)).T
+        fill[s] = np.where(replace[s], np.nan_to_num(ref)[:, None], 0.0)
+    plan = _Plan(values, slot, replace, fill)
     if len(_PLANS) >= 8:  # a process holds one or two models; never grow without bound
         _PLANS.clear()
     _PLANS[id(reference)] = (reference, plan)
     return plan
 
 
-def _covered(plan: dict[int, _Landmark], landmarks: list[int]) -> set[int]:
-    """The distinct landmarks, all of which must have a reference client: a row at landmark
-    0 (no session yet) has no prediction to explain."""
-    distinct = set(landmarks)
-    if not distinct <= plan.keys():
-        raise ValueError(f"no reference client for landmark(s) {sorted(distinct - plan.keys())}")
-    return distinct
+def _check_covered(plan: _Plan, landmarks: list[int]) -> None:
+    """Every landmark must have a reference client: a row at landmark 0 (no session yet)
+    has no prediction to explain."""
+    missing = set(landmarks) - plan.values.keys()
+    if missing:
+        raise ValueError(f"no reference client for landmark(s) {sorted(missing)}")
 
 
 # --- contributions ------------------------------------------------------------------------
+# Two compiled loops around one predict call: numpy would take a dozen calls to build and
+# split the stacked rows, and at one client each costs more than the arithmetic.
 
 
-def _stacked(X: FloatArray, marks: npt.NDArray[np.int64], plan: dict[int, _Landmark]) -> FloatArray:
-    """((G + 1) * n, F): the rows themselves, then each group's occluded copies; row
-    g * n + i is client i with group g - 1 at the reference (g = 0: as is).
+def _stack_loop(
+    X: FloatArray, marks: IntArray, slot: IntArray, replace: npt.NDArray[np.bool_], fill: FloatArray
+) -> FloatArray:
+    """(F, (G + 1) * n): column g * n + i is row i with group g - 1 at the reference of its
+    landmark (g = 0: as is). Transposed by the caller into rows that are column-major, so a
+    predictor walking one feature at a time reads contiguous memory."""
+    n, n_features = X.shape
+    copies = replace.shape[2]
+    out = np.empty((n_features, copies * n))
+    for i in range(n):
+        s = slot[marks[i]]
+        for f in range(n_features):
+            for g in range(copies):
+                out[f, g * n + i] = fill[s, f, g] if replace[s, f, g] else X[i, f]
+    return out
 
-    Built column-major so a predictor that walks one feature at a time reads contiguous
-    memory; one numpy call per landmark present, so one client costs a few microseconds.
-    """
-    distinct = _covered(plan, marks.tolist())
-    rows = X.T[:, None, :]
-    if len(distinct) == 1:
-        at = plan[distinct.pop()]
-        out = np.where(at.replace, at.fill, rows)
-    else:
-        out = np.empty((X.shape[1], len(_CODES) + 1, X.shape[0]))
-        out[:] = rows
-        for k in distinct:
-            at = plan[k]
-            np.copyto(out, at.fill, where=at.replace & (marks == k))
-    flat: FloatArray = out.reshape(X.shape[1], -1).T
-    return flat
+
+def _split_loop(scored: FloatArray, n: int) -> tuple[FloatArray, FloatArray]:
+    """p(x) (n,) and contributions (n, G): p(x) minus p(x with group g at the reference)."""
+    groups = scored.shape[0] // n - 1
+    p = scored[:n].copy()
+    contribution = np.empty((n, groups))
+    for i in range(n):
+        for g in range(groups):
+            contribution[i, g] = p[i] - scored[(g + 1) * n + i]
+    return p, contribution
+
+
+_stack = numba.njit(cache=True, nogil=True)(_stack_loop)
+_split = numba.njit(cache=True, nogil=True)(_split_loop)
 
 
 def _block(
-    predict: Predictor, X: FloatArray, marks: npt.NDArray[np.int64], plan: dict[int, _Landmark]
+    predict: Predictor, X: FloatArray, marks: IntArray, plan: _Plan
 ) -> tuple[FloatArray, FloatArray]:
     """p(x) (n,) and contributions (n, G) of rows scored in one predict call."""
-    out = np.asarray(predict(_stacked(X, marks, plan)), dtype=np.float64)
-    out = out.reshape(-1, X.shape[0])
-    contribution: FloatArray = (out[0] - out[1:]).T
-    return out[0], contribution
+    stacked = _stack(X, marks, plan.slot, plan.replace, plan.fill).T
+    scored = np.asarray(predict(stacked), dtype=np.float64)
+    out: tuple[FloatArray, FloatArray] = _split(scored, X.shape[0])
+    return out
 
 
 def _occlusion(
-    predict: Predictor, X: FloatArray, marks: npt.NDArray[np.int64], plan: dict[int, _Landmark]
+    predict: Predictor, X: FloatArray, marks: IntArray, plan: _Plan
 ) -> tuple[FloatArray, FloatArray]:
     """p(x) and the (n, G) contributions, one predict call per CHUNK_CLIENTS rows."""
+    _check_covered(plan, marks.tolist())
     step = CHUNK_CLIENTS
     if X.shape[0] <= step:
         return _block(predict, X, marks, plan)
@@ -270,18 +289,19 @@ def explain_scored(
         return np.empty(0), []
     plan = _plan(reference)
     p, C = _occlusion(predict, rows, marks, plan)
-    order = np.argsort(-np.abs(C), axis=1, kind="stable")[:, : max(0, top)]  # ties: table order
     out: list[list[Factor]] = []
-    for row, k, groups, row_c in zip(
-        rows.tolist(), marks.tolist(), order.tolist(), C.tolist(), strict=True
-    ):
+    groups = range(len(_CODES))
+    for row, k, row_c in zip(rows.tolist(), marks.tolist(), C.tolist(), strict=True):
+        # Largest first; sorted() is stable, so ties keep the table's order. Plain Python:
+        # ten numbers per client cost less than numpy's per-call overhead at one client.
+        magnitude = [-abs(c) for c in row_c]
+        order = sorted(groups, key=magnitude.__getitem__)[: max(0, top)]
         factors = []
-        for g in groups:
-            c = row_c[g]
-            size = round(c, 3)  # filter on what the caller sees; rounding keeps the order,
-            if size == 0.0 or abs(size) < min_abs:  # so every later factor fails too
+        for g in order:
+            size = round(row_c[g], 3)  # filter on what the caller sees; rounding keeps the
+            if size == 0.0 or abs(size) < min_abs:  # order, so every later factor fails too
                 break
-            factors.append(_factor(_CODES[g], size, row, plan[k].values, k))
+            factors.append(_factor(_CODES[g], size, row, plan.values[k], k))
         out.append(factors)
     return p, out
 

@@ -34,9 +34,12 @@ def score(
     """One response body (or the reason there is none) per episode, in order."""
     landmarks = _landmarks(model, max_landmark)
     X, landmark = latest_landmark_features(grid_from_episodes(episodes, max(landmarks)), landmarks)
-    ok = np.flatnonzero(landmark > 0)
+    marks = landmark.tolist()
+    ok = [i for i, k in enumerate(marks) if k]
+    if len(ok) < len(marks):  # some episodes have not reached a landmark: leave them out
+        X, landmark = X[ok], landmark[ok]
     # explain scores the rows themselves with their occluded copies: one predict call
-    raw, factors = explain_scored(model.predict, X[ok], landmark[ok], model.metadata["reference"])
+    raw, factors = explain_scored(model.predict, X, landmark, model.metadata["reference"])
     p = np.round(raw, 4)
     levels = risk_levels(p, model.metadata["thresholds"])
     common = _common(model)
@@ -46,12 +49,12 @@ def score(
             "landmark; no risk can be computed yet"
         )
     ] * len(episodes)
-    for j, i in enumerate(ok.tolist()):
+    for j, (i, probability, level) in enumerate(zip(ok, p.tolist(), levels, strict=True)):
         out[i] = {
             "client_id": episodes[i].client_id,
-            "probability": float(p[j]),
-            "risk_level": levels[j],
-            "landmark_session": int(landmark[i]),
+            "probability": probability,
+            "risk_level": level,
+            "landmark_session": marks[i],
             **common,
             "factors": [f.__dict__ for f in factors[j]],
             "suggested_actions": [a.__dict__ for a in suggested_actions(factors[j])],

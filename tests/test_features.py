@@ -8,6 +8,7 @@ import pytest
 
 from training.features import (
     FEATURES,
+    features_at,
     grid_from_tables,
     landmark_examples,
     landmark_features,
@@ -121,3 +122,20 @@ def test_examples_one_row_per_reached_landmark() -> None:
     X, landmark = latest_landmark_features(grid, (1, 2, 3))
     assert landmark.tolist() == [2, 3]
     np.testing.assert_array_equal(X[0], landmark_features(grid, 2)[0])
+
+
+def test_features_at_mixed_landmarks_and_range() -> None:
+    """One kernel call with a landmark per row equals one call per landmark; a client that
+    reached no landmark gets a NaN row; a landmark beyond the grid is refused."""
+    clients, sessions = simulate(200, seed=3)
+    _, grid = grid_from_tables(sessions, clients, 3)
+    ks = np.array([(i % 4) for i in range(grid.n_clients)], dtype=np.int64)
+    X = features_at(grid, ks)
+    for k in (1, 2, 3):
+        rows = np.flatnonzero(ks == k)
+        np.testing.assert_array_equal(X[rows], landmark_features(grid, k, rows))
+    assert np.isnan(X[ks == 0]).all()
+    with pytest.raises(ValueError, match="outside the grid"):
+        features_at(grid, np.full(grid.n_clients, 4, dtype=np.int64))
+    with pytest.raises(ValueError, match="one landmark per row"):
+        features_at(grid, ks[:-1])

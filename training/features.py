@@ -107,9 +107,7 @@ class SessionGrid:
 
     def landmark_of(self, landmarks: tuple[int, ...]) -> IntArray:
         """The latest landmark each client reached (0 if none)."""
-        out = np.zeros(self.n_clients, dtype=np.int64)
-        for k in sorted(landmarks):
-            out[self.reached >= k] = k
+        out: IntArray = _latest(self.reached, np.array(sorted(landmarks), dtype=np.int64))
         return out
 
 
@@ -187,21 +185,25 @@ WAI, S_GOAL, S_TASK, S_BOND, S_SRS, S_ORS, S_PHQ9, S_DAY = range(8)
 
 
 def _kernel(
-    values: FloatArray, age: FloatArray, gender: IntArray, ks: IntArray, rows: IntArray
+    values: FloatArray, age: FloatArray, gender: IntArray, ks: IntArray, rows: IntArray | None
 ) -> FloatArray:
-    """(N_FEATURES, len(rows)): features of client rows[i] at landmark ks[i] (NaN if 0).
+    """(N_FEATURES, len(ks)): features of client rows[i] (client i if rows is None) at
+    landmark ks[i], NaN where ks[i] is 0.
 
     Statistics per measure over sessions 1..k, NaN meaning missing: mean, first, last and
     minimum of the available values; steps between consecutive available values (their
     mean, their largest rise and largest fall). Change and largest fall need two values.
     """
-    out = np.full((N_FEATURES, rows.shape[0]), np.nan)
+    out = np.full((N_FEATURES, ks.shape[0]), np.nan)
     stack = np.empty((8, values.shape[1]))
     stat = np.empty((8, 8))  # per stack row: count, mean, first, last, min, fall, step mean, max
-    for i in range(rows.shape[0]):
-        k, c = ks[i], rows[i]
-        if k <= 0:
+    for i in range(ks.shape[0]):
+        k = ks[i]
+        if k < 0 or k > values.shape[1]:
+            raise ValueError("a landmark lies outside the grid's sessions")
+        if k == 0:
             continue
+        c = i if rows is None else rows[i]
         for j in range(k):
             total, count = 0.0, 0
             for m in range(3):  # the session's WAI-SR level: mean of the subscales answered
@@ -266,9 +268,20 @@ def _write(
     x[27], x[28] = k - st[S_ORS, 0], k - st[S_PHQ9, 0]
 
 
+def _latest_loop(reached: IntArray, landmarks: IntArray) -> IntArray:
+    """Per client, the largest of the (sorted) landmarks it reached, else 0."""
+    out = np.zeros(reached.shape[0], dtype=np.int64)
+    for i in range(reached.shape[0]):
+        for k in landmarks:
+            if reached[i] >= k:
+                out[i] = k
+    return out
+
+
+_latest: Callable[[IntArray, IntArray], IntArray] = numba.njit(cache=True)(_latest_loop)
 _row_stats = numba.njit(cache=True, nogil=True)(_row_stats)
 _write = numba.njit(cache=True, nogil=True)(_write)
-_compiled: Callable[[FloatArray, FloatArray, IntArray, IntArray, IntArray], FloatArray] = (
+_compiled: Callable[[FloatArray, FloatArray, IntArray, IntArray, IntArray | None], FloatArray] = (
     numba.njit(cache=True, nogil=True)(_kernel)
 )
 
@@ -277,15 +290,10 @@ def features_at(grid: SessionGrid, ks: IntArray, rows: IntArray | None = None) -
     """Feature matrix (n, N_FEATURES) of the given rows (all clients by default), row i at
     landmark ks[i] from sessions 1..ks[i] only; NaN rows where ks[i] is 0 (no landmark).
     Column-major: each feature is contiguous, which is how the predictors read them."""
-    rows = np.arange(grid.n_clients, dtype=np.int64) if rows is None else rows
-    ks = np.asarray(ks, dtype=np.int64)
-    if ks.shape != rows.shape:
-        raise ValueError(f"one landmark per row: {ks.shape} landmarks for {rows.shape} rows")
-    if ks.size and (ks.min() < 0 or ks.max() > grid.max_session):
-        raise ValueError(f"landmarks must lie in 0..{grid.max_session}")
-    out: FloatArray = _compiled(
-        grid.values, grid.age, grid.gender, ks, np.asarray(rows, dtype=np.int64)
-    ).T
+    n = grid.n_clients if rows is None else rows.shape[0]
+    if ks.shape != (n,):
+        raise ValueError(f"one landmark per row: {ks.shape} landmarks for {n} rows")
+    out: FloatArray = _compiled(grid.values, grid.age, grid.gender, ks, rows).T
     return out
 
 

@@ -27,6 +27,7 @@ FloatArray = npt.NDArray[np.float64]
 
 # Isotonic steps can reach exactly 0 or 1; a clinical probability never should.
 PROBABILITY_FLOOR = 0.001
+LOGIT_CLIP = 1e-6  # scores are clipped this far inside (0, 1) before the sigmoid calibrator
 CALIBRATION_METHODS: tuple[str, ...] = ("sigmoid", "isotonic")
 
 
@@ -70,7 +71,7 @@ def candidates(seed: int) -> dict[str, Any]:
 
 
 def _logit(p: FloatArray) -> FloatArray:
-    q = np.clip(p, 1e-6, 1 - 1e-6)
+    q = np.clip(p, LOGIT_CLIP, 1 - LOGIT_CLIP)
     out: FloatArray = np.log(q / (1 - q))
     return out
 
@@ -150,7 +151,29 @@ def _linear_logit_loop(
     return out
 
 
+def _linear_sigmoid_loop(
+    X: FloatArray,
+    kept: npt.NDArray[np.intp],
+    fill: FloatArray,
+    indicator: npt.NDArray[np.intp],
+    weight: FloatArray,
+    offset: float,
+    a: float,
+    b: float,
+) -> FloatArray:
+    """The linear model's probability, sigmoid-calibrated: apply_calibrator's formulas."""
+    out = _linear_logit(X, kept, fill, indicator, weight, offset)
+    for i in range(out.shape[0]):
+        q = min(max(1.0 / (1.0 + np.exp(-out[i])), LOGIT_CLIP), 1 - LOGIT_CLIP)
+        p = 1.0 / (1.0 + np.exp(-(a + b * np.log(q / (1 - q)))))
+        out[i] = min(max(p, PROBABILITY_FLOOR), 1 - PROBABILITY_FLOOR)
+    return out
+
+
 _linear_logit: Callable[..., FloatArray] = numba.njit(cache=True, nogil=True)(_linear_logit_loop)
+_linear_sigmoid: Callable[..., FloatArray] = numba.njit(cache=True, nogil=True)(
+    _linear_sigmoid_loop
+)
 
 
 @dataclass(frozen=True)
@@ -178,6 +201,12 @@ class LinearPredictor:
         return out
 
     def __call__(self, X: FloatArray) -> FloatArray:
+        if isinstance(self.calibrator, LogisticRegression):  # sigmoid: all in one loop
+            a, b = self.calibrator.intercept_[0], self.calibrator.coef_[0, 0]
+            out: FloatArray = _linear_sigmoid(
+                X, self.kept, self.fill, self.indicator, self.weight, self.offset, a, b
+            )
+            return out
         raw = 1.0 / (1.0 + np.exp(-self.logit(X)))
         return apply_calibrator(self.calibrator, raw)
 

@@ -44,8 +44,9 @@ PARALLEL_MIN_BYTES = 32 << 20  # below this, forking costs more than it saves
 
 
 def risk_levels(p: FloatArray, thresholds: dict[str, Any]) -> npt.NDArray[np.object_]:
-    """low / moderate / high from the artifact's thresholds."""
-    level = (p >= thresholds["moderate"]).astype(np.int64) + (p >= thresholds["high"])
+    """low / moderate / high from the artifact's thresholds, for probabilities (no NaN)."""
+    # side="right": a probability equal to a threshold reaches that level
+    level = np.searchsorted((thresholds["moderate"], thresholds["high"]), p, side="right")
     out: npt.NDArray[np.object_] = LEVELS[level]
     return out
 
