@@ -3,7 +3,8 @@
 #
 #   docker build -t dropout-risk .
 #   docker run -d -p 8000:8000 -v dropout-risk-var:/app/var dropout-risk
-#   # API keys live in the volume; create one with the same image (the token is printed alone):
+#   # The database (SQLite by default, in the volume; set DATABASE_URL for PostgreSQL) holds
+#   # the API keys; create one with the same image (the token is printed alone):
 #   docker run --rm -v dropout-risk-var:/app/var dropout-risk \
 #       dropout-risk keys create --name NAME --tenant CLINIC --scopes predict
 #
@@ -32,7 +33,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     OMP_NUM_THREADS=1 \
     DROPOUT_RISK_MODELS_DIR=/app/models \
-    DROPOUT_RISK_KEYS_FILE=/app/var/keys.json \
+    DROPOUT_RISK_DATABASE_URL=sqlite:////app/var/dropout-risk.db \
+    NUMBA_CACHE_DIR=/app/var/numba-cache \
     DROPOUT_RISK_PSEUDONYM_KEY_FILE=/app/var/pseudonym.key
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from service.examples import EXAMPLE_EPISODE as EXAMPLE
-from service.keys import KeyStore
+from tests.conftest import create_key
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def _free_port() -> int:
 def _start(root: Path, port: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "DROPOUT_RISK_KEYS_FILE": str(root / "keys.json"),
+        "DROPOUT_RISK_DATABASE_URL": f"sqlite:///{root / 'service.db'}",
         "DROPOUT_RISK_PSEUDONYM_KEY_FILE": str(root / "pseudonym.key"),
         "DROPOUT_RISK_LOG_LEVEL": "warning",
         "OMP_NUM_THREADS": "1",
@@ -159,7 +159,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     root = Path(tempfile.mkdtemp(prefix="dropout-service-bench-"))
-    token = KeyStore(root / "keys.json").create("bench", "bench", ["predict"])[1]
+    token = create_key(f"sqlite:///{root / 'service.db'}", "bench", ["predict"])
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _start(root, port)

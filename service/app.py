@@ -16,12 +16,16 @@ from fastapi import FastAPI
 from service import errors
 from service.batcher import MicroBatcher
 from service.body import install_openapi
-from service.keys import KeyStore
+from service.cds import load_issuers
+from service.db.engine import normalise_url
+from service.db.keys import DbKeyStore
 from service.middleware import BodyLimit, Metrics
 from service.model_store import ModelStore
 from service.observability import Pseudonymizer, configure_logging
-from service.routes import health, models, predictions
+from service.records import Auditor
+from service.routes import cds, clients, fhir, health, models, predictions
 from service.settings import Settings, get_settings
+from service.storage import Storage
 from training.registry import Registry
 
 
@@ -34,8 +38,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.models = ModelStore(Registry(settings.models_dir), settings.reload_seconds)
         app.state.models.refresh(force=True)
-        app.state.keys = KeyStore(settings.keys_file)
+        app.state.storage = Storage(normalise_url(settings.database_url), settings.migrate_on_start)
+        app.state.storage.start()
+        app.state.keys = DbKeyStore(
+            app.state.storage.factory,
+            settings.key_cache_seconds,
+            prepare=app.state.storage.ensure_migrated,
+        )
         app.state.pseudonym = Pseudonymizer(settings.pseudonym_key_file)
+        app.state.auditor = Auditor(app.state.pseudonym)
+        app.state.cds_issuers = load_issuers(settings.cds_issuers_file)
         app.state.batcher = MicroBatcher(settings.max_landmark)
         # Everything loaded so far (libraries, the model) lives as long as the process:
         # freezing it keeps the garbage collector from re-scanning it on every collection a
@@ -43,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         yield
+        app.state.storage.close()
 
     app = FastAPI(
         title="dropout-risk",
@@ -57,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     install_openapi(app)
-    for router in (predictions.router, models.router, health.router):
+    routers = (predictions, models, clients, fhir, cds, health)
+    for router in (r.router for r in routers):
         app.include_router(router)
     app.add_middleware(BodyLimit, limit=settings.body_limit_bytes)
     app.add_middleware(Metrics)

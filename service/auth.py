@@ -6,8 +6,10 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
-from service.keys import ApiKey, KeyStore
+from service.db.keys import DbKeyStore
+from service.keys import ApiKey
 from training.errors import DropoutRiskError
 
 
@@ -32,8 +34,11 @@ def require(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
     dependency is run in a thread pool, which costs more than the check itself."""
 
     async def check(request: Request) -> ApiKey:
-        store: KeyStore = request.app.state.keys
-        key = store.verify(_token(request))
+        store: DbKeyStore = request.app.state.keys
+        token = _token(request)
+        found, key = store.cached(token)
+        if not found:  # a database round trip: off the event loop
+            key = await run_in_threadpool(store.verify, token)
         if key is None:
             raise Unauthenticated("the API key is not valid")
         if scope not in key.scopes:
@@ -46,3 +51,5 @@ def require(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
 
 PredictKey = Annotated[ApiKey, Depends(require("predict"))]
 AdminKey = Annotated[ApiKey, Depends(require("models:admin"))]
+WriteKey = Annotated[ApiKey, Depends(require("clients:write"))]
+ReadKey = Annotated[ApiKey, Depends(require("clients:read"))]

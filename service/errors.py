@@ -3,19 +3,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service import fhir
 from service.auth import Forbidden, Unauthenticated
 from service.body import UnsupportedMediaType
-from service.keys import KeyStoreError
+from service.cds import CdsAuthError
+from service.db.engine import StorageUnavailable
+from service.fhir import FhirInputError
 from service.model_store import ModelUnavailable
+from service.records import ClientNotFound, NoRiskYet
 from training.errors import ArtifactError, RegistryError
 
 log = logging.getLogger("dropout_risk.errors")
@@ -87,11 +92,35 @@ def install(app: FastAPI) -> None:
         log.error("refused a model artifact: %s", exc)
         return _body(409, "path.version", str(exc), "artifact_refused")
 
-    @app.exception_handler(KeyStoreError)
-    async def keys_unreadable(_: Request, exc: KeyStoreError) -> JSONResponse:
-        log.error("API keys cannot be checked: %s", exc)
+    @app.exception_handler(FhirInputError)
+    async def bad_fhir(_: Request, exc: FhirInputError) -> Response:
+        body = json.dumps(fhir.operation_outcome(exc.issues))
+        return Response(body, 422, media_type="application/fhir+json")
+
+    @app.exception_handler(CdsAuthError)
+    async def cds_refused(_: Request, exc: CdsAuthError) -> JSONResponse:
         return _body(
-            503, "header.authorization", "API keys cannot be checked right now", "keys_unavailable"
+            401, "header.authorization", str(exc), "cds_jwt_refused", {"WWW-Authenticate": "Bearer"}
+        )
+
+    @app.exception_handler(ClientNotFound)
+    async def no_client(_: Request, exc: ClientNotFound) -> JSONResponse:
+        return _body(404, "path.client_id", str(exc), "client_not_found")
+
+    @app.exception_handler(NoRiskYet)
+    async def no_risk(_: Request, exc: NoRiskYet) -> JSONResponse:
+        return _body(404, "path.client_id", str(exc), "no_risk_yet")
+
+    @app.exception_handler(StorageUnavailable)
+    async def storage_down(_: Request, exc: StorageUnavailable) -> JSONResponse:
+        log.error("storage unavailable: %s", exc)
+        return _body(
+            503,
+            "database",
+            "the database cannot be reached; retry shortly (stateless predictions with a "
+            "recently verified key keep working)",
+            "storage_unavailable",
+            {"Retry-After": "5"},
         )
 
     @app.exception_handler(ModelUnavailable)

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from service.keys import SCOPES, KeyStore, KeyStoreError
-
-KEYS_FILE_ENV = "DROPOUT_RISK_KEYS_FILE"
-DEFAULT_KEYS_FILE = Path("var/keys.json")
+from service.db.engine import StorageUnavailable
+from service.db.keys import DbKeyStore
+from service.db_cli import DEFAULT_DATABASE_URL, DatabaseUrlOpt, open_storage
+from service.keys import SCOPES, KeyStoreError
 
 keys_app = typer.Typer(
     help="Create, list and revoke API keys for the service (stored hashed).",
@@ -30,14 +29,15 @@ keys_app = typer.Typer(
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-KeysFileOpt = Annotated[
-    Path,
-    typer.Option(
-        "--keys-file",
-        envvar=KEYS_FILE_ENV,
-        help="Keys file (JSON, mode 600; created with its directory when missing).",
-    ),
-]
+
+@contextmanager
+def _store(database_url: str) -> Iterator[DbKeyStore]:
+    storage = open_storage(database_url)
+    try:
+        storage.ensure_migrated()
+        yield DbKeyStore(storage.factory)
+    finally:
+        storage.close()
 
 
 @contextmanager
@@ -45,7 +45,7 @@ def _user_errors() -> Iterator[None]:
     """KeyStoreError -> one `error:` line and exit 2, also when keys_app runs on its own."""
     try:
         yield
-    except KeyStoreError as exc:
+    except (KeyStoreError, StorageUnavailable) as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from None
 
@@ -62,28 +62,32 @@ def keys_create(
         str,
         typer.Option("--scopes", help=f"Comma-separated, from: {','.join(SCOPES)}."),
     ],
-    keys_file: KeysFileOpt = DEFAULT_KEYS_FILE,
+    therapist: Annotated[
+        str | None,
+        typer.Option("--therapist", help="Bind a clinician's key to one therapist id (optional)."),
+    ] = None,
+    database_url: DatabaseUrlOpt = DEFAULT_DATABASE_URL,
 ) -> None:
     """Create a key and print its token alone on stdout (shown only this once)."""
     granted = [s.strip() for s in scopes.split(",") if s.strip()]
-    with _user_errors():
-        key, token = KeyStore(keys_file).create(name, tenant, granted)
+    with _user_errors(), _store(database_url) as store:
+        key, token = store.create(name, tenant, granted, therapist)
     typer.echo(token)
     err.print(
         f"created key {key.key_id} ({key.name!r}, tenant {key.tenant}, scopes "
-        f"{','.join(s for s in SCOPES if s in key.scopes)}) in {keys_file}; "
+        f"{','.join(s for s in SCOPES if s in key.scopes)}); "
         "store the token now: it cannot be shown again",
         markup=False,
     )
 
 
 @keys_app.command("list")
-def keys_list(keys_file: KeysFileOpt = DEFAULT_KEYS_FILE) -> None:
+def keys_list(database_url: DatabaseUrlOpt = DEFAULT_DATABASE_URL) -> None:
     """List keys that are not revoked: id, name, tenant, scopes, created (never secrets)."""
-    with _user_errors():
-        keys = KeyStore(keys_file).list()
+    with _user_errors(), _store(database_url) as store:
+        keys = store.list()
     if not keys:
-        typer.echo(f"no API keys in {keys_file}")
+        typer.echo("no API keys")
         return
     rows = [("KEY_ID", "NAME", "TENANT", "SCOPES", "CREATED")]
     rows += [
@@ -99,9 +103,9 @@ def keys_list(keys_file: KeysFileOpt = DEFAULT_KEYS_FILE) -> None:
 @keys_app.command("revoke")
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="Id of the key (from `keys list`).")],
-    keys_file: KeysFileOpt = DEFAULT_KEYS_FILE,
+    database_url: DatabaseUrlOpt = DEFAULT_DATABASE_URL,
 ) -> None:
-    """Revoke a key: its token stops working (a running server notices within a second)."""
-    with _user_errors():
-        KeyStore(keys_file).revoke(key_id)
+    """Revoke a key: its token stops working (running servers notice within 5 seconds)."""
+    with _user_errors(), _store(database_url) as store:
+        store.revoke(key_id)
     typer.echo(f"revoked {key_id}")

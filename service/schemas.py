@@ -97,8 +97,13 @@ class Phq9In(Strict):
     total: Annotated[int, Field(ge=0, le=27)]
 
 
-class SessionIn(Strict):
-    number: Annotated[int, Field(ge=1, le=1000)]
+SessionNumber = Annotated[int, Field(ge=1, le=1000)]
+
+
+class SessionScoresIn(Strict):
+    """One session's scores: what `PUT /v1/clients/{id}/sessions/{number}` takes (the number
+    is in the path) and, with its number, one element of an episode's sessions."""
+
     date: IsoDate | None = None
     wai: WaiIn | None = None
     srs: SrsIn | None = None
@@ -106,10 +111,14 @@ class SessionIn(Strict):
     phq9: Phq9In | None = None
 
     @model_validator(mode="after")
-    def some_measure(self) -> SessionIn:
+    def some_measure(self) -> SessionScoresIn:
         if self.wai is None and self.srs is None and self.ors is None and self.phq9 is None:
             raise ValueError("a session needs at least one measure: wai, srs, ors or phq9")
         return self
+
+
+class SessionIn(SessionScoresIn):
+    number: SessionNumber
 
 
 class EpisodeIn(Strict):
@@ -253,3 +262,82 @@ class HealthOut(BaseModel):
 class ReadyOut(BaseModel):
     status: Literal["ready"]
     model_version: str
+
+
+# --- stored caseloads (EHR integration) ----------------------------------------------------
+
+Level = Literal["low", "moderate", "high"]
+
+
+class ClientIn(Strict):
+    """Demographics and therapist, as `PUT /v1/clients/{client_id}` stores them."""
+
+    age: Annotated[int, Field(ge=12, le=100)] | None = None
+    gender: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    therapist_id: Identifier | None = None
+
+
+class ClientOut(BaseModel):
+    client_id: str
+    status: Literal["created", "updated", "unchanged"]
+
+
+class SessionStoredOut(BaseModel):
+    client_id: str
+    number: int
+    status: Literal["created", "updated", "unchanged"]
+    risk: PredictionOut | None = Field(
+        description="the client's risk after this session; null before the first landmark"
+    )
+
+
+class OutcomeIn(Strict):
+    """How the episode ended: the label analysts retrain on."""
+
+    dropout: bool
+    ended_on: IsoDate
+
+
+class OutcomeOut(BaseModel):
+    client_id: str
+    status: Literal["created", "updated", "unchanged"]
+
+
+class StoredRiskOut(BaseModel):
+    """A stored risk: the prediction as it was answered, and when and on what it was made."""
+
+    computed_at: str
+    inputs_sha256: str
+    acknowledged: bool
+    prediction: PredictionOut
+
+
+class RiskHistoryOut(BaseModel):
+    client_id: str
+    history: list[StoredRiskOut]
+
+
+class CaseloadItemOut(BaseModel):
+    client_id: str
+    therapist_id: str | None
+    probability: float
+    risk_level: Level
+    landmark_session: int
+    computed_at: str
+    model_version: str
+    acknowledged: bool
+    last_session_date: str | None
+    main_factor: str | None
+
+
+class CaseloadOut(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    clients: list[CaseloadItemOut]
+
+
+class AcknowledgedOut(BaseModel):
+    client_id: str
+    risk_level: Level
+    acknowledged_at: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,7 +15,6 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DROPOUT_RISK_", extra="ignore")
 
     models_dir: Path = Path("models")
-    keys_file: Path = Path("var/keys.json")
     pseudonym_key_file: Path = Path("var/pseudonym.key")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -27,6 +26,18 @@ class Settings(BaseSettings):
     # How often each worker looks for a newly promoted champion.
     reload_seconds: float = Field(default=1.0, ge=0.0, le=60.0)
     docs_enabled: bool = True
+    # SQLite file by default (nothing to install); PostgreSQL in production, e.g.
+    # postgresql://user@host:5432/dropout_risk
+    database_url: str = Field(
+        default="sqlite:///var/dropout-risk.db",
+        validation_alias=AliasChoices("DROPOUT_RISK_DATABASE_URL", "DATABASE_URL"),
+    )
+    migrate_on_start: bool = True
+    # How long a verified API key is trusted from memory before the database is asked again
+    # (a revocation takes at most this long to reach every worker).
+    key_cache_seconds: float = Field(default=5.0, ge=0.0, le=300.0)
+    # CDS Hooks: trusted JWT issuers, each bound to one clinic (docs/cds-hooks.md)
+    cds_issuers_file: Path = Path("var/cds-issuers.json")
 
 
 @lru_cache(maxsize=1)

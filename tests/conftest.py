@@ -7,10 +7,25 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from service.db.keys import DbKeyStore
+from service.storage import Storage
 from training.cli import run
 from training.simulate import write_cohort
 
 REPO = Path(__file__).resolve().parents[1]
+pytest_plugins = ["tests.storage"]
+
+
+def create_key(
+    database_url: str, tenant: str, scopes: list[str], therapist: str | None = None
+) -> str:
+    """A new API key's token in the database at `database_url` (migrated first)."""
+    storage = Storage(database_url)
+    try:
+        storage.ensure_migrated()
+        return DbKeyStore(storage.factory).create("test", tenant, scopes, therapist)[1]
+    finally:
+        storage.close()
 
 
 def write_csv(path: Path, rows: list[dict[str, object]] | str) -> Path:

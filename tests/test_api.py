@@ -18,10 +18,9 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.episodes import wai_subscales
 from service.examples import EXAMPLE_EPISODE
-from service.keys import KeyStore
 from service.schemas import WaiIn
 from service.settings import Settings
-from tests.conftest import REPO, train
+from tests.conftest import REPO, create_key, train
 from training.features import grid_from_tables
 from training.predict import score_grid
 from training.registry import Registry
@@ -39,11 +38,11 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    store = KeyStore(tmp_path_factory.mktemp("keys") / "keys.json")
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'service.db'}"
     return {
-        "predict": store.create("ehr", "clinic-a", ["predict"])[1],
-        "admin": store.create("ops", "clinic-a", ["models:admin"])[1],
-        "path": str(store.path),
+        "predict": create_key(url, "clinic-a", ["predict"]),
+        "admin": create_key(url, "clinic-a", ["models:admin"]),
+        "url": url,
     }
 
 
@@ -53,7 +52,7 @@ def client(
 ) -> Iterator[TestClient]:
     settings = Settings(
         models_dir=registry,
-        keys_file=Path(keys["path"]),
+        database_url=keys["url"],
         pseudonym_key_file=tmp_path_factory.mktemp("p") / "pseudonym.key",
         reload_seconds=0.0,
     )
@@ -352,7 +351,7 @@ def test_without_a_model_ready_and_predictions_say_503(
 ) -> None:
     settings = Settings(
         models_dir=tmp_path / "empty",
-        keys_file=Path(keys["path"]),
+        database_url=keys["url"],
         pseudonym_key_file=tmp_path / "p.key",
     )
     with TestClient(create_app(settings)) as empty:
@@ -365,11 +364,11 @@ def test_without_a_model_ready_and_predictions_say_503(
         assert response.json()["detail"][0]["type"] == "model_unavailable"
 
 
-def test_unreadable_keys_file_is_503_not_500(tmp_path: Path) -> None:
-    (tmp_path / "keys.json").write_text("{not json")
+def test_unreachable_database_with_an_unknown_key_is_503_not_500(tmp_path: Path) -> None:
+    """A key never seen by this process cannot be checked while the database is away."""
     settings = Settings(
         models_dir=REPO / "models",
-        keys_file=tmp_path / "keys.json",
+        database_url="postgresql://postgres@127.0.0.1:1/nowhere",  # nothing listens there
         pseudonym_key_file=tmp_path / "p.key",
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as broken:
@@ -379,4 +378,4 @@ def test_unreadable_keys_file_is_503_not_500(tmp_path: Path) -> None:
             headers={"Authorization": "Bearer drk_" + "a" * 12 + "_" + "b" * 43},
         )
         assert response.status_code == 503
-        assert response.json()["detail"][0]["type"] == "keys_unavailable"
+        assert response.json()["detail"][0]["type"] == "storage_unavailable"

@@ -22,7 +22,7 @@ import typer.main
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from service.keys_cli import DEFAULT_KEYS_FILE, KEYS_FILE_ENV
+from service.db_cli import DEFAULT_DATABASE_URL
 from training.cli import app as cli_app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -269,8 +269,9 @@ def test_user_is_not_root() -> None:
 def test_runtime_environment() -> None:
     env = _env()
     assert env["OMP_NUM_THREADS"] == "1"
-    assert env[KEYS_FILE_ENV] == "/app/var/keys.json"
-    assert DEFAULT_KEYS_FILE.name == Path(env[KEYS_FILE_ENV]).name
+    database = env["DROPOUT_RISK_DATABASE_URL"]
+    assert database == "sqlite:////app/var/dropout-risk.db"  # inside the volume
+    assert Path(DEFAULT_DATABASE_URL.removeprefix("sqlite:///")).name == Path(database).name
     assert _words(_one("VOLUME")) == ["/app/var"]
     assert _option(_serve_args(), "--models-dir") == "/app/models"
     assert env["DROPOUT_RISK_MODELS_DIR"] == "/app/models"

@@ -17,8 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.keys import KeyStore
-from tests.conftest import REPO, train
+from tests.conftest import REPO, create_key, train
 from tests.test_api import EXAMPLE
 from training.registry import Registry
 
@@ -57,17 +56,19 @@ def server(tmp_path_factory: pytest.TempPathFactory, small_cohort: Path) -> Iter
     registry = root / "models"
     shutil.copytree(REPO / "models", registry)
     assert train(small_cohort, registry, "--seed", "11") == 0
-    store = KeyStore(root / "keys.json")
-    predict_key = store.create("load", "clinic-a", ["predict"])[1]
-    admin_key = store.create("ops", "clinic-a", ["models:admin"])[1]
+    database = f"sqlite:///{root / 'service.db'}"
+    predict_key = create_key(database, "clinic-a", ["predict"])
+    admin_key = create_key(database, "clinic-a", ["models:admin"])
     port = _free_port()
+    metrics_dir = root / "metrics"  # its own folder: the collector reads every *.db in it
+    metrics_dir.mkdir()
     env = {
         **os.environ,
-        "DROPOUT_RISK_KEYS_FILE": str(root / "keys.json"),
+        "DROPOUT_RISK_DATABASE_URL": database,
         "DROPOUT_RISK_PSEUDONYM_KEY_FILE": str(root / "pseudonym.key"),
         "DROPOUT_RISK_RELOAD_SECONDS": "0.5",
         "DROPOUT_RISK_LOG_LEVEL": "warning",
-        "PROMETHEUS_MULTIPROC_DIR": str(root),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     proc = subprocess.Popen(
         [

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from service.db_cli import audit, db_app, export
 from service.keys_cli import keys_app
 from training.contract import load_cohort
 from training.errors import DropoutRiskError
@@ -36,6 +37,9 @@ models_app = typer.Typer(
 )
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+app.command("export")(export)
+app.command("audit")(audit)
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)

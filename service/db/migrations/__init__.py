@@ -1,0 +1,1 @@
+"""Alembic migrations; a package only so that `pip install .` ships them."""

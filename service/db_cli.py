@@ -1,0 +1,162 @@
+"""`dropout-risk db upgrade`, `export` and `audit`: the stored data from the command line.
+
+Errors the user can fix (a bad date, an unknown clinic, an unreachable database) print one
+`error:` line on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.db import repository as repo
+from service.db.engine import StorageUnavailable, normalise_url
+from service.schemas import ID_PATTERN
+from service.storage import Storage
+from training.contract import CLIENT_COLUMNS, SESSION_COLUMNS
+
+DEFAULT_DATABASE_URL = "sqlite:///var/dropout-risk.db"
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+db_app = typer.Typer(
+    help="The service's database (SQLite by default, PostgreSQL via DATABASE_URL).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+DatabaseUrlOpt = Annotated[
+    str,
+    typer.Option(
+        "--database-url",
+        envvar=["DROPOUT_RISK_DATABASE_URL", "DATABASE_URL"],
+        help="SQLAlchemy URL of the database (default: the SQLite file var/dropout-risk.db).",
+        show_default=False,
+    ),
+]
+ClinicOpt = Annotated[str, typer.Option("--clinic", help="The clinic (tenant) whose data to read.")]
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    try:
+        yield
+    except StorageUnavailable as exc:
+        err.print(f"error: {exc} (check --database-url / DATABASE_URL)", markup=False)
+        raise typer.Exit(2) from None
+    except SQLAlchemyError as exc:
+        err.print(f"error: database: {type(exc).__name__}", markup=False)
+        raise typer.Exit(2) from None
+
+
+def open_storage(url: str) -> Storage:
+    return Storage(normalise_url(url), migrate=True)
+
+
+def _check_clinic(clinic: str) -> str:
+    if not re.fullmatch(ID_PATTERN, clinic):
+        err.print(
+            f"error: --clinic: value {clinic!r} must be 1-64 characters of A-Z a-z 0-9 . _ -",
+            markup=False,
+        )
+        raise typer.Exit(2)
+    return clinic
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseUrlOpt = DEFAULT_DATABASE_URL) -> None:
+    """Apply the database migrations (the server also applies them at start-up)."""
+    with user_errors():
+        storage = open_storage(database_url)
+        with storage.session():
+            pass
+        storage.close()
+    typer.echo("database is at the latest migration")
+
+
+def _cell(value: Any) -> Any:
+    """Blank for missing, 1/0 for the dropout label (the contract's spelling)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: _cell(row.get(c)) for c in columns})
+
+
+def export(
+    clinic: ClinicOpt,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for sessions.csv and clients.csv (created).")
+    ],
+    database_url: DatabaseUrlOpt = DEFAULT_DATABASE_URL,
+) -> None:
+    """Write a clinic's stored data in the cohort contract (docs/contract.md), so analysts
+    can validate and retrain on what the service collected."""
+    _check_clinic(clinic)
+    with user_errors():
+        storage = open_storage(database_url)
+        with storage.session() as s:
+            sessions, clients = repo.export_tables(s, clinic)
+        storage.close()
+    out.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and renamed, so a failed export never leaves half a file.
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        _write_csv(Path(tmp) / "sessions.csv", [c.name for c in SESSION_COLUMNS], sessions)
+        _write_csv(Path(tmp) / "clients.csv", [c.name for c in CLIENT_COLUMNS], clients)
+        for name in ("sessions.csv", "clients.csv"):
+            os.replace(Path(tmp) / name, out / name)
+    typer.echo(
+        f"exported {len(clients)} clients and {len(sessions)} sessions of clinic {clinic} "
+        f"to {out}/sessions.csv and {out}/clients.csv"
+    )
+
+
+def _since(text: str) -> datetime:
+    try:
+        day = datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        err.print(f"error: --since: value {text!r} must be a date written YYYY-MM-DD")
+        raise typer.Exit(2) from None
+    return day.replace(tzinfo=UTC)
+
+
+def audit(
+    clinic: ClinicOpt,
+    since: Annotated[str, typer.Option("--since", help="First day to show, YYYY-MM-DD (UTC).")],
+    database_url: DatabaseUrlOpt = DEFAULT_DATABASE_URL,
+) -> None:
+    """Print the clinic's audit trail: when, who, what, which client (pseudonym), model."""
+    _check_clinic(clinic)
+    start = _since(since)
+    with user_errors():
+        storage = open_storage(database_url)
+        with storage.session() as s:
+            rows = repo.list_audit(s, clinic, start)
+        storage.close()
+    if not rows:
+        typer.echo(f"no audit entries for clinic {clinic} since {since}")
+        return
+    typer.echo("AT\tACTOR\tACTION\tCLIENT\tMODEL")
+    for r in rows:
+        cells = [r.at.isoformat(), r.actor, r.action, r.client_pseudonym, r.model_version]
+        typer.echo("\t".join("-" if c is None else c for c in cells))
