@@ -1,0 +1,176 @@
+"""The database goes away and comes back (issue 4): stateless predictions keep answering,
+stored endpoints give 503 with a clear message, and after the database returns they work
+again without a restart.
+
+PostgreSQL is reached through a TCP proxy in the test, which is cut (every connection
+closed, new ones refused) and restored; SQLite's file is moved away and back (a volume
+that went missing). Bounded loops only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, make_url
+
+from service.app import create_app
+from service.examples import EXAMPLE_EPISODE
+from service.settings import Settings
+from tests.conftest import REPO, create_key
+
+SESSION = {"date": "2026-03-02", "wai": {"goal": 3.5, "task": 3.5, "bond": 4.0}}
+
+
+class Proxy:
+    """A loopback TCP proxy that can be cut (open connections closed, new ones refused)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.up = threading.Event()
+        self.up.set()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if not self.up.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.up.clear()
+        with self._lock:
+            for s in self._sockets:
+                with suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            self._sockets.clear()
+
+    def restore(self) -> None:
+        self.up.set()
+
+    def close(self) -> None:
+        self.cut()
+        self.server.close()
+
+
+@contextmanager
+def outage_control(database_url: str, tmp_path: Path) -> Iterator[tuple[str, Any, Any]]:
+    """(the URL the service uses, cut(), restore()) for the database kind at hand."""
+    if database_url.startswith("sqlite"):
+        path = Path(database_url.removeprefix("sqlite:///"))
+        away = tmp_path / "away.db"
+
+        def cut_file(engine: Engine) -> None:
+            shutil.move(path, away)
+            path.mkdir()  # a directory where the file was: sqlite cannot open it
+            # An open SQLite connection keeps reading the moved file through its descriptor;
+            # a vanished volume takes those with it, so the pooled connections go too.
+            engine.dispose()
+
+        def restore_file() -> None:
+            path.rmdir()
+            shutil.move(away, path)
+
+        yield database_url, cut_file, restore_file
+        return
+    url = make_url(database_url)
+    proxy = Proxy((url.host or "127.0.0.1", url.port or 5432))
+    try:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        yield proxied, lambda _engine: proxy.cut(), proxy.restore
+    finally:
+        proxy.close()
+
+
+def test_database_outage_and_recovery(database_url: str, tmp_path: Path) -> None:
+    with outage_control(database_url, tmp_path) as (url, cut, restore):
+        token = create_key(url, "clinic-a", ["predict", "clients:write", "clients:read"])
+        settings = Settings(
+            models_dir=REPO / "models",
+            database_url=url,
+            pseudonym_key_file=tmp_path / "p.key",
+            key_cache_seconds=0.2,  # the outage outlasts the cache: stale-if-error is used
+        )
+        auth = {"Authorization": f"Bearer {token}"}
+        with TestClient(create_app(settings)) as client:
+            assert client.put("/v1/clients/C-1", json={"age": 30}, headers=auth).status_code == 200
+            put = client.put("/v1/clients/C-1/sessions/1", json=SESSION, headers=auth)
+            assert put.status_code == 200
+
+            cut(client.app.state.storage.engine)  # type: ignore[attr-defined]
+            time.sleep(0.3)
+            stored = client.get("/v1/clients/C-1/risk", headers=auth)
+            assert stored.status_code == 503
+            detail = stored.json()["detail"][0]
+            assert detail["type"] == "storage_unavailable"
+            assert "database cannot be reached" in detail["msg"]
+            assert stored.headers["retry-after"] == "5"
+            write = client.put("/v1/clients/C-1/sessions/2", json=SESSION, headers=auth)
+            assert write.status_code == 503
+            predicted = client.post("/v1/predictions", json=EXAMPLE_EPISODE, headers=auth)
+            assert predicted.status_code == 200  # the key was verified before the outage
+            assert 0 < predicted.json()["probability"] < 1
+
+            restore()
+            deadline = time.monotonic() + 20
+            status = 0
+            while time.monotonic() < deadline:
+                status = client.get("/v1/clients/C-1/risk", headers=auth).status_code
+                if status == 200:
+                    break
+                time.sleep(0.2)
+            assert status == 200
+            again = client.put("/v1/clients/C-1/sessions/2", json=SESSION, headers=auth)
+            assert again.status_code == 200
+            assert again.json()["status"] == "created"  # the write during the outage was lost
+            history = client.get("/v1/clients/C-1/risk/history", headers=auth).json()["history"]
+            assert [h["prediction"]["landmark_session"] for h in history] == [2, 1]
+
+
+def test_unknown_key_during_an_outage_is_503_not_401(database_url: str, tmp_path: Path) -> None:
+    """A key this process never verified cannot be checked while the database is away; the
+    caller is told so (503), not that the key is wrong (401)."""
+    with outage_control(database_url, tmp_path) as (url, cut, _restore):
+        token = create_key(url, "clinic-a", ["predict"])
+        settings = Settings(
+            models_dir=REPO / "models", database_url=url, pseudonym_key_file=tmp_path / "p.key"
+        )
+        with TestClient(create_app(settings)) as client:
+            cut(client.app.state.storage.engine)  # type: ignore[attr-defined]
+            auth = {"Authorization": f"Bearer {token}"}
+            response = client.post("/v1/predictions", json=EXAMPLE_EPISODE, headers=auth)
+            assert response.status_code == 503
+            assert response.json()["detail"][0]["type"] == "storage_unavailable"

@@ -1,0 +1,136 @@
+"""Many writers at once (issue 4): 32 concurrent writers PUT 5,000 sessions, with deliberate
+duplicates and changes, to a real server (2 worker processes) on each database; exactly the
+expected rows are stored, with the last values, and no request gets a 5xx.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from service.db.engine import make_engine
+from service.db.models import SessionRow
+from tests.conftest import REPO, create_key
+
+WRITERS = 32
+CLIENTS, SESSIONS_EACH = 500, 10  # 5,000 distinct sessions
+DUPLICATES, CHANGES = 1_000, 500
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    token = create_key(database_url, "clinic-load", ["clients:write", "clients:read"])
+    port = _free_port()
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    env = {
+        **os.environ,
+        "DROPOUT_RISK_DATABASE_URL": database_url,
+        "DROPOUT_RISK_PSEUDONYM_KEY_FILE": str(tmp_path / "pseudonym.key"),
+        "DROPOUT_RISK_LOG_LEVEL": "warning",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+    }
+    command = [sys.executable, "-c", "from training.cli import main; main()", "serve"]
+    args = ["--port", str(port), "--workers", "2", "--models-dir", str(REPO / "models")]
+    proc = subprocess.Popen(
+        [*command, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("server not ready in 60 s")
+        yield url, token
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _session(client: int, number: int, shift: float = 0.0) -> dict[str, Any]:
+    goal = 1 + ((client * 7 + number * 3) % 16) / 4  # 1.0 .. 4.75 in quarter steps
+    return {
+        "date": f"2026-{1 + number // 28:02d}-{1 + number % 28:02d}",
+        "wai": {"goal": min(5.0, goal + shift), "task": 3.5, "bond": 4.0},
+        "srs": {"total": 30.0 + number},
+    }
+
+
+def _run(url: str, token: str, jobs: list[tuple[str, str, dict[str, Any]]]) -> list[int]:
+    """Each job is (method, path, body); 32 threads, each with its own keep-alive client."""
+    chunks = [jobs[i::WRITERS] for i in range(WRITERS)]
+
+    def write(chunk: list[tuple[str, str, dict[str, Any]]]) -> list[int]:
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+            return [http.request(m, p, json=b).status_code for m, p, b in chunk]
+
+    with ThreadPoolExecutor(WRITERS) as pool:
+        return [status for part in pool.map(write, chunks) for status in part]
+
+
+@pytest.mark.slow
+def test_32_writers_5000_sessions_exact_rows(server: tuple[str, str], database_url: str) -> None:
+    url, token = server
+    rng = random.Random(4)
+    clients = [("PUT", f"/v1/clients/L-{c}", {"age": 20 + c % 50}) for c in range(CLIENTS)]
+    assert set(_run(url, token, clients)) == {200}
+
+    distinct = [
+        ("PUT", f"/v1/clients/L-{c}/sessions/{n}", _session(c, n))
+        for c in range(CLIENTS)
+        for n in range(1, SESSIONS_EACH + 1)
+    ]
+    writes = distinct + rng.sample(distinct, DUPLICATES)  # identical repeats
+    rng.shuffle(writes)
+    statuses = _run(url, token, writes)
+    assert len(statuses) == len(distinct) + DUPLICATES
+    assert set(statuses) == {200}, sorted(set(statuses))
+
+    changed = rng.sample(range(len(distinct)), CHANGES)
+    updates = [(m, p, {**b, "srs": {"total": 10.0}}) for m, p, b in (distinct[i] for i in changed)]
+    assert set(_run(url, token, updates)) == {200}
+
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(SessionRow.client_id, SessionRow.number, SessionRow.payload).where(
+                    SessionRow.clinic_id == "clinic-load"
+                )
+            ).all()
+            total = conn.execute(select(func.count()).select_from(SessionRow)).scalar_one()
+    finally:
+        engine.dispose()
+    assert total == len(rows) == CLIENTS * SESSIONS_EACH
+    stored = {(r.client_id, r.number): r.payload for r in rows}
+    changed_keys = {(f"L-{i // SESSIONS_EACH}", i % SESSIONS_EACH + 1) for i in changed}
+    for (client_id, number), payload in stored.items():
+        expected = 10.0 if (client_id, number) in changed_keys else 30.0 + number
+        assert payload["srs"]["total"] == expected, (client_id, number)
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as http:
+        caseload = http.get("/v1/caseload", params={"limit": 1}).json()
+    assert caseload["total"] == CLIENTS  # every client has a stored risk
