@@ -18,9 +18,9 @@ $(STAMP): pyproject.toml
 # Serves the shipped model on http://127.0.0.1:8000 with a fresh demo key.
 run: install
 	@$(BIN)/dropout-risk models list --models-dir $(MODELS_DIR)
-	@KEY=$$($(BIN)/dropout-risk keys create --name demo --tenant demo --scopes predict,models:admin) && \
+	@KEY=$$($(BIN)/dropout-risk keys create --name demo --tenant demo --scopes predict,models:admin,clients:write,clients:read) && \
 	  echo "" && echo "dropout-risk API on http://127.0.0.1:8000  (docs: http://127.0.0.1:8000/docs)" && \
-	  echo "demo key (scopes predict, models:admin): $$KEY" && \
+	  echo "demo key for clinic 'demo' (scopes predict, models:admin, clients:write, clients:read): $$KEY" && \
 	  echo "try: curl -s -H \"Authorization: Bearer $$KEY\" http://127.0.0.1:8000/v1/models/current" && \
 	  echo "" && exec $(BIN)/dropout-risk serve --host 127.0.0.1 --port 8000 --models-dir $(MODELS_DIR)
 

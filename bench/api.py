@@ -28,7 +28,8 @@ from typing import Any
 import httpx
 
 from service.examples import EXAMPLE_EPISODE as EXAMPLE
-from tests.conftest import create_key
+from service.db.keys import DbKeyStore
+from service.storage import Storage
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -159,7 +160,10 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     root = Path(tempfile.mkdtemp(prefix="dropout-service-bench-"))
-    token = create_key(f"sqlite:///{root / 'service.db'}", "bench", ["predict"])
+    storage = Storage(f"sqlite:///{root / 'service.db'}")
+    storage.ensure_migrated()
+    token = DbKeyStore(storage.factory).create("bench", "bench", ["predict"])[1]
+    storage.close()
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _start(root, port)
