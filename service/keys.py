@@ -44,6 +44,7 @@ class ApiKey:
     tenant: str
     scopes: frozenset[str]
     created_at: str
+    therapist_id: str | None = None  # a clinician's key may be bound to one therapist
 
 
 def _digest(secret: str) -> str:

@@ -368,3 +368,15 @@ def test_cli_and_server_default_to_the_same_database() -> None:
     from service.settings import Settings
 
     assert Settings.model_fields["database_url"].default == DEFAULT_DATABASE_URL
+
+
+def test_therapist_binding_and_active_lookup(store: DbKeyStore) -> None:
+    key, token = store.create("dr who", "clinic-1", ["clients:read"], therapist_id="T-7")
+    assert key.therapist_id == "T-7"
+    assert store.verify(token) == key
+    assert store.active(key.key_id) == key
+    assert store.active("0" * 12) is None
+    store.revoke(key.key_id)
+    assert store.active(key.key_id) is None
+    with pytest.raises(KeyStoreError, match="therapist_id: value 'T 7'"):
+        store.create("x", "clinic-1", ["clients:read"], therapist_id="T 7")

@@ -54,7 +54,7 @@ def _check_therapist(therapist_id: str | None) -> str | None:
 def _api_key(row: ApiKeyRow) -> ApiKey:
     created = row.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     scopes = _check_scopes(row.scopes.split(","))
-    return ApiKey(row.key_id, row.name, row.clinic_id, scopes, created)
+    return ApiKey(row.key_id, row.name, row.clinic_id, scopes, created, row.therapist_id)
 
 
 class DbKeyStore:
@@ -135,6 +135,17 @@ class DbKeyStore:
             raise
         self._remember(cache_key, key, now)
         return key
+
+    def active(self, key_id: str) -> ApiKey | None:
+        """The key with this id if it exists and is not revoked (a browser session holds the
+        key id, never the token, and is honoured only while its key stays active)."""
+        if self._prepare is not None:
+            self._prepare()
+        with session_scope(self.factory) as s:
+            row = s.get(ApiKeyRow, key_id)
+            if row is None or row.revoked_at is not None:
+                return None
+            return _api_key(row)
 
     def cached(self, token: str) -> tuple[bool, ApiKey | None]:
         """(found, key) from memory alone: a request checks this on the event loop and
