@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODELS_DIR ?= models
 
-.PHONY: install run test lint typecheck pytest bench shipped-model clean
+.PHONY: install run test lint typecheck pytest browser bench shipped-model clean
 
 install: $(STAMP)
 
@@ -15,13 +15,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Serves the shipped model on http://127.0.0.1:8000 with a fresh demo key.
+# Serves the shipped model on http://127.0.0.1:8000 with a demo clinic: a simulated
+# caseload of 30 clients (seeded once), an API key and a clinician login key.
 run: install
 	@$(BIN)/dropout-risk models list --models-dir $(MODELS_DIR)
-	@KEY=$$($(BIN)/dropout-risk keys create --name demo --tenant demo --scopes predict,models:admin,clients:write,clients:read) && \
-	  echo "" && echo "dropout-risk API on http://127.0.0.1:8000  (docs: http://127.0.0.1:8000/docs)" && \
-	  echo "demo key for clinic 'demo' (scopes predict, models:admin, clients:write, clients:read): $$KEY" && \
-	  echo "try: curl -s -H \"Authorization: Bearer $$KEY\" http://127.0.0.1:8000/v1/models/current" && \
+	@$(BIN)/dropout-risk demo --clinic demo --clients 30 --models-dir $(MODELS_DIR)
+	@KEY=$$($(BIN)/dropout-risk keys create --name demo-ehr --tenant demo --scopes predict,models:admin,clients:write,clients:read) && \
+	  LOGIN=$$($(BIN)/dropout-risk keys create --name demo-clinician --tenant demo --scopes clients:read) && \
+	  echo "" && echo "dropout-risk on http://127.0.0.1:8000  (API docs: http://127.0.0.1:8000/docs)" && \
+	  echo "clinician view: http://127.0.0.1:8000/ui/login  with the access key $$LOGIN" && \
+	  echo "API key for clinic 'demo' (predict, models:admin, clients:write, clients:read): $$KEY" && \
+	  echo "try: curl -s -H \"Authorization: Bearer $$KEY\" http://127.0.0.1:8000/v1/caseload" && \
 	  echo "" && exec $(BIN)/dropout-risk serve --host 127.0.0.1 --port 8000 --models-dir $(MODELS_DIR)
 
 lint: install
@@ -31,7 +35,16 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+# The browser tests drive Debian's chromium through Playwright (never `playwright install`,
+# which downloads a browser): installed here when missing and running as root.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's chromium for the browser tests ..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+pytest: install browser
 	OMP_NUM_THREADS=1 $(BIN)/pytest -n 2
 
 test: lint typecheck pytest

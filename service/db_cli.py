@@ -22,9 +22,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.db import repository as repo
 from service.db.engine import StorageUnavailable, normalise_url
+from service.demo import seed_demo
 from service.schemas import ID_PATTERN
 from service.storage import Storage
 from training.contract import CLIENT_COLUMNS, SESSION_COLUMNS
+from training.errors import DropoutRiskError
+from training.registry import Registry
 
 DEFAULT_DATABASE_URL = "sqlite:///var/dropout-risk.db"
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -118,13 +121,18 @@ def export(
         with storage.session() as s:
             sessions, clients = repo.export_tables(s, clinic)
         storage.close()
-    out.mkdir(parents=True, exist_ok=True)
-    # Written beside the target and renamed, so a failed export never leaves half a file.
-    with tempfile.TemporaryDirectory(dir=out) as tmp:
-        _write_csv(Path(tmp) / "sessions.csv", [c.name for c in SESSION_COLUMNS], sessions)
-        _write_csv(Path(tmp) / "clients.csv", [c.name for c in CLIENT_COLUMNS], clients)
-        for name in ("sessions.csv", "clients.csv"):
-            os.replace(Path(tmp) / name, out / name)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        # Written beside the target and renamed, so a failed export never leaves half a file.
+        with tempfile.TemporaryDirectory(dir=out) as tmp:
+            _write_csv(Path(tmp) / "sessions.csv", [c.name for c in SESSION_COLUMNS], sessions)
+            _write_csv(Path(tmp) / "clients.csv", [c.name for c in CLIENT_COLUMNS], clients)
+            for name in ("sessions.csv", "clients.csv"):
+                os.replace(Path(tmp) / name, out / name)
+    except OSError as exc:  # a file in the way, no permission, a full disk
+        reason = exc.strerror or type(exc).__name__
+        err.print(f"error: --out: cannot write to {str(out)!r} ({reason})", markup=False)
+        raise typer.Exit(2) from None
     typer.echo(
         f"exported {len(clients)} clients and {len(sessions)} sessions of clinic {clinic} "
         f"to {out}/sessions.csv and {out}/clients.csv"
@@ -135,7 +143,7 @@ def _since(text: str) -> datetime:
     try:
         day = datetime.strptime(text, "%Y-%m-%d")
     except ValueError:
-        err.print(f"error: --since: value {text!r} must be a date written YYYY-MM-DD")
+        err.print(f"error: --since: value {text!r} must be a date written YYYY-MM-DD", markup=False)
         raise typer.Exit(2) from None
     return day.replace(tzinfo=UTC)
 
@@ -160,3 +168,38 @@ def audit(
     for r in rows:
         cells = [r.at.isoformat(), r.actor, r.action, r.client_pseudonym, r.model_version]
         typer.echo("\t".join("-" if c is None else c for c in cells))
+
+
+def demo(
+    clinic: Annotated[str, typer.Option("--clinic", help="The demo clinic (tenant).")] = "demo",
+    clients: Annotated[
+        int, typer.Option("--clients", min=3, max=1000, help="How many clients to seed.")
+    ] = 30,
+    seed: Annotated[int, typer.Option("--seed", help="Simulator seed.")] = 2026,
+    models_dir: Annotated[
+        Path, typer.Option("--models-dir", help="Model registry directory.")
+    ] = Path("models"),
+    database_url: DatabaseUrlOpt = DEFAULT_DATABASE_URL,
+) -> None:
+    """Seed a demo clinic with a simulated early-phase caseload (a mix of risk levels),
+    stored as the EHR API would store it; does nothing if the clinic has clients already."""
+    _check_clinic(clinic)
+    try:
+        model = Registry(models_dir).load()
+    except DropoutRiskError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    with user_errors():
+        storage = open_storage(database_url)
+        try:
+            seeded = seed_demo(storage, model, clinic, clients, seed)
+        finally:
+            storage.close()
+    if seeded.already_there:
+        typer.echo(f"clinic {clinic} already has clients; nothing seeded")
+        return
+    levels = ", ".join(f"{seeded.by_level.get(k, 0)} {k}" for k in ("high", "moderate", "low"))
+    typer.echo(
+        f"seeded clinic {clinic}: {seeded.clients} simulated clients ({levels}), "
+        f"{seeded.sessions} sessions"
+    )

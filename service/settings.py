@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     key_cache_seconds: float = Field(default=5.0, ge=0.0, le=300.0)
     # CDS Hooks: trusted JWT issuers, each bound to one clinic (docs/cds-hooks.md)
     cds_issuers_file: Path = Path("var/cds-issuers.json")
+    # Signs the clinician view's session cookies (created on first start, owner-only)
+    ui_secret_file: Path = Path("var/ui-session.key")
 
 
 @lru_cache(maxsize=1)

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from service.db_cli import audit, db_app, export
+from service.db_cli import audit, db_app, demo, export
 from service.keys_cli import keys_app
 from training.contract import load_cohort
 from training.errors import DropoutRiskError
@@ -40,6 +40,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.command("export")(export)
 app.command("audit")(audit)
+app.command("demo")(demo)
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
