@@ -50,8 +50,15 @@ async def _auditor(request: Request) -> Auditor:
     return auditor
 
 
+async def _max_landmark(request: Request) -> int | None:
+    """The landmark cap of the settings: stored risks are scored as posted episodes are."""
+    cap: int | None = request.app.state.settings.max_landmark
+    return cap
+
+
 Db = Annotated[Storage, Depends(_storage)]
 Audit = Annotated[Auditor, Depends(_auditor)]
+MaxLandmark = Annotated[int | None, Depends(_max_landmark)]
 
 
 def actor(key: ApiKey) -> Actor:
@@ -60,7 +67,13 @@ def actor(key: ApiKey) -> Actor:
 
 @router.put("/clients/{client_id}", response_model=ClientOut, responses=STORED_ERRORS)
 def put_client(
-    client_id: ClientId, body: ClientIn, key: WriteKey, db: Db, audit: Audit, model: Model
+    client_id: ClientId,
+    body: ClientIn,
+    key: WriteKey,
+    db: Db,
+    audit: Audit,
+    model: Model,
+    cap: MaxLandmark,
 ) -> Any:
     """Create or update a client's demographics and therapist; a client with sessions has
     their risk recomputed (age and gender are model inputs)."""
@@ -71,7 +84,7 @@ def put_client(
         )
         if status != "unchanged":
             client = require_client(s, who.clinic, client_id)
-            recompute(s, who.clinic, client, model, None)
+            recompute(s, who.clinic, client, model, cap)
         audit(s, who, f"client.{status}", client_id)
     return {"client_id": client_id, "status": status}
 
@@ -89,6 +102,7 @@ def put_session(
     db: Db,
     audit: Audit,
     model: Model,
+    cap: MaxLandmark,
 ) -> Any:
     """Store one session's scores (idempotent: the same PUT twice stores one row) and
     recompute the client's risk."""
@@ -97,7 +111,7 @@ def put_session(
     with db.session() as s:
         client = require_client(s, who.clinic, client_id)
         status = repo.upsert_session(s, who.clinic, client_id, number, body.date, payload)
-        risk = recompute(s, who.clinic, client, model, None)
+        risk = recompute(s, who.clinic, client, model, cap)
         audit(s, who, f"session.{status}", client_id, model.version)
     return {
         "client_id": client_id,
