@@ -119,14 +119,29 @@ _OURS = {(m.system, m.code) for m in fhir.MEASURES}
 
 def _ours(entry: Any) -> bool:
     """Prefetch answers `Observation?category=survey`, which may hold other surveys (GAD-7,
-    say) and search outcome entries: keep our measures, questionnaires and the patient."""
+    say) and search outcome entries: keep our measures, questionnaires and the patient.
+
+    The prefetch is untyped JSON from the caller: any member may have any JSON type, so
+    each is type-checked before use (a malformed entry is a 422 or ignored, never a 500)."""
     resource = entry.get("resource") if isinstance(entry, dict) else None
-    if not isinstance(resource, dict) or entry.get("search", {}).get("mode") == "outcome":
+    search = entry.get("search") if isinstance(entry, dict) else None
+    if not isinstance(resource, dict):
         return False
-    if resource.get("resourceType") != "Observation":
-        return resource.get("resourceType") in ("Patient", "QuestionnaireResponse")
-    codings = (resource.get("code") or {}).get("coding") or []
-    return any((c.get("system"), c.get("code")) in _OURS for c in codings if isinstance(c, dict))
+    if isinstance(search, dict) and search.get("mode") == "outcome":
+        return False
+    kind = resource.get("resourceType")
+    if kind != "Observation":
+        return kind in ("Patient", "QuestionnaireResponse")
+    code = resource.get("code")
+    codings = code.get("coding") if isinstance(code, dict) else None
+    return isinstance(codings, list) and any(_our_coding(c) for c in codings)
+
+
+def _our_coding(coding: Any) -> bool:
+    if not isinstance(coding, dict):
+        return False
+    system, code = coding.get("system"), coding.get("code")
+    return isinstance(system, str) and isinstance(code, str) and (system, code) in _OURS
 
 
 def _prefetched(hook: cds.HookRequest) -> EpisodeIn | None:
