@@ -27,8 +27,8 @@ from typing import Any
 
 import httpx
 
-from service.examples import EXAMPLE_EPISODE as EXAMPLE
 from service.db.keys import DbKeyStore
+from service.examples import EXAMPLE_EPISODE as EXAMPLE
 from service.storage import Storage
 
 REPO = Path(__file__).resolve().parents[1]
