@@ -26,6 +26,7 @@ from service.records import Auditor
 from service.routes import cds, clients, fhir, health, models, predictions
 from service.settings import Settings, get_settings
 from service.storage import Storage
+from service.ui import routes as ui_routes
 from training.registry import Registry
 
 
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = (predictions, models, clients, fhir, cds, health)
     for router in (r.router for r in routers):
         app.include_router(router)
+    app.include_router(ui_routes.router)  # the clinician view (server-rendered, /ui)
     app.add_middleware(BodyLimit, limit=settings.body_limit_bytes)
     app.add_middleware(Metrics)
     return app

@@ -1,0 +1,558 @@
+"""The clinician pages: sign-in, the caseload, one client, acknowledging a flag, sign-out.
+
+Server-rendered (Jinja2, autoescaped), no JavaScript and nothing fetched from outside the
+service. Everything a page shows goes through service.db.repository and is scoped to the
+clinic of the signed-in key, exactly as the JSON API is (service.routes.clients), with the
+same audit rows under the actor `ui:<key_id>`. Pages wait on the database in a worker thread
+so the event loop keeps serving predictions.
+
+Every response of these routes carries the security headers of SECURITY_HEADERS (see
+UiRoute); the stylesheet is served by this router too, so the app needs no static mount.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import jinja2
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Message, Receive, Scope, Send
+
+from service.db import repository as repo
+from service.db.engine import StorageUnavailable
+from service.db.keys import DbKeyStore
+from service.keys import ApiKey
+from service.records import Actor, Auditor
+from service.storage import Storage
+from service.ui import views
+from service.ui.queries import sessions_of_clients
+from service.ui.session import (
+    COOKIE_PATH,
+    LOGIN_COOKIE,
+    LOGIN_SECONDS,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    SessionSigner,
+    UiSession,
+)
+
+SCOPE = "clients:read"
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+MAX_OFFSET = 1_000_000
+MAX_FORM_BYTES = 8192
+_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# where sign-in may send the browser next: a page of this view, nothing else
+_NEXT_RE = re.compile(r"/ui/[A-Za-z0-9._~/%-]*(\?[A-Za-z0-9._~%=&+-]*)?")
+_HERE = Path(__file__).parent
+
+CSP = (
+    "default-src 'self'; style-src 'self'; img-src 'self' data:; script-src 'none'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = tuple(
+    (name.encode(), value.encode())
+    for name, value in (
+        ("content-security-policy", CSP),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+        ("x-frame-options", "DENY"),
+    )
+)
+
+_CSS = (_HERE / "static" / "ui.css").read_bytes()
+CSS_VERSION = hashlib.sha256(_CSS).hexdigest()[:12]
+
+templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(_HERE / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+templates.globals["css_version"] = CSS_VERSION
+
+
+class UiRoute(APIRoute):
+    """Adds SECURITY_HEADERS to every response of the route, error pages and framework
+    errors included (a header the response already set is kept)."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(n, v) for n, v in SECURITY_HEADERS if n not in present]
+                message["headers"] = headers
+            await send(message)
+
+        await super().handle(scope, receive, secured)
+
+
+router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
+
+
+# --- plumbing -------------------------------------------------------------------------------
+
+_signer_lock = threading.Lock()
+
+
+def _signer(request: Request) -> SessionSigner:
+    """The app's session signer, made on first use from the settings' secret file."""
+    state = request.app.state
+    signer: SessionSigner | None = getattr(state, "ui_sessions", None)
+    if signer is None:
+        with _signer_lock:
+            signer = getattr(state, "ui_sessions", None)
+            if signer is None:
+                path = getattr(state.settings, "ui_secret_file", Path("var/ui-session.key"))
+                signer = SessionSigner(Path(path))
+                state.ui_sessions = signer
+    return signer
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in clinician as the pages need them."""
+
+    key: ApiKey
+    session: UiSession
+    csrf: str
+
+    @property
+    def clinic(self) -> str:
+        return self.key.tenant
+
+    @property
+    def therapist_id(self) -> str | None:
+        return self.key.therapist_id
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(clinic=self.key.tenant, name=f"ui:{self.key.key_id}")
+
+
+def _render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("viewer", None)
+    context.setdefault("nav", None)
+    html = templates.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status)
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def _set_cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        expires=max_age,
+        path=COOKIE_PATH,
+        secure=_secure(request),
+        httponly=True,
+        samesite="strict",
+    )
+
+
+def _clear_cookie(response: Response, request: Request, name: str) -> None:
+    response.delete_cookie(
+        name, path=COOKIE_PATH, secure=_secure(request), httponly=True, samesite="strict"
+    )
+
+
+def _to_login(request: Request, ended: bool = False) -> RedirectResponse:
+    """303 to the sign-in page, remembering the page asked for (GET only); `ended` also
+    clears the session cookie (expired, tampered with, or its key revoked)."""
+    target = "/ui/login"
+    if request.method == "GET":
+        wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if _safe_next(wanted) and wanted != "/ui/caseload":  # the default needs no `next`
+            target += "?" + urlencode({"next": wanted})
+    response = RedirectResponse(target, status_code=303)
+    if ended or request.cookies.get(SESSION_COOKIE):
+        _clear_cookie(response, request, SESSION_COOKIE)
+    return response
+
+
+def _safe_next(path: str | None) -> str | None:
+    if path and len(path) <= 512 and _NEXT_RE.fullmatch(path) and "//" not in path:
+        return path
+    return None
+
+
+def _cookie_session(request: Request) -> UiSession | None:
+    return _signer(request).read(request.cookies.get(SESSION_COOKIE))
+
+
+def _active(request: Request, session: UiSession) -> Viewer | None:
+    """The viewer if the session's key is still active, of the same clinic, and may read
+    client records; None ends the session. Queries the database: call in a thread."""
+    keys: DbKeyStore = request.app.state.keys
+    key = keys.active(session.key_id)
+    if key is None or key.tenant != session.clinic or SCOPE not in key.scopes:
+        return None
+    return Viewer(key, session, _signer(request).csrf_token(session))
+
+
+def _error(status: int, viewer: Viewer | None = None) -> HTMLResponse:
+    return _render("error.html", status, code=status, viewer=viewer)
+
+
+async def _in_thread(request: Request, work: Callable[[], Response]) -> Response:
+    """Run a page's database work off the event loop; the database being away is a 503
+    page (the JSON API answers 503 too), never a traceback."""
+    try:
+        return await run_in_threadpool(work)
+    except StorageUnavailable:
+        response = _error(503)
+        response.headers["Retry-After"] = "5"
+        return response
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A URL-encoded form's fields (first value of each); empty for anything else."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        return {}
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        return {}
+    try:
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=16)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return {name: values[0] for name, values in fields.items() if values}
+
+
+def _storage(request: Request) -> Storage:
+    storage: Storage = request.app.state.storage
+    return storage
+
+
+def _auditor(request: Request) -> Auditor:
+    auditor: Auditor = request.app.state.auditor
+    return auditor
+
+
+# --- sign-in and sign-out -------------------------------------------------------------------
+
+
+def _login_page(
+    request: Request, status: int = 200, error: str | None = None, next_path: str | None = None
+) -> HTMLResponse:
+    """The sign-in form with its double-submit CSRF pair (the nonce cookie is kept if the
+    browser has one, so two open sign-in tabs both work)."""
+    signer = _signer(request)
+    nonce = request.cookies.get(LOGIN_COOKIE)
+    if not nonce or len(nonce) > 64:
+        nonce = signer.login_nonce()
+    response = _render(
+        "login.html",
+        status,
+        error=error,
+        login_token=signer.login_token(nonce),
+        next=_safe_next(next_path),
+    )
+    _set_cookie(response, request, LOGIN_COOKIE, nonce, LOGIN_SECONDS)
+    return response
+
+
+@router.get("", name="ui_root")
+async def root() -> Response:
+    return RedirectResponse("/ui/caseload", status_code=303)
+
+
+@router.get("/login", name="ui_login")
+async def login_form(request: Request) -> Response:
+    if _cookie_session(request) is not None:
+        target = _safe_next(request.query_params.get("next")) or "/ui/caseload"
+        return RedirectResponse(target, status_code=303)
+    return _login_page(request, next_path=request.query_params.get("next"))
+
+
+@router.post("/login", name="ui_login_submit")
+async def login(request: Request) -> Response:
+    """Verify the access key once; the session cookie then holds the key id, never the key."""
+    form = await _form(request)
+    signer = _signer(request)
+    next_path = form.get("next")
+    if not signer.check_login(request.cookies.get(LOGIN_COOKIE), form.get("csrf_token")):
+        message = "The sign-in form expired. Please enter your access key again."
+        return _login_page(request, 403, message, next_path)
+    token = form.get("access_key", "").strip()
+    keys: DbKeyStore = request.app.state.keys
+
+    def verified() -> ApiKey | None:
+        key = keys.verify(token) if token else None
+        # verify() may answer from its cache, which lags a revocation by up to
+        # key_cache_seconds; the key is asked for afresh, as every page will
+        return None if key is None else keys.active(key.key_id)
+
+    try:
+        key = await run_in_threadpool(verified)
+    except StorageUnavailable:
+        message = "The service cannot reach its database. Please try again in a minute."
+        response = _login_page(request, 503, message, next_path)
+        response.headers["Retry-After"] = "5"
+        return response
+    if key is None:
+        message = "This access key was not accepted. Check it and try again."
+        return _login_page(request, 401, message, next_path)
+    if SCOPE not in key.scopes:
+        message = (
+            "This access key does not give access to client records. Ask your "
+            "administrator for a key with the clients:read scope."
+        )
+        return _login_page(request, 403, message, next_path)
+    value, _ = signer.issue(key)
+    signed_in = RedirectResponse(_safe_next(next_path) or "/ui/caseload", status_code=303)
+    _set_cookie(signed_in, request, SESSION_COOKIE, value, SESSION_SECONDS)
+    _clear_cookie(signed_in, request, LOGIN_COOKIE)
+    return signed_in
+
+
+@router.post("/logout", name="ui_logout")
+async def logout(request: Request) -> Response:
+    session = _cookie_session(request)
+    if session is None:
+        return _to_login(request, ended=True)
+    form = await _form(request)
+    if not _signer(request).check_csrf(session, form.get("csrf_token")):
+        return _error(403)
+    response = RedirectResponse("/ui/login", status_code=303)
+    _clear_cookie(response, request, SESSION_COOKIE)
+    return response
+
+
+@router.get("/static/ui.css", name="ui_css")
+async def stylesheet() -> Response:
+    """The one stylesheet (no inline styles: the CSP allows styles from 'self' only)."""
+    headers = {"Cache-Control": "public, max-age=86400"}
+    return Response(_CSS, media_type="text/css", headers=headers)
+
+
+# --- the caseload ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    min_level: str | None
+    therapist: str | None
+    acknowledged: bool | None
+    limit: int
+    page: int
+
+    def query(self, page: int) -> str:
+        """The query string of another page with the same filters."""
+        params: dict[str, str] = {
+            "min_level": self.min_level or "",
+            "therapist": self.therapist or "",
+            "acknowledged": {None: "", True: "yes", False: "no"}[self.acknowledged],
+        }
+        if self.limit != PAGE_SIZE:
+            params["limit"] = str(self.limit)
+        params["page"] = str(page)
+        return urlencode(params)
+
+
+def _int(text: str | None, default: int, low: int, high: int) -> int:
+    if text is None or not text.strip().isdigit():
+        return default
+    return min(max(int(text), low), high)
+
+
+def _filters(params: Any, own_therapist: str | None) -> Filters | None:
+    """The caseload's filters from the query string; None if the therapist id is invalid.
+
+    Without a `therapist` parameter a therapist's key shows that therapist's clients; an
+    empty one shows the whole clinic. Unknown levels and bad numbers fall back to defaults.
+    """
+    level = params.get("min_level") or None
+    if level not in repo.LEVELS:
+        level = None
+    if "therapist" in params:
+        therapist = params.get("therapist", "").strip() or None
+    else:
+        therapist = own_therapist
+    if therapist is not None and not _ID_RE.fullmatch(therapist):
+        return None
+    acknowledged = {"yes": True, "no": False}.get(params.get("acknowledged", ""))
+    limit = _int(params.get("limit"), PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    page = _int(params.get("page"), 1, 1, MAX_OFFSET // limit + 1)
+    return Filters(level, therapist, acknowledged, limit, page)
+
+
+@dataclass(frozen=True)
+class CaseloadItem:
+    client_id: str
+    therapist_id: str | None
+    level: str
+    level_label: str
+    probability: str
+    landmark: int
+    sparkline: views.Sparkline | None
+    main_factor: str | None
+    acknowledged: bool
+    last_session: str | None
+
+
+def early_sessions(
+    s: Session, clinic: str, client_ids: Sequence[str]
+) -> dict[str, list[views.Scores]]:
+    """Each listed client's early sessions (for the sparklines), by client id: one query."""
+    found = sessions_of_clients(s, clinic, client_ids, views.EARLY_SESSIONS)
+    return {client_id: [views.session_scores(r) for r in rows] for client_id, rows in found.items()}
+
+
+def _caseload_item(row: repo.CaseloadRow, scores: list[views.Scores]) -> CaseloadItem:
+    return CaseloadItem(
+        client_id=row.client_id,
+        therapist_id=row.therapist_id,
+        level=row.risk_level,
+        level_label=views.level_label(row.risk_level),
+        probability=views.percent(row.probability),
+        landmark=row.landmark,
+        sparkline=views.sparkline(scores),
+        main_factor=row.main_factor_label,
+        acknowledged=row.acknowledged,
+        last_session=None if row.last_session_date is None else row.last_session_date.isoformat(),
+    )
+
+
+@router.get("/caseload", name="ui_caseload")
+async def caseload(request: Request) -> Response:
+    """The clinic's clients with a risk, highest first; each client shown is audited."""
+    session = _cookie_session(request)
+    if session is None:
+        return _to_login(request)
+
+    def work() -> Response:
+        viewer = _active(request, session)
+        if viewer is None:
+            return _to_login(request, ended=True)
+        filters = _filters(request.query_params, viewer.therapist_id)
+        if filters is None:
+            return _error(400, viewer)
+        offset = (filters.page - 1) * filters.limit
+        audit = _auditor(request)
+        with _storage(request).session() as s:
+            rows, total = repo.caseload(
+                s,
+                viewer.clinic,
+                filters.therapist,
+                filters.min_level,
+                filters.acknowledged,
+                filters.limit,
+                offset,
+            )
+            sessions = early_sessions(s, viewer.clinic, [r.client_id for r in rows])
+            for row in rows:  # each client shown is a read of that client's data
+                audit(s, viewer.actor, "caseload.read", row.client_id, row.model_version)
+        items = [_caseload_item(r, sessions.get(r.client_id, [])) for r in rows]
+        pages = max(1, -(-total // filters.limit))
+        return _render(
+            "caseload.html",
+            viewer=viewer,
+            nav="caseload",
+            items=items,
+            total=total,
+            first=offset + 1 if items else 0,
+            last=offset + len(items),
+            filters=filters,
+            page=filters.page,
+            pages=pages,
+            previous=filters.query(filters.page - 1) if filters.page > 1 else None,
+            next=filters.query(filters.page + 1) if filters.page < pages else None,
+            early=views.EARLY_SESSIONS,
+        )
+
+    return await _in_thread(request, work)
+
+
+# --- one client -----------------------------------------------------------------------------
+
+
+@router.get("/clients/{client_id}", name="ui_client")
+async def client_page(request: Request, client_id: str) -> Response:
+    """A client's scores by session, latest risk with its factors and actions, risk by
+    landmark, and the acknowledge button; one audit row."""
+    session = _cookie_session(request)
+    if session is None:
+        return _to_login(request)
+
+    def work() -> Response:
+        viewer = _active(request, session)
+        if viewer is None:
+            return _to_login(request, ended=True)
+        if not _ID_RE.fullmatch(client_id):
+            return _error(404, viewer)
+        with _storage(request).session() as s:
+            client = repo.get_client(s, viewer.clinic, client_id)
+            if client is None:
+                return _error(404, viewer)
+            records = repo.get_sessions(s, viewer.clinic, client_id)
+            history = repo.prediction_history(s, viewer.clinic, client_id)
+            latest = history[0] if history else None
+            version = None if latest is None else latest.model_version
+            _auditor(request)(s, viewer.actor, "risk.read", client_id, version)
+        scores = [views.session_scores(r) for r in records]
+        body = latest.body if latest is not None else {}
+        return _render(
+            "client.html",
+            viewer=viewer,
+            client=client,
+            latest=latest,
+            body=body,
+            level_label=views.level_label(latest.risk_level) if latest else None,
+            probability=views.percent(latest.probability) if latest else None,
+            computed=views.when(latest.computed_at) if latest else None,
+            scores=scores,
+            charts=views.charts(scores),
+            landmarks=views.risk_by_landmark(history),
+            history_count=len(history),
+            fmt=views,
+        )
+
+    return await _in_thread(request, work)
+
+
+@router.post("/clients/{client_id}/acknowledge", name="ui_acknowledge")
+async def acknowledge(request: Request, client_id: str) -> Response:
+    """The clinician has seen the flag: quiet until a new session changes the level."""
+    session = _cookie_session(request)
+    if session is None:
+        return _to_login(request)
+    form = await _form(request)
+    if not _signer(request).check_csrf(session, form.get("csrf_token")):
+        return _error(403)
+
+    def work() -> Response:
+        viewer = _active(request, session)
+        if viewer is None:
+            return _to_login(request, ended=True)
+        if not _ID_RE.fullmatch(client_id):
+            return _error(404, viewer)
+        with _storage(request).session() as s:
+            if repo.get_client(s, viewer.clinic, client_id) is None:
+                return _error(404, viewer)
+            ack = repo.acknowledge(s, viewer.clinic, client_id, viewer.actor.name)
+            if ack is None:
+                return _error(409, viewer)
+            _auditor(request)(s, viewer.actor, "flag.acknowledge", client_id)
+        return RedirectResponse(f"/ui/clients/{client_id}", status_code=303)
+
+    return await _in_thread(request, work)
