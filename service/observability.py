@@ -14,7 +14,6 @@ import hmac
 import json
 import logging
 import os
-import secrets
 from pathlib import Path
 
 from prometheus_client import (
@@ -25,6 +24,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from service.secret_files import load_or_create_secret
 
 REQUESTS = Counter(
     "dropout_risk_http_requests_total", "HTTP requests", ["method", "route", "status"]
@@ -54,19 +55,7 @@ class Pseudonymizer:
     """Keyed pseudonyms for client ids; the key file is created once, readable by owner."""
 
     def __init__(self, key_file: Path) -> None:
-        self._key = self._load_or_create(key_file)
-
-    @staticmethod
-    def _load_or_create(path: Path) -> bytes:
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(secrets.token_hex(32))
-            except FileExistsError:
-                pass  # another worker created it first
-        return bytes.fromhex(path.read_text().strip())
+        self._key = load_or_create_secret(key_file)
 
     def __call__(self, client_id: str) -> str:
         return hmac.new(self._key, client_id.encode(), hashlib.sha256).hexdigest()[:16]

@@ -19,7 +19,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from service.keys import ApiKey
-from training.errors import DropoutRiskError
+from service.secret_files import SecretFileError, load_or_create_secret
 
 SESSION_COOKIE = "drk_ui_session"
 LOGIN_COOKIE = "drk_ui_login"
@@ -40,8 +39,7 @@ _MAX_COOKIE = 1024  # a real session cookie is about 250 characters
 _SECRET_BYTES = 32
 
 
-class SessionSecretError(DropoutRiskError):
-    """The session secret file exists but does not hold a usable secret."""
+SessionSecretError = SecretFileError  # a bad session-signing key file
 
 
 @dataclass(frozen=True)
@@ -53,27 +51,6 @@ class UiSession:
     therapist_id: str | None
     expires: int
     csrf_secret: str
-
-
-def load_or_create_secret(path: Path) -> bytes:
-    """The installation's session secret: read, or created once (owner-only) if missing."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(_SECRET_BYTES))
-        except FileExistsError:
-            pass  # another worker created it first
-    try:
-        key = bytes.fromhex(path.read_text().strip())
-    except ValueError as exc:
-        raise SessionSecretError(f"{path}: the session secret must be hex text") from exc
-    if len(key) < _SECRET_BYTES:
-        raise SessionSecretError(
-            f"{path}: the session secret must be at least {_SECRET_BYTES} bytes (got {len(key)})"
-        )
-    return key
 
 
 def _b64(data: bytes) -> str:
