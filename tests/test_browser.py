@@ -121,6 +121,7 @@ def test_clinician_journey(browser: Browser, server: Server) -> None:
     ]
     assert probabilities == sorted(probabilities, reverse=True)
     assert first.locator("svg.sparkline").get_attribute("aria-label")
+    assert _layout_shift(page) < 0.01  # no layout shift as the page loads
     page.screenshot(path=str(SHOTS / "caseload-1280.png"), full_page=True)
 
     client_id = first.get_attribute("data-client-id")
@@ -133,6 +134,7 @@ def test_clinician_journey(browser: Browser, server: Server) -> None:
     expect(page.locator("#actions li.action .source").first).not_to_be_empty()
     expect(page.locator("#disclaimer")).to_contain_text("Decision support, not a diagnosis")
     expect(page.locator("#model-version")).not_to_be_empty()
+    assert _layout_shift(page) < 0.01
     page.screenshot(path=str(SHOTS / "client-1280.png"), full_page=True)
 
     page.get_by_role("button", name="Acknowledge").click()
@@ -155,6 +157,18 @@ def test_clinician_journey(browser: Browser, server: Server) -> None:
     expect(page).to_have_url(LOGIN)
     assert errors == []
     context.close()
+
+
+def _layout_shift(page: Page) -> float:
+    """Cumulative layout shift of the page so far, from the browser's own records."""
+    script = """() => new Promise(done => {
+        let total = 0;
+        new PerformanceObserver(list => {
+            for (const e of list.getEntries()) if (!e.hadRecentInput) total += e.value;
+        }).observe({type: "layout-shift", buffered: true});
+        setTimeout(() => done(total), 300);
+    })"""
+    return float(page.evaluate(script))
 
 
 def test_phone_width_and_keyboard(browser: Browser, server: Server) -> None:
