@@ -8,22 +8,17 @@ row dimmed, log out and be sent back to sign in. Screenshots go to test-output/b
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import REPO, create_key
+from tests.live import live_server
 from training.cli import run
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,12 +32,6 @@ class Server:
     login_key: str
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("browser")
@@ -50,34 +39,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     seed = ["demo", "--clinic", "demo", "--clients", "30", "--database-url", database]
     assert run([*seed, "--models-dir", str(REPO / "models")]) == 0
     login_key = create_key(database, "demo", ["clients:read"])
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DROPOUT_RISK_DATABASE_URL": database,
-        "DROPOUT_RISK_PSEUDONYM_KEY_FILE": str(root / "pseudonym.key"),
-        "DROPOUT_RISK_UI_SECRET_FILE": str(root / "ui-session.key"),
-        "DROPOUT_RISK_LOG_LEVEL": "warning",
-    }
-    command = [sys.executable, "-c", "from training.cli import main; main()", "serve"]
-    args = ["--port", str(port), "--workers", "1", "--models-dir", str(REPO / "models")]
-    proc = subprocess.Popen(
-        [*command, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("server not ready in 60 s")
+    with live_server(root, database, REPO / "models", 1) as url:
         yield Server(url, login_key)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,7 @@ while a load of requests runs, and metrics merged across workers. Loops are boun
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO, create_key, train
+from tests.live import live_server
 from tests.test_api import EXAMPLE
 from training.registry import Registry
 
@@ -30,26 +27,6 @@ class Server:
     admin_key: str
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("server not ready in time")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, small_cohort: Path) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("live")
@@ -59,41 +36,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, small_cohort: Path) -> Iter
     database = f"sqlite:///{root / 'service.db'}"
     predict_key = create_key(database, "clinic-a", ["predict"])
     admin_key = create_key(database, "clinic-a", ["models:admin"])
-    port = _free_port()
-    metrics_dir = root / "metrics"  # its own folder: the collector reads every *.db in it
-    metrics_dir.mkdir()
-    env = {
-        **os.environ,
-        "DROPOUT_RISK_DATABASE_URL": database,
-        "DROPOUT_RISK_PSEUDONYM_KEY_FILE": str(root / "pseudonym.key"),
-        "DROPOUT_RISK_RELOAD_SECONDS": "0.5",
-        "DROPOUT_RISK_LOG_LEVEL": "warning",
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from training.cli import main; main()",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--models-dir",
-            str(registry),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, proc)
+    with live_server(root, database, registry, 2, DROPOUT_RISK_RELOAD_SECONDS="0.5") as url:
         yield Server(url, registry, predict_key, admin_key)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_promotion_under_load(server: Server) -> None:

@@ -5,12 +5,7 @@ expected rows are stored, with the last values, and no request gets a 5xx.
 
 from __future__ import annotations
 
-import os
 import random
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,58 +18,25 @@ from sqlalchemy import func, select
 from service.db.engine import make_engine
 from service.db.models import SessionRow
 from tests.conftest import REPO, create_key
+from tests.live import live_server
 
 WRITERS = 32
 CLIENTS, SESSIONS_EACH = 500, 10  # 5,000 distinct sessions
 DUPLICATES, CHANGES = 1_000, 500
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
     token = create_key(database_url, "clinic-load", ["clients:write", "clients:read"])
-    port = _free_port()
-    metrics = tmp_path / "metrics"
-    metrics.mkdir()
-    env = {
-        **os.environ,
-        "DROPOUT_RISK_DATABASE_URL": database_url,
-        "DROPOUT_RISK_PSEUDONYM_KEY_FILE": str(tmp_path / "pseudonym.key"),
-        "DROPOUT_RISK_LOG_LEVEL": "warning",
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
-    }
-    command = [sys.executable, "-c", "from training.cli import main; main()", "serve"]
-    args = ["--port", str(port), "--workers", "2", "--models-dir", str(REPO / "models")]
-    proc = subprocess.Popen(
-        [*command, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("server not ready in 60 s")
+    with live_server(tmp_path, database_url, REPO / "models", 2) as url:
         yield url, token
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
-def _session(client: int, number: int, shift: float = 0.0) -> dict[str, Any]:
+def _session(client: int, number: int) -> dict[str, Any]:
     goal = 1 + ((client * 7 + number * 3) % 16) / 4  # 1.0 .. 4.75 in quarter steps
     return {
         "date": f"2026-{1 + number // 28:02d}-{1 + number % 28:02d}",
-        "wai": {"goal": min(5.0, goal + shift), "task": 3.5, "bond": 4.0},
+        "wai": {"goal": goal, "task": 3.5, "bond": 4.0},
         "srs": {"total": 30.0 + number},
     }
 
