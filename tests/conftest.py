@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from sqlalchemy.orm import Session
 
 from service.db.keys import DbKeyStore
 from service.storage import Storage
@@ -14,6 +17,17 @@ from training.simulate import write_cohort
 
 REPO = Path(__file__).resolve().parents[1]
 pytest_plugins = ["tests.storage"]
+
+
+@contextmanager
+def db_session(database_url: str) -> Iterator[Session]:
+    """One committed transaction on `database_url`, for tests that read or seed rows."""
+    storage = Storage(database_url)
+    try:
+        with storage.session() as s:
+            yield s
+    finally:
+        storage.close()
 
 
 def create_key(

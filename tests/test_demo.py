@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.db import repository as repo
-from service.storage import Storage
-from tests.conftest import REPO
+from tests.conftest import REPO, db_session
 from training.cli import run
 
 
@@ -20,14 +19,10 @@ def test_demo_seeds_a_mixed_caseload_once(
         "seeded clinic demo: 12 simulated clients (4 high, 4 moderate, 4 low), "
         f"{_sessions(database_url)} sessions\n"
     )
-    storage = Storage(database_url)
-    try:
-        with storage.session() as s:
-            rows, total = repo.caseload(s, "demo", None, None, None, 50, 0)
-            first_sessions = repo.get_sessions(s, "demo", rows[0].client_id)
-            other, _ = repo.caseload(s, "clinic-b", None, None, None, 50, 0)
-    finally:
-        storage.close()
+    with db_session(database_url) as s:
+        rows, total = repo.caseload(s, "demo", None, None, None, 50, 0)
+        first_sessions = repo.get_sessions(s, "demo", rows[0].client_id)
+        other, _ = repo.caseload(s, "clinic-b", None, None, None, 50, 0)
     assert total == 12
     assert [r.risk_level for r in rows] == ["high"] * 4 + ["moderate"] * 4 + ["low"] * 4
     assert rows[0].probability == max(r.probability for r in rows)
@@ -38,13 +33,9 @@ def test_demo_seeds_a_mixed_caseload_once(
 
 
 def _sessions(database_url: str) -> int:
-    storage = Storage(database_url)
-    try:
-        with storage.session() as s:
-            rows, _ = repo.caseload(s, "demo", None, None, None, 50, 0)
-            return sum(len(repo.get_sessions(s, "demo", r.client_id)) for r in rows)
-    finally:
-        storage.close()
+    with db_session(database_url) as s:
+        rows, _ = repo.caseload(s, "demo", None, None, None, 50, 0)
+        return sum(len(repo.get_sessions(s, "demo", r.client_id)) for r in rows)
 
 
 def test_demo_refuses_a_bad_clinic(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,7 @@ import json
 import re
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -26,8 +26,7 @@ from service.observability import Pseudonymizer
 from service.records import fingerprint
 from service.schemas import EpisodeIn
 from service.settings import Settings
-from service.storage import Storage
-from tests.conftest import REPO, create_key
+from tests.conftest import REPO, create_key, db_session
 from training.cli import run
 from training.registry import Registry, sha256_of
 
@@ -106,14 +105,8 @@ class Api:
         assert response.status_code == 200, response.text
         return response.json()
 
-    @contextmanager
-    def db(self) -> Iterator[Session]:
-        storage = Storage(normalise_url(self.url))
-        try:
-            with storage.session() as s:
-                yield s
-        finally:
-            storage.close()
+    def db(self) -> AbstractContextManager[Session]:
+        return db_session(normalise_url(self.url))
 
 
 @contextmanager

@@ -13,7 +13,7 @@ import re
 import stat
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import unescape
@@ -46,7 +46,7 @@ from service.ui.session import (
     SessionSigner,
     load_or_create_secret,
 )
-from tests.conftest import REPO, create_key
+from tests.conftest import REPO, create_key, db_session
 
 A, B = "clinic-a", "clinic-b"
 PERSON = {"age": 30, "gender": "female"}
@@ -160,14 +160,8 @@ class Ui:
         assert value, "no session cookie in the jar"
         return value
 
-    @contextmanager
-    def db(self) -> Iterator[Session]:
-        storage = Storage(normalise_url(self.url))
-        try:
-            with storage.session() as s:
-                yield s
-        finally:
-            storage.close()
+    def db(self) -> AbstractContextManager[Session]:
+        return db_session(normalise_url(self.url))
 
     def audit(self, since: datetime, clinic: str = A) -> list[repo.AuditRecord]:
         with self.db() as s:
@@ -646,10 +640,8 @@ def test_revoking_the_key_ends_the_session(ui: Ui) -> None:
     ui.signed_in("a")
     assert ui.http.get("/ui/caseload", follow_redirects=False).status_code == 200
     storage = Storage(normalise_url(ui.url))
-    try:
-        DbKeyStore(storage.factory).revoke(ui.key_id("a"))
-    finally:
-        storage.close()
+    DbKeyStore(storage.factory).revoke(ui.key_id("a"))
+    storage.close()
     for path in ("/ui/caseload", "/ui/clients/hi"):
         response = ui.http.get(path, follow_redirects=False)
         assert response.status_code == 303
