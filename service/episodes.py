@@ -3,6 +3,7 @@ with the very builder training used (training.features); only this layout step d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import date
 
@@ -13,6 +14,7 @@ from training.features import (
     BOND,
     DAY,
     GOAL,
+    MEASURES,
     ORS,
     PHQ9,
     SRS,
@@ -27,19 +29,24 @@ WAI_SR_ITEMS: dict[str, tuple[int, ...]] = {
     "bond": (3, 5, 7, 9),
     "goal": (4, 6, 8, 11),
 }
+# The same table as 0-based positions in the 12 answers, in (goal, task, bond) order.
+_SUBSCALE_POSITIONS = tuple(
+    tuple(n - 1 for n in WAI_SR_ITEMS[name]) for name in ("goal", "task", "bond")
+)
 _EPOCH = date(1970, 1, 1).toordinal()
+
+
+def _mean(items: list[int], positions: tuple[int, ...]) -> float:
+    return sum(map(items.__getitem__, positions)) / len(positions)
 
 
 def wai_subscales(wai: WaiIn) -> tuple[float | None, float | None, float | None]:
     """(goal, task, bond) item means, from the means given or from the 12 answers."""
-    if wai.items is None:
-        return wai.goal, wai.task, wai.bond
     items = wai.items
-
-    def mean(numbers: tuple[int, ...]) -> float:
-        return sum(items[n - 1] for n in numbers) / len(numbers)
-
-    return mean(WAI_SR_ITEMS["goal"]), mean(WAI_SR_ITEMS["task"]), mean(WAI_SR_ITEMS["bond"])
+    if items is None:
+        return wai.goal, wai.task, wai.bond
+    goal, task, bond = _SUBSCALE_POSITIONS
+    return _mean(items, goal), _mean(items, task), _mean(items, bond)
 
 
 def srs_total(srs: SrsIn) -> float:
@@ -47,33 +54,51 @@ def srs_total(srs: SrsIn) -> float:
     if srs.total is not None:
         return srs.total
     items = (srs.relationship, srs.goals, srs.approach, srs.overall)
-    return float(sum(i for i in items if i is not None))
+    return float(sum([i for i in items if i is not None]))
 
 
-def _fill_session(values: np.ndarray, j: int, i: int, session: SessionIn) -> None:
+def _fill_session(cells: list[float], at: int, plane: int, session: SessionIn) -> None:
+    """Write one session's measures into the flat cells of a grid (measure m of the cell
+    at `at` lives at m * plane + at)."""
     if session.wai is not None:
-        for row, value in zip((GOAL, TASK, BOND), wai_subscales(session.wai), strict=True):
-            if value is not None:
-                values[row, j, i] = value
+        goal, task, bond = wai_subscales(session.wai)
+        if goal is not None:
+            cells[GOAL * plane + at] = goal
+        if task is not None:
+            cells[TASK * plane + at] = task
+        if bond is not None:
+            cells[BOND * plane + at] = bond
     if session.srs is not None:
-        values[SRS, j, i] = srs_total(session.srs)
+        cells[SRS * plane + at] = srs_total(session.srs)
     if session.ors is not None:
-        values[ORS, j, i] = session.ors.total
+        cells[ORS * plane + at] = session.ors.total
     if session.phq9 is not None:
-        values[PHQ9, j, i] = session.phq9.total
+        cells[PHQ9 * plane + at] = session.phq9.total
     if session.date is not None:
-        values[DAY, j, i] = session.date.toordinal() - _EPOCH
+        cells[DAY * plane + at] = session.date.toordinal() - _EPOCH
 
 
 def grid_from_episodes(episodes: Sequence[EpisodeIn], max_session: int) -> SessionGrid:
-    """Sessions after `max_session` only count towards `reached`, as in training."""
-    grid = SessionGrid.empty(len(episodes), max_session)
+    """Sessions after `max_session` only count towards `reached`, as in training.
+
+    Filled as plain Python lists and turned into arrays once: writing numpy cells one by
+    one costs more than the rest of a one-client prediction's feature work."""
+    n = len(episodes)
+    plane = max_session * n  # cells per measure
+    cells = [math.nan] * (len(MEASURES) * plane)
+    age, gender, reached = [math.nan] * n, [0] * n, [0] * n
     for i, episode in enumerate(episodes):
-        grid.reached[i] = max(s.number for s in episode.sessions)
-        if episode.age is not None:
-            grid.age[i] = episode.age
-        grid.gender[i] = gender_word_code(episode.gender)
         for session in episode.sessions:
-            if session.number <= max_session:
-                _fill_session(grid.values, session.number - 1, i, session)
-    return grid
+            number = session.number
+            reached[i] = max(reached[i], number)
+            if number <= max_session:
+                _fill_session(cells, (number - 1) * n + i, plane, session)
+        if episode.age is not None:
+            age[i] = episode.age
+        gender[i] = gender_word_code(episode.gender)
+    return SessionGrid(
+        np.array(cells).reshape(len(MEASURES), max_session, n),
+        np.array(age),
+        np.array(gender, dtype=np.int64),
+        np.array(reached, dtype=np.int64),
+    )

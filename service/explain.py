@@ -48,9 +48,12 @@ Reference = Mapping[str, Sequence[float | None]]
 Row = list[float]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Factor:
-    """One reason behind a risk, in words a clinician reads and a signed size."""
+    """One reason behind a risk, in words a clinician reads and a signed size.
+
+    Not frozen: a frozen dataclass takes three times as long to create, and a 1,000-client
+    batch creates 3,000 of them. Nothing changes a factor once `explain` has made it."""
 
     code: str  # e.g. "alliance_decline"
     label: str  # plain clinical words with the client's own numbers
@@ -121,8 +124,9 @@ CHUNK_CLIENTS = 4096
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """What occlusion needs, precomputed once per reference client."""
+class OcclusionPlan:
+    """What occlusion needs, precomputed once per reference client (the arrays are what
+    `stack_kernel` takes)."""
 
     values: dict[int, list[float]]  # landmark -> the reference client, NaN where None
     slot: IntArray  # landmark -> its index in replace/fill, -1 where there is no reference
@@ -133,10 +137,11 @@ class _Plan:
 # id(reference) -> (reference, plan). The reference object is kept so its id cannot be
 # reused. A model's metadata is read-only once loaded, so its reference is converted once per
 # process, not in every request (a web request has about 100 µs to spare for all of this).
-_PLANS: dict[int, tuple[Reference, _Plan]] = {}
+_PLANS: dict[int, tuple[Reference, OcclusionPlan]] = {}
 
 
-def _plan(reference: Reference) -> _Plan:
+def occlusion_plan(reference: Reference) -> OcclusionPlan:
+    """The plan of a reference client (a model's metadata["reference"]), built once."""
     hit = _PLANS.get(id(reference))
     if hit is not None and hit[0] is reference:
         return hit[1]
@@ -152,14 +157,14 @@ def _plan(reference: Reference) -> _Plan:
         slot[k] = s
         replace[s, :, 1:] = (_MEMBERSHIP & ~np.isnan(ref)).T
         fill[s] = np.where(replace[s], np.nan_to_num(ref)[:, None], 0.0)
-    plan = _Plan(values, slot, replace, fill)
+    plan = OcclusionPlan(values, slot, replace, fill)
     if len(_PLANS) >= 8:  # a process holds one or two models; never grow without bound
         _PLANS.clear()
     _PLANS[id(reference)] = (reference, plan)
     return plan
 
 
-def _check_covered(plan: _Plan, landmarks: list[int]) -> None:
+def check_covered(plan: OcclusionPlan, landmarks: list[int]) -> None:
     """Every landmark must have a reference client: a row at landmark 0 (no session yet)
     has no prediction to explain."""
     missing = set(landmarks) - plan.values.keys()
@@ -200,25 +205,26 @@ def _split_loop(scored: FloatArray, n: int) -> tuple[FloatArray, FloatArray]:
     return p, contribution
 
 
-_stack = numba.njit(cache=True, nogil=True)(_stack_loop)
-_split = numba.njit(cache=True, nogil=True)(_split_loop)
+# Public so that a compiled caller (service.scoring) can run them inside its own kernel.
+stack_kernel = numba.njit(cache=True, nogil=True)(_stack_loop)
+split_kernel = numba.njit(cache=True, nogil=True)(_split_loop)
 
 
 def _block(
-    predict: Predictor, X: FloatArray, marks: IntArray, plan: _Plan
+    predict: Predictor, X: FloatArray, marks: IntArray, plan: OcclusionPlan
 ) -> tuple[FloatArray, FloatArray]:
     """p(x) (n,) and contributions (n, G) of rows scored in one predict call."""
-    stacked = _stack(X, marks, plan.slot, plan.replace, plan.fill).T
+    stacked = stack_kernel(X, marks, plan.slot, plan.replace, plan.fill).T
     scored = np.asarray(predict(stacked), dtype=np.float64)
-    out: tuple[FloatArray, FloatArray] = _split(scored, X.shape[0])
+    out: tuple[FloatArray, FloatArray] = split_kernel(scored, X.shape[0])
     return out
 
 
 def _occlusion(
-    predict: Predictor, X: FloatArray, marks: IntArray, plan: _Plan
+    predict: Predictor, X: FloatArray, marks: IntArray, plan: OcclusionPlan
 ) -> tuple[FloatArray, FloatArray]:
     """p(x) and the (n, G) contributions, one predict call per CHUNK_CLIENTS rows."""
-    _check_covered(plan, marks.tolist())
+    check_covered(plan, marks.tolist())
     step = CHUNK_CLIENTS
     if X.shape[0] <= step:
         return _block(predict, X, marks, plan)
@@ -249,7 +255,7 @@ def contributions(
     rows, marks = _inputs(X, landmark)
     if rows.shape[0] == 0:
         return np.empty(0), np.empty((0, len(_CODES)))
-    return _occlusion(predict, rows, marks, _plan(reference))
+    return _occlusion(predict, rows, marks, occlusion_plan(reference))
 
 
 # --- explanations -------------------------------------------------------------------------
@@ -287,11 +293,23 @@ def explain_scored(
     rows, marks = _inputs(X, landmark)
     if rows.shape[0] == 0:
         return np.empty(0), []
-    plan = _plan(reference)
+    plan = occlusion_plan(reference)
     p, C = _occlusion(predict, rows, marks, plan)
+    return p, worded(rows, marks, C, plan, top, min_abs)
+
+
+def worded(
+    X: FloatArray,
+    marks: IntArray,
+    C: FloatArray,
+    plan: OcclusionPlan,
+    top: int = 3,
+    min_abs: float = 0.005,
+) -> list[list[Factor]]:
+    """Per row, its largest contributions C (as `contributions` gives them) in words."""
     out: list[list[Factor]] = []
     groups = range(len(_CODES))
-    for row, k, row_c in zip(rows.tolist(), marks.tolist(), C.tolist(), strict=True):
+    for row, k, row_c in zip(X.tolist(), marks.tolist(), C.tolist(), strict=True):
         # Largest first; sorted() is stable, so ties keep the table's order. Plain Python:
         # ten numbers per client cost less than numpy's per-call overhead at one client.
         magnitude = [-abs(c) for c in row_c]
@@ -303,7 +321,7 @@ def explain_scored(
                 break
             factors.append(_factor(_CODES[g], size, row, plan.values[k], k))
         out.append(factors)
-    return p, out
+    return out
 
 
 def factor_code(group: str, row: Sequence[float]) -> str:

@@ -123,9 +123,3 @@ def test_fast_predictor_equals_predict_proba(method: str) -> None:
     np.testing.assert_allclose(
         model.predict_proba(X)[:, 1], np.clip(sklearn_p, 0.001, 0.999), atol=1e-9
     )
-
-
-def test_risk_levels_at_and_between_thresholds() -> None:
-    p = np.array([0.0, 0.1999, 0.2, 0.25, 0.2999, 0.3, 0.95])
-    levels = predict.risk_levels(p, {"moderate": 0.2, "high": 0.3})
-    assert levels.tolist() == ["low", "low", "moderate", "moderate", "moderate", "high", "high"]

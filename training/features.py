@@ -107,7 +107,7 @@ class SessionGrid:
 
     def landmark_of(self, landmarks: tuple[int, ...]) -> IntArray:
         """The latest landmark each client reached (0 if none)."""
-        out: IntArray = _latest(self.reached, np.array(sorted(landmarks), dtype=np.int64))
+        out: IntArray = latest_kernel(self.reached, np.array(sorted(landmarks), dtype=np.int64))
         return out
 
 
@@ -278,12 +278,16 @@ def _latest_loop(reached: IntArray, landmarks: IntArray) -> IntArray:
     return out
 
 
-_latest: Callable[[IntArray, IntArray], IntArray] = numba.njit(cache=True)(_latest_loop)
+# Public so that other compiled code (the service's scoring kernel) can call the very same
+# maths inside its own loop: one feature builder, whatever calls it.
+latest_kernel: Callable[[IntArray, IntArray], IntArray] = numba.njit(cache=True, nogil=True)(
+    _latest_loop
+)
 _row_stats = numba.njit(cache=True, nogil=True)(_row_stats)
 _write = numba.njit(cache=True, nogil=True)(_write)
-_compiled: Callable[[FloatArray, FloatArray, IntArray, IntArray, IntArray | None], FloatArray] = (
-    numba.njit(cache=True, nogil=True)(_kernel)
-)
+features_kernel: Callable[
+    [FloatArray, FloatArray, IntArray, IntArray, IntArray | None], FloatArray
+] = numba.njit(cache=True, nogil=True)(_kernel)
 
 
 def features_at(grid: SessionGrid, ks: IntArray, rows: IntArray | None = None) -> FloatArray:
@@ -293,7 +297,7 @@ def features_at(grid: SessionGrid, ks: IntArray, rows: IntArray | None = None) -
     n = grid.n_clients if rows is None else rows.shape[0]
     if ks.shape != (n,):
         raise ValueError(f"one landmark per row: {ks.shape} landmarks for {n} rows")
-    out: FloatArray = _compiled(grid.values, grid.age, grid.gender, ks, rows).T
+    out: FloatArray = features_kernel(grid.values, grid.age, grid.gender, ks, rows).T
     return out
 
 

@@ -171,7 +171,8 @@ def _linear_sigmoid_loop(
 
 
 _linear_logit: Callable[..., FloatArray] = numba.njit(cache=True, nogil=True)(_linear_logit_loop)
-_linear_sigmoid: Callable[..., FloatArray] = numba.njit(cache=True, nogil=True)(
+# Public so that compiled callers (the service's scoring kernel) can score inside their loop.
+linear_sigmoid_kernel: Callable[..., FloatArray] = numba.njit(cache=True, nogil=True)(
     _linear_sigmoid_loop
 )
 
@@ -200,12 +201,18 @@ class LinearPredictor:
         )
         return out
 
+    def sigmoid_terms(self) -> tuple[Any, ...] | None:
+        """The arguments after X of `linear_sigmoid_kernel`, which computes this predictor,
+        when the calibrator is a sigmoid; None for any other calibrator."""
+        if not isinstance(self.calibrator, LogisticRegression):
+            return None
+        a, b = float(self.calibrator.intercept_[0]), float(self.calibrator.coef_[0, 0])
+        return self.kept, self.fill, self.indicator, self.weight, self.offset, a, b
+
     def __call__(self, X: FloatArray) -> FloatArray:
-        if isinstance(self.calibrator, LogisticRegression):  # sigmoid: all in one loop
-            a, b = self.calibrator.intercept_[0], self.calibrator.coef_[0, 0]
-            out: FloatArray = _linear_sigmoid(
-                X, self.kept, self.fill, self.indicator, self.weight, self.offset, a, b
-            )
+        terms = self.sigmoid_terms()
+        if terms is not None:  # sigmoid: all in one loop
+            out: FloatArray = linear_sigmoid_kernel(X, *terms)
             return out
         raw = 1.0 / (1.0 + np.exp(-self.logit(X)))
         return apply_calibrator(self.calibrator, raw)

@@ -33,22 +33,14 @@ import pandas as pd
 
 from training.contract import CsvSource, Problems, iter_session_chunks, read_client_lookup
 from training.features import SessionGrid, grid_from_tables, latest_landmark_features
+from training.publish import published
 from training.registry import LoadedModel
 
 FloatArray = npt.NDArray[np.float64]
 HashArray = npt.NDArray[np.uint64]
 T = TypeVar("T")
-LEVELS = np.array(["low", "moderate", "high"], dtype=object)
 OUTPUT_COLUMNS = ["client_id", "landmark_session", "probability", "risk_level", "model_version"]
 PARALLEL_MIN_BYTES = 32 << 20  # below this, forking costs more than it saves
-
-
-def risk_levels(p: FloatArray, thresholds: dict[str, Any]) -> npt.NDArray[np.object_]:
-    """low / moderate / high from the artifact's thresholds, for probabilities (no NaN)."""
-    # side="right": a probability equal to a threshold reaches that level
-    level = np.searchsorted((thresholds["moderate"], thresholds["high"]), p, side="right")
-    out: npt.NDArray[np.object_] = LEVELS[level]
-    return out
 
 
 def score_grid(loaded: LoadedModel, grid: SessionGrid) -> tuple[FloatArray, npt.NDArray[Any]]:
@@ -171,8 +163,7 @@ def _write_scores(
     """
     p, landmark = score_grid(loaded, grid)
     scored = landmark > 0
-    p = np.round(p[scored], 4)
-    levels = risk_levels(p, loaded.metadata["thresholds"])
+    p, levels = published(p[scored], loaded.metadata["thresholds"])
     line = f"{{}},{{}},{{:.4f}},{{}},{loaded.version}\n".format
     out.writelines(map(line, ids[scored], landmark[scored].tolist(), p.tolist(), levels))
     return int(scored.sum()), int((~scored).sum())
