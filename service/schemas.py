@@ -8,17 +8,19 @@ string lengths bound the work one request can cause (OWASP API4).
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 from service.examples import EXAMPLE_EPISODE
 
@@ -33,16 +35,39 @@ Score0to10 = Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)]
 WaiItem = Annotated[int, Field(ge=1, le=5)]
 
 
-def _iso_date(value: object) -> object:
-    """Only YYYY-MM-DD text is a date here (lax parsing would also take numbers)."""
-    if isinstance(value, dt.date):
-        return value
-    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-        raise ValueError("must be a date written YYYY-MM-DD")
-    return value
+class _IsoDateText:
+    """Only YYYY-MM-DD text is a date here: pydantic alone would also read a string of
+    digits as a Unix timestamp. Checked by pydantic-core itself (a pattern, then the date),
+    because a Python validator on every session costs more than the rest of its checks."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        text = core_schema.custom_error_schema(
+            core_schema.str_schema(pattern=r"^\d{4}-\d{2}-\d{2}$"),
+            custom_error_type="date_format",
+            custom_error_message="must be a date written YYYY-MM-DD",
+        )
+        from_text = core_schema.chain_schema([text, core_schema.date_schema(strict=False)])
+        return core_schema.json_or_python_schema(
+            json_schema=from_text,
+            # Python callers (stored rows, FHIR) may also hand over a date itself
+            python_schema=core_schema.union_schema(
+                [core_schema.date_schema(strict=True), from_text],
+                custom_error_type="date_format",
+                custom_error_message="must be a date written YYYY-MM-DD",
+            ),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "format": "date"}
 
 
-IsoDate = Annotated[dt.date, BeforeValidator(_iso_date), Field(strict=False)]
+IsoDate = Annotated[dt.date, _IsoDateText]
 
 
 class Strict(BaseModel):
@@ -59,10 +84,10 @@ class WaiIn(Strict):
 
     @model_validator(mode="after")
     def one_form(self) -> WaiIn:
-        means = (self.goal, self.task, self.bond)
-        if self.items is not None and any(m is not None for m in means):
+        means = self.goal is not None or self.task is not None or self.bond is not None
+        if self.items is not None and means:
             raise ValueError("give either goal/task/bond or items, not both")
-        if self.items is None and all(m is None for m in means):
+        if self.items is None and not means:
             raise ValueError("give goal, task and/or bond, or the 12 items")
         return self
 
@@ -78,8 +103,12 @@ class SrsIn(Strict):
 
     @model_validator(mode="after")
     def one_form(self) -> SrsIn:
-        items = (self.relationship, self.goals, self.approach, self.overall)
-        given = sum(i is not None for i in items)
+        given = (
+            (self.relationship is not None)
+            + (self.goals is not None)
+            + (self.approach is not None)
+            + (self.overall is not None)
+        )
         if self.total is not None and given:
             raise ValueError("give either total or the four items, not both")
         if self.total is None and given != 4:
