@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import os
+from functools import lru_cache
 from pathlib import Path
 
 from prometheus_client import (
@@ -40,6 +41,13 @@ PREDICTIONS = Counter(
     "dropout_risk_predictions_total", "Risks computed", ["model_version", "risk_level"]
 )
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+@lru_cache(maxsize=64)
+def predictions_counter(model_version: str, risk_level: str) -> Counter:
+    """The counter of one (model version, risk level): looked up once, since labels() takes
+    a lock and checks its arguments on every call (a batch counts 1,000 predictions)."""
+    return PREDICTIONS.labels(model_version, risk_level)
 
 
 def metrics_text() -> bytes:

@@ -18,7 +18,7 @@ from service.batcher import MicroBatcher
 from service.body import documented, json_body, located, parse, raw_json
 from service.errors import error_details
 from service.model_store import ModelStore
-from service.observability import PREDICTIONS, Pseudonymizer
+from service.observability import Pseudonymizer, predictions_counter
 from service.schemas import BatchIn, BatchItemsIn, BatchOut, EpisodeIn, ErrorOut, PredictionOut
 from service.scoring import NotAtLandmark, score
 from training.registry import LoadedModel
@@ -49,7 +49,7 @@ Model = Annotated[LoadedModel, Depends(_current_model)]
 
 
 def _record(request: Request, key_id: str, client_id: str, result: dict[str, Any]) -> None:
-    PREDICTIONS.labels(result["model"]["version"], result["risk_level"]).inc()
+    predictions_counter(result["model"]["version"], result["risk_level"]).inc()
     if log.isEnabledFor(logging.INFO):
         pseudonym: Pseudonymizer = request.app.state.pseudonym
         log.info(
