@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from service.episodes import grid_from_episodes
+from service.explain import Factor, explain
 from service.schemas import EpisodeIn
 from service.scoring import NotAtLandmark, score
 from training.features import latest_landmark_features
@@ -101,6 +102,15 @@ def test_the_probability_is_the_models_own(shipped: LoadedModel) -> None:
     expected = np.round(shipped.model.predict_proba(X)[:, 1], 4)
     got = [r["probability"] for r in score(shipped, episodes) if isinstance(r, dict)]
     assert got == pytest.approx(expected.tolist(), abs=1e-12)
+
+
+def test_the_factors_are_those_of_explain(shipped: LoadedModel) -> None:
+    episodes = assorted(150, seed=11)
+    X, marks = latest_landmark_features(grid_from_episodes(episodes, 3), (1, 2, 3))
+    expected = explain(shipped.predict, X, marks, shipped.metadata["reference"])
+    answers = [r for r in score(shipped, episodes) if isinstance(r, dict)]
+    assert [[Factor(**f) for f in r["factors"]] for r in answers] == expected
+    assert sum(len(f) for f in expected) > 300  # most clients have three factors
 
 
 @pytest.mark.parametrize("path", ["linear", "generic"])
