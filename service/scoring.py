@@ -2,12 +2,13 @@
 
 Why it is shaped this way: a one-client prediction has about a hundred microseconds for all
 of its work (the target is twice a health check), and at that size every numpy or numba
-entry costs more than the arithmetic behind it. So the numbers of a request take three
-compiled calls: `_prepare` (each client's landmark, its feature row from the shared
-feature kernel, and the rows occluded for its explanation), the model's `predict` on all of
-those rows at once, and `_finish` (probability, contributions, rounding and level). The
-kernels they run are the very ones training, batch scoring and `service.explain` use
-(training.features, service.explain, training.publish); this module only chains them.
+entry costs more than the arithmetic behind it. So the numbers of a request are one
+compiled call for a sigmoid-calibrated linear model (the shipped kind): each client's
+landmark, its feature row from the shared feature kernel, the rows occluded for its
+explanation, the model on all of those rows, the contributions, rounding and level. Any
+other model takes three: `_prepare`, its own `predict`, `_finish`. The kernels chained here
+are the very ones training, batch scoring and `service.explain` run (training.features,
+service.explain, training.model, training.publish); a test holds both paths identical.
 What stays in Python is what is made of words: the factor labels and the answer.
 """
 
@@ -108,7 +109,8 @@ class _Serving:
     max_session: int
     thresholds: tuple[float, float]
     plan: OcclusionPlan
-    common: dict[str, Any]  # the part of every answer that depends on the model only
+    common: dict[str, Any]  # the part of every answer that depends on the model only: shared
+    # by all answers, which are read-only (serialised, stored as JSON, never changed)
     not_reached: str
     linear: tuple[Any, ...] | None  # the terms of a sigmoid-calibrated linear model
 

@@ -175,6 +175,9 @@ def _session(**measures: Any) -> dict[str, Any]:
         ([_session(srs={"relationship": 9})], "sessions[0].srs", "all four items"),
         ([_session(phq9={"total": 3.5})], "sessions[0].phq9.total", "valid integer"),
         ([_session(srs={"total": 36}, date="03/02/2026")], "sessions[0].date", "date"),
+        # digits alone would be a Unix timestamp to pydantic: refused, never read as a date
+        ([_session(srs={"total": 36}, date="1772409600")], "sessions[0].date", "YYYY-MM-DD"),
+        ([_session(srs={"total": 36}, date="2026-02-30")], "sessions[0].date", "day value"),
         (
             [{"number": i, "srs": {"total": 36}} for i in range(1, 52)],
             "sessions",
