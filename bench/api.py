@@ -45,12 +45,12 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start(root: Path, port: int) -> subprocess.Popen[bytes]:
+def _start(root: Path, port: int, log_level: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "DROPOUT_RISK_DATABASE_URL": f"sqlite:///{root / 'service.db'}",
         "DROPOUT_RISK_PSEUDONYM_KEY_FILE": str(root / "pseudonym.key"),
-        "DROPOUT_RISK_LOG_LEVEL": "warning",
+        "DROPOUT_RISK_LOG_LEVEL": log_level,
         "OMP_NUM_THREADS": "1",
     }
     proc = subprocess.Popen(
@@ -161,6 +161,13 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=int, default=2, help="length of each measurement")
     parser.add_argument("--rounds", type=int, default=9, help="rounds of all measurements")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["warning", "info", "debug"],
+        help="the server's (info is its default); at debug every prediction also writes its "
+        "pseudonymised log line",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -171,7 +178,7 @@ def main() -> None:
     storage.close()
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = _start(root, port)
+    proc = _start(root, port, args.log_level)
     try:
         health = _lua(root, "health", None, token)
         one = _lua(root, "one", EXAMPLE, token)

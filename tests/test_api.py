@@ -3,6 +3,8 @@ kind of bad input, auth and scopes, promotion and tampering."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import shutil
@@ -18,6 +20,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.episodes import wai_subscales
 from service.examples import EXAMPLE_EPISODE
+from service.observability import Pseudonymizer, configure_logging
 from service.schemas import WaiIn
 from service.settings import Settings
 from tests.conftest import REPO, create_key, train
@@ -314,8 +317,12 @@ def test_logs_carry_a_pseudonym_not_the_client(
     logger.addHandler(caplog.handler)
     try:
         _predict(client, keys, EXAMPLE)
+        assert not [r for r in caplog.records if r.getMessage() == "prediction"]  # at info
+        logger.setLevel(logging.DEBUG)
+        _predict(client, keys, EXAMPLE)
     finally:
         logger.removeHandler(caplog.handler)
+        logger.setLevel(logging.INFO)
     events = [r for r in caplog.records if r.getMessage() == "prediction"]
     assert len(events) == 1
     event = events[0].event  # type: ignore[attr-defined]
@@ -323,6 +330,55 @@ def test_logs_carry_a_pseudonym_not_the_client(
     assert "A-1001" not in json.dumps(event)
     assert keys["predict"] not in json.dumps(event)
     assert "probability" not in event
+
+
+def test_a_batch_logs_one_line_of_pseudonyms(
+    client: TestClient, keys: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = {"client_id": "Z-9", "sessions": [{"number": 1, "wai": {"goal": 9}}]}
+    clients = [EXAMPLE, bad, {**EXAMPLE, "client_id": "A-1002"}]
+    logger = logging.getLogger("dropout_risk")
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        client.post("/v1/predictions/batch", headers=_auth(keys), json={"clients": clients})
+    finally:
+        logger.removeHandler(caplog.handler)
+        logger.setLevel(logging.INFO)
+    events = [r.event for r in caplog.records if r.getMessage() == "predictions"]  # type: ignore[attr-defined]
+    assert len(events) == 1  # one line for the request, not one per client
+    event = events[0]
+    pseudonym = Pseudonymizer(client.app.state.settings.pseudonym_key_file)  # type: ignore[attr-defined]
+    assert event["clients"] == [pseudonym("A-1001"), pseudonym("A-1002")]  # the scored ones
+    assert event["landmarks"] == [2, 2]
+    text = json.dumps(event)
+    assert "A-100" not in text
+    assert "Z-9" not in text
+    assert "probability" not in text
+    assert keys["predict"] not in text
+
+
+def test_pseudonyms_are_hmac_sha256_so_stored_audit_rows_keep_matching(tmp_path: Path) -> None:
+    pseudonym = Pseudonymizer(tmp_path / "p.key")
+    key = bytes.fromhex((tmp_path / "p.key").read_text())
+    for client_id in ("A-1001", "x", "ü-7"):
+        expected = hmac.new(key, client_id.encode(), hashlib.sha256).hexdigest()[:16]
+        assert pseudonym(client_id) == expected
+
+
+def test_log_lines_are_json_with_the_event_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info")
+    logging.getLogger("dropout_risk.predictions").info(
+        "prediction", extra={"event": {"client": "0123456789abcdef", "landmark": 2}}
+    )
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert {
+        "level": "info",
+        "logger": "dropout_risk.predictions",
+        "msg": "prediction",
+        "client": "0123456789abcdef",
+        "landmark": 2,
+    } in lines
 
 
 def test_promotion_and_tampering(

@@ -6,12 +6,14 @@ work to a thread pool costs more than it saves (engineering.md)."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from pydantic_core import to_json
+from starlette.background import BackgroundTask
 
 from service.auth import PredictKey
 from service.batcher import MicroBatcher
@@ -48,28 +50,52 @@ async def _current_model(request: Request) -> LoadedModel:
 Model = Annotated[LoadedModel, Depends(_current_model)]
 
 
-def _record(request: Request, key_id: str, client_id: str, result: dict[str, Any]) -> None:
-    predictions_counter(result["model"]["version"], result["risk_level"]).inc()
-    if log.isEnabledFor(logging.INFO):
+# Counting and logging run as the response's background task: after the answer is sent, so
+# the client does not wait for them (async, so Starlette runs them on the loop, not in a
+# thread). The per-prediction line is DEBUG: like every other route, a prediction leaves no
+# line per request at the default level (data minimisation; Prometheus counts them), and
+# when asked for, the client appears only as its keyed pseudonym.
+
+
+async def _record(request: Request, key_id: str, client_id: str, result: dict[str, Any]) -> None:
+    """Count one prediction and log it, the client by its keyed pseudonym only."""
+    version = result["model"]["version"]
+    predictions_counter(version, result["risk_level"]).inc()
+    if log.isEnabledFor(logging.DEBUG):
         pseudonym: Pseudonymizer = request.app.state.pseudonym
-        log.info(
-            "prediction",
-            extra={
-                "event": {
-                    "client": pseudonym(client_id),
-                    "key": key_id,
-                    "model_version": result["model"]["version"],
-                    "landmark": result["landmark_session"],
-                }
-            },
-        )
+        event = {
+            "client": pseudonym(client_id),
+            "key": key_id,
+            "model_version": version,
+            "landmark": result["landmark_session"],
+        }
+        log.debug("prediction", extra={"event": event})
 
 
-def _json(body: Any) -> Response:
+async def _record_batch(
+    request: Request, key_id: str, scored: list[tuple[str, dict[str, Any]]]
+) -> None:
+    """Count a batch's predictions and log them as one line (1,000 lines a request would
+    cost more than scoring them), clients by their keyed pseudonyms only."""
+    levels = Counter((r["model"]["version"], r["risk_level"]) for _, r in scored)
+    for (version, level), count in levels.items():
+        predictions_counter(version, level).inc(count)
+    if scored and log.isEnabledFor(logging.DEBUG):
+        pseudonym: Pseudonymizer = request.app.state.pseudonym
+        event = {
+            "clients": [pseudonym(client_id) for client_id, _ in scored],
+            "key": key_id,
+            "model_version": scored[0][1]["model"]["version"],  # one model per request
+            "landmarks": [r["landmark_session"] for _, r in scored],
+        }
+        log.debug("predictions", extra={"event": event})
+
+
+def _json(body: Any, then: BackgroundTask) -> Response:
     """Bodies built from typed values, serialised as they are: validating them again would
     cost more than scoring a client. Their declared schema is held by the tests
-    (schemathesis checks every response against it)."""
-    return Response(to_json(body), media_type="application/json")
+    (schemathesis checks every response against it). `then` runs once it is sent."""
+    return Response(to_json(body), media_type="application/json", background=then)
 
 
 @router.post(
@@ -82,8 +108,7 @@ async def predict_one(request: Request, key: PredictKey) -> Response:
     result = await batcher.score(current_model(request), episode)
     if isinstance(result, NotAtLandmark):
         raise _not_at_landmark(result)
-    _record(request, key.key_id, episode.client_id, result)
-    return _json(result)
+    return _json(result, BackgroundTask(_record, request, key.key_id, episode.client_id, result))
 
 
 def _not_at_landmark(exc: NotAtLandmark) -> RequestValidationError:
@@ -119,6 +144,7 @@ async def predict_batch(request: Request, key: PredictKey) -> Response:
     ]
     model = current_model(request)
     scored = score(model, [e for _, e in valid], request.app.state.settings.max_landmark)
+    answered: list[tuple[str, dict[str, Any]]] = []
     for (i, episode), result in zip(valid, scored, strict=True):
         if isinstance(result, NotAtLandmark):
             results[i]["errors"] = [
@@ -126,5 +152,5 @@ async def predict_batch(request: Request, key: PredictKey) -> Response:
             ]
         else:
             results[i]["prediction"] = result
-            _record(request, key.key_id, episode.client_id, result)
-    return _json({"results": results})
+            answered.append((episode.client_id, result))
+    return _json({"results": results}, BackgroundTask(_record_batch, request, key.key_id, answered))
