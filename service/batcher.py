@@ -59,9 +59,9 @@ class MicroBatcher:
         return future.result()  # answered above, without another pass of the loop
 
     def _score(self, batch: list[_Item]) -> None:
-        groups: dict[int, list[_Item]] = {}
+        groups: dict[LoadedModel, list[_Item]] = {}
         for item in batch:  # a promotion mid-batch: each request keeps its own model
-            groups.setdefault(id(item[0]), []).append(item)
+            groups.setdefault(item[0], []).append(item)
         for items in groups.values():
             for start in range(0, len(items), self.limit):
                 part = items[start : start + self.limit]

@@ -277,25 +277,12 @@ def explain(
     factor of 0.000 points (a group at the reference, up to float noise) never shows. Raises
     ValueError for a landmark without a reference client (0: no session yet).
     """
-    return explain_scored(predict, X, landmark, reference, top, min_abs)[1]
-
-
-def explain_scored(
-    predict: Predictor,
-    X: npt.ArrayLike,
-    landmark: npt.ArrayLike,
-    reference: Reference,
-    top: int = 3,
-    min_abs: float = 0.005,
-) -> tuple[FloatArray, list[list[Factor]]]:
-    """(p(x), factors): `explain` plus the rows' own probabilities, which come out of the
-    same predict call, so a caller needs no second one."""
     rows, marks = _inputs(X, landmark)
     if rows.shape[0] == 0:
-        return np.empty(0), []
+        return []
     plan = occlusion_plan(reference)
-    p, C = _occlusion(predict, rows, marks, plan)
-    return p, worded(rows, marks, C, plan, top, min_abs)
+    _, C = _occlusion(predict, rows, marks, plan)
+    return worded(rows, marks, C, plan, top, min_abs)
 
 
 def worded(

@@ -14,6 +14,7 @@ What stays in Python is what is made of words: the factor labels and the answer.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -115,21 +116,30 @@ class _Serving:
     linear: tuple[Any, ...] | None  # the terms of a sigmoid-calibrated linear model
 
 
-# (id(model), cap) -> (model, its serving data). The model is kept so its id is not reused.
-_SERVING: dict[tuple[int, int | None], tuple[LoadedModel, _Serving]] = {}
+# model -> cap -> its serving data; an entry goes when its model is no longer loaded.
+_SERVING: weakref.WeakKeyDictionary[LoadedModel, dict[int | None, _Serving]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _serving(model: LoadedModel, cap: int | None) -> _Serving:
-    hit = _SERVING.get((id(model), cap))
-    if hit is not None and hit[0] is model:
-        return hit[1]
+    by_cap = _SERVING.get(model)
+    if by_cap is None:
+        by_cap = _SERVING[model] = {}
+    serving = by_cap.get(cap)
+    if serving is None:
+        serving = by_cap[cap] = _serving_of(model, cap)
+    return serving
+
+
+def _serving_of(model: LoadedModel, cap: int | None) -> _Serving:
     meta = model.metadata
     marks = tuple(meta["landmarks"])
     landmarks = tuple(k for k in marks if cap is None or k <= cap) or marks[:1]
     plan = occlusion_plan(meta["reference"])
     check_covered(plan, list(landmarks))  # a model without a reference client is refused
     moderate, high = thresholds_of(meta["thresholds"])
-    serving = _Serving(
+    return _Serving(
         landmarks=np.array(sorted(landmarks), dtype=np.int64),
         max_session=max(landmarks),
         thresholds=(moderate, high),
@@ -147,10 +157,6 @@ def _serving(model: LoadedModel, cap: int | None) -> _Serving:
             model.predict.sigmoid_terms() if isinstance(model.predict, LinearPredictor) else None
         ),
     )
-    if len(_SERVING) >= 8:  # a process holds one or two models; never grow without bound
-        _SERVING.clear()
-    _SERVING[(id(model), cap)] = (model, serving)
-    return serving
 
 
 def _numbers(model: LoadedModel, serving: _Serving, grid: SessionGrid) -> Numbers:

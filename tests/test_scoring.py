@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from service import scoring
 from service.episodes import grid_from_episodes
-from service.explain import Factor, explain
+from service.explain import Factor, contributions, explain
 from service.schemas import EpisodeIn
 from service.scoring import NotAtLandmark, score
 from training.features import latest_landmark_features
@@ -96,12 +97,23 @@ def test_a_batch_equals_each_episode_alone(shipped: LoadedModel) -> None:
     assert score(shipped, episodes) == [score(shipped, [e])[0] for e in episodes]
 
 
-def test_the_probability_is_the_models_own(shipped: LoadedModel) -> None:
-    episodes = assorted(50, seed=2)
-    X, _ = latest_landmark_features(grid_from_episodes(episodes, 3), (1, 2, 3))
-    expected = np.round(shipped.model.predict_proba(X)[:, 1], 4)
-    got = [r["probability"] for r in score(shipped, episodes) if isinstance(r, dict)]
-    assert got == pytest.approx(expected.tolist(), abs=1e-12)
+def test_the_compiled_path_equals_the_sklearn_pipeline_on_thousands_of_clients(
+    shipped: LoadedModel,
+) -> None:
+    """The issue's rule for fast paths: max abs difference 1e-9 against the sklearn
+    pipeline, on the contributions (every occluded row) and the published probability."""
+    episodes = assorted(3000, seed=21)
+    grid = grid_from_episodes(episodes, 3)
+    rows, marks, X, p, _, C = scoring._numbers(shipped, scoring._serving(shipped, None), grid)
+    assert rows.tolist() == list(range(3000))  # all reached a landmark
+
+    def sklearn(rows: Any) -> Any:
+        return shipped.model.predict_proba(rows)[:, 1]
+
+    expected_p, expected_C = contributions(sklearn, X, marks, shipped.metadata["reference"])
+    assert np.max(np.abs(C - expected_C)) < 1e-9
+    assert np.array_equal(p, np.round(expected_p, 4))
+    assert np.abs(C).max() > 0.05  # real contributions, not zeros on both sides
 
 
 def test_the_factors_are_those_of_explain(shipped: LoadedModel) -> None:

@@ -31,9 +31,12 @@ METADATA_FILE = "metadata.json"
 CHAMPION = "champion"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LoadedModel:
-    """A verified model, its metadata, and the fastest exact way to score with it."""
+    """A verified model, its metadata, and the fastest exact way to score with it.
+
+    Compared and hashed by identity (eq=False): two loads of one artifact are two objects,
+    and what is derived from a loaded model can be cached against it (service.scoring)."""
 
     model: Any
     metadata: dict[str, Any]
