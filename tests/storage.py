@@ -22,7 +22,10 @@ _CREATE_LOCK = 0x64726B74657374
 
 
 def _worker() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+    """This process's share of the server: its xdist worker, after an optional prefix
+    (DROPOUT_TEST_DB_PREFIX) that keeps concurrent checkouts off each other's databases."""
+    prefix = os.environ.get("DROPOUT_TEST_DB_PREFIX", "")
+    return prefix + os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 def _ensure_database(server_url: str, name: str) -> None:
