@@ -58,8 +58,12 @@ def fingerprint(body: EpisodeIn) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def require_client(s: Session, clinic: str, client_id: str) -> repo.ClientRecord:
-    client = repo.get_client(s, clinic, client_id)
+def require_client(
+    s: Session, clinic: str, client_id: str, lock: bool = False
+) -> repo.ClientRecord:
+    """The client, or ClientNotFound; `lock`: see repo.lock_client (writers that recompute
+    take it before they write)."""
+    client = repo.get_client(s, clinic, client_id, lock)
     if client is None:
         raise ClientNotFound(
             f"client_id: value {client_id!r} is not a client of this clinic "
@@ -71,7 +75,14 @@ def require_client(s: Session, clinic: str, client_id: str) -> repo.ClientRecord
 def recompute(
     s: Session, clinic: str, client: repo.ClientRecord, model: LoadedModel, cap: int | None
 ) -> repo.PredictionRecord | None:
-    """Score the stored episode and store the risk; None before the first landmark."""
+    """Score the stored episode and store the risk; None before the first landmark.
+
+    The sessions are read under the client's lock (repo.lock_client; the caller should
+    already hold it from before its write), never before it: a risk computed from sessions
+    read earlier could be stored after a concurrent writer's newer one (issue 11).
+    """
+    if not repo.lock_client(s, clinic, client.client_id):
+        return None  # not reached: the caller has just read the client in this transaction
     sessions = repo.get_sessions(s, clinic, client.client_id)
     if not sessions:
         return None

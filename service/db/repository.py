@@ -199,12 +199,17 @@ def _require_client(s: Session, clinic_id: str, client_id: str) -> None:
         raise KeyError("no such client in this clinic")  # no id: exceptions end up in logs
 
 
-def _lock_client(s: Session, clinic_id: str, client_id: str) -> bool:
-    """Serialise writers of one client's risk and flags until commit; False: no client.
+def lock_client(s: Session, clinic_id: str, client_id: str) -> bool:
+    """Order the writers of one client until commit; False: no such client.
 
-    PostgreSQL locks the client row (FOR NO KEY UPDATE, which still lets other sessions of
-    the client be written). SQLite has no row locks: a no-op UPDATE takes the database's
-    write lock, after which every read in this transaction is current.
+    Every write that recomputes a risk takes this lock before it writes and before it
+    reads the client's sessions, so the risk it stores is computed from every session
+    committed before it, and the last writer's risk is the one of all stored sessions.
+    PostgreSQL locks the client row (FOR NO KEY UPDATE: the foreign-key checks of session
+    inserts still pass); at READ COMMITTED each later statement takes a fresh snapshot, so
+    a read after the lock sees what the previous holder committed. SQLite has no row
+    locks: a no-op UPDATE takes the database's write lock, after which every read in this
+    transaction is current. Taking it again in the same transaction is harmless.
     """
     match = _is_client(Client, clinic_id, client_id)
     if _dialect(s) == "sqlite":
@@ -246,7 +251,12 @@ def client_exists(s: Session, clinic_id: str, client_id: str) -> bool:
     return s.scalar(query) is not None
 
 
-def get_client(s: Session, clinic_id: str, client_id: str) -> ClientRecord | None:
+def get_client(
+    s: Session, clinic_id: str, client_id: str, lock: bool = False
+) -> ClientRecord | None:
+    """The client's record; `lock` takes lock_client first (for writers that recompute)."""
+    if lock and not lock_client(s, clinic_id, client_id):
+        return None
     query = select(Client).where(_is_client(Client, clinic_id, client_id))
     row = s.scalars(query.execution_options(populate_existing=True)).first()
     if row is None:
@@ -349,7 +359,7 @@ def add_prediction(
     """
     if risk_level not in LEVELS:
         raise ValueError(f"risk_level: value {risk_level!r} is not one of {', '.join(LEVELS)}")
-    if not _lock_client(s, clinic_id, client_id):
+    if not lock_client(s, clinic_id, client_id):
         raise KeyError("no such client in this clinic")
     latest = _latest(s, clinic_id, client_id)
     same = latest is not None and latest.inputs_sha256 == inputs_sha256
@@ -393,7 +403,7 @@ def prediction_history(
 
 def acknowledge(s: Session, clinic_id: str, client_id: str, actor: str) -> AckRecord | None:
     """Silence the client's flag at its current level; None if there is no risk yet."""
-    if not _lock_client(s, clinic_id, client_id):
+    if not lock_client(s, clinic_id, client_id):
         return None
     latest = _latest(s, clinic_id, client_id)
     if latest is None:

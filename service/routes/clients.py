@@ -83,7 +83,7 @@ def put_client(
             s, who.clinic, client_id, body.age, body.gender, body.therapist_id
         )
         if status != "unchanged":
-            client = require_client(s, who.clinic, client_id)
+            client = require_client(s, who.clinic, client_id, lock=True)
             recompute(s, who.clinic, client, model, cap)
         audit(s, who, f"client.{status}", client_id)
     return {"client_id": client_id, "status": status}
@@ -105,11 +105,13 @@ def put_session(
     cap: MaxLandmark,
 ) -> Any:
     """Store one session's scores (idempotent: the same PUT twice stores one row) and
-    recompute the client's risk."""
+    recompute the client's risk. The client is locked before the write, so concurrent
+    PUTs of one client's sessions are applied one after another, each recomputing from
+    every session stored before it."""
     who = actor(key)
     payload = body.model_dump(mode="json", exclude_none=True)
     with db.session() as s:
-        client = require_client(s, who.clinic, client_id)
+        client = require_client(s, who.clinic, client_id, lock=True)
         status = repo.upsert_session(s, who.clinic, client_id, number, body.date, payload)
         risk = recompute(s, who.clinic, client, model, cap)
         audit(s, who, f"session.{status}", client_id, model.version)
