@@ -113,12 +113,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StorageUnavailable)
     async def storage_down(_: Request, exc: StorageUnavailable) -> JSONResponse:
+        """Every storage error that is not the caller's fault (down, read-only, timed out);
+        the message names only the kind of error, never a value (see unavailable())."""
         log.error("storage unavailable: %s", exc)
         return _body(
             503,
             "database",
-            "the database cannot be reached; retry shortly (stateless predictions with a "
-            "recently verified key keep working)",
+            "the database cannot be reached or used; retry shortly (stateless predictions "
+            "with a recently verified key keep working)",
             "storage_unavailable",
             {"Retry-After": "5"},
         )

@@ -16,7 +16,13 @@ from contextlib import contextmanager
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.engine import StorageUnavailable, make_engine, session_scope, upgrade
+from service.db.engine import (
+    StorageUnavailable,
+    make_engine,
+    session_scope,
+    unavailable,
+    upgrade,
+)
 
 log = logging.getLogger("dropout_risk.storage")
 
@@ -46,7 +52,7 @@ class Storage:
             try:
                 upgrade(self.url)
             except SQLAlchemyError as exc:
-                raise StorageUnavailable("the database cannot be reached") from exc
+                raise unavailable(exc) from exc
             self._migrated = True
 
     @contextmanager

@@ -45,6 +45,11 @@ def _ensure_database(server_url: str, name: str) -> None:
         engine.dispose()
 
 
+def server_url(url: str) -> str:
+    """The maintenance database of the server at `url` (for CREATE / ALTER DATABASE)."""
+    return make_url(normalise_url(url)).set(database="postgres").render_as_string(False)
+
+
 def reset_schema(url: str) -> None:
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     try:

@@ -102,13 +102,15 @@ def test_unreachable_database_is_storage_unavailable_without_secrets() -> None:
             pytest.fail("the block must not run without a connection")
     finally:
         engine.dispose()
-    assert str(caught.value) == "the database cannot be reached"
+    assert str(caught.value) == "the database cannot be reached or used (OperationalError)"
     assert "secret-pw" not in str(caught.value)
 
 
-def test_session_scope_commits_rolls_back_and_keeps_integrity_errors(
+def test_session_scope_commits_rolls_back_and_hides_integrity_errors(
     tx: Callable[[], Any],
 ) -> None:
+    """A statement the database refuses is StorageUnavailable (503, not the caller's fault)
+    naming the kind of error only: PostgreSQL's own message quotes the key's values."""
     with tx() as s:
         repo.ensure_clinic(s, A)
 
@@ -119,8 +121,13 @@ def test_session_scope_commits_rolls_back_and_keeps_integrity_errors(
 
     with pytest.raises(RuntimeError):
         fail_half_way()
-    with pytest.raises(IntegrityError), tx() as s:
+    with pytest.raises(StorageUnavailable) as caught, tx() as s:
         s.add(Clinic(id=A, created_at=datetime.now(UTC)))
+    assert isinstance(caught.value.__cause__, IntegrityError)
+    assert str(caught.value).startswith("the database cannot be reached or used (")
+    kinds = ("(UniqueViolation 23505)", "(IntegrityError SQLITE_CONSTRAINT_PRIMARYKEY)")
+    assert str(caught.value).endswith(kinds)
+    assert A not in str(caught.value)
     with tx() as s:
         assert list(s.scalars(select(Clinic.id))) == [A]
 

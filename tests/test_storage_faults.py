@@ -4,27 +4,35 @@ again without a restart.
 
 PostgreSQL is reached through a TCP proxy in the test, which is cut (every connection
 closed, new ones refused) and restored; SQLite's file is moved away and back (a volume
-that went missing). Bounded loops only.
+that went missing). A database that turns read-only (issue 11) is answered with 503 and
+the service writes again by itself once it is writable. Bounded loops only.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine, create_engine, event, make_url, text
 
 from service.app import create_app
+from service.db import repository as repo
+from service.db.engine import StorageUnavailable
 from service.examples import EXAMPLE_EPISODE
 from service.settings import Settings
+from service.storage import Storage
 from tests.conftest import REPO, create_key
+from tests.storage import server_url
 
 SESSION = {"date": "2026-03-02", "wai": {"goal": 3.5, "task": 3.5, "bond": 4.0}}
 
@@ -174,3 +182,100 @@ def test_unknown_key_during_an_outage_is_503_not_401(database_url: str, tmp_path
             response = client.post("/v1/predictions", json=EXAMPLE_EPISODE, headers=auth)
             assert response.status_code == 503
             assert response.json()["detail"][0]["type"] == "storage_unavailable"
+
+
+@contextmanager
+def read_only(database_url: str, engine: Engine) -> Iterator[None]:
+    """The database is read-only and every connection of `engine` is reopened (as after a
+    restart); leaving the block makes it writable again without touching those connections.
+
+    PostgreSQL: the database's default_transaction_read_only (a standby after fail-over),
+    fixed per connection when it opens. SQLite opens a write-protected file read-only for
+    the connection's life; the tests run as root, whom file modes do not stop, so that
+    open is made explicit with PRAGMA query_only (the same SQLITE_READONLY error).
+    """
+    if database_url.startswith("sqlite"):
+
+        def query_only(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.execute("PRAGMA query_only = ON")
+
+        event.listen(engine, "connect", query_only)
+        engine.dispose()
+        try:
+            yield
+        finally:
+            event.remove(engine, "connect", query_only)
+        return
+    name = make_url(database_url).database
+    admin = create_engine(server_url(database_url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
+        engine.dispose()
+        try:
+            yield
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'ALTER DATABASE "{name}" RESET default_transaction_read_only'))
+    finally:
+        admin.dispose()
+
+
+def test_read_only_database_is_503_and_writes_resume_by_themselves(
+    database_url: str, tmp_path: Path, caplog: Any
+) -> None:
+    """Issue 11: writes to a read-only database were a plain-text 500, and stayed 500 after
+    it was writable again, until a restart. Now: 503 JSON with Retry-After, no client data
+    in the answer or the logs, and the next write after the database is back succeeds."""
+    token = create_key(database_url, "clinic-a", ["clients:write", "clients:read"])
+    settings = Settings(
+        models_dir=REPO / "models", database_url=database_url, pseudonym_key_file=tmp_path / "k"
+    )
+    auth = {"Authorization": f"Bearer {token}"}
+    secret, therapist = "RO-SECRET-4711", "T-SECRET-93"
+    body = {"age": 61, "therapist_id": therapist}
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        logging.getLogger("dropout_risk").addHandler(caplog.handler)
+        caplog.set_level(logging.DEBUG)
+        engine = client.app.state.storage.engine  # type: ignore[attr-defined]
+        with read_only(database_url, engine):
+            for path in (f"/v1/clients/{secret}", "/v1/clients/C-2"):
+                refused = client.put(path, json=body, headers=auth)
+                assert refused.status_code == 503, refused.text
+                assert refused.headers["retry-after"] == "5"
+                assert refused.json()["detail"][0]["type"] == "storage_unavailable"
+                assert secret not in refused.text
+        written = client.put(f"/v1/clients/{secret}", json=body, headers=auth)
+        assert (written.status_code, written.json()) == (
+            200,
+            {"client_id": secret, "status": "created"},
+        )
+        logging.getLogger("dropout_risk").removeHandler(caplog.handler)
+    # the service's lines and the libraries' (not the test's own HTTP client, which logs
+    # the URLs it calls), formatted as a handler would write them, tracebacks included
+    lines = "\n".join(
+        caplog.handler.format(r) for r in caplog.records if not r.name.startswith("httpx")
+    )
+    assert "storage unavailable" in lines  # the failures were logged ...
+    assert secret not in lines  # ... without client data
+    assert therapist not in lines
+
+
+def test_a_failing_writes_traceback_names_no_client(database_url: str) -> None:
+    """Issue 11: SQLAlchemy's errors print the statement's parameters (client ids, ages);
+    every engine hides them, so even a full traceback of a failed write names no client."""
+    storage = Storage(database_url)
+    secret, therapist = "TB-SECRET-0815", "T-SECRET-93"
+    try:
+        with (
+            read_only(database_url, storage.engine),
+            pytest.raises(StorageUnavailable) as caught,
+            storage.session() as s,
+        ):
+            repo.upsert_client(s, "clinic-a", secret, 40, None, therapist)
+    finally:
+        storage.close()
+    printed = "".join(traceback.format_exception(caught.value))
+    assert "[SQL parameters hidden due to hide_parameters=True]" in printed
+    assert secret not in printed
+    assert therapist not in printed

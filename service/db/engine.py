@@ -3,14 +3,19 @@
 SQLite is tuned for one server with several worker processes (WAL: readers never wait for the
 writer; a busy writer is waited for, not failed). PostgreSQL gets a pool that drops dead
 connections before use, so a database restart costs no failed request once it is back. A
-database that cannot be reached becomes StorageUnavailable, which the API answers with 503
-while stateless predictions keep working.
+database that cannot be reached or used becomes StorageUnavailable, which the API answers
+with 503 while stateless predictions keep working.
+
+Client data never reaches a log line through a database error: every engine hides
+statement parameters (`hide_parameters`), and StorageUnavailable's message names only the
+kind of error (its class and SQLSTATE or SQLite code), never the driver's text, which can
+quote values (PostgreSQL's "DETAIL: Key (client_id)=(...)").
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import func as sa_func
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
 
 from training.errors import DropoutRiskError
@@ -32,6 +38,11 @@ _SQLITE_PRAGMAS = (
     "PRAGMA busy_timeout=30000",
     "PRAGMA synchronous=NORMAL",
 )
+# PostgreSQL errors after which a connection stays useless even once the cause is fixed:
+# connection exceptions, operator intervention (shutdown, terminated backend), and a
+# read-only server (a standby after fail-over: default_transaction_read_only is fixed for
+# the connection's life).
+_PG_UNUSABLE = ("08", "57P", "25006")
 
 
 class StorageUnavailable(DropoutRiskError):
@@ -51,22 +62,56 @@ def make_engine(url: str) -> Engine:
     """An engine configured for its backend (see the module docstring)."""
     parsed = make_url(normalise_url(url))
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, parsed.database)
-    return create_engine(
-        parsed,
-        pool_pre_ping=True,
-        pool_size=10,
-        max_overflow=20,
-        connect_args={"connect_timeout": 3},
-    )
+        engine = _sqlite_engine(url, parsed.database)
+    else:
+        engine = create_engine(
+            parsed,
+            hide_parameters=True,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            connect_args={"connect_timeout": 3},
+        )
+    event.listen(engine, "handle_error", _replace_unusable_connections)
+    return engine
 
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(
+        url, hide_parameters=True, connect_args={"check_same_thread": False, "timeout": 30}
+    )
     event.listen(engine, "connect", _set_sqlite_pragmas)
     return engine
+
+
+def _replace_unusable_connections(context: ExceptionContext) -> None:
+    """Treat errors of the database as a whole as a disconnect, so the pool replaces every
+    connection and the service recovers by itself once the cause is fixed.
+
+    Without this a pooled connection keeps failing after the cause is gone: SQLite opens a
+    write-protected file read-only for the connection's life ("attempt to write a readonly
+    database" until a restart, issue 11), and a PostgreSQL connection made to a read-only
+    server stays read-only. Every SQLite OperationalError is about the file (read-only,
+    missing, locked, full, I/O); for PostgreSQL see _PG_UNUSABLE.
+    """
+    error = context.original_exception
+    if context.dialect.name == "sqlite":
+        unusable = type(error).__name__ == "OperationalError"
+    else:
+        unusable = str(getattr(error, "sqlstate", None) or "").startswith(_PG_UNUSABLE)
+    if unusable:
+        context.is_disconnect = True
+
+
+def unavailable(exc: BaseException) -> StorageUnavailable:
+    """StorageUnavailable naming only the kind of `exc` (class, SQLSTATE or SQLite code):
+    the driver's message can quote client data, so it goes no further than the cause."""
+    error = getattr(exc, "orig", None) or exc
+    code = getattr(error, "sqlstate", None) or getattr(error, "sqlite_errorname", None)
+    kind = type(error).__name__ + (f" {code}" if code else "")
+    return StorageUnavailable(f"the database cannot be reached or used ({kind})")
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -130,29 +175,28 @@ def alembic_config(url: str) -> Config:
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back if it raises.
 
-    Connecting happens first and on its own, so any failure there is known to mean "the
-    database cannot be reached" rather than "this statement was wrong".
+    Connecting happens first, so a database that cannot be reached fails before any work.
+    Any error of the database itself (sa_exc.DBAPIError: unreachable, read-only, timed out,
+    or a statement it refused) and a pool with no free connection become StorageUnavailable:
+    none is the caller's fault, and the API answers them all with 503 and Retry-After.
     """
     session = factory()
     try:
-        _connect(session)
+        session.connection()
         yield session
         session.commit()
-    except sa_exc.DBAPIError as exc:
-        session.rollback()
-        if exc.connection_invalidated:
-            raise StorageUnavailable("the database cannot be reached") from exc
-        raise
+    except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
+        _rollback(session)
+        raise unavailable(exc) from exc
     except BaseException:
-        session.rollback()
+        _rollback(session)
         raise
     finally:
-        session.close()
+        with suppress(sa_exc.SQLAlchemyError):
+            session.close()
 
 
-def _connect(session: Session) -> None:
-    try:
-        session.connection()
-    except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
-        # The message names neither the URL nor the password; the cause keeps the details.
-        raise StorageUnavailable("the database cannot be reached") from exc
+def _rollback(session: Session) -> None:
+    """Roll back, even if the connection is already gone (the error at hand is what counts)."""
+    with suppress(sa_exc.SQLAlchemyError):
+        session.rollback()
