@@ -41,7 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.models = ModelStore(Registry(settings.models_dir), settings.reload_seconds)
         app.state.models.refresh(force=True)
-        app.state.storage = Storage(normalise_url(settings.database_url), settings.migrate_on_start)
+        url = normalise_url(settings.database_url)
+        app.state.storage = Storage(url, settings.migrate_on_start, settings)
         app.state.storage.start()
         app.state.keys = DbKeyStore(
             app.state.storage.factory,

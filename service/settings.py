@@ -33,6 +33,16 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DROPOUT_RISK_DATABASE_URL", "DATABASE_URL"),
     )
     migrate_on_start: bool = True
+    # Database timeouts (issue 11): with the database away or silently dropping packets, a
+    # stored route answers 503 after about connect + query seconds instead of hanging.
+    # Opening a connection (libpq's connect_timeout; 2 is its minimum):
+    database_connect_timeout_seconds: int = Field(default=2, ge=2, le=60)
+    # Waiting for a free pooled connection when every one is busy:
+    database_pool_timeout_seconds: float = Field(default=2.0, gt=0.0, le=60.0)
+    # One statement (or commit) on PostgreSQL: the server's statement_timeout and
+    # tcp_user_timeout; the client waits half a second more for an answer, then drops the
+    # connection (a silent server). Not applied to migrations, which may take longer.
+    database_query_timeout_seconds: float = Field(default=1.5, gt=0.0, le=300.0)
     # How long a verified API key is trusted from memory before the database is asked again
     # (a revocation takes at most this long to reach every worker).
     key_cache_seconds: float = Field(default=5.0, ge=0.0, le=300.0)

@@ -18,19 +18,31 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.engine import (
     StorageUnavailable,
+    Timeouts,
     make_engine,
     session_scope,
     unavailable,
     upgrade,
 )
+from service.settings import Settings, get_settings
 
 log = logging.getLogger("dropout_risk.storage")
 
 
+def timeouts(settings: Settings) -> Timeouts:
+    """The database timeouts of the settings (documented there)."""
+    return Timeouts(
+        connect_seconds=settings.database_connect_timeout_seconds,
+        pool_seconds=settings.database_pool_timeout_seconds,
+        query_seconds=settings.database_query_timeout_seconds,
+    )
+
+
 class Storage:
-    def __init__(self, url: str, migrate: bool = True) -> None:
+    def __init__(self, url: str, migrate: bool = True, settings: Settings | None = None) -> None:
+        """`settings` (default: the process's) gives the timeouts of every database call."""
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, timeouts(settings or get_settings()))
         self.factory = sessionmaker(self.engine, expire_on_commit=False)
         self._migrated = not migrate
         self._lock = threading.Lock()

@@ -29,6 +29,8 @@ from service.db.engine import (
 from service.db.keys import DbKeyStore
 from service.db.models import Base, Client, Clinic, FlagAck, Outcome, Prediction, SessionRow
 from service.keys import KeyStoreError
+from service.settings import Settings
+from service.storage import Storage
 
 A, B = "clinic-a", "clinic-b"
 Factory = sessionmaker[Session]
@@ -829,3 +831,30 @@ def test_keys_stale_if_error(keys: DbKeyStore, clock: Clock, unreachable: Factor
         keys.verify(never_checked)
     with pytest.raises(StorageUnavailable):
         keys.list()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_statements_are_bounded_by_the_settings(database_url: str) -> None:
+    """The query timeout of the settings is the server's statement_timeout and the kernel's
+    tcp_user_timeout; a statement that outlasts it is StorageUnavailable (503), not a hang.
+    Migrations stay unbounded (a slow one must not be cut)."""
+    settings = Settings(database_query_timeout_seconds=1.5)
+    storage = Storage(database_url, settings=settings)
+    try:
+        with storage.session() as s:
+            assert s.scalar(text("SHOW statement_timeout")) == "1500ms"
+            dbapi = s.connection().connection.dbapi_connection
+            assert dbapi is not None
+            params = dbapi.info.get_parameters()  # type: ignore[attr-defined]
+            assert (params["tcp_user_timeout"], params["keepalives"]) == ("1500", "1")
+        with pytest.raises(StorageUnavailable) as caught, storage.session() as s:
+            s.execute(text("SELECT pg_sleep(5)"))
+        assert str(caught.value).endswith("(QueryCanceled 57014)")
+    finally:
+        storage.close()
+    migrations = make_engine(database_url)
+    try:
+        with migrations.connect() as conn:
+            assert conn.scalar(text("SHOW statement_timeout")) == "0"
+    finally:
+        migrations.dispose()

@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ SESSION = {"date": "2026-03-02", "wai": {"goal": 3.5, "task": 3.5, "bond": 4.0}}
 
 
 class Proxy:
-    """A loopback TCP proxy that can be cut (open connections closed, new ones refused)."""
+    """A loopback TCP proxy that can be cut (open connections closed, new ones refused) or
+    blackholed (nothing forwarded any more, nothing closed: packets dropped in between)."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
@@ -46,6 +48,8 @@ class Proxy:
         self.port = self.server.getsockname()[1]
         self.up = threading.Event()
         self.up.set()
+        self.forwarding = threading.Event()
+        self.forwarding.set()
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -59,17 +63,21 @@ class Proxy:
             if not self.up.is_set():
                 client.close()
                 continue
+            if not self.forwarding.is_set():  # accepted, then silence
+                with self._lock:
+                    self._sockets.append(client)
+                continue
             upstream = socket.create_connection(self.target)
             with self._lock:
                 self._sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                if self.forwarding.is_set():
+                    sink.sendall(data)
         except OSError:
             pass
         finally:
@@ -86,8 +94,12 @@ class Proxy:
                 s.close()
             self._sockets.clear()
 
+    def blackhole(self) -> None:
+        self.forwarding.clear()
+
     def restore(self) -> None:
         self.up.set()
+        self.forwarding.set()
 
     def close(self) -> None:
         self.cut()
@@ -279,3 +291,53 @@ def test_a_failing_writes_traceback_names_no_client(database_url: str) -> None:
     assert "[SQL parameters hidden due to hide_parameters=True]" in printed
     assert secret not in printed
     assert therapist not in printed
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_blackholed_postgresql_is_503_not_a_hang(database_url: str, tmp_path: Path) -> None:
+    """Issue 11: with PostgreSQL's packets dropped (no reset), writes, caseload reads and
+    risk reads hung for 40 s and more. Every call to the database is bounded now: each
+    answers 503 (a hang detector allows 15 s), predictions keep answering, and the stored
+    routes work again when the packets flow again. (SQLite is a local file: no network.)"""
+    url = make_url(database_url)
+    proxy = Proxy((url.host or "127.0.0.1", url.port or 5432))
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    token = create_key(proxied, "clinic-a", ["predict", "clients:write", "clients:read"])
+    settings = Settings(
+        models_dir=REPO / "models", database_url=proxied, pseudonym_key_file=tmp_path / "k"
+    )
+    auth = {"Authorization": f"Bearer {token}"}
+    requests = [("PUT", f"/v1/clients/C-1/sessions/{n}", SESSION) for n in range(1, 5)]
+    requests += [("GET", "/v1/caseload", None)] * 4 + [("GET", "/v1/clients/C-1/risk", None)]
+    try:
+        with TestClient(create_app(settings)) as client:
+            assert client.put("/v1/clients/C-1", json={"age": 30}, headers=auth).status_code == 200
+            with ThreadPoolExecutor(len(requests)) as pool:
+
+                def send_all() -> list[Future[Any]]:
+                    return [
+                        pool.submit(client.request, m, p, json=b, headers=auth)
+                        for m, p, b in requests
+                    ]
+
+                warm = [call.result().status_code for call in send_all()]  # pooled connections
+                proxy.blackhole()
+                calls = send_all()
+                _done, hanging = wait(calls, timeout=15)
+                proxy.cut()  # frees any request still hanging, so the test ends either way
+            assert not hanging, f"{len(hanging)} of {len(calls)} requests hung"
+            assert set(warm) <= {200, 404}  # 404: the risk read before the first session
+            for call in calls:
+                answer = call.result()
+                assert answer.status_code == 503, answer.text
+                assert answer.headers["retry-after"] == "5"
+                assert answer.json()["detail"][0]["type"] == "storage_unavailable"
+            predicted = client.post("/v1/predictions", json=EXAMPLE_EPISODE, headers=auth)
+            assert predicted.status_code == 200
+            proxy.restore()
+            deadline, status = time.monotonic() + 20, 0
+            while status != 200 and time.monotonic() < deadline:
+                status = client.get("/v1/caseload", headers=auth).status_code
+            assert status == 200
+    finally:
+        proxy.close()

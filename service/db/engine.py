@@ -16,11 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import psycopg
 from alembic import command
 from alembic.config import Config
+from psycopg.abc import PQGen
+from psycopg.errors import _WaitTimeout
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import func as sa_func
@@ -29,6 +33,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from training.errors import DropoutRiskError
 
+_T = TypeVar("_T")
+# How much longer than statement_timeout the client waits for an answer: a slow statement
+# on a healthy server is cancelled by the server (the connection stays usable); only a
+# server that does not answer at all has its connection dropped by the client.
+_ANSWER_GRACE_SECONDS = 0.5
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any fixed 64-bit number works; this one spells "drkmigr" so it is recognisable in pg_locks.
 MIGRATION_LOCK = 0x64726B6D696772
@@ -49,6 +58,21 @@ class StorageUnavailable(DropoutRiskError):
     """The database cannot be reached (down, restarting, or the pool is exhausted)."""
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """How long one database call may take (the service's come from its settings, where
+    each is documented). query_seconds None: no bound (migrations, tests' own engines)."""
+
+    connect_seconds: int
+    pool_seconds: float
+    query_seconds: float | None
+
+
+# What engines get unless their caller says otherwise: today's libpq connect timeout,
+# SQLAlchemy's default pool wait, and queries as long as they take.
+UNBOUNDED_QUERIES = Timeouts(connect_seconds=3, pool_seconds=30.0, query_seconds=None)
+
+
 def normalise_url(url: str) -> str:
     """Spell PostgreSQL URLs with the psycopg 3 driver: `postgresql://` alone would make
     SQLAlchemy look for psycopg2, which is not installed."""
@@ -58,7 +82,7 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, timeouts: Timeouts = UNBOUNDED_QUERIES) -> Engine:
     """An engine configured for its backend (see the module docstring)."""
     parsed = make_url(normalise_url(url))
     if parsed.get_backend_name() == "sqlite":
@@ -70,10 +94,68 @@ def make_engine(url: str) -> Engine:
             pool_pre_ping=True,
             pool_size=10,
             max_overflow=20,
-            connect_args={"connect_timeout": 3},
+            pool_timeout=timeouts.pool_seconds,
+            connect_args=_postgresql_timeouts(timeouts, parsed.query.get("options")),
         )
+        if timeouts.query_seconds is not None:
+            wait = timeouts.query_seconds + _ANSWER_GRACE_SECONDS
+            event.listen(engine, "do_connect", _bounded_connect(wait))
     event.listen(engine, "handle_error", _replace_unusable_connections)
     return engine
+
+
+def _postgresql_timeouts(timeouts: Timeouts, options: Any) -> dict[str, Any]:
+    """libpq's connection parameters for the timeouts: the server cancels a statement at
+    query_seconds (statement_timeout), the kernel drops a connection whose sent data goes
+    unacknowledged that long (tcp_user_timeout), and keepalives find a dead peer of an idle
+    pooled connection. The URL's own `options` are kept."""
+    args: dict[str, Any] = {"connect_timeout": timeouts.connect_seconds}
+    if timeouts.query_seconds is None:
+        return args
+    millis = max(1, round(timeouts.query_seconds * 1000))
+    given = options if isinstance(options, str) else ""
+    return {
+        **args,
+        "options": f"{given} -c statement_timeout={millis}".strip(),
+        "tcp_user_timeout": millis,
+        "keepalives": 1,
+        "keepalives_idle": max(1, round(timeouts.query_seconds)),
+        "keepalives_interval": 1,
+        "keepalives_count": 2,
+    }
+
+
+class _BoundedConnection(psycopg.Connection[Any]):
+    """A psycopg connection that waits at most `query_seconds` (the statement timeout and a
+    grace) for the server.
+
+    psycopg waits for an answer without limit, and a server whose packets are dropped
+    (a firewall, a dead host, no reset) leaves the request hanging: statement_timeout
+    cannot help, since the server never sees the statement, nor the kernel, when something
+    in between still acknowledges. Every wait of the protocol (queries, commits, the
+    pool's pings) goes through wait(); when it times out the connection's state is unknown,
+    so it is closed, which SQLAlchemy takes for a disconnect (the pool is refreshed and the
+    error becomes StorageUnavailable).
+    """
+
+    query_seconds: float | None = None
+
+    def wait(self, gen: PQGen[_T], interval: float = 0.1, timeout: float | None = None) -> _T:
+        bound = self.query_seconds if timeout is None else timeout
+        try:
+            return super().wait(gen, interval, bound)
+        except _WaitTimeout as exc:
+            self.close()
+            raise psycopg.OperationalError(f"the database did not answer in {bound:g} s") from exc
+
+
+def _bounded_connect(query_seconds: float) -> Any:
+    def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> _BoundedConnection:
+        connection = _BoundedConnection.connect(*cargs, **cparams)
+        connection.query_seconds = query_seconds
+        return connection
+
+    return connect
 
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:
@@ -131,7 +213,7 @@ def upgrade(url: str) -> None:
     running the whole upgrade in one `BEGIN IMMEDIATE` transaction.
     """
     url = normalise_url(url)
-    engine = make_engine(url)
+    engine = make_engine(url)  # queries unbounded: a migration may take its time
     try:
         with engine.connect() as connection:
             if connection.dialect.name == "postgresql":
