@@ -34,15 +34,18 @@ class Settings(BaseSettings):
     )
     migrate_on_start: bool = True
     # Database timeouts (issue 11): with the database away or silently dropping packets, a
-    # stored route answers 503 after about connect + query seconds instead of hanging.
+    # stored route answers 503 after about ping + connect seconds instead of hanging.
     # Opening a connection (libpq's connect_timeout; 2 is its minimum):
     database_connect_timeout_seconds: int = Field(default=2, ge=2, le=60)
     # Waiting for a free pooled connection when every one is busy:
     database_pool_timeout_seconds: float = Field(default=2.0, gt=0.0, le=60.0)
-    # One statement (or commit) on PostgreSQL: the server's statement_timeout and
-    # tcp_user_timeout; the client waits half a second more for an answer, then drops the
-    # connection (a silent server). Not applied to migrations, which may take longer.
-    database_query_timeout_seconds: float = Field(default=1.5, gt=0.0, le=300.0)
+    # The liveness check of a pooled PostgreSQL connection before each use (an empty
+    # statement: no lock, no work):
+    database_ping_timeout_seconds: float = Field(default=1.0, gt=0.0, le=60.0)
+    # One statement (or commit) on PostgreSQL, lock waits included: the server's
+    # statement_timeout and tcp_user_timeout; the client waits half a second more for an
+    # answer, then drops the connection. Not applied to migrations (they may take longer).
+    database_query_timeout_seconds: float = Field(default=10.0, gt=0.0, le=300.0)
     # How long a verified API key is trusted from memory before the database is asked again
     # (a revocation takes at most this long to reach every worker).
     key_cache_seconds: float = Field(default=5.0, ge=0.0, le=300.0)

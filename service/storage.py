@@ -35,6 +35,7 @@ def timeouts(settings: Settings) -> Timeouts:
         connect_seconds=settings.database_connect_timeout_seconds,
         pool_seconds=settings.database_pool_timeout_seconds,
         query_seconds=settings.database_query_timeout_seconds,
+        ping_seconds=settings.database_ping_timeout_seconds,
     )
 
 

@@ -66,11 +66,14 @@ class Timeouts:
     connect_seconds: int
     pool_seconds: float
     query_seconds: float | None
+    ping_seconds: float
 
 
 # What engines get unless their caller says otherwise: today's libpq connect timeout,
 # SQLAlchemy's default pool wait, and queries as long as they take.
-UNBOUNDED_QUERIES = Timeouts(connect_seconds=3, pool_seconds=30.0, query_seconds=None)
+UNBOUNDED_QUERIES = Timeouts(
+    connect_seconds=3, pool_seconds=30.0, query_seconds=None, ping_seconds=30.0
+)
 
 
 def normalise_url(url: str) -> str:
@@ -88,10 +91,11 @@ def make_engine(url: str, timeouts: Timeouts = UNBOUNDED_QUERIES) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         engine = _sqlite_engine(url, parsed.database)
     else:
+        bounded = timeouts.query_seconds is not None
         engine = create_engine(
             parsed,
             hide_parameters=True,
-            pool_pre_ping=True,
+            pool_pre_ping=not bounded,  # bounded engines ping on checkout themselves
             pool_size=10,
             max_overflow=20,
             pool_timeout=timeouts.pool_seconds,
@@ -100,6 +104,7 @@ def make_engine(url: str, timeouts: Timeouts = UNBOUNDED_QUERIES) -> Engine:
         if timeouts.query_seconds is not None:
             wait = timeouts.query_seconds + _ANSWER_GRACE_SECONDS
             event.listen(engine, "do_connect", _bounded_connect(wait))
+            event.listen(engine, "checkout", _bounded_ping(timeouts.ping_seconds))
     event.listen(engine, "handle_error", _replace_unusable_connections)
     return engine
 
@@ -140,6 +145,15 @@ class _BoundedConnection(psycopg.Connection[Any]):
 
     query_seconds: float | None = None
 
+    @contextmanager
+    def bounded(self, seconds: float) -> Iterator[None]:
+        """Wait at most `seconds` for the server within the block."""
+        saved, self.query_seconds = self.query_seconds, seconds
+        try:
+            yield
+        finally:
+            self.query_seconds = saved
+
     def wait(self, gen: PQGen[_T], interval: float = 0.1, timeout: float | None = None) -> _T:
         bound = self.query_seconds if timeout is None else timeout
         try:
@@ -147,6 +161,22 @@ class _BoundedConnection(psycopg.Connection[Any]):
         except _WaitTimeout as exc:
             self.close()
             raise psycopg.OperationalError(f"the database did not answer in {bound:g} s") from exc
+
+
+def _bounded_ping(seconds: float) -> Any:
+    """A pooled connection is pinged before each use, waiting at most `seconds`: an empty
+    statement needs no lock and no work, so a server that cannot answer it that fast is
+    treated as away (SQLAlchemy's pre-ping would wait the whole query timeout). A failed
+    ping drops every pooled connection and one fresh connection is tried."""
+
+    def ping(dbapi_connection: _BoundedConnection, _record: Any, _proxy: Any) -> None:
+        try:
+            with dbapi_connection.bounded(seconds):
+                dbapi_connection.execute(";")
+        except psycopg.Error as exc:
+            raise sa_exc.InvalidatePoolError("the database did not answer a ping") from exc
+
+    return ping
 
 
 def _bounded_connect(query_seconds: float) -> Any:
