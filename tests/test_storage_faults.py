@@ -34,6 +34,7 @@ from service.settings import Settings
 from service.storage import Storage
 from tests.conftest import REPO, create_key
 from tests.storage import server_url
+from tests.test_ui import Ui, row_ids, ui  # noqa: F401 (ui: the clinician view's fixture)
 
 SESSION = {"date": "2026-03-02", "wai": {"goal": 3.5, "task": 3.5, "bond": 4.0}}
 
@@ -341,3 +342,16 @@ def test_blackholed_postgresql_is_503_not_a_hang(database_url: str, tmp_path: Pa
             assert status == 200
     finally:
         proxy.close()
+
+
+def test_read_only_database_is_a_503_page_in_the_clinician_view(ui: Ui) -> None:  # noqa: F811
+    """Issue 11: the clinician view's pages (which audit every read) were a plain-text 500
+    on a read-only database; now its 503 page, and the page again once it is writable."""
+    ui.signed_in("a")
+    engine = ui.http.app.state.storage.engine  # type: ignore[attr-defined]
+    with read_only(ui.url, engine):
+        response = ui.http.get("/ui/caseload", follow_redirects=False)
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "5"
+        assert "<h1>Service unavailable</h1>" in response.text
+    assert "hi" in row_ids(ui.page("/ui/caseload"))
