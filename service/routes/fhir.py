@@ -24,6 +24,13 @@ FHIR_JSON = "application/fhir+json"
 SUBJECT = Query(pattern=rf"^Patient/{ID_PATTERN[1:-1]}$", max_length=72)
 
 
+def _endpoint(request: Request) -> str:
+    """This FHIR endpoint's URL, from the configured base URL (settings.base_url): never
+    from the request's Host or X-Forwarded-* headers, which the caller chooses."""
+    base: str = request.app.state.settings.base_url
+    return base + router.prefix
+
+
 def _fhir(body: dict[str, Any], status: int = 200) -> Response:
     return Response(to_json(body), status_code=status, media_type=FHIR_JSON)
 
@@ -31,7 +38,7 @@ def _fhir(body: dict[str, Any], status: int = 200) -> Response:
 @router.get("/metadata")
 async def metadata(request: Request) -> Response:
     """The CapabilityStatement: what this FHIR endpoint supports."""
-    return _fhir(fhir.capability_statement(str(request.base_url) + "fhir/r4", "1"))
+    return _fhir(fhir.capability_statement(_endpoint(request), "1"))
 
 
 @router.post("/RiskAssessment/$predict", responses=ERRORS)
@@ -70,4 +77,5 @@ def search(
                 )
             )
             audit(s, who, "fhir.risk.read", client_id, record.model_version)
-    return _fhir(fhir.searchset(found, str(request.url)))
+    query = f"?{request.url.query}" if request.url.query else ""
+    return _fhir(fhir.searchset(found, f"{_endpoint(request)}/RiskAssessment{query}"))
