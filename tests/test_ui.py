@@ -430,7 +430,22 @@ def test_a_therapists_key_shows_their_clients_by_default(ui: Ui) -> None:
     assert row_ids(html) == ["hi", "lo"]
     assert 'name="therapist" type="text" value="T-1"' in html
     assert "Clinic clinic-a · Therapist T-1" in html
-    assert row_ids(ui.page("/ui/caseload?therapist=")) == ["hi", "mod", "lo"]  # whole clinic
+    assert "Your clients only" in html
+    assert row_ids(ui.page("/ui/caseload?therapist=")) == ["hi", "lo"]  # never the clinic
+    assert row_ids(ui.page("/ui/caseload?therapist=T-1")) == ["hi", "lo"]
+
+
+def test_a_therapists_key_sees_no_other_therapists_client(ui: Ui) -> None:
+    """T-2's client "mod" is, to T-1's key, a client that does not exist."""
+    ui.signed_in("t1")
+    assert "mod" not in ui.page("/ui/caseload?therapist=T-2", 403)
+    assert ui.page("/ui/clients/mod", 404) == ui.page("/ui/clients/nobody", 404)
+    page = ui.page("/ui/clients/hi")
+    ack = ui.http.post(
+        "/ui/clients/mod/acknowledge", data={"csrf_token": csrf(page)}, follow_redirects=False
+    )
+    assert ack.status_code == 404
+    assert ui.api("GET", "/v1/clients/mod/risk", "writer")["acknowledged"] is False
 
 
 def test_caseload_pages(ui: Ui) -> None:

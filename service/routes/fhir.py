@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic_core import to_json
 
-from service import fhir
+from service import access, fhir
 from service.auth import PredictKey, ReadKey
 from service.body import raw_json
 from service.db import repository as repo
@@ -64,12 +64,14 @@ def search(
     subject: Annotated[str, SUBJECT],
 ) -> Response:
     """The stored latest RiskAssessment of a patient of the caller's clinic, as a searchset
-    Bundle (empty when the patient has no stored risk or is not a client of the clinic)."""
+    Bundle (empty when the patient has no stored risk or is not a client the key may see:
+    of another clinic, or of another therapist for a therapist's key)."""
     who = actor(key)
     client_id = subject.removeprefix("Patient/")
     found: list[dict[str, Any]] = []
     with db.session() as s:
-        record = repo.latest_prediction(s, who.clinic, client_id)
+        visible = access.client_of(s, key, client_id) is not None
+        record = repo.latest_prediction(s, who.clinic, client_id) if visible else None
         if record is not None:
             found.append(
                 fhir.risk_assessment(

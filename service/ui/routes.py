@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Receive, Scope, Send
 
+from service import access
 from service.db import repository as repo
 from service.db.engine import StorageUnavailable
 from service.db.keys import DbKeyStore
@@ -375,21 +376,21 @@ def _int(text: str | None, default: int, low: int, high: int) -> int:
     return min(max(int(text), low), high)
 
 
-def _filters(params: Any, own_therapist: str | None) -> Filters | None:
+def _filters(params: Any, key: ApiKey) -> Filters | None:
     """The caseload's filters from the query string; None if the therapist id is invalid.
 
-    Without a `therapist` parameter a therapist's key shows that therapist's clients; an
-    empty one shows the whole clinic. Unknown levels and bad numbers fall back to defaults.
+    An empty `therapist` shows the whole clinic to a clinic-wide key; a therapist's key
+    always shows that therapist's clients, and naming another therapist raises
+    OtherTherapist (service.access, as in the JSON API). Unknown levels and bad numbers
+    fall back to defaults.
     """
     level = params.get("min_level") or None
     if level not in repo.LEVELS:
         level = None
-    if "therapist" in params:
-        therapist = params.get("therapist", "").strip() or None
-    else:
-        therapist = own_therapist
-    if therapist is not None and not _ID_RE.fullmatch(therapist):
+    asked = params.get("therapist", "").strip() or None
+    if asked is not None and not _ID_RE.fullmatch(asked):
         return None
+    therapist = access.caseload_therapist(key, asked)
     acknowledged = {"yes": True, "no": False}.get(params.get("acknowledged", ""))
     limit = _int(params.get("limit"), PAGE_SIZE, 1, MAX_PAGE_SIZE)
     page = _int(params.get("page"), 1, 1, MAX_OFFSET // limit + 1)
@@ -444,7 +445,10 @@ async def caseload(request: Request) -> Response:
         viewer = _active(request, session)
         if viewer is None:
             return _to_login(request, ended=True)
-        filters = _filters(request.query_params, viewer.therapist_id)
+        try:
+            filters = _filters(request.query_params, viewer.key)
+        except access.OtherTherapist:
+            return _error(403, viewer)
         if filters is None:
             return _error(400, viewer)
         offset = (filters.page - 1) * filters.limit
@@ -501,7 +505,7 @@ async def client_page(request: Request, client_id: str) -> Response:
         if not _ID_RE.fullmatch(client_id):
             return _error(404, viewer)
         with _storage(request).session() as s:
-            client = repo.get_client(s, viewer.clinic, client_id)
+            client = access.client_of(s, viewer.key, client_id)
             if client is None:
                 return _error(404, viewer)
             records = repo.get_sessions(s, viewer.clinic, client_id)
@@ -547,7 +551,7 @@ async def acknowledge(request: Request, client_id: str) -> Response:
         if not _ID_RE.fullmatch(client_id):
             return _error(404, viewer)
         with _storage(request).session() as s:
-            if repo.get_client(s, viewer.clinic, client_id) is None:
+            if access.client_of(s, viewer.key, client_id) is None:
                 return _error(404, viewer)
             ack = repo.acknowledge(s, viewer.clinic, client_id, viewer.actor.name)
             if ack is None:
