@@ -17,6 +17,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -200,10 +201,11 @@ def _cookie_session(request: Request) -> UiSession | None:
 
 
 def _active(request: Request, session: UiSession) -> Viewer | None:
-    """The viewer if the session's key is still active, of the same clinic, and may read
-    client records; None ends the session. Queries the database: call in a thread."""
+    """The viewer if the session is still open (not signed out, not expired) and its key
+    still active, of the same clinic, and may read client records; None ends the session.
+    Queries the database: call in a thread."""
     keys: DbKeyStore = request.app.state.keys
-    key = keys.active(session.key_id)
+    key = keys.session_key(session.session_id, session.key_id)
     if key is None or key.tenant != session.clinic or SCOPE not in key.scopes:
         return None
     return Viewer(key, session, _signer(request).csrf_token(session))
@@ -306,10 +308,7 @@ async def login(request: Request) -> Response:
     try:
         key = await run_in_threadpool(verified)
     except StorageUnavailable:
-        message = "The service cannot reach its database. Please try again in a minute."
-        response = _login_page(request, 503, message, next_path)
-        response.headers["Retry-After"] = "5"
-        return response
+        return _login_unavailable(request, next_path)
     if key is None:
         message = "This access key was not accepted. Check it and try again."
         return _login_page(request, 401, message, next_path)
@@ -319,24 +318,44 @@ async def login(request: Request) -> Response:
             "administrator for a key with the clients:read scope."
         )
         return _login_page(request, 403, message, next_path)
-    value, _ = signer.issue(key)
+    value, session = signer.issue(key)
+    expires_at = datetime.fromtimestamp(session.expires, UTC)
+    try:
+        await run_in_threadpool(keys.open_session, session.session_id, key.key_id, expires_at)
+    except StorageUnavailable:
+        return _login_unavailable(request, next_path)
     signed_in = RedirectResponse(_safe_next(next_path) or "/ui/caseload", status_code=303)
     _set_cookie(signed_in, request, SESSION_COOKIE, value, SESSION_SECONDS)
     _clear_cookie(signed_in, request, LOGIN_COOKIE)
     return signed_in
 
 
+def _login_unavailable(request: Request, next_path: str | None) -> Response:
+    message = "The service cannot reach its database. Please try again in a minute."
+    response = _login_page(request, 503, message, next_path)
+    response.headers["Retry-After"] = "5"
+    return response
+
+
 @router.post("/logout", name="ui_logout")
 async def logout(request: Request) -> Response:
+    """End the session in the database (a copy of the cookie opens nothing afterwards) and
+    clear the cookie. A CSRF-protected form: another site cannot sign a clinician out."""
     session = _cookie_session(request)
     if session is None:
         return _to_login(request, ended=True)
     form = await _form(request)
     if not _signer(request).check_csrf(session, form.get("csrf_token")):
         return _error(403)
-    response = RedirectResponse("/ui/login", status_code=303)
-    _clear_cookie(response, request, SESSION_COOKIE)
-    return response
+    keys: DbKeyStore = request.app.state.keys
+
+    def work() -> Response:
+        keys.end_session(session.session_id)
+        response = RedirectResponse("/ui/login", status_code=303)
+        _clear_cookie(response, request, SESSION_COOKIE)
+        return response
+
+    return await _in_thread(request, work)
 
 
 @router.get("/static/ui.css", name="ui_css")
