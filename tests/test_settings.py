@@ -4,6 +4,7 @@ implementation.url, card links), validated once, and the start-up line that name
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -67,3 +68,19 @@ def test_without_it_the_bind_address_is_used_and_said(
         "address http://0.0.0.0:9001; set it when the service is reached through a proxy",
         "public URL https://risk.clinic.example (DROPOUT_RISK_PUBLIC_URL)",
     ]
+
+
+def test_serve_hands_the_bind_address_to_the_workers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each worker builds its settings from the environment: `serve --host/--port` must
+    reach it, or the base URL would name the default port."""
+    import service.serve
+
+    for name in ("DROPOUT_RISK_HOST", "DROPOUT_RISK_PORT", "DROPOUT_RISK_MODELS_DIR"):
+        monkeypatch.setenv(name, "")  # recorded, so what run_server sets is undone after
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(service.serve.uvicorn, "run", lambda *a, **k: None)
+    service.serve.run_server("127.0.0.2", 9123, 1, tmp_path)
+    assert Settings().base_url == "http://127.0.0.2:9123"
