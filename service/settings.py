@@ -7,8 +7,11 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from training.errors import DropoutRiskError
 
 logger = logging.getLogger("dropout_risk.settings")
 PUBLIC_URL_MAX = 512
@@ -73,9 +76,8 @@ class Settings(BaseSettings):
         )
         if not ok:
             raise ValueError(
-                f"DROPOUT_RISK_PUBLIC_URL: value {value!r} must be an absolute http(s) URL "
-                f"of at most {PUBLIC_URL_MAX} characters, without credentials, query or "
-                "fragment, e.g. https://risk.clinic.example"
+                f"must be an absolute http(s) URL of at most {PUBLIC_URL_MAX} characters, "
+                "without credentials, query or fragment, e.g. https://risk.clinic.example"
             )
         return value.rstrip("/")
 
@@ -99,6 +101,29 @@ def announce_base_url(settings: Settings) -> None:
             "bind address %s; set it when the service is reached through a proxy",
             settings.base_url,
         )
+
+
+class SettingsError(DropoutRiskError):
+    """A DROPOUT_RISK_* variable breaks its rule: the CLI exits 2 naming it, no traceback."""
+
+
+_SECRET_VALUES = {"database_url"}  # may hold a password: named, never echoed
+
+
+def load_settings() -> Settings:
+    """The settings from the environment, or SettingsError naming each variable, its value
+    and its rule."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError("; ".join(_problem(e) for e in exc.errors())) from None
+
+
+def _problem(error: ErrorDetails) -> str:
+    field = str(error["loc"][0]) if error["loc"] else "?"
+    rule = str(error["msg"]).removeprefix("Value error, ")
+    value = "" if field in _SECRET_VALUES else f" value {error.get('input')!r}"
+    return f"DROPOUT_RISK_{field.upper()}:{value} {rule}"
 
 
 @lru_cache(maxsize=1)
