@@ -20,11 +20,11 @@ $(STAMP): pyproject.toml
 run: install
 	@$(BIN)/dropout-risk models list --models-dir $(MODELS_DIR)
 	@$(BIN)/dropout-risk demo --clinic demo --clients 30 --models-dir $(MODELS_DIR)
-	@KEY=$$($(BIN)/dropout-risk keys create --name demo-ehr --tenant demo --scopes predict,models:admin,clients:write,clients:read) && \
+	@KEY=$$($(BIN)/dropout-risk keys create --name demo-ehr --tenant demo --scopes predict,models:admin,models:network,clients:write,clients:read) && \
 	  LOGIN=$$($(BIN)/dropout-risk keys create --name demo-clinician --tenant demo --scopes clients:read) && \
 	  echo "" && echo "dropout-risk on http://127.0.0.1:8000  (API docs: http://127.0.0.1:8000/docs)" && \
 	  echo "clinician view: http://127.0.0.1:8000/ui/login  with the access key $$LOGIN" && \
-	  echo "API key for clinic 'demo' (predict, models:admin, clients:write, clients:read): $$KEY" && \
+	  echo "API key for clinic 'demo' (predict, models:admin, models:network, clients:write, clients:read): $$KEY" && \
 	  echo "try: curl -s -H \"Authorization: Bearer $$KEY\" http://127.0.0.1:8000/v1/caseload" && \
 	  echo "" && exec $(BIN)/dropout-risk serve --host 127.0.0.1 --port 8000 --models-dir $(MODELS_DIR)
 

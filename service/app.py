@@ -24,7 +24,7 @@ from service.model_store import ModelStore
 from service.observability import Pseudonymizer, configure_logging
 from service.records import Auditor
 from service.routes import cds, clients, fhir, health, models, predictions
-from service.settings import Settings, get_settings
+from service.settings import Settings, announce_base_url, get_settings
 from service.storage import Storage
 from service.ui import routes as ui_routes
 from training.registry import Registry
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
+        announce_base_url(settings)
         app.state.settings = settings
         app.state.models = ModelStore(Registry(settings.models_dir), settings.reload_seconds)
         app.state.models.refresh(force=True)

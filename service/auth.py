@@ -29,9 +29,10 @@ def _token(request: Request) -> str:
     return token.strip()
 
 
-def require(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
-    """A dependency that admits keys holding `scope`. Async on purpose: a plain `def`
-    dependency is run in a thread pool, which costs more than the check itself."""
+def require(*scopes: str) -> Callable[[Request], Awaitable[ApiKey]]:
+    """A dependency that admits keys holding any of `scopes`. Async on purpose: a plain
+    `def` dependency is run in a thread pool, which costs more than the check itself."""
+    wanted = " or ".join(f"'{scope}'" for scope in scopes)
 
     async def check(request: Request) -> ApiKey:
         store: DbKeyStore = request.app.state.keys
@@ -41,8 +42,8 @@ def require(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
             key = await run_in_threadpool(store.verify, token)
         if key is None:
             raise Unauthenticated("the API key is not valid")
-        if scope not in key.scopes:
-            raise Forbidden(f"this key lacks the '{scope}' scope")
+        if key.scopes.isdisjoint(scopes):
+            raise Forbidden(f"this key lacks the {wanted} scope")
         request.state.key_id = key.key_id
         return key
 
@@ -50,6 +51,9 @@ def require(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
 
 
 PredictKey = Annotated[ApiKey, Depends(require("predict"))]
-AdminKey = Annotated[ApiKey, Depends(require("models:admin"))]
+# model metadata: the keys that are served by the models, and their administrators
+ModelsReadKey = Annotated[ApiKey, Depends(require("predict", "models:admin"))]
+# promotion changes the champion of every clinic: a network-level scope, not a clinic's
+NetworkKey = Annotated[ApiKey, Depends(require("models:network"))]
 WriteKey = Annotated[ApiKey, Depends(require("clients:write"))]
 ReadKey = Annotated[ApiKey, Depends(require("clients:read"))]

@@ -265,7 +265,8 @@ def verify_client_jwt(
     now: float | None = None,
     leeway: int = 30,
 ) -> CdsCaller:
-    """The caller of a CDS call, or CdsAuthError. `audience` is the exact URL called.
+    """The caller of a CDS call, or CdsAuthError. `audience` is this service's URL
+    for the route called (settings.base_url + path, never the request's Host).
 
     Order matters: the algorithm is allowlisted before any key is touched (so an HS256 token
     can never be checked against a public key used as an HMAC secret), the issuer is chosen

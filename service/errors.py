@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import fhir
+from service.access import OtherTherapist
 from service.auth import Forbidden, Unauthenticated
 from service.body import UnsupportedMediaType
 from service.cds import CdsAuthError
@@ -82,6 +83,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Forbidden)
     async def forbidden(_: Request, exc: Forbidden) -> JSONResponse:
         return _body(403, "header.authorization", str(exc), "forbidden")
+
+    @app.exception_handler(OtherTherapist)
+    async def other_therapist(_: Request, exc: OtherTherapist) -> JSONResponse:
+        return _body(403, "query.therapist_id", str(exc), "other_therapist")
 
     @app.exception_handler(RegistryError)
     async def unknown_version(_: Request, exc: RegistryError) -> JSONResponse:

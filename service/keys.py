@@ -16,7 +16,15 @@ from dataclasses import dataclass
 
 from training.errors import DropoutRiskError
 
-SCOPES: tuple[str, ...] = ("predict", "models:admin", "clients:write", "clients:read")
+# models:admin reads model metadata; models:network promotes the champion, which changes what
+# every clinic is served (models are not per clinic yet), so it is granted apart from it.
+SCOPES: tuple[str, ...] = (
+    "predict",
+    "models:admin",
+    "models:network",
+    "clients:write",
+    "clients:read",
+)
 
 TOKEN_PREFIX = "drk"
 NAME_MAX = 64

@@ -105,7 +105,8 @@ def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="Id of the key (from `keys list`).")],
     database_url: DatabaseUrlOpt = DEFAULT_DATABASE_URL,
 ) -> None:
-    """Revoke a key: its token stops working (running servers notice within 5 seconds)."""
+    """Revoke a key: its token stops working (running servers notice within 5 seconds) and
+    its clinician view sessions end at once."""
     with _user_errors(), _store(database_url) as store:
         store.revoke(key_id)
     typer.echo(f"revoked {key_id}")

@@ -58,6 +58,14 @@ def fingerprint(body: EpisodeIn) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
+def client_not_found(client_id: str) -> ClientNotFound:
+    """The one answer for a client the caller cannot see, whatever the reason."""
+    return ClientNotFound(
+        f"client_id: value {client_id!r} is not a client of this clinic "
+        f"(create it with PUT /v1/clients/{client_id})"
+    )
+
+
 def require_client(
     s: Session, clinic: str, client_id: str, lock: bool = False
 ) -> repo.ClientRecord:
@@ -65,10 +73,7 @@ def require_client(
     take it before they write)."""
     client = repo.get_client(s, clinic, client_id, lock)
     if client is None:
-        raise ClientNotFound(
-            f"client_id: value {client_id!r} is not a client of this clinic "
-            f"(create it with PUT /v1/clients/{client_id})"
-        )
+        raise client_not_found(client_id)
     return client
 
 

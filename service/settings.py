@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from training.errors import DropoutRiskError
+
+logger = logging.getLogger("dropout_risk.settings")
+PUBLIC_URL_MAX = 512
 
 
 class Settings(BaseSettings):
@@ -53,6 +61,82 @@ class Settings(BaseSettings):
     cds_issuers_file: Path = Path("var/cds-issuers.json")
     # Signs the clinician view's session cookies (created on first start, owner-only)
     ui_secret_file: Path = Path("var/ui-session.key")
+    # The URL clients reach the service at, e.g. https://risk.clinic.example (a path prefix
+    # is kept). The CDS JWT audience, FHIR implementation.url and card links are built from
+    # it alone, never from the request's Host or X-Forwarded-* headers, which any caller
+    # can set: behind a proxy it must be set. Unset: the bind address (base_url).
+    public_url: str | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str | None) -> str | None:
+        """An absolute http(s) URL without query, fragment or credentials; no trailing
+        slash, so paths are appended to it one way only."""
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        ok = (
+            len(value) <= PUBLIC_URL_MAX
+            and value.isprintable()
+            and " " not in value
+            and parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and "@" not in parts.netloc
+            and not parts.query
+            and not parts.fragment
+            and "?" not in value
+            and "#" not in value
+        )
+        if not ok:
+            raise ValueError(
+                f"must be an absolute http(s) URL of at most {PUBLIC_URL_MAX} characters, "
+                "without credentials, query or fragment, e.g. https://risk.clinic.example"
+            )
+        return value.rstrip("/")
+
+    @property
+    def base_url(self) -> str:
+        """Where the service's own URLs start: public_url, else the bind address."""
+        if self.public_url is not None:
+            return self.public_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def announce_base_url(settings: Settings) -> None:
+    """One line at start-up saying which base URL the service's own links and the CDS
+    audience use, and whether it came from DROPOUT_RISK_PUBLIC_URL."""
+    if settings.public_url is not None:
+        logger.info("public URL %s (DROPOUT_RISK_PUBLIC_URL)", settings.base_url)
+    else:
+        logger.warning(
+            "DROPOUT_RISK_PUBLIC_URL is not set: CDS audiences and FHIR/card links use the "
+            "bind address %s; set it when the service is reached through a proxy",
+            settings.base_url,
+        )
+
+
+class SettingsError(DropoutRiskError):
+    """A DROPOUT_RISK_* variable breaks its rule: the CLI exits 2 naming it, no traceback."""
+
+
+_SECRET_VALUES = {"database_url"}  # may hold a password: named, never echoed
+
+
+def load_settings() -> Settings:
+    """The settings from the environment, or SettingsError naming each variable, its value
+    and its rule."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError("; ".join(_problem(e) for e in exc.errors())) from None
+
+
+def _problem(error: ErrorDetails) -> str:
+    field = str(error["loc"][0]) if error["loc"] else "?"
+    rule = str(error["msg"]).removeprefix("Value error, ")
+    value = "" if field in _SECRET_VALUES else f" value {error.get('input')!r}"
+    return f"DROPOUT_RISK_{field.upper()}:{value} {rule}"
 
 
 @lru_cache(maxsize=1)

@@ -45,6 +45,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {
         "predict": create_key(url, "clinic-a", ["predict"]),
         "admin": create_key(url, "clinic-a", ["models:admin"]),
+        "network": create_key(url, "clinic-a", ["models:network"]),
         "url": url,
     }
 
@@ -381,27 +382,48 @@ def test_log_lines_are_json_with_the_event_fields(capsys: pytest.CaptureFixture[
     } in lines
 
 
+def test_promotion_needs_the_network_scope(
+    client: TestClient, keys: dict[str, str], registry: Path
+) -> None:
+    """A clinic's models:admin reads model metadata but cannot promote: the champion is
+    served to every clinic, so promotion takes models:network."""
+    champion = Registry(registry).read()["champion"]
+    listed = client.get("/v1/models", headers=_auth(keys, "admin"))
+    assert (listed.status_code, listed.json()["champion"]) == (200, champion)
+    current = client.get("/v1/models/current", headers=_auth(keys, "admin"))
+    assert (current.status_code, current.json()["version"]) == (200, champion)
+    refused = client.post(f"/v1/models/{champion}/promote", headers=_auth(keys, "admin"))
+    assert refused.status_code == 403
+    assert "'models:network'" in refused.json()["detail"][0]["msg"]
+    promoted = client.post(f"/v1/models/{champion}/promote", headers=_auth(keys, "network"))
+    assert promoted.status_code == 200
+    assert promoted.json() == {"champion": champion, "previous": champion}
+    network_only = client.get("/v1/models", headers=_auth(keys, "network"))
+    assert network_only.status_code == 403
+
+
 def test_promotion_and_tampering(
     client: TestClient, keys: dict[str, str], registry: Path, small_cohort: Path
 ) -> None:
     before = Registry(registry).read()["champion"]
     assert train(small_cohort, registry, "--seed", "8") == 0
     new = Registry(registry).read()["versions"][-1]["version"]
-    unknown = client.post("/v1/models/nope/promote", headers=_auth(keys, "admin"))
+    unknown = client.post("/v1/models/nope/promote", headers=_auth(keys, "network"))
     assert unknown.status_code == 404
     model_file = registry / new / "model.joblib"
     original = model_file.read_bytes()
     model_file.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
-    refused = client.post(f"/v1/models/{new}/promote", headers=_auth(keys, "admin"))
+    refused = client.post(f"/v1/models/{new}/promote", headers=_auth(keys, "network"))
     assert refused.status_code == 409
     assert "refusing to load a modified artifact" in refused.json()["detail"][0]["msg"]
     assert _predict(client, keys, EXAMPLE).json()["model"]["version"] == before
     model_file.write_bytes(original)
-    promoted = client.post(f"/v1/models/{new}/promote", headers=_auth(keys, "admin"))
+    promoted = client.post(f"/v1/models/{new}/promote", headers=_auth(keys, "network"))
     assert promoted.json() == {"champion": new, "previous": before}
     assert _predict(client, keys, EXAMPLE).json()["model"]["version"] == new
     assert (
-        client.post(f"/v1/models/{before}/promote", headers=_auth(keys, "admin")).status_code == 200
+        client.post(f"/v1/models/{before}/promote", headers=_auth(keys, "network")).status_code
+        == 200
     )
 
 

@@ -114,8 +114,13 @@ def test_clinician_journey(browser: Browser, server: Server) -> None:
     assert row.evaluate(style) != other.evaluate(style)
     page.screenshot(path=str(SHOTS / "caseload-acknowledged.png"), full_page=True)
 
+    copied = [c for c in context.cookies() if c.get("name") == "drk_ui_session"]
+    assert len(copied) == 1
     page.get_by_role("button", name="Log out").click()
     expect(page).to_have_url(f"{server.url}/ui/login")
+    page.goto(f"{server.url}/ui/caseload")
+    expect(page).to_have_url(LOGIN)
+    context.add_cookies(copied)  # the cookie from before, put back: the session is over
     page.goto(f"{server.url}/ui/caseload")
     expect(page).to_have_url(LOGIN)
     assert errors == []

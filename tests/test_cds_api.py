@@ -188,13 +188,14 @@ class Cds:
             assert stored.status_code == 200, stored.text
 
 
-def _settings(database_url: str, folder: Path, keys: Keys) -> Settings:
+def _settings(database_url: str, folder: Path, keys: Keys, public_url: str = BASE) -> Settings:
     return Settings(
         models_dir=REPO / "models",
         database_url=database_url,
         pseudonym_key_file=folder / "pseudonym.key",
         cds_issuers_file=issuers_file(folder, keys),
         reload_seconds=0.0,
+        public_url=public_url,
     )
 
 
@@ -603,6 +604,43 @@ def test_token_for_another_audience_is_refused(cds: Cds) -> None:
     for aud in (DISCOVERY_URL, "https://risk.example/cds-services/dropout-risk"):
         token = sign(cds.keys.ec_a, aud)
         _refused(cds.call(hook_request("P-1"), token), "audience")
+
+
+OTHER_SERVICE = "https://other.example/cds-services/dropout-risk"
+FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "other.example"}
+
+
+def test_token_for_another_service_with_its_host_is_refused(cds: Cds) -> None:
+    """The audience is the configured URL: a token minted for another CDS service stays
+    refused when the call carries that service's Host (and forwarded headers), whether the
+    server reads them (an absolute https URL, as behind a proxy-aware server) or not."""
+    for url, headers in (
+        (OTHER_SERVICE, FORWARDED),
+        (SERVICE, {"Host": "other.example", **FORWARDED}),
+    ):
+        token = sign(cds.keys.ec_a, OTHER_SERVICE)
+        sent = {**bearer(token), **headers}
+        _refused(cds.client.post(url, json=hook_request("P-1"), headers=sent), "audience")
+    token = sign(cds.keys.ec_a, "https://other.example/cds-services")
+    discovery = cds.client.get("https://other.example/cds-services", headers=bearer(token))
+    _refused(discovery, "audience")
+
+
+def test_the_public_url_is_the_audience_and_the_card_link(
+    database_url: str, tmp_path: Path, keys: Keys
+) -> None:
+    public = "https://risk.clinic.example/dropout"
+    settings = _settings(database_url, tmp_path, keys, public_url=public + "/")
+    hook = hook_request("P-1", searchset(alliance_observations("P-1")))
+    with TestClient(create_app(settings)) as client:
+        accepted = client.post(
+            SERVICE, json=hook, headers=bearer(sign(keys.ec_a, public + SERVICE))
+        )
+        refused = client.post(SERVICE, json=hook, headers=bearer(sign(keys.ec_a, SERVICE_URL)))
+    assert accepted.status_code == 200, accepted.text
+    [card] = accepted.json()["cards"]
+    assert card["links"][0]["url"] == f"{public}/ui/clients/P-1"
+    _refused(refused, "audience")
 
 
 def test_unknown_issuer_is_refused(cds: Cds) -> None:

@@ -157,7 +157,7 @@ def test_connection_lost_mid_transaction_is_storage_unavailable(db_factory: Fact
 def test_migrations_create_exactly_the_models(db_factory: Factory) -> None:
     with db_factory() as s:
         context = MigrationContext.configure(s.connection())
-        assert context.get_current_revision() == "0001"
+        assert context.get_current_revision() == "0002"
         assert compare_metadata(context, Base.metadata) == []
 
 
@@ -178,7 +178,7 @@ def test_concurrent_upgrades_of_an_empty_database(empty_database_url: str) -> No
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn)
-            assert context.get_current_revision() == "0001"
+            assert context.get_current_revision() == "0002"
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()

@@ -92,6 +92,14 @@ class Api:
         return self.client.get(SEARCH, params={"subject": subject}, headers=self.auth(key))
 
 
+PUBLIC = "https://risk.clinic.example/dropout"  # DROPOUT_RISK_PUBLIC_URL, with a path prefix
+FOREIGN = {
+    "Host": "other.example",
+    "X-Forwarded-Host": "other.example",
+    "X-Forwarded-Proto": "https",
+}
+
+
 def _build(url: str, folder: Path) -> Iterator[Api]:
     keys = {
         "predict": create_key(url, "clinic-a", ["predict"]),
@@ -105,6 +113,7 @@ def _build(url: str, folder: Path) -> Iterator[Api]:
         pseudonym_key_file=folder / "pseudonym.key",
         cds_issuers_file=folder / "no-issuers.json",
         reload_seconds=0.0,
+        public_url=PUBLIC + "/",
     )
     with TestClient(create_app(settings)) as client:
         yield Api(client, keys, url)
@@ -349,15 +358,15 @@ def test_search_returns_the_latest_stored_risk_of_the_clinic(stored_api: Api) ->
     assert (coding["system"], coding["code"]) == (RISK_PROBABILITY, first["risk_level"])
     assert resource["method"]["coding"][0]["code"] == CHAMPION
     assert re.fullmatch(r"ra-\d+", resource["id"])
-    assert entry["fullUrl"] == f"http://testserver/fhir/r4/RiskAssessment/{resource['id']}"
+    assert entry["fullUrl"] == f"{PUBLIC}/fhir/r4/RiskAssessment/{resource['id']}"
     assert entry["search"] == {"mode": "match"}
     [link] = found["link"]
     assert link["relation"] == "self"
     self_url = urlsplit(link["url"])
     assert (self_url.scheme, self_url.netloc, self_url.path) == (
-        "http",
-        "testserver",
-        "/fhir/r4/RiskAssessment",
+        "https",
+        "risk.clinic.example",
+        "/dropout/fhir/r4/RiskAssessment",
     )
     assert parse_qs(self_url.query) == {"subject": ["Patient/X-1"]}
     stored = api.client.get("/v1/clients/X-1/risk", headers=api.auth("read_a")).json()
@@ -420,6 +429,35 @@ def test_search_needs_a_subject_and_a_read_key(api: Api) -> None:
 # --- metadata ------------------------------------------------------------------------------
 
 
+def test_metadata_never_reflects_a_foreign_host(api: Api) -> None:
+    """Host and X-Forwarded-* are the caller's to choose: the statement names the configured
+    URL whatever they say, and so does a searchset's self link."""
+    for response in (
+        api.client.get("/fhir/r4/metadata", headers=FOREIGN),
+        api.client.get("https://other.example/fhir/r4/metadata"),  # as a proxy-aware server
+    ):
+        assert response.json()["implementation"]["url"] == f"{PUBLIC}/fhir/r4"
+        assert "other.example" not in response.text
+    search = api.client.get(
+        SEARCH, params={"subject": "Patient/nobody"}, headers={**api.auth("read_a"), **FOREIGN}
+    )
+    assert search.json()["link"][0]["url"].startswith(f"{PUBLIC}/fhir/r4/RiskAssessment?")
+
+
+def test_metadata_without_a_public_url_names_the_bind_address(tmp_path: Path) -> None:
+    settings = Settings(
+        models_dir=REPO / "models",
+        database_url=f"sqlite:///{tmp_path / 'service.db'}",
+        pseudonym_key_file=tmp_path / "pseudonym.key",
+        cds_issuers_file=tmp_path / "no-issuers.json",
+        host="127.0.0.1",
+        port=8123,
+    )
+    with TestClient(create_app(settings)) as client:
+        body = client.get("/fhir/r4/metadata", headers=FOREIGN).json()
+    assert body["implementation"]["url"] == "http://127.0.0.1:8123/fhir/r4"
+
+
 def test_metadata_is_an_r4_capability_statement(api: Api) -> None:
     response = api.client.get("/fhir/r4/metadata")
     assert response.status_code == 200
@@ -430,7 +468,7 @@ def test_metadata_is_an_r4_capability_statement(api: Api) -> None:
     assert body["fhirVersion"] == "4.0.1"
     assert body["kind"] == "instance"
     assert "json" in body["format"]
-    assert body["implementation"]["url"] == "http://testserver/fhir/r4"
+    assert body["implementation"]["url"] == f"{PUBLIC}/fhir/r4"
     [rest] = body["rest"]
     assert rest["mode"] == "server"
     [resource] = [r for r in rest["resource"] if r["type"] == "RiskAssessment"]

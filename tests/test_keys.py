@@ -166,7 +166,11 @@ BAD_INPUT: list[tuple[str, Callable[[DbKeyStore], object], list[str]]] = [
     (
         "unknown scope",
         lambda s: s.create("a", "clinic", ["predict", "admin"]),
-        ["scopes", "'admin'", "not one of: predict, models:admin, clients:write, clients:read"],
+        [
+            "scopes",
+            "'admin'",
+            "not one of: predict, models:admin, models:network, clients:write, clients:read",
+        ],
     ),
     (
         "empty scopes",
@@ -254,7 +258,7 @@ def test_cli_create_prints_the_token_alone(url: str) -> None:
             "--tenant",
             "clinic-1",
             "--scopes",
-            "predict, models:admin",
+            "predict, models:network",
             "--database-url",
             url,
         ]
@@ -268,7 +272,7 @@ def test_cli_create_prints_the_token_alone(url: str) -> None:
     assert (key.name, key.tenant, key.scopes) == (
         "front desk",
         "clinic-1",
-        frozenset({"predict", "models:admin"}),
+        frozenset({"predict", "models:network"}),
     )
     assert key.key_id in err
     assert out[:-1] not in err

@@ -116,6 +116,7 @@ def serve(database_url: str, tmp_path: Path, models: Path, **settings: Any) -> I
         "a_read": create_key(database_url, A, ["clients:read"]),
         "predict": create_key(database_url, A, ["predict"]),
         "b": create_key(database_url, B, ["clients:read", "clients:write"]),
+        "t1": create_key(database_url, A, ["clients:read"], "T-1"),
     }
     key_file = tmp_path / "pseudonym.key"
     config = Settings(
@@ -514,6 +515,43 @@ def _four_clients(api: Api) -> dict[str, Any]:
         "lo": (0.1211, "low"),
     }
     return risks
+
+
+def test_a_therapists_key_sees_only_their_clients(api: Api) -> None:
+    """A key bound to T-1 sees T-1's clients on every route; T-2's answer exactly like a
+    client that does not exist, and its caseload may not name another therapist."""
+    _four_clients(api)
+    assert [c["client_id"] for c in api.caseload("t1")["clients"]] == ["hi-1", "lo"]
+    own = api.caseload("t1", therapist_id="T-1")
+    assert [c["client_id"] for c in own["clients"]] == ["hi-1", "lo"]
+    other = api.get("/v1/caseload", "t1", therapist_id="T-2")
+    assert other.status_code == 403
+    assert other.json()["detail"] == [
+        {
+            "loc": "query.therapist_id",
+            "msg": "therapist_id: value 'T-2' is not this key's therapist: a key bound to a "
+            "therapist sees only that therapist's clients",
+            "type": "other_therapist",
+        }
+    ]
+    assert api.risk("hi-1", "t1")["prediction"]["probability"] == 0.7333
+    assert [h["prediction"]["risk_level"] for h in api.history("lo", "t1")] == ["low"]
+    for path, method in (
+        ("/v1/clients/{}/risk", api.get),
+        ("/v1/clients/{}/risk/history", api.get),
+        ("/v1/clients/{}/flag/acknowledge", api.post),
+    ):
+        hidden, missing = method(path.format("hi-2"), who="t1"), method(path.format("zz"), who="t1")
+        assert (hidden.status_code, missing.status_code) == (404, 404), path
+        assert hidden.text == missing.text.replace("zz", "hi-2"), path
+    assert [c["acknowledged"] for c in api.caseload("a", therapist_id="T-2")["clients"]] == [
+        False,
+        False,
+    ]
+    search = api.get("/fhir/r4/RiskAssessment", "t1", subject="Patient/hi-2").json()
+    assert (search["total"], "entry" in search) == (0, False)
+    found = api.get("/fhir/r4/RiskAssessment", "t1", subject="Patient/hi-1").json()
+    assert found["entry"][0]["resource"]["subject"] == {"reference": "Patient/hi-1"}
 
 
 def test_caseload_order_fields_filters_and_pages(api: Api) -> None:

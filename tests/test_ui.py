@@ -25,14 +25,17 @@ import httpx2 as httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.routing import NoMatchFound
 
 import service.ui.routes
 from service.app import create_app
 from service.db import repository as repo
+from service.db import ui_sessions
 from service.db.engine import StorageUnavailable, normalise_url
 from service.db.keys import DbKeyStore
+from service.db.models import UiSessionRow
 from service.db.repository import PredictionRecord, SessionRecord
 from service.keys import ApiKey
 from service.observability import Pseudonymizer
@@ -47,6 +50,7 @@ from service.ui.session import (
     load_or_create_secret,
 )
 from tests.conftest import REPO, create_key, db_session
+from training.cli import run
 
 A, B = "clinic-a", "clinic-b"
 PERSON = {"age": 30, "gender": "female"}
@@ -253,10 +257,13 @@ def test_login_sets_a_signed_session_cookie_without_the_token(ui: Ui) -> None:
     assert token not in cookie
     assert token.split("_", 2)[2] not in cookie
     version, body, mac = value.split(".")
-    assert version == "v1"
+    assert version == "v2"
     assert len(base64.urlsafe_b64decode(mac + "=")) == 32
     payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    assert set(payload) == {"k", "c", "t", "e", "x"}
+    assert set(payload) == {"k", "c", "t", "e", "x", "s"}
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", payload["s"])  # the session id: 256 bits
+    # only its SHA-256 is stored, with the key and the cookie's own expiry
+    assert stored_sessions(ui) == [(ui_sessions.digest(payload["s"]), ui.key_id("a"))]
     assert (payload["k"], payload["c"], payload["t"]) == (ui.key_id("a"), A, None)
     assert before + SESSION_SECONDS - 5 <= payload["e"] <= time.time() + SESSION_SECONDS
     assert re.fullmatch(r"[0-9a-f]{32}", payload["x"])
@@ -337,15 +344,25 @@ def test_pages_without_a_session_redirect_to_login(ui: Ui) -> None:
 def test_database_away_is_a_503_page(ui: Ui, monkeypatch: pytest.MonkeyPatch) -> None:
     ui.signed_in("a")
 
-    def away(key_id: str) -> None:
+    page = ui.page("/ui/caseload")
+
+    def away(*args: str) -> None:
         raise StorageUnavailable("the database cannot be reached")
 
-    monkeypatch.setattr(ui.http.app.state.keys, "active", away)
+    for method in ("session_key", "end_session", "open_session"):
+        monkeypatch.setattr(ui.http.app.state.keys, method, away)
     response = ui.http.get("/ui/caseload", follow_redirects=False)
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     assert response.headers["content-security-policy"] == CSP
     assert "<h1>Service unavailable</h1>" in response.text
+    logout = ui.http.post("/ui/logout", data={"csrf_token": csrf(page)}, follow_redirects=False)
+    assert logout.status_code == 503  # not signed out: the cookie is kept, to try again
+    assert set_cookies(logout, SESSION_COOKIE) == []
+    ui.http.cookies.clear()
+    login = ui.login("a")
+    assert login.status_code == 503
+    assert set_cookies(login, SESSION_COOKIE) == []
 
 
 def test_login_returns_to_the_page_asked_for_and_only_to_this_view(ui: Ui) -> None:
@@ -430,7 +447,22 @@ def test_a_therapists_key_shows_their_clients_by_default(ui: Ui) -> None:
     assert row_ids(html) == ["hi", "lo"]
     assert 'name="therapist" type="text" value="T-1"' in html
     assert "Clinic clinic-a · Therapist T-1" in html
-    assert row_ids(ui.page("/ui/caseload?therapist=")) == ["hi", "mod", "lo"]  # whole clinic
+    assert "Your clients only" in html
+    assert row_ids(ui.page("/ui/caseload?therapist=")) == ["hi", "lo"]  # never the clinic
+    assert row_ids(ui.page("/ui/caseload?therapist=T-1")) == ["hi", "lo"]
+
+
+def test_a_therapists_key_sees_no_other_therapists_client(ui: Ui) -> None:
+    """T-2's client "mod" is, to T-1's key, a client that does not exist."""
+    ui.signed_in("t1")
+    assert "mod" not in ui.page("/ui/caseload?therapist=T-2", 403)
+    assert ui.page("/ui/clients/mod", 404) == ui.page("/ui/clients/nobody", 404)
+    page = ui.page("/ui/clients/hi")
+    ack = ui.http.post(
+        "/ui/clients/mod/acknowledge", data={"csrf_token": csrf(page)}, follow_redirects=False
+    )
+    assert ack.status_code == 404
+    assert ui.api("GET", "/v1/clients/mod/risk", "writer")["acknowledged"] is False
 
 
 def test_caseload_pages(ui: Ui) -> None:
@@ -599,12 +631,14 @@ def test_expired_tampered_and_foreign_cookies_go_to_login(ui: Ui) -> None:
     past = SessionSigner(ui.secret_file, clock=lambda: time.time() - SESSION_SECONDS - 1)
     expired, _ = past.issue(key)
     foreign, _ = SessionSigner(ui.secret_file.with_name("other.key")).issue(key)
+    unstored, _ = SessionSigner(ui.secret_file).issue(key)  # well signed, never opened
     version, body, mac = good.split(".")
     payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     longer = base64.urlsafe_b64encode(json.dumps({**payload, "e": payload["e"] + 10**6}).encode())
     tampered = {
         "expired": expired,
         "foreign": foreign,
+        "unstored": unstored,
         "payload": f"{version}.{longer.decode().rstrip('=')}.{mac}",
         "mac": f"{version}.{body}.{mac[:-3]}AAA",
         "garbage": "v1.%%%.%%%",
@@ -636,6 +670,56 @@ def test_logout_needs_csrf_and_clears_the_cookie(ui: Ui) -> None:
     assert ui.http.get("/ui/caseload", follow_redirects=False).status_code == 303
 
 
+def test_a_copied_cookie_is_refused_after_logout(ui: Ui) -> None:
+    ui.signed_in("a")
+    copied = ui.session_value()
+    page = ui.page("/ui/caseload")
+    signed_out = ui.http.post("/ui/logout", data={"csrf_token": csrf(page)}, follow_redirects=False)
+    assert signed_out.status_code == 303
+    assert stored_sessions(ui) == []
+    ui.http.cookies.set(SESSION_COOKIE, copied, domain="testserver.local", path="/ui")
+    for path in ("/ui/caseload", "/ui/clients/hi"):
+        response = ui.http.get(path, follow_redirects=False)
+        assert response.status_code == 303, path
+        assert response.headers["location"].startswith("/ui/login"), path
+    ui.http.cookies.set(SESSION_COOKIE, copied, domain="testserver.local", path="/ui")
+    ack = ui.http.post(
+        "/ui/clients/hi/acknowledge", data={"csrf_token": csrf(page)}, follow_redirects=False
+    )
+    assert (ack.status_code, ack.headers["location"]) == (303, "/ui/login")
+    assert ui.api("GET", "/v1/clients/hi/risk", "writer")["acknowledged"] is False
+
+
+def test_a_cross_site_logout_has_no_effect(ui: Ui) -> None:
+    """Another site can make the browser post to /ui/logout, cookie included, but cannot
+    read the form's CSRF token: without it the session stays open."""
+    ui.signed_in("a")
+    before = stored_sessions(ui)
+    for data in ({}, {"csrf_token": ""}, {"csrf_token": "forged"}):
+        refused = ui.http.post("/ui/logout", data=data, follow_redirects=False)
+        assert refused.status_code == 403, data
+        assert set_cookies(refused, SESSION_COOKIE) == []
+    json_post = ui.http.post("/ui/logout", json={"csrf_token": "x"}, follow_redirects=False)
+    assert json_post.status_code == 403
+    assert stored_sessions(ui) == before != []
+    assert ui.http.get("/ui/caseload", follow_redirects=False).status_code == 200
+
+
+def test_revoking_the_key_with_the_cli_ends_its_sessions(ui: Ui) -> None:
+    ui.signed_in("a")
+    other = TestClient(ui.http.app, base_url="http://testserver.local")
+    second = Ui(other, ui.url, ui.tokens, {}, ui.pseudonym, ui.secret_file)
+    second.signed_in("a")
+    third = TestClient(ui.http.app, base_url="http://testserver.local")
+    Ui(third, ui.url, ui.tokens, {}, ui.pseudonym, ui.secret_file).signed_in("t1")
+    assert sorted(k for _, k in stored_sessions(ui)) == sorted(
+        [ui.key_id("a"), ui.key_id("a"), ui.key_id("t1")]
+    )
+    assert run(["keys", "revoke", ui.key_id("a"), "--database-url", ui.url]) == 0
+    assert [k for _, k in stored_sessions(ui)] == [ui.key_id("t1")]
+    assert ui.http.get("/ui/caseload", follow_redirects=False).status_code == 303
+
+
 def test_revoking_the_key_ends_the_session(ui: Ui) -> None:
     ui.signed_in("a")
     assert ui.http.get("/ui/caseload", follow_redirects=False).status_code == 200
@@ -647,6 +731,13 @@ def test_revoking_the_key_ends_the_session(ui: Ui) -> None:
         assert response.status_code == 303
         assert response.headers["location"].startswith("/ui/login")
     assert ui.login("a").status_code == 401
+
+
+def stored_sessions(ui: Ui) -> list[tuple[str, str]]:
+    """(SHA-256 of the session id, key id) of every open clinician view session."""
+    with ui.db() as s:
+        rows = s.execute(select(UiSessionRow.id_sha256, UiSessionRow.key_id)).all()
+    return sorted((row[0], row[1]) for row in rows)
 
 
 # --- headers and resources ------------------------------------------------------------------

@@ -371,9 +371,9 @@ def serve(
 ) -> None:
     """Run the prediction API (service.app:app) with uvicorn; options override settings."""
     from service.serve import run_server
-    from service.settings import Settings
+    from service.settings import load_settings
 
-    settings = Settings()
+    settings = load_settings()  # a bad DROPOUT_RISK_* variable: exit 2 naming it
     run_server(
         host or settings.host,
         port or settings.port,

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.db import ui_sessions
 from service.db.engine import StorageUnavailable, session_scope
 from service.db.models import ApiKeyRow
 from service.db.repository import ensure_clinic
@@ -147,6 +148,25 @@ class DbKeyStore:
                 return None
             return _api_key(row)
 
+    def open_session(self, session_id: str, key_id: str, expires_at: datetime) -> None:
+        """Record a clinician view session opened with the key (service.db.ui_sessions)."""
+        with session_scope(self.factory) as s:
+            ui_sessions.open_session(s, session_id, key_id, expires_at)
+
+    def session_key(self, session_id: str, key_id: str) -> ApiKey | None:
+        """The key of a live session, asked afresh on every page (never cached): None once
+        the session was ended, expired or its key revoked."""
+        if self._prepare is not None:
+            self._prepare()
+        with session_scope(self.factory) as s:
+            row = ui_sessions.session_key(s, session_id, key_id)
+            return None if row is None else _api_key(row)
+
+    def end_session(self, session_id: str) -> None:
+        """Sign-out: the session's cookie, even copied, opens nothing any more."""
+        with session_scope(self.factory) as s:
+            ui_sessions.end_session(s, session_id)
+
     def cached(self, token: str) -> tuple[bool, ApiKey | None]:
         """(found, key) from memory alone: a request checks this on the event loop and
         calls `verify` (which may query the database) in a thread only when not found."""
@@ -165,7 +185,8 @@ class DbKeyStore:
             return [_api_key(row) for row in rows]
 
     def revoke(self, key_id: str) -> None:
-        """Revoke a key: this process stops accepting it at once, others within cache_seconds.
+        """Revoke a key: this process stops accepting it at once, others within cache_seconds;
+        its clinician view sessions end at once everywhere.
 
         Raises:
             KeyStoreError: no such key, or it was already revoked.
@@ -181,6 +202,7 @@ class DbKeyStore:
                 revoked = row.revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ")
                 raise KeyStoreError(f"key_id: value {key_id!r} was already revoked at {revoked}")
             row.revoked_at = datetime.now(UTC)
+            ui_sessions.end_sessions_of(s, key_id)  # in the same transaction as the revocation
         self._forget(key_id)
 
     def _lookup(self, key_id: str, secret_sha256: str) -> ApiKey | None:

@@ -199,3 +199,19 @@ class CdsJti(Base):
     iss: Mapped[str] = mapped_column(String(255), primary_key=True)
     jti: Mapped[str] = mapped_column(String(255), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class UiSessionRow(Base):
+    """A signed-in clinician view session. Only the SHA-256 of its random id is stored (the
+    id lives in the browser's signed cookie): a page is served only while this row exists,
+    so sign-out and key revocation end the session at once, on every worker."""
+
+    __tablename__ = "ui_sessions"
+    __table_args__ = (
+        Index("ix_ui_sessions_key_id", "key_id"),
+        Index("ix_ui_sessions_expires_at", "expires_at"),
+    )
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(12), ForeignKey("api_keys.key_id"))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)

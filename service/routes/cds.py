@@ -51,12 +51,19 @@ def _jti_store(storage: Storage) -> Callable[[str, str, datetime], bool]:
     return remember
 
 
-def caller(request: Request) -> cds.CdsCaller:
-    """The verified caller; the audience is the URL the EHR called (CDS Hooks 2.0)."""
-    audience = str(request.url.replace(query=None))
+def _base_url(request: Request) -> str:
+    """The service's configured base URL (settings.base_url), never the request's Host."""
+    base: str = request.app.state.settings.base_url
+    return base
+
+
+def caller(request: Request, path: str) -> cds.CdsCaller:
+    """The verified caller. The audience is this service's URL for `path` (CDS Hooks 2.0),
+    built from the configured base URL: from the request's Host, a token minted for another
+    service would pass when sent with that service's Host header."""
     return cds.verify_client_jwt(
         _bearer(request),
-        audience,
+        _base_url(request) + path,
         request.app.state.cds_issuers,
         _jti_store(request.app.state.storage),
     )
@@ -65,20 +72,23 @@ def caller(request: Request) -> cds.CdsCaller:
 @router.get("")
 def discovery(request: Request) -> Response:
     """The services this endpoint offers (the JWT is checked here too)."""
-    caller(request)
+    caller(request, router.prefix)
     return _json(cds.discovery())
+
+
+PATIENT_VIEW = f"{router.prefix}/{cds.SERVICE_ID}"
 
 
 @router.post(f"/{cds.SERVICE_ID}")
 async def patient_view(request: Request, db: Db, audit: Audit) -> Response:
     """At most one card: the patient's dropout risk, its main reason and what to do."""
-    who = await _run(caller, request)
+    who = await _run(caller, request, PATIENT_VIEW)
     hook = await json_body(request, cds.HookRequest)
     model = current_model(request)
     result = await _run(_result, db, audit, who, hook, model, request.app.state.settings)
     if result is None:
         return _json(cds.cards_response([]))
-    link = f"{request.base_url}ui/clients/{hook.context.patientId}"
+    link = f"{_base_url(request)}/ui/clients/{hook.context.patientId}"
     return _json(cds.cards_response([cds.card(result, link, str(uuid.uuid4()))]))
 
 

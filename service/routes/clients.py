@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
+from service import access
 from service.auth import ReadKey, WriteKey
 from service.db import repository as repo
 from service.keys import ApiKey
@@ -139,7 +140,7 @@ def get_risk(client_id: ClientId, key: ReadKey, db: Db, audit: Audit) -> Any:
     """The latest stored risk, with its factors and suggested actions."""
     who = actor(key)
     with db.session() as s:
-        require_client(s, who.clinic, client_id)
+        access.require_client_of(s, key, client_id)
         record = repo.latest_prediction(s, who.clinic, client_id)
         if record is None:
             raise NoRiskYet(f"client {client_id!r} has no risk yet: no session at a landmark")
@@ -160,7 +161,7 @@ def get_risk_history(
     """Every stored risk of the client, newest first."""
     who = actor(key)
     with db.session() as s:
-        require_client(s, who.clinic, client_id)
+        access.require_client_of(s, key, client_id)
         records = repo.prediction_history(s, who.clinic, client_id, limit)
         audit(s, who, "risk.history", client_id)
     return {"client_id": client_id, "history": [stored_risk(r) for r in records]}
@@ -177,11 +178,13 @@ def get_caseload(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Any:
-    """The clinic's clients with a stored risk, highest first, one page at a time."""
+    """The clinic's clients with a stored risk, highest first, one page at a time; a
+    therapist's key lists that therapist's (another `therapist_id` is a 403)."""
     who = actor(key)
+    therapist = access.caseload_therapist(key, therapist_id)
     with db.session() as s:
         rows, total = repo.caseload(
-            s, who.clinic, therapist_id, min_level, acknowledged, limit, offset
+            s, who.clinic, therapist, min_level, acknowledged, limit, offset
         )
         for row in rows:  # each client shown is a read of that client's data
             audit(s, who, "caseload.read", row.client_id, row.model_version)
@@ -218,7 +221,7 @@ def acknowledge(client_id: ClientId, key: ReadKey, db: Db, audit: Audit) -> Any:
     """A clinician has seen the flag: it stays quiet until a new session changes the level."""
     who = actor(key)
     with db.session() as s:
-        require_client(s, who.clinic, client_id)
+        access.require_client_of(s, key, client_id)
         ack = repo.acknowledge(s, who.clinic, client_id, who.name)
         if ack is None:
             raise NoRiskYet(f"client {client_id!r} has no risk yet to acknowledge")

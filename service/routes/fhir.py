@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic_core import to_json
 
-from service import fhir
+from service import access, fhir
 from service.auth import PredictKey, ReadKey
 from service.body import raw_json
 from service.db import repository as repo
@@ -24,6 +24,13 @@ FHIR_JSON = "application/fhir+json"
 SUBJECT = Query(pattern=rf"^Patient/{ID_PATTERN[1:-1]}$", max_length=72)
 
 
+def _endpoint(request: Request) -> str:
+    """This FHIR endpoint's URL, from the configured base URL (settings.base_url): never
+    from the request's Host or X-Forwarded-* headers, which the caller chooses."""
+    base: str = request.app.state.settings.base_url
+    return base + router.prefix
+
+
 def _fhir(body: dict[str, Any], status: int = 200) -> Response:
     return Response(to_json(body), status_code=status, media_type=FHIR_JSON)
 
@@ -31,7 +38,7 @@ def _fhir(body: dict[str, Any], status: int = 200) -> Response:
 @router.get("/metadata")
 async def metadata(request: Request) -> Response:
     """The CapabilityStatement: what this FHIR endpoint supports."""
-    return _fhir(fhir.capability_statement(str(request.base_url) + "fhir/r4", "1"))
+    return _fhir(fhir.capability_statement(_endpoint(request), "1"))
 
 
 @router.post("/RiskAssessment/$predict", responses=ERRORS)
@@ -57,12 +64,14 @@ def search(
     subject: Annotated[str, SUBJECT],
 ) -> Response:
     """The stored latest RiskAssessment of a patient of the caller's clinic, as a searchset
-    Bundle (empty when the patient has no stored risk or is not a client of the clinic)."""
+    Bundle (empty when the patient has no stored risk or is not a client the key may see:
+    of another clinic, or of another therapist for a therapist's key)."""
     who = actor(key)
     client_id = subject.removeprefix("Patient/")
     found: list[dict[str, Any]] = []
     with db.session() as s:
-        record = repo.latest_prediction(s, who.clinic, client_id)
+        visible = access.client_of(s, key, client_id) is not None
+        record = repo.latest_prediction(s, who.clinic, client_id) if visible else None
         if record is not None:
             found.append(
                 fhir.risk_assessment(
@@ -70,4 +79,5 @@ def search(
                 )
             )
             audit(s, who, "fhir.risk.read", client_id, record.model_version)
-    return _fhir(fhir.searchset(found, str(request.url)))
+    query = f"?{request.url.query}" if request.url.query else ""
+    return _fhir(fhir.searchset(found, f"{_endpoint(request)}/RiskAssessment{query}"))

@@ -1,4 +1,5 @@
-"""Model registry endpoints: list, describe the one serving, promote (admin scope)."""
+"""Model registry endpoints: list and describe the one serving (predict or models:admin),
+promote (models:network: the champion is served to every clinic)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Path, Request
 
-from service.auth import AdminKey, PredictKey
+from service.auth import ModelsReadKey, NetworkKey
 from service.model_store import ModelStore
 from service.routes.predictions import ERRORS, Model
 from service.schemas import ErrorOut, ModelInfoOut, ModelsOut, PromotedOut
@@ -16,7 +17,7 @@ VERSION = Path(pattern=r"^[A-Za-z0-9._-]{1,64}$", max_length=64)
 
 
 @router.get("", response_model=ModelsOut, responses=ERRORS)
-async def list_models(request: Request, key: PredictKey) -> Any:
+async def list_models(request: Request, key: ModelsReadKey) -> Any:
     """Registered versions and the champion."""
     store: ModelStore = request.app.state.models
     data = store.registry.read()
@@ -34,7 +35,7 @@ async def list_models(request: Request, key: PredictKey) -> Any:
 
 
 @router.get("/current", response_model=ModelInfoOut, responses=ERRORS)
-async def current(model: Model, key: PredictKey) -> Any:
+async def current(model: Model, key: ModelsReadKey) -> Any:
     """The model answering on this worker now."""
     meta = model.metadata
     return {k: meta[k] for k in ModelInfoOut.model_fields}
@@ -45,7 +46,7 @@ async def current(model: Model, key: PredictKey) -> Any:
     response_model=PromotedOut,
     responses={**ERRORS, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}},
 )
-async def promote(request: Request, key: AdminKey, version: str = VERSION) -> Any:
+async def promote(request: Request, key: NetworkKey, version: str = VERSION) -> Any:
     """Make a registered version the champion. It is verified first; a version that fails
     its integrity check is refused (409) and the current one keeps serving."""
     store: ModelStore = request.app.state.models

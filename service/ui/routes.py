@@ -17,6 +17,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Receive, Scope, Send
 
+from service import access
 from service.db import repository as repo
 from service.db.engine import StorageUnavailable
 from service.db.keys import DbKeyStore
@@ -199,10 +201,11 @@ def _cookie_session(request: Request) -> UiSession | None:
 
 
 def _active(request: Request, session: UiSession) -> Viewer | None:
-    """The viewer if the session's key is still active, of the same clinic, and may read
-    client records; None ends the session. Queries the database: call in a thread."""
+    """The viewer if the session is still open (not signed out, not expired) and its key
+    still active, of the same clinic, and may read client records; None ends the session.
+    Queries the database: call in a thread."""
     keys: DbKeyStore = request.app.state.keys
-    key = keys.active(session.key_id)
+    key = keys.session_key(session.session_id, session.key_id)
     if key is None or key.tenant != session.clinic or SCOPE not in key.scopes:
         return None
     return Viewer(key, session, _signer(request).csrf_token(session))
@@ -305,10 +308,7 @@ async def login(request: Request) -> Response:
     try:
         key = await run_in_threadpool(verified)
     except StorageUnavailable:
-        message = "The service cannot reach its database. Please try again in a minute."
-        response = _login_page(request, 503, message, next_path)
-        response.headers["Retry-After"] = "5"
-        return response
+        return _login_unavailable(request, next_path)
     if key is None:
         message = "This access key was not accepted. Check it and try again."
         return _login_page(request, 401, message, next_path)
@@ -318,24 +318,44 @@ async def login(request: Request) -> Response:
             "administrator for a key with the clients:read scope."
         )
         return _login_page(request, 403, message, next_path)
-    value, _ = signer.issue(key)
+    value, session = signer.issue(key)
+    expires_at = datetime.fromtimestamp(session.expires, UTC)
+    try:
+        await run_in_threadpool(keys.open_session, session.session_id, key.key_id, expires_at)
+    except StorageUnavailable:
+        return _login_unavailable(request, next_path)
     signed_in = RedirectResponse(_safe_next(next_path) or "/ui/caseload", status_code=303)
     _set_cookie(signed_in, request, SESSION_COOKIE, value, SESSION_SECONDS)
     _clear_cookie(signed_in, request, LOGIN_COOKIE)
     return signed_in
 
 
+def _login_unavailable(request: Request, next_path: str | None) -> Response:
+    message = "The service cannot reach its database. Please try again in a minute."
+    response = _login_page(request, 503, message, next_path)
+    response.headers["Retry-After"] = "5"
+    return response
+
+
 @router.post("/logout", name="ui_logout")
 async def logout(request: Request) -> Response:
+    """End the session in the database (a copy of the cookie opens nothing afterwards) and
+    clear the cookie. A CSRF-protected form: another site cannot sign a clinician out."""
     session = _cookie_session(request)
     if session is None:
         return _to_login(request, ended=True)
     form = await _form(request)
     if not _signer(request).check_csrf(session, form.get("csrf_token")):
         return _error(403)
-    response = RedirectResponse("/ui/login", status_code=303)
-    _clear_cookie(response, request, SESSION_COOKIE)
-    return response
+    keys: DbKeyStore = request.app.state.keys
+
+    def work() -> Response:
+        keys.end_session(session.session_id)
+        response = RedirectResponse("/ui/login", status_code=303)
+        _clear_cookie(response, request, SESSION_COOKIE)
+        return response
+
+    return await _in_thread(request, work)
 
 
 @router.get("/static/ui.css", name="ui_css")
@@ -375,21 +395,21 @@ def _int(text: str | None, default: int, low: int, high: int) -> int:
     return min(max(int(text), low), high)
 
 
-def _filters(params: Any, own_therapist: str | None) -> Filters | None:
+def _filters(params: Any, key: ApiKey) -> Filters | None:
     """The caseload's filters from the query string; None if the therapist id is invalid.
 
-    Without a `therapist` parameter a therapist's key shows that therapist's clients; an
-    empty one shows the whole clinic. Unknown levels and bad numbers fall back to defaults.
+    An empty `therapist` shows the whole clinic to a clinic-wide key; a therapist's key
+    always shows that therapist's clients, and naming another therapist raises
+    OtherTherapist (service.access, as in the JSON API). Unknown levels and bad numbers
+    fall back to defaults.
     """
     level = params.get("min_level") or None
     if level not in repo.LEVELS:
         level = None
-    if "therapist" in params:
-        therapist = params.get("therapist", "").strip() or None
-    else:
-        therapist = own_therapist
-    if therapist is not None and not _ID_RE.fullmatch(therapist):
+    asked = params.get("therapist", "").strip() or None
+    if asked is not None and not _ID_RE.fullmatch(asked):
         return None
+    therapist = access.caseload_therapist(key, asked)
     acknowledged = {"yes": True, "no": False}.get(params.get("acknowledged", ""))
     limit = _int(params.get("limit"), PAGE_SIZE, 1, MAX_PAGE_SIZE)
     page = _int(params.get("page"), 1, 1, MAX_OFFSET // limit + 1)
@@ -444,7 +464,10 @@ async def caseload(request: Request) -> Response:
         viewer = _active(request, session)
         if viewer is None:
             return _to_login(request, ended=True)
-        filters = _filters(request.query_params, viewer.therapist_id)
+        try:
+            filters = _filters(request.query_params, viewer.key)
+        except access.OtherTherapist:
+            return _error(403, viewer)
         if filters is None:
             return _error(400, viewer)
         offset = (filters.page - 1) * filters.limit
@@ -501,7 +524,7 @@ async def client_page(request: Request, client_id: str) -> Response:
         if not _ID_RE.fullmatch(client_id):
             return _error(404, viewer)
         with _storage(request).session() as s:
-            client = repo.get_client(s, viewer.clinic, client_id)
+            client = access.client_of(s, viewer.key, client_id)
             if client is None:
                 return _error(404, viewer)
             records = repo.get_sessions(s, viewer.clinic, client_id)
@@ -547,7 +570,7 @@ async def acknowledge(request: Request, client_id: str) -> Response:
         if not _ID_RE.fullmatch(client_id):
             return _error(404, viewer)
         with _storage(request).session() as s:
-            if repo.get_client(s, viewer.clinic, client_id) is None:
+            if access.client_of(s, viewer.key, client_id) is None:
                 return _error(404, viewer)
             ack = repo.acknowledge(s, viewer.clinic, client_id, viewer.actor.name)
             if ack is None:

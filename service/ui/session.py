@@ -1,10 +1,12 @@
 """Browser sessions of the clinician view: signed cookies and CSRF tokens.
 
-A session cookie holds who signed in (key id, clinic, therapist), when the session ends and
-a random per-session CSRF secret, signed with HMAC-SHA256 under a 32-byte installation
-secret kept in a file (created on first use, owner-only, like the pseudonym key). It never
-holds the API token: the token is checked once at sign-in, and each page then asks the key
-store whether the key is still active, so revoking the key ends every session made with it.
+A session cookie holds who signed in (key id, clinic, therapist), when the session ends, a
+random session id and a random per-session CSRF secret, signed with HMAC-SHA256 under a
+32-byte installation secret kept in a file (created on first use, owner-only, like the
+pseudonym key). It never holds the API token: the token is checked once at sign-in. The
+session id's SHA-256 is stored in the database (service.db.ui_sessions) and each page asks
+for it and the key afresh, so signing out or revoking the key ends the session at once,
+even for a copy of the cookie: a signature alone cannot be taken back.
 
 CSRF: every state-changing form carries a token derived from the session's CSRF secret
 (HMAC under the installation secret), compared in constant time. The sign-in form has no
@@ -34,7 +36,7 @@ LOGIN_COOKIE = "drk_ui_login"
 SESSION_SECONDS = 8 * 60 * 60
 LOGIN_SECONDS = 60 * 60  # how long a sign-in form stays usable
 COOKIE_PATH = "/ui"
-_VERSION = "v1"
+_VERSION = "v2"  # v2: the session id (v1 cookies, without one, are refused)
 _MAX_COOKIE = 1024  # a real session cookie is about 250 characters
 _SECRET_BYTES = 32
 
@@ -51,6 +53,7 @@ class UiSession:
     therapist_id: str | None
     expires: int
     csrf_secret: str
+    session_id: str  # 256 random bits; the database holds its SHA-256
 
 
 def _b64(data: bytes) -> str:
@@ -81,6 +84,7 @@ class SessionSigner:
             therapist_id=key.therapist_id,
             expires=int(self._clock()) + SESSION_SECONDS,
             csrf_secret=secrets.token_hex(16),
+            session_id=secrets.token_urlsafe(32),
         )
         payload = {
             "k": session.key_id,
@@ -88,6 +92,7 @@ class SessionSigner:
             "t": session.therapist_id,
             "e": session.expires,
             "x": session.csrf_secret,
+            "s": session.session_id,
         }
         body = _b64(json.dumps(payload, separators=(",", ":")).encode())
         signed = f"{_VERSION}.{body}"
@@ -145,11 +150,13 @@ def _session(payload: Any) -> UiSession | None:
     if not isinstance(payload, dict):
         return None
     key_id, clinic, therapist = payload.get("k"), payload.get("c"), payload.get("t")
-    expires, csrf = payload.get("e"), payload.get("x")
+    expires, csrf, session_id = payload.get("e"), payload.get("x"), payload.get("s")
     if not (isinstance(key_id, str) and isinstance(clinic, str) and isinstance(csrf, str)):
+        return None
+    if not isinstance(session_id, str):
         return None
     if not isinstance(expires, int) or isinstance(expires, bool):
         return None
     if therapist is not None and not isinstance(therapist, str):
         return None
-    return UiSession(key_id, clinic, therapist, expires, csrf)
+    return UiSession(key_id, clinic, therapist, expires, csrf, session_id)
