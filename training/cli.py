@@ -193,6 +193,14 @@ def train(
             "--thresholds", help="Fixed probability cut-offs MOD,HIGH instead of flag rates."
         ),
     ] = None,
+    allow_small: Annotated[
+        bool,
+        typer.Option(
+            "--allow-small",
+            help="Train even below the Riley et al. 2020 minimum sample size (recorded on the "
+            "model card).",
+        ),
+    ] = False,
 ) -> None:
     """Select, calibrate, evaluate and register a dropout model; prints its version last."""
     from training.registry import Registry
@@ -204,6 +212,7 @@ def train(
         seed=seed,
         flag_rates=_parse_pair(flag_rates, "--flag-rates"),
         thresholds=_parse_pair(thresholds, "--thresholds") if thresholds else None,
+        allow_small=allow_small,
     )
     started = time.perf_counter()
     warnings: list[str] = []
@@ -252,6 +261,12 @@ def _print_summary(meta: dict[str, Any], champion: bool, folder: Path, seconds: 
         f"(validation: high flags {th['validation']['high']['flag_rate']:.0%}, "
         f"sensitivity {th['validation']['high']['sensitivity']:.0%})",
     ]
+    size = meta.get("sample_size") or {}
+    if size and not size["met"]:
+        lines.append(
+            f"sample size BELOW the minimum: {size['development_clients']:,} development "
+            f"clients, {size['minimum']:,} needed (Riley et al. 2020; trained with --allow-small)"
+        )
     for row in meta["selection"]["candidates"]:
         lines.append(
             f"  candidate {row['estimator']:<24} {row['calibration']:<9} "

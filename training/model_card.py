@@ -34,9 +34,8 @@ REFERENCES = (
     "Saxon D, Barkham M, Foster A, Parry G. The contribution of therapist effects to patient "
     "dropout and deterioration in the psychological therapies. Clin Psychol Psychother "
     "2017;24(3):575-588.",
-    "Zantvoort K, Nacke B, Görlich D, Hornstein S, Jacobi C, Funk B. Estimation of minimal "
-    "data sets sizes for machine learning predictions in digital mental health interventions. "
-    "npj Digit Med 2024;7:361.",
+    "Riley RD, Ensor J, Snell KIE, et al. Calculating the sample size required for developing "
+    "a clinical prediction model. BMJ 2020;368:m441.",
 )
 
 
@@ -247,6 +246,26 @@ def _simulator_block(training: dict[str, Any]) -> str:
     return f"\n\nSimulator settings (for reproduction):\n\n```json\n{text}\n```"
 
 
+def _sample_size_text(meta: dict[str, Any]) -> str:
+    """The Riley et al. 2020 minimum the development data were checked against."""
+    size = _dict(meta.get("sample_size"))
+    if not size:
+        return f"Minimum sample size check: {NOT_RECORDED}."
+    criteria = "; ".join(f"{k}: {v:,}" for k, v in _dict(size.get("criteria")).items())
+    verdict = (
+        "met"
+        if size.get("met")
+        else "**NOT met: trained with --allow-small; expect overfitting and optimistic metrics**"
+    )
+    return (
+        f"Minimum sample size (Riley et al. 2020, BMJ 368:m441) for {size.get('parameters')} "
+        f"predictor parameters at prevalence {_pct(size.get('prevalence'))} and an anticipated "
+        f"Cox-Snell R² of {size.get('anticipated_r2_cox_snell', 0):.3f} (Nagelkerke "
+        f"{size.get('anticipated_r2_nagelkerke', 0):.2f}): {size.get('minimum', 0):,} development "
+        f"clients ({criteria}); {size.get('development_clients')} available: {verdict}."
+    )
+
+
 def _training_data(meta: dict[str, Any]) -> str:
     t = _training(meta)
     n_clients, rate = t.get("n_clients"), t.get("dropout_rate")
@@ -271,8 +290,7 @@ def _training_data(meta: dict[str, Any]) -> str:
 - **Sample size:** {n_clients if n_clients is not None else "n/a"} clients{events}, \
 {t.get("n_sessions", "n/a")} sessions, {t.get("n_examples", "n/a")} landmark examples; \
 {t.get("development_clients", "n/a")} development clients, {t.get("test_clients", "n/a")} \
-held out. Below about 300 cases performance is overstated; 500-1,000 are recommended \
-(Zantvoort et al. 2024).
+held out. {_sample_size_text(meta)}
 - **Outcome:** dropout = the client ended the episode unilaterally (label 1 in clients.csv; \
 0 = completed), as defined by the exporting service; known at the end of the episode and \
 predicted from the landmark sessions onwards. Dropout rate {_pct(rate)}.

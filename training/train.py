@@ -12,6 +12,7 @@ is left as it is, so probabilities stay calibrated (Bennemann et al. 2022; domai
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -53,6 +54,7 @@ from training.model import (
 from training.model_card import render_model_card
 from training.registry import METADATA_FILE, MODEL_FILE, Registry, sha256_of
 from training.report import render_report
+from training.sample_size import check_sample_size
 
 Step = Callable[[str], None]
 _GENDER_NAMES = {GENDER_FEMALE: "female", GENDER_MALE: "male", GENDER_OTHER: "other"}
@@ -69,6 +71,7 @@ class TrainConfig:
     flag_rates: tuple[float, float] = (0.40, 0.15)  # share flagged moderate-or-high, high
     thresholds: tuple[float, float] | None = None  # fixed (moderate, high) instead
     n_boot: int = 200
+    allow_small: bool = False  # train below the sample-size minimum (recorded in metadata)
 
 
 @dataclass
@@ -259,16 +262,16 @@ def train(
     step("building landmark features")
     data = labelled_examples(inputs.cohort, config.landmarks)
     owners = data.examples.row_client
-    test_client = _split_clients(
+    y_client = (
         inputs.cohort.clients.set_index("client_id")
         .reindex(data.client_ids)["dropout"]
-        .to_numpy(dtype=np.float64),
-        config.test_fraction,
-        config.seed,
+        .to_numpy(dtype=np.float64)
     )
+    test_client = _split_clients(y_client, config.test_fraction, config.seed)
     dev = np.flatnonzero(~test_client[owners])
     test = np.flatnonzero(test_client[owners])
     X = data.examples.X
+    size = check_sample_size(X[dev], y_client[np.unique(owners[dev])], config.allow_small)
     sel = select_model(X[dev], data.y[dev], owners[dev], config, step)
     name, method = sel.best
     step(f"fitting {name} with {method} calibration on all development clients")
@@ -287,6 +290,7 @@ def train(
     )
     step("writing the artifact, report and model card")
     meta = _metadata(inputs, data, dev, test, sel, thresholds, results, config)
+    meta["sample_size"] = dataclasses.asdict(size)
     return _write_artifact(registry, model, meta, eval_data, results, promote)
 
 
