@@ -83,6 +83,7 @@ class LabelledExamples:
     client_ids: npt.NDArray[np.object_]
     grid: SessionGrid
     therapist_volume: npt.NDArray[np.int64]
+    therapist: npt.NDArray[np.object_] | None = None  # per client, "" when unknown
 
     def eval_data(self, rows: npt.NDArray[np.int64], p: npt.NDArray[np.float64]) -> EvalData:
         owner = self.examples.row_client[rows]
@@ -97,6 +98,8 @@ class LabelledExamples:
             gender=gender[owner],
             age=self.grid.age[owner],
             therapist_volume=self.therapist_volume[owner],
+            therapist=None if self.therapist is None else self.therapist[owner],
+            features=self.examples.X[rows],
         )
 
 
@@ -107,13 +110,15 @@ def labelled_examples(cohort: Cohort, landmarks: tuple[int, ...]) -> LabelledExa
     label = clients["dropout"].to_numpy(dtype=np.float64)
     examples = landmark_examples(grid, landmarks)
     volume = np.zeros(len(ids), dtype=np.int64)
+    therapist = None
     if "therapist_id" in clients.columns:
         ther = cohort.clients["therapist_id"]
         counts = ther.map(ther.value_counts())
         per_client = pd.Series(counts.to_numpy(), index=cohort.clients["client_id"])
         volume = per_client.reindex(ids).fillna(0).to_numpy(dtype=np.int64)
+        therapist = clients["therapist_id"].astype("string").fillna("").to_numpy(dtype=object)
     y = label[examples.row_client].astype(np.int8)
-    return LabelledExamples(examples, y, ids, grid, volume)
+    return LabelledExamples(examples, y, ids, grid, volume, therapist)
 
 
 def _split_clients(
