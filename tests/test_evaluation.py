@@ -26,6 +26,7 @@ from training.evaluation import (
     net_benefit,
 )
 from training.features import FEATURES
+from training.strict_json import dumps
 
 # Positives score 0.35, 0.8, 0.9; negatives 0.1, 0.4, 0.35. Of the 9 pairs the positive wins
 # 7 and ties 1 (0.35 vs 0.35): AUC = 7.5 / 9.
@@ -388,3 +389,11 @@ def test_format_metric() -> None:
     )
     assert format_metric({"estimate": None, "ci95": [None, None]}) == "n/a"
     assert format_metric({"estimate": 0.5, "ci95": [None, None]}) == "0.500"
+
+
+def test_strict_json_turns_nan_into_null() -> None:
+    value = {"a": float("nan"), "b": [np.float64("inf"), 1.5, np.int64(3)], "c": (None, "x")}
+    text = dumps(value, indent=None)
+    assert json.loads(text) == {"a": None, "b": [None, 1.5, 3], "c": [None, "x"]}
+    assert "NaN" not in text
+    assert "Infinity" not in text

@@ -23,6 +23,7 @@ from service.db_cli import audit, db_app, demo, export
 from service.keys_cli import keys_app
 from training.contract import load_cohort
 from training.errors import DropoutRiskError
+from training.evaluation import TOO_FEW
 from training.simulate import SimulationParams, read_sidecar, write_cohort
 
 app = typer.Typer(
@@ -220,6 +221,7 @@ def train(
         cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
         inputs = TrainInputs(cohort, sessions, clients, read_sidecar(sessions.parent))
         result = run_training(inputs, Registry(models_dir), config, promote, step)
+    _print_baseline_warnings(result.metadata["metrics"])
     _print_summary(result.metadata, result.champion, result.folder, time.perf_counter() - started)
     out.print(result.version)
 
@@ -235,7 +237,17 @@ def _parse_landmarks(text: str) -> tuple[int, ...]:
     return values
 
 
+def _print_baseline_warnings(results: dict[str, Any]) -> None:
+    """Say first, on stderr, when a clinic rule does as well as the model (see the report)."""
+    from training.comparison import baseline_warnings
+
+    for line in baseline_warnings(results):
+        err.print(f"warning: {line}", markup=False)
+
+
 def _fmt(metric: dict[str, Any]) -> str:
+    if metric.get("too_few"):
+        return TOO_FEW
     est, (lo, hi) = metric["estimate"], metric["ci95"]
     if est is None:
         return "n/a"
@@ -299,6 +311,7 @@ def evaluate(
     with _warnings_shown(warnings), _steps("validating the cohort") as step:
         cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
         results = evaluate_cohort(models_dir, model, cohort, report_path, step)
+    _print_baseline_warnings(results)
     out.print(f"AUC {_fmt(results['overall']['auc'])}, Brier {_fmt(results['overall']['brier'])}")
     out.print(f"report {report_path}")
 

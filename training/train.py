@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -31,8 +30,10 @@ import sklearn
 from sklearn.base import clone
 from sklearn.model_selection import GroupKFold, cross_val_predict
 
+from training.baselines import fit_baselines
+from training.comparison import evaluate_with_baselines
 from training.contract import MEASURE_COLUMNS, Cohort
-from training.evaluation import EvalData, Thresholds, auc, brier, evaluate, level_stats, log_loss
+from training.evaluation import EvalData, Thresholds, auc, brier, level_stats, log_loss
 from training.features import (
     DEFAULT_LANDMARKS,
     FEATURES,
@@ -55,6 +56,7 @@ from training.model_card import render_model_card
 from training.registry import METADATA_FILE, MODEL_FILE, Registry, sha256_of
 from training.report import render_report
 from training.sample_size import check_sample_size
+from training.strict_json import dumps, to_strict
 
 Step = Callable[[str], None]
 _GENDER_NAMES = {GENDER_FEMALE: "female", GENDER_MALE: "male", GENDER_OTHER: "other"}
@@ -287,9 +289,10 @@ def train(
     step("evaluating on held-out clients")
     p_test = model.predict_proba(X[test])[:, 1]
     eval_data = data.eval_data(test, p_test)
-    results = evaluate(
+    results = evaluate_with_baselines(
         eval_data,
         Thresholds(thresholds["moderate"], thresholds["high"]),
+        fit_baselines(X[dev], data.y[dev]),
         n_boot=config.n_boot,
         seed=config.seed,
     )
@@ -363,7 +366,8 @@ def _write_artifact(
         sha = sha256_of(model_path)
         version = f"{meta['created_at'][:10].replace('-', '')}-{sha[:8]}"
         meta = {"version": version, "created_at": meta.pop("created_at"), "sha256": sha, **meta}
-        (staged / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        meta = to_strict(meta)
+        (staged / METADATA_FILE).write_text(dumps(meta) + "\n")
         (staged / "report.html").write_text(render_report(eval_data, results, meta))
         (staged / "model_card.md").write_text(render_model_card(meta))
         champion = registry.register(staged, meta, promote)
