@@ -56,6 +56,7 @@ from training.model_card import render_model_card
 from training.registry import METADATA_FILE, MODEL_FILE, Registry, sha256_of
 from training.report import render_report
 from training.sample_size import check_sample_size
+from training.specification import card_facts
 from training.strict_json import dumps, to_strict
 
 Step = Callable[[str], None]
@@ -299,6 +300,7 @@ def train(
     step("writing the artifact, report and model card")
     meta = _metadata(inputs, data, dev, test, sel, thresholds, results, config)
     meta["sample_size"] = dataclasses.asdict(size)
+    meta |= card_facts(model, X[dev], X[test])
     return _write_artifact(registry, model, meta, eval_data, results, promote)
 
 
