@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -338,9 +339,27 @@ def test_evaluate_on_the_training_cohort_beats_the_rules_and_reports_them(
     trained_registry: Path, small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert _evaluate(trained_registry, small_cohort, tmp_path / "eval.html") == 0
-    assert "does not beat" not in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "does not beat" not in captured.err
     html = (tmp_path / "eval.html").read_text()
     assert "Against the clinic rules" in html
+    rules = re.findall(
+        r"^rules +vs (.+?) \(([\d,]+) examples\): AUC (\d\.\d{3}) / (\d\.\d{3}); "
+        r"moderate \(.+?\) sensitivity .+; high \(.+?\) sensitivity .+$",
+        captured.out,
+        flags=re.M,
+    )
+    assert [r[0] for r in rules] == [
+        "last SRS < 36",
+        "any SRS < 36 so far",
+        "logistic on mean WAI-SR",
+    ]
+    for label, n, model_auc, rule_auc in rules:  # the CLI prints what the report tabulates
+        assert float(model_auc) > float(rule_auc)
+        cells = f'<td class="num">{n}</td><td class="num">{model_auc} vs {rule_auc}</td>'
+        assert cells in html, label
+    assert re.search(r"^cal\. k=1 +slope \d", captured.out, flags=re.M)
+    assert re.search(r"^cal\. pooled slope .+\(secondary\)$", captured.out, flags=re.M)
     assert "Instrument set" in html
     assert "percentile cluster bootstrap (200 replicates) over therapists" in html
 

@@ -245,6 +245,28 @@ def _print_baseline_warnings(results: dict[str, Any]) -> None:
         err.print(f"warning: {line}", markup=False)
 
 
+def _baseline_lines(results: dict[str, Any]) -> list[str]:
+    """The model against each clinic rule (model / rule), as in the report."""
+    from training.comparison import baseline_lines
+
+    return [f"rules       {line}" for line in baseline_lines(results)]
+
+
+def _calibration_lines(results: dict[str, Any]) -> list[str]:
+    """Calibration per landmark first; pooled figures are only a secondary line."""
+    lines = [
+        f"cal. k={row['landmark']:<3} slope {_fmt(row['calibration_slope'])}   "
+        f"intercept {_fmt(row['calibration_intercept'])}"
+        for row in results["per_landmark"]
+    ]
+    overall = results["overall"]
+    lines.append(
+        f"cal. pooled slope {_fmt(overall['calibration_slope'])}   "
+        f"intercept {_fmt(overall['calibration_intercept'])}  (secondary)"
+    )
+    return lines
+
+
 def _fmt(metric: dict[str, Any]) -> str:
     if metric.get("too_few"):
         return TOO_FEW
@@ -267,8 +289,8 @@ def _print_summary(meta: dict[str, Any], champion: bool, folder: Path, seconds: 
         f"(metrics with 95% cluster-bootstrap intervals)",
         f"AUC         {_fmt(overall['auc'])}",
         f"Brier       {_fmt(overall['brier'])}",
-        f"cal. slope  {_fmt(overall['calibration_slope'])}   "
-        f"intercept {_fmt(overall['calibration_intercept'])}",
+        *_calibration_lines(meta["metrics"]),
+        *_baseline_lines(meta["metrics"]),
         f"thresholds  moderate >= {th['moderate']:.3f}, high >= {th['high']:.3f}  "
         f"(validation: high flags {th['validation']['high']['flag_rate']:.0%}, "
         f"sensitivity {th['validation']['high']['sensitivity']:.0%})",
@@ -313,6 +335,8 @@ def evaluate(
         results = evaluate_cohort(models_dir, model, cohort, report_path, step)
     _print_baseline_warnings(results)
     out.print(f"AUC {_fmt(results['overall']['auc'])}, Brier {_fmt(results['overall']['brier'])}")
+    for line in _calibration_lines(results) + _baseline_lines(results):
+        out.print(line, markup=False)
     out.print(f"report {report_path}")
 
 

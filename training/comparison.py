@@ -154,3 +154,28 @@ def baseline_warnings(results: Mapping[str, Any]) -> list[str]:
                 "examples."
             )
     return lines
+
+
+def _pct(x: float | None) -> str:
+    return format_metric({"estimate": x, "ci95": []}, pct=True)
+
+
+def baseline_lines(results: Mapping[str, Any]) -> list[str]:
+    """One line per baseline for the command line: AUC, then sensitivity and PPV at each of
+    the model's flag rates, model first and rule second."""
+    comparison = results.get("baselines") or {}
+    rates: Mapping[str, float] = comparison.get("flag_rates") or {}
+    lines = []
+    for row in comparison.get("rules") or []:
+        model = format_metric({"estimate": row["model_auc"], "ci95": []})
+        rule = format_metric({"estimate": row["baseline_auc"], "ci95": []})
+        parts = [f"vs {row['label']} ({row['n_examples']:,} examples): AUC {model} / {rule}"]
+        for level, rate in rates.items():
+            fig = row["levels"][level]
+            parts.append(
+                f"{level} ({_pct(rate)} flagged) sensitivity "
+                f"{_pct(fig['model_sensitivity'])} / {_pct(fig['baseline_sensitivity'])}, "
+                f"PPV {_pct(fig['model_ppv'])} / {_pct(fig['baseline_ppv'])}"
+            )
+        lines.append("; ".join(parts))
+    return lines
