@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -12,7 +14,12 @@ from training.features import FEATURES
 from training.model import CalibratedModel, candidates, fit_calibrator
 from training.model_card import NETWORK_DEFAULT_STATEMENT, render_model_card
 from training.simulate import simulate
-from training.specification import model_specification, predictor_summary
+from training.specification import (
+    MISSING_SUFFIX,
+    Specification,
+    model_specification,
+    predictor_summary,
+)
 from training.train import labelled_examples
 
 FloatArray = npt.NDArray[np.float64]
@@ -31,43 +38,48 @@ def _fitted(name: str, method: str) -> CalibratedModel:
     return CalibratedModel(base, calibrator, method).fit(X, y)
 
 
-def _by_hand(spec: dict[str, object], X: FloatArray) -> FloatArray:
+def _by_hand(spec: Specification, X: FloatArray) -> FloatArray:
     """The card's formula, applied as a reader would: impute, add indicators, weigh, calibrate."""
-    z = np.full(X.shape[0], float(spec["intercept"]))  # type: ignore[arg-type]
-    for term in spec["terms"]:  # type: ignore[attr-defined]
-        name = term["term"]
-        if name.endswith(" is missing (0/1)"):
-            column = X[:, FEATURES.index(name.removesuffix(" is missing (0/1)"))]
-            z += term["weight"] * np.isnan(column)
+    assert spec.intercept is not None
+    z = np.full(X.shape[0], spec.intercept)
+    for term in spec.terms:
+        if term.imputed_with is None:
+            column = X[:, FEATURES.index(term.term.removesuffix(MISSING_SUFFIX))]
+            z += term.weight * np.isnan(column)
         else:
-            column = X[:, FEATURES.index(name)]
-            z += term["weight"] * np.where(np.isnan(column), term["imputed_with"], column)
+            column = X[:, FEATURES.index(term.term)]
+            z += term.weight * np.where(np.isnan(column), term.imputed_with, column)
     raw = 1.0 / (1.0 + np.exp(-z))
-    cal = spec["calibrator"]
-    logit = np.log(raw / (1.0 - raw))
-    p = 1.0 / (1.0 + np.exp(-(cal["a"] + cal["b"] * logit)))  # type: ignore[index]
-    floor = float(spec["probability_floor"])  # type: ignore[arg-type]
-    return np.clip(p, floor, 1.0 - floor)
+    a, b = spec.calibrator.a, spec.calibrator.b
+    assert a is not None
+    assert b is not None
+    p = 1.0 / (1.0 + np.exp(-(a + b * np.log(raw / (1.0 - raw)))))
+    return np.clip(p, spec.probability_floor, 1.0 - spec.probability_floor)
 
 
 def test_linear_specification_reproduces_the_model_by_hand() -> None:
     model = _fitted("logistic_regression", "sigmoid")
     spec = model_specification(model)
     X, _ = _rows()
-    assert spec["kind"] == "linear"
-    assert spec["calibrator"]["method"] == "sigmoid"
+    assert spec.kind == "linear"
+    assert spec.calibrator.method == "sigmoid"
     np.testing.assert_allclose(_by_hand(spec, X), model.predict_proba(X)[:, 1], rtol=1e-9)
+    card = render_model_card({"specification": dataclasses.asdict(spec)})
+    wai = next(t for t in spec.terms if t.term == "wai_mean")
+    assert wai.imputed_with is not None
+    assert f"| wai_mean | {wai.imputed_with:.4g} | {wai.weight:.6f} |" in card
+    assert f"Intercept {spec.intercept:.6f}." in card
+    assert f"with a = {spec.calibrator.a:.6f}, b = {spec.calibrator.b:.6f}" in card
 
 
 def test_tree_specification_lists_its_settings() -> None:
     model = _fitted("hist_gradient_boosting", "isotonic")
     spec = model_specification(model)
-    assert spec["kind"] == "tree ensemble"
-    assert spec["settings"]["max_leaf_nodes"] == 15
-    assert spec["trees"] == 120
-    knots = spec["calibrator"]
-    assert knots["knots_raw"] == pytest.approx(list(model.calibrator.X_thresholds_))
-    card = render_model_card({"specification": spec})
+    assert spec.kind == "tree ensemble"
+    assert spec.settings["max_leaf_nodes"] == 15
+    assert spec.trees == 120
+    assert spec.calibrator.knots_raw == pytest.approx(list(model.calibrator.X_thresholds_))
+    card = render_model_card({"specification": dataclasses.asdict(spec)})
     assert "HistGradientBoostingClassifier with 120 trees; learning_rate = 0.1" in card
 
 

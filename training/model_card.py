@@ -471,7 +471,7 @@ def _specification(meta: dict[str, Any]) -> str:
         parts.append(
             f"{spec.get('estimator', 'Tree ensemble')} with {spec.get('trees', 'n/a')} trees; "
             + ", ".join(f"{k} = {v}" for k, v in settings.items())
-            + f". {spec.get('note', '')}"
+            + f". {str(spec.get('formula', '')).capitalize()}."
         )
     calibrator = _dict(spec.get("calibrator"))
     if calibrator.get("method") == "sigmoid":
