@@ -397,3 +397,19 @@ def test_strict_json_turns_nan_into_null() -> None:
     assert json.loads(text) == {"a": None, "b": [None, 1.5, 3], "c": [None, "x"]}
     assert "NaN" not in text
     assert "Infinity" not in text
+
+
+def test_no_intervals_from_fewer_than_ten_clusters() -> None:
+    """Eight held-out clients of two therapists: estimates, but no interval pretending to be one."""
+    base = make_data(8, seed=18, rows_per_client=2)
+    therapist = np.array(["t1"] * 8 + ["t2"] * 8, dtype=object)
+    res = evaluate(replace(base, therapist=therapist), TH, n_boot=50, seed=0)
+    assert res["bootstrap"]["clusters"] == 2
+    assert res["bootstrap"]["replicates"] == 0
+    assert res["overall"]["brier"] == {
+        "estimate": pytest.approx(brier(base.y, base.p)),
+        "ci95": [None, None],
+    }
+    many = evaluate(make_data(10, seed=18, rows_per_client=2), TH, n_boot=50, seed=0)
+    assert many["bootstrap"]["replicates"] == 50
+    assert None not in many["overall"]["brier"]["ci95"]

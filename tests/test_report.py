@@ -314,3 +314,20 @@ def test_report_shows_the_rules_at_the_model_flag_rates() -> None:
     assert 'id="verdict"' not in html
     assert "Against the clinic rules" in html
     assert "last SRS &lt; 36" in html
+
+
+def test_rules_with_too_few_clients_give_no_verdict() -> None:
+    data, _ = _against_rules(model_knows_risk=False)
+    keep = np.flatnonzero(data.y == 0)[:200].tolist() + np.flatnonzero(data.y == 1)[:9].tolist()
+    rows = np.array(sorted(keep))
+    small = EvalData(
+        **{k: None if v is None else np.asarray(v)[rows] for k, v in vars(data).items()}
+    )
+    assert small.features is not None
+    results = evaluate_with_baselines(small, TH, fit_baselines(small.features, small.y), n_boot=0)
+    rules = results["baselines"]["rules"]
+    assert [r["too_few"] for r in rules] == [True, True, True]
+    assert all(r["model_beats_it"] is None and r["model_auc"] is None for r in rules)
+    html = render_report(small, results, _meta(simulated=False))
+    assert 'id="verdict"' not in html
+    assert '<td class="num">209</td><td class="num">too few clients</td>' in html

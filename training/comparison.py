@@ -29,7 +29,14 @@ from training.baselines import (
     at_flag_rate,
     at_threshold,
 )
-from training.evaluation import EvalData, Thresholds, evaluate, format_metric
+from training.evaluation import (
+    MIN_CLIENTS_PER_CLASS,
+    TOO_FEW,
+    EvalData,
+    Thresholds,
+    evaluate,
+    format_metric,
+)
 
 FloatArray = npt.NDArray[np.float64]
 LEVELS = ("moderate", "high")
@@ -57,9 +64,10 @@ class BaselineComparison:
     n_dropouts: int
     model_auc: float | None
     baseline_auc: float | None
-    model_beats_it: bool | None  # None when an AUC is undefined
+    model_beats_it: bool | None  # None when an AUC is undefined or too few clients
     levels: dict[str, LevelFigures]
     own_cutoff: dict[str, float | None] | None  # the SRS rule as applied: flag rate, sens, PPV
+    too_few: bool  # fewer than MIN_CLIENTS_PER_CLASS clients of an outcome: no figures
 
 
 def _finite(x: float) -> float | None:
@@ -76,11 +84,34 @@ def _level(rate: float, model: ScoreStats, baseline: ScoreStats) -> LevelFigures
     )
 
 
+def _too_few(y: FloatArray, client: npt.NDArray[np.str_]) -> bool:
+    """The evaluation module's rule: clients, not rows, of each outcome."""
+    return min(np.unique(client[y == v]).size for v in (0.0, 1.0)) < MIN_CLIENTS_PER_CLASS
+
+
 def _compare(
-    name: str, y: FloatArray, p: FloatArray, score: FloatArray, rates: Mapping[str, float]
+    name: str,
+    y: FloatArray,
+    p: FloatArray,
+    client: npt.NDArray[np.str_],
+    score: FloatArray,
+    rates: Mapping[str, float],
 ) -> BaselineComparison:
     applies = np.isfinite(score)
     y_rows, p_rows, s_rows = y[applies], p[applies], score[applies]
+    if _too_few(y_rows, client[applies]):
+        return BaselineComparison(
+            name=name,
+            label=LABELS[name],
+            n_examples=int(applies.sum()),
+            n_dropouts=int(y_rows.sum()),
+            model_auc=None,
+            baseline_auc=None,
+            model_beats_it=None,
+            levels={},
+            own_cutoff=None,
+            too_few=True,
+        )
     levels = {
         level: _level(rate, at_flag_rate(y_rows, p_rows, rate), at_flag_rate(y_rows, s_rows, rate))
         for level, rate in rates.items()
@@ -102,6 +133,7 @@ def _compare(
         model_beats_it=bool(model_auc > baseline_auc) if defined else None,
         levels=levels,
         own_cutoff=own,
+        too_few=False,
     )
 
 
@@ -120,7 +152,8 @@ def compare_with_baselines(
         if overall.get(level)
     }
     scores = baselines.scores(data.features)
-    rows = [_compare(name, y, p, score, rates) for name, score in scores.items()]
+    client = np.asarray(data.client).astype(str)
+    rows = [_compare(name, y, p, client, score, rates) for name, score in scores.items()]
     return {
         "flag_rates": rates,
         "wai_logistic": {"coef": baselines.wai_coef, "intercept": baselines.wai_intercept},
@@ -167,6 +200,9 @@ def baseline_lines(results: Mapping[str, Any]) -> list[str]:
     rates: Mapping[str, float] = comparison.get("flag_rates") or {}
     lines = []
     for row in comparison.get("rules") or []:
+        if row.get("too_few"):
+            lines.append(f"vs {row['label']} ({row['n_examples']:,} examples): {TOO_FEW}")
+            continue
         model = format_metric({"estimate": row["model_auc"], "ci95": []})
         rule = format_metric({"estimate": row["baseline_auc"], "ci95": []})
         parts = [f"vs {row['label']} ({row['n_examples']:,} examples): AUC {model} / {rule}"]

@@ -15,7 +15,9 @@ per-row terms are computed once and each replicate is a handful of weighted sums
 Metrics that need both outcomes (AUC, calibration, sensitivity, PPV, O/E) are reported as
 "too few" rather than as a number when a panel has fewer than MIN_CLIENTS_PER_CLASS clients
 who dropped out or who completed: clients, not rows, since a client's landmark rows share
-one outcome. A percentile interval from a handful of clients is degenerate, not informative.
+one outcome. A percentile interval from a handful of clients is degenerate, not informative;
+for the same reason no interval at all is given when the bootstrap has fewer than
+MIN_CLUSTERS_FOR_INTERVALS clusters (four held-out clients of one therapist).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ IntArray = npt.NDArray[np.intp]
 
 EPS = 1e-15
 MIN_CLIENTS_PER_CLASS = 10
+MIN_CLUSTERS_FOR_INTERVALS = 10  # fewer therapists (or clients) give no interval at all
 TOO_FEW = "too few clients"
 MIN_FINITE_SHARE = 0.5  # fewer defined replicates than this -> no interval
 NEWTON_MAX_ITER = 50
@@ -580,7 +583,8 @@ def evaluate(
         A JSON-serialisable dict with NaN replaced by None: n_examples, n_clients, prevalence,
         overall, per_landmark, subgroups, and bootstrap (replicates, seed, unit: "therapist"
         or "client", clusters). Replicates in which a metric is undefined are left out of its
-        interval; with fewer than half of them defined the interval is None. A metric that
+        interval; with fewer than half of them defined the interval is None, and with fewer
+        than MIN_CLUSTERS_FOR_INTERVALS clusters no replicate is drawn. A metric that
         needs both outcomes on a panel with too few clients of one is {"estimate": None,
         "ci95": [None, None], "too_few": True}.
     """
@@ -598,7 +602,9 @@ def evaluate(
     subgroups = _subgroup_panels(data, y, p, order, client_idx)
     panels = [overall, *landmarks, *(panel for _, _, panel in subgroups)]
     estimates = [_estimates(panel, thresholds) for panel in panels]
-    reps = _bootstrap(panels, estimates, cluster_idx, thresholds, n_boot, seed)
+    n_clusters = int(cluster_idx.max()) + 1
+    replicates = n_boot if n_clusters >= MIN_CLUSTERS_FOR_INTERVALS else 0
+    reps = _bootstrap(panels, estimates, cluster_idx, thresholds, replicates, seed)
     summaries = [_panel_results(*args) for args in zip(panels, estimates, reps, strict=True)]
     return {
         "n_examples": int(y.size),
@@ -613,10 +619,10 @@ def evaluate(
         ],
         "subgroups": _subgroup_rows(subgroups, summaries[1 + len(landmarks) :], client_idx),
         "bootstrap": {
-            "replicates": int(n_boot),
+            "replicates": int(replicates),
             "seed": int(seed),
             "unit": unit,
-            "clusters": int(cluster_idx.max()) + 1,
+            "clusters": n_clusters,
         },
     }
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from training.comparison import baseline_warnings
-from training.evaluation import MIN_CLIENTS_PER_CLASS, format_metric
+from training.evaluation import MIN_CLIENTS_PER_CLASS, TOO_FEW, format_metric
 
 NOT_RECORDED = "not recorded in the model metadata"
 TO_FILL = "to be completed by the organisation that deploys the model"
@@ -423,6 +423,11 @@ def _baselines_table(comparison: dict[str, Any]) -> str:
         headers += [f"Sensitivity at {level} ({_pct(rate)} flagged)", f"PPV at {level}"]
     rows = []
     for rule in rules:
+        if rule.get("too_few"):
+            rows.append(
+                [rule.get("label"), rule.get("n_examples"), *[TOO_FEW] * (1 + 2 * len(rates))]
+            )
+            continue
         row = [
             rule.get("label"),
             rule.get("n_examples"),

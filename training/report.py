@@ -22,7 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from training.comparison import baseline_warnings
-from training.evaluation import MIN_CLIENTS_PER_CLASS, EvalData, net_benefit
+from training.evaluation import MIN_CLIENTS_PER_CLASS, TOO_FEW, EvalData, net_benefit
 from training.evaluation import format_metric as _fmt
 
 FloatArray = npt.NDArray[np.float64]
@@ -356,11 +356,10 @@ def _baseline_row(rule: dict[str, Any], rates: dict[str, float]) -> tuple[str, .
     def auc(x: float | None) -> str:
         return _esc(_number(x, False))
 
-    cells = [
-        _esc(rule.get("label")),
-        _esc(f"{rule.get('n_examples', 0):,}"),
-        f"{auc(rule.get('model_auc'))} vs {auc(rule.get('baseline_auc'))}",
-    ]
+    cells = [_esc(rule.get("label")), _esc(f"{rule.get('n_examples', 0):,}")]
+    if rule.get("too_few"):
+        return (*cells, *[_esc(TOO_FEW)] * (2 + 2 * len(rates)))
+    cells.append(f"{auc(rule.get('model_auc'))} vs {auc(rule.get('baseline_auc'))}")
     for level in rates:
         fig = (rule.get("levels") or {}).get(level) or {}
         cells += [
