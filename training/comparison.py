@@ -30,12 +30,12 @@ from training.baselines import (
     at_threshold,
 )
 from training.evaluation import (
-    MIN_CLIENTS_PER_CLASS,
     TOO_FEW,
     EvalData,
     Thresholds,
     evaluate,
     format_metric,
+    too_few_clients,
 )
 
 FloatArray = npt.NDArray[np.float64]
@@ -84,11 +84,6 @@ def _level(rate: float, model: ScoreStats, baseline: ScoreStats) -> LevelFigures
     )
 
 
-def _too_few(y: FloatArray, client: npt.NDArray[np.str_]) -> bool:
-    """The evaluation module's rule: clients, not rows, of each outcome."""
-    return min(np.unique(client[y == v]).size for v in (0.0, 1.0)) < MIN_CLIENTS_PER_CLASS
-
-
 def _compare(
     name: str,
     y: FloatArray,
@@ -99,7 +94,7 @@ def _compare(
 ) -> BaselineComparison:
     applies = np.isfinite(score)
     y_rows, p_rows, s_rows = y[applies], p[applies], score[applies]
-    if _too_few(y_rows, client[applies]):
+    if too_few_clients(y_rows, client[applies]):
         return BaselineComparison(
             name=name,
             label=LABELS[name],

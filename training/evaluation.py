@@ -396,16 +396,21 @@ class _Panel:
     too_few: bool  # fewer than MIN_CLIENTS_PER_CLASS clients of an outcome
 
 
+def too_few_clients(y: npt.ArrayLike, clients: npt.ArrayLike) -> bool:
+    """Fewer than MIN_CLIENTS_PER_CLASS distinct clients dropped out, or completed, among rows
+    with outcomes y of these clients: too few for any figure that needs both outcomes."""
+    labels, owners = np.asarray(y), np.asarray(clients)
+    counts = (np.unique(owners[labels == value]).size for value in (0, 1))
+    return min(counts) < MIN_CLIENTS_PER_CLASS
+
+
 def _panel(
     y: FloatArray, p: FloatArray, rows: IntArray, metrics: Sequence[str], client_idx: IntArray
 ) -> _Panel:
     """Build a panel; metrics needing both outcomes are dropped when either outcome has fewer
     than MIN_CLIENTS_PER_CLASS distinct clients (a client's rows share one outcome)."""
     s = _scored(y[rows], p[rows])
-    clients = client_idx[rows]
-    n_pos = np.unique(clients[y[rows] == 1]).size
-    n_neg = np.unique(clients[y[rows] == 0]).size
-    too_few = min(n_pos, n_neg) < MIN_CLIENTS_PER_CLASS
+    too_few = too_few_clients(y[rows], client_idx[rows])
     if too_few:
         metrics = [m for m in metrics if m not in _NEEDS_BOTH_CLASSES]
     return _Panel(rows, s, tuple(metrics), too_few)
