@@ -12,6 +12,7 @@ import numpy.typing as npt
 import pytest
 
 from training.evaluation import (
+    INSTRUMENT_SETS,
     EvalData,
     Thresholds,
     auc,
@@ -19,10 +20,13 @@ from training.evaluation import (
     calibration_slope_intercept,
     evaluate,
     format_metric,
+    instrument_sets,
     level_stats,
     log_loss,
     net_benefit,
 )
+from training.features import FEATURES
+from training.strict_json import dumps
 
 # Positives score 0.35, 0.8, 0.9; negatives 0.1, 0.4, 0.35. Of the 9 pairs the positive wins
 # 7 and ties 1 (0.35 vs 0.35): AUC = 7.5 / 9.
@@ -210,7 +214,7 @@ def test_bootstrap_resamples_clients_not_rows() -> None:
     # Tripling every client's rows adds no information; a row bootstrap would narrow the
     # interval by about sqrt(3), the client bootstrap must leave it unchanged.
     one = make_data(500, seed=9, rows_per_client=1)
-    tripled = EvalData(*(np.repeat(np.asarray(a), 3) for a in vars(one).values()))
+    tripled = EvalData(*(np.repeat(np.asarray(a), 3) for a in list(vars(one).values())[:7]))
     res_one = evaluate(one, TH, n_boot=50, seed=3)
     res_three = evaluate(tripled, TH, n_boot=50, seed=3)
     assert res_three["overall"]["auc"]["ci95"] == pytest.approx(res_one["overall"]["auc"]["ci95"])
@@ -253,10 +257,128 @@ def test_subgroup_bands_and_tiny_groups() -> None:
     volumes = {r["group"]: r["n"] for r in res["subgroups"]["therapist_volume"]}
     assert volumes == {"unknown therapist": 2, "1-19": 3, "20-49": 2, "50+": 1}
     other = next(r for r in res["subgroups"]["gender"] if r["group"] == "other")
-    assert other["auc"] == {"estimate": None, "ci95": [None, None]}  # one example, no dropout
+    too_few = {"estimate": None, "ci95": [None, None], "too_few": True}
+    assert other["auc"] == too_few  # one client, no dropout
     female = next(r for r in res["subgroups"]["gender"] if r["group"] == "female")
-    assert female["auc"]["estimate"] == pytest.approx(auc(data.y[:7], data.p[:7]))
-    assert female["observed_expected"]["estimate"] == pytest.approx(3 / data.p[:7].sum())
+    assert female["auc"] == too_few  # 3 dropouts and 4 completers: below 10 clients each
+    assert female["moderate_flag_rate"]["estimate"] == pytest.approx((data.p[:7] >= 0.25).mean())
+
+
+def test_too_few_counts_clients_not_rows() -> None:
+    """9 dropouts with 3 landmark rows each are 27 rows but 9 clients: too few for an AUC,
+    the 0.500 (0.500-0.500) a 4-client model used to print; 10 dropouts are enough."""
+    for dropouts, expected_too_few in ((9, True), (10, False)):
+        base = make_data(40, seed=13, rows_per_client=3)
+        y = np.repeat((np.arange(40) < dropouts).astype(np.int8), 3)
+        res = evaluate(replace(base, y=y), TH, n_boot=20, seed=0)
+        overall = res["overall"]
+        assert overall["auc"].get("too_few", False) is expected_too_few
+        assert overall["calibration_slope"].get("too_few", False) is expected_too_few
+        assert overall["brier"]["estimate"] == pytest.approx(brier(y, base.p))
+        if not expected_too_few:
+            assert overall["auc"]["estimate"] == pytest.approx(auc(y, base.p))
+    assert format_metric({"estimate": None, "ci95": [None, None], "too_few": True}) == (
+        "too few clients"
+    )
+
+
+def _therapist_cohort(seed: int) -> EvalData:
+    """60 therapists x 20 clients; each therapist shifts dropout by N(0, 1) on the logit and the
+    scores ignore it, as at a new clinic whose therapists the model never saw."""
+    rng = np.random.default_rng(seed)
+    n_therapists, per = 60, 20
+    therapist = np.repeat(np.arange(n_therapists), per)
+    risk = rng.normal(-1.2, 0.7, therapist.size)
+    effect = rng.normal(0.0, 1.0, n_therapists)[therapist]
+    y = (rng.random(therapist.size) < _expit(risk + effect)).astype(np.int8)
+    n = therapist.size
+    return EvalData(
+        y=y,
+        p=_expit(risk),
+        client=np.array([f"c{i}" for i in range(n)], dtype=object),
+        landmark=np.ones(n, dtype=np.int64),
+        gender=np.array(["female"] * n, dtype=object),
+        age=np.full(n, 40.0),
+        therapist_volume=np.full(n, per),
+        therapist=np.array([f"t{t}" for t in therapist], dtype=object),
+    )
+
+
+def test_therapist_bootstrap_is_wider_than_client_bootstrap_under_a_therapist_effect() -> None:
+    data = _therapist_cohort(seed=14)
+    by_therapist = evaluate(data, TH, n_boot=200, seed=1)
+    by_client = evaluate(replace(data, therapist=None), TH, n_boot=200, seed=1)
+    assert by_therapist["bootstrap"]["unit"] == "therapist"
+    assert by_therapist["bootstrap"]["clusters"] == 60
+    assert by_client["bootstrap"]["unit"] == "client"
+    assert by_client["bootstrap"]["clusters"] == 1200
+    ratio = _width(by_therapist["overall"]["calibration_intercept"]) / _width(
+        by_client["overall"]["calibration_intercept"]
+    )
+    # Design effect 1 + (m - 1) ICC with m = 20 and a latent ICC of about 0.2: ~2x the width.
+    assert ratio > 1.5
+    est = by_therapist["overall"]["calibration_intercept"]["estimate"]
+    assert est == by_client["overall"]["calibration_intercept"]["estimate"]
+
+
+def test_clients_without_a_therapist_are_their_own_cluster() -> None:
+    data = _therapist_cohort(seed=15)
+    therapist = data.therapist.copy()  # type: ignore[union-attr]
+    therapist[:40] = ""  # the first two therapists' clients become unknown: 40 single clusters
+    res = evaluate(replace(data, therapist=therapist), TH, n_boot=5, seed=0)
+    assert res["bootstrap"]["clusters"] == 58 + 40
+
+
+def test_calibration_slope_and_intercept_per_landmark() -> None:
+    """Landmark 1 predictions too extreme (slope 0.5), landmark 2 too timid (slope 2): the pooled
+    slope hides both, the per-landmark slopes show them."""
+    y, p = _calibrated(40_000, seed=16)
+    n = y.size // 2
+    extreme = _expit(2.0 * _logit(p[:n]))
+    timid = _expit(0.5 * _logit(p[n:]))
+    data = EvalData(
+        y=y,
+        p=np.r_[extreme, timid],
+        client=np.array([f"c{i}" for i in range(y.size)], dtype=object),
+        landmark=np.r_[np.ones(n), np.full(y.size - n, 2)].astype(np.int64),
+        gender=np.array(["female"] * y.size, dtype=object),
+        age=np.full(y.size, 40.0),
+        therapist_volume=np.zeros(y.size, dtype=np.int64),
+    )
+    res = evaluate(data, TH, n_boot=0)
+    first, second = res["per_landmark"]
+    assert first["calibration_slope"]["estimate"] == pytest.approx(0.5, abs=0.05)
+    assert second["calibration_slope"]["estimate"] == pytest.approx(2.0, abs=0.2)
+    slope_1, intercept_1 = calibration_slope_intercept(y[:n], extreme)
+    assert first["calibration_slope"]["estimate"] == pytest.approx(slope_1)
+    assert first["calibration_intercept"]["estimate"] == pytest.approx(intercept_1)
+
+
+def test_instrument_sets_from_missingness_features() -> None:
+    x = np.zeros((4, len(FEATURES)))
+    col = {name: FEATURES.index(name) for name in FEATURES}
+    x[:, col["landmark"]] = 2
+    x[:, col["wai_missing"]] = [0, 1, 2, 2]  # WAI at 2, 1, 0, 0 of the 2 sessions
+    x[:, col["srs_missing"]] = [2, 2, 0, 2]
+    x[:, col["ors_missing"]] = [1, 2, 2, 2]
+    # rows 0-3 are built in the order of INSTRUMENT_SETS
+    assert INSTRUMENT_SETS == ("WAI-SR and SRS/ORS", "WAI-SR only", "SRS/ORS only", "none")
+    assert tuple(instrument_sets(x)) == INSTRUMENT_SETS
+
+
+def test_performance_per_instrument_set() -> None:
+    base = make_data(600, seed=17, rows_per_client=1)
+    x = np.zeros((600, len(FEATURES)))
+    x[:, FEATURES.index("landmark")] = 1
+    x[:300, FEATURES.index("srs_missing")] = 1  # first half: WAI only
+    x[:300, FEATURES.index("ors_missing")] = 1
+    x[300:, FEATURES.index("wai_missing")] = 1  # second half: SRS/ORS only
+    res = evaluate(replace(base, features=x), TH, n_boot=0)
+    rows = {r["group"]: r for r in res["subgroups"]["instruments"]}
+    assert set(rows) == {"WAI-SR only", "SRS/ORS only"}
+    assert rows["WAI-SR only"]["n_clients"] == 300
+    wai = slice(0, 300)
+    assert rows["WAI-SR only"]["auc"]["estimate"] == pytest.approx(auc(base.y[wai], base.p[wai]))
 
 
 def test_format_metric() -> None:
@@ -267,3 +389,27 @@ def test_format_metric() -> None:
     )
     assert format_metric({"estimate": None, "ci95": [None, None]}) == "n/a"
     assert format_metric({"estimate": 0.5, "ci95": [None, None]}) == "0.500"
+
+
+def test_strict_json_turns_nan_into_null() -> None:
+    value = {"a": float("nan"), "b": [np.float64("inf"), 1.5, np.int64(3)], "c": (None, "x")}
+    text = dumps(value, indent=None)
+    assert json.loads(text) == {"a": None, "b": [None, 1.5, 3], "c": [None, "x"]}
+    assert "NaN" not in text
+    assert "Infinity" not in text
+
+
+def test_no_intervals_from_fewer_than_ten_clusters() -> None:
+    """Eight held-out clients of two therapists: estimates, but no interval pretending to be one."""
+    base = make_data(8, seed=18, rows_per_client=2)
+    therapist = np.array(["t1"] * 8 + ["t2"] * 8, dtype=object)
+    res = evaluate(replace(base, therapist=therapist), TH, n_boot=50, seed=0)
+    assert res["bootstrap"]["clusters"] == 2
+    assert res["bootstrap"]["replicates"] == 0
+    assert res["overall"]["brier"] == {
+        "estimate": pytest.approx(brier(base.y, base.p)),
+        "ci95": [None, None],
+    }
+    many = evaluate(make_data(10, seed=18, rows_per_client=2), TH, n_boot=50, seed=0)
+    assert many["bootstrap"]["replicates"] == 50
+    assert None not in many["overall"]["brier"]["ci95"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -307,3 +308,71 @@ def test_site_with_only_srs_and_ors(tmp_path: Path) -> None:
     preds = _predict(cohort, tmp_path / "models", tmp_path / "p.csv")
     assert len(preds) == 1200
     assert set(preds["risk_level"]) >= {"low", "high"}
+
+
+def _evaluate(models: Path, cohort: Path, out: Path) -> int:
+    sessions, clients = str(cohort / "sessions.csv"), str(cohort / "clients.csv")
+    args = ["--models-dir", str(models), "--sessions", sessions, "--clients", clients]
+    return run(["evaluate", "--model", "champion", *args, "--out", str(out)])
+
+
+def test_evaluate_says_when_the_clinic_rule_beats_the_model(
+    trained_registry: Path, small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Relabelled so that dropout is exactly "first SRS below 36": the rule is near perfect,
+    the model (trained on the real labels) is not, and both the CLI and the report say so."""
+    shutil.copy(small_cohort / "sessions.csv", tmp_path / "sessions.csv")
+    sessions = pd.read_csv(small_cohort / "sessions.csv")
+    first = sessions[sessions["session_number"] == 1].set_index("client_id")["srs_total"]
+    clients = pd.read_csv(small_cohort / "clients.csv")
+    clients["dropout"] = (clients["client_id"].map(first) < 36).astype(int)
+    clients.to_csv(tmp_path / "clients.csv", index=False)
+    assert _evaluate(trained_registry, tmp_path, tmp_path / "eval.html") == 0
+    err = capsys.readouterr().err
+    assert 'warning: The model does not beat the clinic rule "last SRS < 36"' in err
+    html = (tmp_path / "eval.html").read_text()
+    body = html[html.index("<main>") :]
+    assert 'id="verdict"' in body[: body.index("Headline metrics")]
+
+
+def test_evaluate_on_the_training_cohort_beats_the_rules_and_reports_them(
+    trained_registry: Path, small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _evaluate(trained_registry, small_cohort, tmp_path / "eval.html") == 0
+    captured = capsys.readouterr()
+    assert "does not beat" not in captured.err
+    html = (tmp_path / "eval.html").read_text()
+    assert "Against the clinic rules" in html
+    rules = re.findall(
+        r"^rules +vs (.+?) \(([\d,]+) examples\): AUC (\d\.\d{3}) / (\d\.\d{3}); "
+        r"moderate \(.+?\) sensitivity .+; high \(.+?\) sensitivity .+$",
+        captured.out,
+        flags=re.M,
+    )
+    assert [r[0] for r in rules] == [
+        "last SRS < 36",
+        "any SRS < 36 so far",
+        "logistic on mean WAI-SR",
+    ]
+    for label, n, model_auc, rule_auc in rules:  # the CLI prints what the report tabulates
+        assert float(model_auc) > float(rule_auc)
+        cells = f'<td class="num">{n}</td><td class="num">{model_auc} vs {rule_auc}</td>'
+        assert cells in html, label
+    assert re.search(r"^cal\. k=1 +slope \d", captured.out, flags=re.M)
+    assert re.search(r"^cal\. pooled slope .+\(secondary\)$", captured.out, flags=re.M)
+    assert "Instrument set" in html
+    assert "percentile cluster bootstrap (200 replicates) over therapists" in html
+
+
+def test_metadata_is_strict_json_with_baselines_and_sample_size(trained_registry: Path) -> None:
+    version = Registry(trained_registry).read()["champion"]
+    text = (trained_registry / version / "metadata.json").read_text()
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {token}")
+
+    meta = json.loads(text, parse_constant=refuse)
+    names = [rule["name"] for rule in meta["metrics"]["baselines"]["rules"]]
+    assert names == ["srs_last_below_36", "srs_any_below_36", "wai_mean_logistic"]
+    assert meta["metrics"]["bootstrap"]["unit"] == "therapist"
+    assert meta["sample_size"]["allow_small"] is True

@@ -9,7 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from training.evaluation import EvalData, Thresholds, evaluate
+from training.baselines import fit_baselines
+from training.comparison import evaluate_with_baselines
+from training.evaluation import EvalData, Thresholds, auc, evaluate
+from training.features import FEATURES
 from training.model_card import render_model_card
 from training.report import render_report
 
@@ -243,3 +246,88 @@ def test_model_card_survives_sparse_metadata() -> None:
     assert "has no external validation" in card
     assert "trained on simulated data" not in card
     assert "not recorded in the model metadata" in card
+
+
+def _against_rules(model_knows_risk: bool, seed: int = 21) -> tuple[EvalData, dict[str, Any]]:
+    """800 clients at one landmark whose dropout follows their last SRS. The model either
+    knows that risk (and more) or only guesses: the clinic rule then beats it."""
+    rng = np.random.default_rng(seed)
+    n = 800
+    srs = rng.uniform(25.0, 40.0, n)
+    extra = rng.normal(0.0, 1.0, n)
+    truth = 1.0 / (1.0 + np.exp(-(-1.0 + 0.4 * (36.0 - srs) + extra)))
+    y = (rng.random(n) < truth).astype(np.int8)
+    p = truth if model_knows_risk else 1.0 / (1.0 + np.exp(-rng.normal(-1.0, 0.5, n)))
+    x = np.zeros((n, len(FEATURES)))
+    x[:, FEATURES.index("landmark")] = 1
+    x[:, FEATURES.index("srs_last")] = srs
+    x[:, FEATURES.index("srs_min")] = srs
+    x[:, FEATURES.index("wai_mean")] = rng.normal(4.0, 1.0, n)
+    data = EvalData(
+        y=y,
+        p=p,
+        client=np.array([f"c{i}" for i in range(n)], dtype=object),
+        landmark=np.ones(n, dtype=np.int64),
+        gender=np.array(["female"] * n, dtype=object),
+        age=np.full(n, 40.0),
+        therapist_volume=np.zeros(n, dtype=np.int64),
+        features=x,
+    )
+    return data, evaluate_with_baselines(data, TH, fit_baselines(x, y), n_boot=0)
+
+
+def test_report_says_first_when_a_clinic_rule_beats_the_model() -> None:
+    data, results = _against_rules(model_knows_risk=False)
+    rule = next(r for r in results["baselines"]["rules"] if r["name"] == "srs_last_below_36")
+    assert rule["model_auc"] == pytest.approx(auc(data.y, data.p))
+    srs_score = 36.0 - data.features[:, FEATURES.index("srs_last")]  # type: ignore[index]
+    assert rule["baseline_auc"] == pytest.approx(auc(data.y, (srs_score - srs_score.min()) / 15))
+    assert rule["model_beats_it"] is False
+    html = render_report(data, results, _meta(simulated=False))
+    body = html[html.index("<main>") :]
+    verdict = body.index('id="verdict"')
+    assert verdict < body.index("Headline metrics")
+    assert verdict < body.index('id="baselines"')
+    sentence = (
+        f'The model does not beat the clinic rule "last SRS &lt; 36": AUC '
+        f"{rule['model_auc']:.3f} for the model against {rule['baseline_auc']:.3f} for the rule, "
+        "on the same 800 examples."
+    )
+    assert sentence.replace('"', "&quot;") in body[verdict : body.index("Headline metrics")]
+
+
+def test_report_shows_the_rules_at_the_model_flag_rates() -> None:
+    data, results = _against_rules(model_knows_risk=True)
+    comparison = results["baselines"]
+    high_rate = results["overall"]["high"]["flag_rate"]["estimate"]
+    assert comparison["flag_rates"]["high"] == pytest.approx(high_rate)
+    rule = next(r for r in comparison["rules"] if r["name"] == "srs_last_below_36")
+    assert rule["model_beats_it"] is True
+    high = rule["levels"]["high"]
+    flagged = data.p >= np.quantile(data.p, 1 - high_rate)  # p is continuous: no ties
+    assert high["model_sensitivity"] == pytest.approx(data.y[flagged].sum() / data.y.sum())
+    assert high["model_ppv"] == pytest.approx(data.y[flagged].mean(), abs=0.01)
+    fires = data.features[:, FEATURES.index("srs_last")] < 36  # type: ignore[index]
+    assert rule["own_cutoff"]["flag_rate"] == pytest.approx(fires.mean())
+    assert rule["own_cutoff"]["ppv"] == pytest.approx(data.y[fires].mean())
+    html = render_report(data, results, _meta(simulated=False))
+    assert 'id="verdict"' not in html
+    assert "Against the clinic rules" in html
+    assert "last SRS &lt; 36" in html
+
+
+def test_rules_with_too_few_clients_give_no_verdict() -> None:
+    data, _ = _against_rules(model_knows_risk=False)
+    keep = np.flatnonzero(data.y == 0)[:200].tolist() + np.flatnonzero(data.y == 1)[:9].tolist()
+    rows = np.array(sorted(keep))
+    small = EvalData(
+        **{k: None if v is None else np.asarray(v)[rows] for k, v in vars(data).items()}
+    )
+    assert small.features is not None
+    results = evaluate_with_baselines(small, TH, fit_baselines(small.features, small.y), n_boot=0)
+    rules = results["baselines"]["rules"]
+    assert [r["too_few"] for r in rules] == [True, True, True]
+    assert all(r["model_beats_it"] is None and r["model_auc"] is None for r in rules)
+    html = render_report(small, results, _meta(simulated=False))
+    assert 'id="verdict"' not in html
+    assert '<td class="num">209</td><td class="num">too few clients</td>' in html

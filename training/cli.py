@@ -23,6 +23,7 @@ from service.db_cli import audit, db_app, demo, export
 from service.keys_cli import keys_app
 from training.contract import load_cohort
 from training.errors import DropoutRiskError
+from training.evaluation import TOO_FEW
 from training.simulate import SimulationParams, read_sidecar, write_cohort
 
 app = typer.Typer(
@@ -193,6 +194,14 @@ def train(
             "--thresholds", help="Fixed probability cut-offs MOD,HIGH instead of flag rates."
         ),
     ] = None,
+    allow_small: Annotated[
+        bool,
+        typer.Option(
+            "--allow-small",
+            help="Train even below the Riley et al. 2020 minimum sample size (recorded on the "
+            "model card).",
+        ),
+    ] = False,
 ) -> None:
     """Select, calibrate, evaluate and register a dropout model; prints its version last."""
     from training.registry import Registry
@@ -204,6 +213,7 @@ def train(
         seed=seed,
         flag_rates=_parse_pair(flag_rates, "--flag-rates"),
         thresholds=_parse_pair(thresholds, "--thresholds") if thresholds else None,
+        allow_small=allow_small,
     )
     started = time.perf_counter()
     warnings: list[str] = []
@@ -211,6 +221,7 @@ def train(
         cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
         inputs = TrainInputs(cohort, sessions, clients, read_sidecar(sessions.parent))
         result = run_training(inputs, Registry(models_dir), config, promote, step)
+    _print_baseline_warnings(result.metadata["metrics"])
     _print_summary(result.metadata, result.champion, result.folder, time.perf_counter() - started)
     out.print(result.version)
 
@@ -226,7 +237,39 @@ def _parse_landmarks(text: str) -> tuple[int, ...]:
     return values
 
 
+def _print_baseline_warnings(results: dict[str, Any]) -> None:
+    """Say first, on stderr, when a clinic rule does as well as the model (see the report)."""
+    from training.comparison import baseline_warnings
+
+    for line in baseline_warnings(results):
+        err.print(f"warning: {line}", markup=False)
+
+
+def _baseline_lines(results: dict[str, Any]) -> list[str]:
+    """The model against each clinic rule (model / rule), as in the report."""
+    from training.comparison import baseline_lines
+
+    return [f"rules       {line}" for line in baseline_lines(results)]
+
+
+def _calibration_lines(results: dict[str, Any]) -> list[str]:
+    """Calibration per landmark first; pooled figures are only a secondary line."""
+    lines = [
+        f"cal. k={row['landmark']:<3} slope {_fmt(row['calibration_slope'])}   "
+        f"intercept {_fmt(row['calibration_intercept'])}"
+        for row in results["per_landmark"]
+    ]
+    overall = results["overall"]
+    lines.append(
+        f"cal. pooled slope {_fmt(overall['calibration_slope'])}   "
+        f"intercept {_fmt(overall['calibration_intercept'])}  (secondary)"
+    )
+    return lines
+
+
 def _fmt(metric: dict[str, Any]) -> str:
+    if metric.get("too_few"):
+        return TOO_FEW
     est, (lo, hi) = metric["estimate"], metric["ci95"]
     if est is None:
         return "n/a"
@@ -246,12 +289,18 @@ def _print_summary(meta: dict[str, Any], champion: bool, folder: Path, seconds: 
         f"(metrics with 95% cluster-bootstrap intervals)",
         f"AUC         {_fmt(overall['auc'])}",
         f"Brier       {_fmt(overall['brier'])}",
-        f"cal. slope  {_fmt(overall['calibration_slope'])}   "
-        f"intercept {_fmt(overall['calibration_intercept'])}",
+        *_calibration_lines(meta["metrics"]),
+        *_baseline_lines(meta["metrics"]),
         f"thresholds  moderate >= {th['moderate']:.3f}, high >= {th['high']:.3f}  "
         f"(validation: high flags {th['validation']['high']['flag_rate']:.0%}, "
         f"sensitivity {th['validation']['high']['sensitivity']:.0%})",
     ]
+    size = meta.get("sample_size") or {}
+    if size and not size["met"]:
+        lines.append(
+            f"sample size BELOW the minimum: {size['development_clients']:,} development "
+            f"clients, {size['minimum']:,} needed (Riley et al. 2020; trained with --allow-small)"
+        )
     for row in meta["selection"]["candidates"]:
         lines.append(
             f"  candidate {row['estimator']:<24} {row['calibration']:<9} "
@@ -284,7 +333,10 @@ def evaluate(
     with _warnings_shown(warnings), _steps("validating the cohort") as step:
         cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
         results = evaluate_cohort(models_dir, model, cohort, report_path, step)
+    _print_baseline_warnings(results)
     out.print(f"AUC {_fmt(results['overall']['auc'])}, Brier {_fmt(results['overall']['brier'])}")
+    for line in _calibration_lines(results) + _baseline_lines(results):
+        out.print(line, markup=False)
     out.print(f"report {report_path}")
 
 

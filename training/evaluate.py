@@ -7,8 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from training.baselines import fit_baselines
+from training.comparison import evaluate_with_baselines
 from training.contract import Cohort
-from training.evaluation import Thresholds, evaluate
+from training.evaluation import Thresholds
 from training.registry import Registry
 from training.report import render_report
 from training.train import labelled_examples
@@ -32,7 +34,12 @@ def evaluate_cohort(
     rows = data.examples.row_client.argsort(kind="stable")
     eval_data = data.eval_data(rows, p[rows])
     th = meta["thresholds"]
-    results = evaluate(eval_data, Thresholds(th["moderate"], th["high"]), n_boot=n_boot)
+    # The WAI logistic baseline is fitted on the evaluation rows themselves: two parameters,
+    # so its in-sample advantage is negligible, and it needs no training data.
+    baselines = fit_baselines(data.examples.X[rows], data.y[rows])
+    results = evaluate_with_baselines(
+        eval_data, Thresholds(th["moderate"], th["high"]), baselines, n_boot=n_boot
+    )
     step("writing the report")
     html = render_report(
         eval_data,

@@ -1,10 +1,23 @@
 """Metrics with 95% intervals on a scored, labelled cohort.
 
-A client contributes one example per landmark session, so rows of a client are not
-independent: intervals come from a cluster bootstrap over clients. Each replicate gives every
-client a Poisson(1) weight (the large-sample limit of the multinomial counts of resampling with
-replacement), so the rows never move: sort orders and per-row terms are computed once and each
-replicate is a handful of weighted sums. That keeps 200 replicates on 70,000 rows to seconds.
+A client contributes one example per landmark session, and clients of one therapist share
+that therapist's effect on dropout (12.6% of its variance, Saxon et al. 2017), so rows are not
+independent: intervals come from a cluster bootstrap. Where the cohort names therapists, the
+cluster is the therapist (all landmark rows of all their clients move together; a client
+without a therapist is its own cluster); otherwise it is the client. A new clinic brings new
+therapists, so only the therapist bootstrap says how much the figures could move there.
+
+Each replicate gives every cluster a Poisson(1) weight (the large-sample limit of the
+multinomial counts of resampling with replacement), so the rows never move: sort orders and
+per-row terms are computed once and each replicate is a handful of weighted sums. That keeps
+200 replicates on 70,000 rows to seconds.
+
+Metrics that need both outcomes (AUC, calibration, sensitivity, PPV, O/E) are reported as
+"too few" rather than as a number when a panel has fewer than MIN_CLIENTS_PER_CLASS clients
+who dropped out or who completed: clients, not rows, since a client's landmark rows share
+one outcome. A percentile interval from a handful of clients is degenerate, not informative;
+for the same reason no interval at all is given when the bootstrap has fewer than
+MIN_CLUSTERS_FOR_INTERVALS clusters (four held-out clients of one therapist).
 """
 
 from __future__ import annotations
@@ -16,11 +29,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from training.features import FEATURES
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 
 EPS = 1e-15
-MIN_PER_CLASS_FOR_AUC = 2
+MIN_CLIENTS_PER_CLASS = 10
+MIN_CLUSTERS_FOR_INTERVALS = 10  # fewer therapists (or clients) give no interval at all
+TOO_FEW = "too few clients"
 MIN_FINITE_SHARE = 0.5  # fewer defined replicates than this -> no interval
 NEWTON_MAX_ITER = 50
 NEWTON_TOL = 1e-8  # convergence is quadratic: after a step this small the error is ~1e-16
@@ -30,6 +47,20 @@ MAX_ABS_INTERCEPT = 200.0  # beyond this the fit has diverged; also keeps exp() 
 GENDERS = ("female", "male", "other", "unknown")
 AGE_BANDS = ("<25", "25-39", "40-59", "60+", "unknown")
 VOLUME_BANDS = ("unknown therapist", "1-19", "20-49", "50+")
+INSTRUMENT_SETS = ("WAI-SR and SRS/ORS", "WAI-SR only", "SRS/ORS only", "none")
+_NEEDS_BOTH_CLASSES = frozenset(
+    {
+        "auc",
+        "calibration_slope",
+        "calibration_intercept",
+        "observed_expected",
+        "moderate.sensitivity",
+        "moderate.ppv",
+        "high.sensitivity",
+        "high.ppv",
+        "false_negative_rate_moderate",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +74,8 @@ class EvalData:
     gender: np.ndarray  # str objects: "female" | "male" | "other" | "unknown"
     age: np.ndarray  # float64, NaN when missing
     therapist_volume: np.ndarray  # int, episodes of the client's therapist; 0 when unknown
+    therapist: np.ndarray | None = None  # str objects, "" when unknown; None: no therapist_id
+    features: np.ndarray | None = None  # landmark rows (FEATURES order): instrument sets
 
 
 @dataclass(frozen=True)
@@ -173,15 +206,17 @@ def _intercept(s: _Scored, w: FloatArray, start: float = 0.0) -> float:
     return float("nan")
 
 
-def _slope(s: _Scored, w: FloatArray) -> float:
+def _slope(s: _Scored, w: FloatArray, start: float = 1.0) -> float:
     """Calibration slope: b in logit P(y) = a + b * logit(p), by 2-D Newton-Raphson.
 
-    Returns NaN when the fit does not converge (e.g. the scores separate the classes).
+    Bootstrap replicates start b from the full-sample estimate, which saves steps now that
+    every landmark fits its own slope. Returns NaN when the fit does not converge (e.g. the
+    scores separate the classes).
     """
     if not _both_classes(s, w):
         return float("nan")
     x = s.logit
-    a, b = 0.0, 1.0
+    a, b = 0.0, start
     for _ in range(NEWTON_MAX_ITER):
         mu = _expit(a + b * x)
         resid = w * (s.y - mu)
@@ -282,6 +317,8 @@ def format_metric(m: dict[str, Any] | None, pct: bool = False, digits: int = 3) 
         pct: print as percentages with one decimal.
         digits: decimals otherwise.
     """
+    if m and m.get("too_few"):
+        return TOO_FEW
     if not m or m.get("estimate") is None:
         return "n/a"
 
@@ -302,7 +339,7 @@ _METRICS: dict[str, _Metric] = {
     "auc": lambda s, w, th, _: _auc(s, w),
     "brier": lambda s, w, th, _: _weighted_mean(s.sq_err, w),
     "log_loss": lambda s, w, th, _: _weighted_mean(s.loss, w),
-    "calibration_slope": lambda s, w, th, _: _slope(s, w),
+    "calibration_slope": lambda s, w, th, start: _slope(s, w, start if np.isfinite(start) else 1.0),
     "calibration_intercept": lambda s, w, th, start: _intercept(
         s, w, start if np.isfinite(start) else 0.0
     ),
@@ -331,7 +368,14 @@ _OVERALL = (
     "high.sensitivity",
     "high.ppv",
 )
-_LANDMARK = ("auc", "brier", "calibration_intercept", "high.flag_rate", "high.sensitivity")
+_LANDMARK = (
+    "auc",
+    "brier",
+    "calibration_slope",
+    "calibration_intercept",
+    "high.flag_rate",
+    "high.sensitivity",
+)
 _SUBGROUP = (
     "auc",
     "calibration_intercept",
@@ -349,15 +393,27 @@ class _Panel:
     rows: IntArray
     scored: _Scored
     metrics: tuple[str, ...]
+    too_few: bool  # fewer than MIN_CLIENTS_PER_CLASS clients of an outcome
 
 
-def _panel(y: FloatArray, p: FloatArray, rows: IntArray, metrics: Sequence[str]) -> _Panel:
-    """Build a panel; AUC is dropped when a class has fewer than MIN_PER_CLASS_FOR_AUC rows."""
+def too_few_clients(y: npt.ArrayLike, clients: npt.ArrayLike) -> bool:
+    """Fewer than MIN_CLIENTS_PER_CLASS distinct clients dropped out, or completed, among rows
+    with outcomes y of these clients: too few for any figure that needs both outcomes."""
+    labels, owners = np.asarray(y), np.asarray(clients)
+    counts = (np.unique(owners[labels == value]).size for value in (0, 1))
+    return min(counts) < MIN_CLIENTS_PER_CLASS
+
+
+def _panel(
+    y: FloatArray, p: FloatArray, rows: IntArray, metrics: Sequence[str], client_idx: IntArray
+) -> _Panel:
+    """Build a panel; metrics needing both outcomes are dropped when either outcome has fewer
+    than MIN_CLIENTS_PER_CLASS distinct clients (a client's rows share one outcome)."""
     s = _scored(y[rows], p[rows])
-    n_pos = int(s.y.sum())
-    if min(n_pos, s.y.size - n_pos) < MIN_PER_CLASS_FOR_AUC:
-        metrics = [m for m in metrics if m != "auc"]
-    return _Panel(rows, s, tuple(metrics))
+    too_few = too_few_clients(y[rows], client_idx[rows])
+    if too_few:
+        metrics = [m for m in metrics if m not in _NEEDS_BOTH_CLASSES]
+    return _Panel(rows, s, tuple(metrics), too_few)
 
 
 def _values(panel: _Panel, w: FloatArray, th: Thresholds, start: FloatArray) -> FloatArray:
@@ -379,17 +435,17 @@ def _estimates(panel: _Panel, th: Thresholds) -> FloatArray:
 def _bootstrap(
     panels: Sequence[_Panel],
     estimates: Sequence[FloatArray],
-    client_idx: IntArray,
+    cluster_idx: IntArray,
     th: Thresholds,
     n_boot: int,
     seed: int,
 ) -> list[FloatArray]:
-    """Replicate matrix (n_boot x metrics) per panel, from Poisson(1) client weights."""
+    """Replicate matrix (n_boot x metrics) per panel, from Poisson(1) cluster weights."""
     rng = np.random.default_rng(seed)
-    n_clients = int(client_idx.max()) + 1
+    n_clusters = int(cluster_idx.max()) + 1
     reps = [np.full((n_boot, len(panel.metrics)), np.nan) for panel in panels]
     for b in range(n_boot):
-        w = rng.poisson(1.0, n_clients).astype(np.float64)[client_idx]
+        w = rng.poisson(1.0, n_clusters).astype(np.float64)[cluster_idx]
         for panel, estimate, out in zip(panels, estimates, reps, strict=True):
             out[b] = _values(panel, w[panel.rows], th, estimate)
     return reps
@@ -416,9 +472,12 @@ def _panel_results(
     return {m: _summary(float(estimates[j]), reps[:, j]) for j, m in enumerate(panel.metrics)}
 
 
-def _get(summary: dict[str, dict[str, Any]], metric: str) -> dict[str, Any]:
-    """A metric's summary; metrics left out of a panel (AUC of a tiny group) are None."""
-    return summary.get(metric, {"estimate": None, "ci95": [None, None]})
+def _get(summary: dict[str, dict[str, Any]], metric: str, panel: _Panel) -> dict[str, Any]:
+    """A metric's summary; one left out of a panel with too few clients says so."""
+    if metric in summary:
+        return summary[metric]
+    missing: dict[str, Any] = {"estimate": None, "ci95": [None, None]}
+    return {**missing, "too_few": True} if panel.too_few else missing
 
 
 def _age_band(age: FloatArray) -> npt.NDArray[np.object_]:
@@ -445,28 +504,56 @@ def _group_order(values: npt.NDArray[Any], canonical: Sequence[str]) -> list[str
     return [g for g in canonical if g in present] + sorted(present - set(canonical))
 
 
+def instrument_sets(features: npt.ArrayLike) -> npt.NDArray[np.object_]:
+    """Which instruments a landmark row saw, from its missingness counts: a measure is present
+    when fewer sessions lack it than the landmark has (INSTRUMENT_SETS names the groups)."""
+    x = np.asarray(features, dtype=np.float64)
+    k = x[:, FEATURES.index("landmark")]
+    wai = x[:, FEATURES.index("wai_missing")] < k
+    srs_ors = (x[:, FEATURES.index("srs_missing")] < k) | (x[:, FEATURES.index("ors_missing")] < k)
+    names = np.array(INSTRUMENT_SETS, dtype=object)
+    return names[np.where(wai, np.where(srs_ors, 0, 1), np.where(srs_ors, 2, 3))]
+
+
 def _subgroup_panels(
-    data: EvalData, y: FloatArray, p: FloatArray, order: IntArray
+    data: EvalData, y: FloatArray, p: FloatArray, order: IntArray, client_idx: IntArray
 ) -> list[tuple[str, str, _Panel]]:
-    """(factor, group, panel) for every non-empty group of gender, age band, therapist volume."""
+    """(factor, group, panel) for every non-empty group of gender, age band, therapist volume
+    and, when the rows' features are known, instrument set."""
     factors: list[tuple[str, npt.NDArray[Any], Sequence[str]]] = [
         ("gender", np.asarray(data.gender).astype(str), GENDERS),
         ("age_band", _age_band(np.asarray(data.age, dtype=np.float64)), AGE_BANDS),
         ("therapist_volume", _volume_band(data.therapist_volume), VOLUME_BANDS),
     ]
+    if data.features is not None:
+        factors.append(("instruments", instrument_sets(data.features), INSTRUMENT_SETS))
     panels = []
     for factor, labels, canonical in factors:
         labels_sorted = labels[order].astype(str)
         for group in _group_order(labels, canonical):
             rows = order[labels_sorted == group]
-            panels.append((factor, group, _panel(y, p, rows, _SUBGROUP)))
+            panels.append((factor, group, _panel(y, p, rows, _SUBGROUP, client_idx)))
     return panels
+
+
+def _clusters(data: EvalData, clients: npt.NDArray[Any]) -> tuple[IntArray, str]:
+    """Bootstrap cluster of every row and the unit's name: the therapist where the cohort
+    names one (a client without one is its own cluster), else the client."""
+    if data.therapist is None:
+        return np.unique(clients, return_inverse=True)[1].astype(np.intp), "client"
+    therapist = np.asarray(data.therapist).astype(str)
+    known = therapist != ""
+    if not known.any():
+        return np.unique(clients, return_inverse=True)[1].astype(np.intp), "client"
+    label = np.where(known, np.char.add("t:", therapist), np.char.add("c:", clients))
+    return np.unique(label, return_inverse=True)[1].astype(np.intp), "therapist"
 
 
 def _check(data: EvalData) -> tuple[FloatArray, FloatArray]:
     """Labels and scores as float arrays, after checking the columns line up."""
     y, p, _ = _validated(data.y, data.p, None)
-    columns = (data.client, data.landmark, data.gender, data.age, data.therapist_volume)
+    columns = [data.client, data.landmark, data.gender, data.age, data.therapist_volume]
+    columns += [c for c in (data.therapist, data.features) if c is not None]
     if any(len(c) != y.size for c in columns):
         raise ValueError("EvalData columns must all have one entry per row")
     if y.size == 0:
@@ -489,7 +576,7 @@ def _nest(flat: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def evaluate(
     data: EvalData, thresholds: Thresholds, n_boot: int = 200, seed: int = 0
 ) -> dict[str, Any]:
-    """Overall, per-landmark and subgroup metrics, each with a client-level bootstrap 95% CI.
+    """Overall, per-landmark and subgroup metrics, each with a cluster-bootstrap 95% CI.
 
     Args:
         data: scored landmark examples of a labelled cohort.
@@ -499,27 +586,36 @@ def evaluate(
 
     Returns:
         A JSON-serialisable dict with NaN replaced by None: n_examples, n_clients, prevalence,
-        overall, per_landmark, subgroups, and bootstrap (replicates, seed, unit). Replicates
-        in which a metric is undefined (a class missing from a small group) are left out of
-        its interval; with fewer than half of them defined the interval is None.
+        overall, per_landmark, subgroups, and bootstrap (replicates, seed, unit: "therapist"
+        or "client", clusters). Replicates in which a metric is undefined are left out of its
+        interval; with fewer than half of them defined the interval is None, and with fewer
+        than MIN_CLUSTERS_FOR_INTERVALS clusters no replicate is drawn. A metric that
+        needs both outcomes on a panel with too few clients of one is {"estimate": None,
+        "ci95": [None, None], "too_few": True}.
     """
     y, p = _check(data)
-    clients, client_idx = np.unique(np.asarray(data.client).astype(str), return_inverse=True)
+    client_str = np.asarray(data.client).astype(str)
+    clients, client_idx = np.unique(client_str, return_inverse=True)
+    cluster_idx, unit = _clusters(data, client_str)
     order = np.argsort(p, kind="stable")
     landmark = np.asarray(data.landmark, dtype=np.int64)
     landmark_values = sorted({int(v) for v in landmark})
-    overall = _panel(y, p, order, _OVERALL)
-    landmarks = [_panel(y, p, order[landmark[order] == k], _LANDMARK) for k in landmark_values]
-    subgroups = _subgroup_panels(data, y, p, order)
+    overall = _panel(y, p, order, _OVERALL, client_idx)
+    landmarks = [
+        _panel(y, p, order[landmark[order] == k], _LANDMARK, client_idx) for k in landmark_values
+    ]
+    subgroups = _subgroup_panels(data, y, p, order, client_idx)
     panels = [overall, *landmarks, *(panel for _, _, panel in subgroups)]
     estimates = [_estimates(panel, thresholds) for panel in panels]
-    reps = _bootstrap(panels, estimates, client_idx, thresholds, n_boot, seed)
+    n_clusters = int(cluster_idx.max()) + 1
+    replicates = n_boot if n_clusters >= MIN_CLUSTERS_FOR_INTERVALS else 0
+    reps = _bootstrap(panels, estimates, cluster_idx, thresholds, replicates, seed)
     summaries = [_panel_results(*args) for args in zip(panels, estimates, reps, strict=True)]
     return {
         "n_examples": int(y.size),
         "n_clients": int(clients.size),
         "prevalence": float(y.mean()),
-        "overall": _nest({m: _get(summaries[0], m) for m in _OVERALL}),
+        "overall": _nest({m: _get(summaries[0], m, overall) for m in _OVERALL}),
         "per_landmark": [
             _landmark_row(k, panel, summary)
             for k, panel, summary in zip(
@@ -527,7 +623,12 @@ def evaluate(
             )
         ],
         "subgroups": _subgroup_rows(subgroups, summaries[1 + len(landmarks) :], client_idx),
-        "bootstrap": {"replicates": int(n_boot), "seed": int(seed), "unit": "client"},
+        "bootstrap": {
+            "replicates": int(replicates),
+            "seed": int(seed),
+            "unit": unit,
+            "clusters": n_clusters,
+        },
     }
 
 
@@ -536,11 +637,12 @@ def _landmark_row(k: int, panel: _Panel, summary: dict[str, dict[str, Any]]) -> 
         "landmark": k,
         "n": int(panel.rows.size),
         "prevalence": float(panel.scored.y.mean()),
-        "auc": _get(summary, "auc"),
-        "brier": _get(summary, "brier"),
-        "calibration_intercept": _get(summary, "calibration_intercept"),
-        "high_flag_rate": _get(summary, "high.flag_rate"),
-        "high_sensitivity": _get(summary, "high.sensitivity"),
+        "auc": _get(summary, "auc", panel),
+        "brier": _get(summary, "brier", panel),
+        "calibration_slope": _get(summary, "calibration_slope", panel),
+        "calibration_intercept": _get(summary, "calibration_intercept", panel),
+        "high_flag_rate": _get(summary, "high.flag_rate", panel),
+        "high_sensitivity": _get(summary, "high.sensitivity", panel),
     }
 
 
@@ -551,18 +653,20 @@ def _subgroup_rows(
 ) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {"gender": [], "age_band": [], "therapist_volume": []}
     for (factor, group, panel), summary in zip(subgroups, summaries, strict=True):
-        out[factor].append(
+        out.setdefault(factor, []).append(
             {
                 "group": group,
                 "n": int(panel.rows.size),
                 "n_clients": int(np.unique(client_idx[panel.rows]).size),
                 "prevalence": float(panel.scored.y.mean()),
-                "auc": _get(summary, "auc"),
-                "calibration_intercept": _get(summary, "calibration_intercept"),
-                "observed_expected": _get(summary, "observed_expected"),
-                "moderate_flag_rate": _get(summary, "moderate.flag_rate"),
-                "high_flag_rate": _get(summary, "high.flag_rate"),
-                "false_negative_rate_moderate": _get(summary, "false_negative_rate_moderate"),
+                "auc": _get(summary, "auc", panel),
+                "calibration_intercept": _get(summary, "calibration_intercept", panel),
+                "observed_expected": _get(summary, "observed_expected", panel),
+                "moderate_flag_rate": _get(summary, "moderate.flag_rate", panel),
+                "high_flag_rate": _get(summary, "high.flag_rate", panel),
+                "false_negative_rate_moderate": _get(
+                    summary, "false_negative_rate_moderate", panel
+                ),
             }
         )
     return out

@@ -21,7 +21,8 @@ import numpy.typing as npt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from training.evaluation import EvalData, net_benefit
+from training.comparison import baseline_warnings
+from training.evaluation import MIN_CLIENTS_PER_CLASS, TOO_FEW, EvalData, net_benefit
 from training.evaluation import format_metric as _fmt
 
 FloatArray = npt.NDArray[np.float64]
@@ -277,6 +278,51 @@ def _header(results: dict[str, Any], meta: dict[str, Any], title: str) -> str:
     )
 
 
+def _verdict(results: dict[str, Any]) -> str:
+    """The first lines of the report when a clinic rule does as well as the model."""
+    lines = baseline_warnings(results)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{_esc(line)}</li>" for line in lines)
+    return (
+        '<section class="banner" id="verdict" role="alert"><strong>The model does not beat '
+        f"a rule the clinic can apply without it</strong><ul>{items}</ul>See "
+        '<a href="#baselines">Against the clinic rules</a>.</section>'
+    )
+
+
+def _calibration_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Calibration per landmark first (a pooled slope can hide opposite errors), pooled last."""
+    rows = []
+    for row in results.get("per_landmark", []):
+        k = row.get("landmark")
+        rows += [
+            (
+                f"Calibration slope after session {k}",
+                _fmt(row.get("calibration_slope"), digits=2),
+                "1 is ideal; below 1 means predictions are too extreme",
+            ),
+            (
+                f"Calibration intercept after session {k}",
+                _fmt(row.get("calibration_intercept"), digits=2),
+                "0 is ideal; above 0 means risk is under-predicted on average",
+            ),
+        ]
+    overall = results.get("overall", {})
+    pooled = (
+        f"slope {_fmt(overall.get('calibration_slope'), digits=2)}, intercept "
+        f"{_fmt(overall.get('calibration_intercept'), digits=2)}"
+    )
+    rows.append(
+        (
+            "Calibration pooled over landmarks (secondary)",
+            pooled,
+            "pooled figures can hide landmarks calibrated in opposite directions",
+        )
+    )
+    return rows
+
+
 def _headline(results: dict[str, Any]) -> str:
     overall = results.get("overall", {})
     prevalence = results.get("prevalence")
@@ -293,22 +339,67 @@ def _headline(results: dict[str, Any]) -> str:
         ),
         ("Brier score", _fmt(overall.get("brier")), f"lower is better{base_brier}"),
         ("Log loss", _fmt(overall.get("log_loss")), "lower is better"),
-        (
-            "Calibration slope",
-            _fmt(overall.get("calibration_slope")),
-            "1 is ideal; below 1 means predictions are too extreme",
-        ),
-        (
-            "Calibration intercept",
-            _fmt(overall.get("calibration_intercept")),
-            "0 is ideal; above 0 means risk is under-predicted on average",
-        ),
+        *_calibration_rows(results),
     ]
     table = _table(
         ["Metric", "Estimate (95% CI)", "How to read it"],
         [(_esc(a), _esc(b), _esc(c)) for a, b, c in rows],
     )
     return f'<section id="headline"><h2>Headline metrics</h2>{table}</section>'
+
+
+def _pct_or_na(x: float | None) -> str:
+    return _esc(_number(x, True))
+
+
+def _baseline_row(rule: dict[str, Any], rates: dict[str, float]) -> tuple[str, ...]:
+    def auc(x: float | None) -> str:
+        return _esc(_number(x, False))
+
+    cells = [_esc(rule.get("label")), _esc(f"{rule.get('n_examples', 0):,}")]
+    if rule.get("too_few"):
+        return (*cells, *[_esc(TOO_FEW)] * (2 + 2 * len(rates)))
+    cells.append(f"{auc(rule.get('model_auc'))} vs {auc(rule.get('baseline_auc'))}")
+    for level in rates:
+        fig = (rule.get("levels") or {}).get(level) or {}
+        cells += [
+            f"{_pct_or_na(fig.get('model_sensitivity'))} vs "
+            f"{_pct_or_na(fig.get('baseline_sensitivity'))}",
+            f"{_pct_or_na(fig.get('model_ppv'))} vs {_pct_or_na(fig.get('baseline_ppv'))}",
+        ]
+    own = rule.get("own_cutoff")
+    cells.append(
+        "—"
+        if not own
+        else f"flags {_pct_or_na(own.get('flag_rate'))}, sensitivity "
+        f"{_pct_or_na(own.get('sensitivity'))}, PPV {_pct_or_na(own.get('ppv'))}"
+    )
+    return tuple(cells)
+
+
+def _baselines_section(results: dict[str, Any]) -> str:
+    comparison = results.get("baselines") or {}
+    rules = comparison.get("rules") or []
+    if not rules:
+        return ""
+    rates: dict[str, float] = comparison.get("flag_rates") or {}
+    headers = ["Rule", "Examples where it applies", "AUC: model vs rule"]
+    for level, rate in rates.items():
+        headers += [
+            f"Sensitivity at the {level} flag rate ({_number(rate, True)})",
+            f"PPV at the {level} flag rate",
+        ]
+    headers.append("The rule as applied (SRS below 36)")
+    table = _table(headers, [_baseline_row(rule, rates) for rule in rules])
+    return (
+        '<section id="baselines"><h2>Against the clinic rules</h2>'
+        "<p>Each rule is scored on the same clients and landmark rows as the model, where it "
+        "can apply (the SRS rules need an SRS). Model and rule flag the same share of those "
+        "rows, the model's flag rate at its thresholds, so sensitivity and PPV compare like "
+        "with like. The logistic on mean WAI-SR is fitted on the development rows (in "
+        "<code>dropout-risk evaluate</code>: on the evaluated rows).</p>"
+        f"{table}</section>"
+    )
 
 
 def _thresholds_section(results: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -353,7 +444,8 @@ def _landmark_section(results: dict[str, Any]) -> str:
             _esc(_number(row.get("prevalence"), True)),
             _esc(_fmt(row.get("auc"))),
             _esc(_fmt(row.get("brier"))),
-            _esc(_fmt(row.get("calibration_intercept"))),
+            _esc(_fmt(row.get("calibration_slope"), digits=2)),
+            _esc(_fmt(row.get("calibration_intercept"), digits=2)),
             _esc(_fmt(row.get("high_flag_rate"), pct=True)),
             _esc(_fmt(row.get("high_sensitivity"), pct=True)),
         )
@@ -366,6 +458,7 @@ def _landmark_section(results: dict[str, Any]) -> str:
             "Dropout rate",
             "AUC",
             "Brier",
+            "Calibration slope",
             "Calibration intercept",
             "High flag rate",
             "High sensitivity",
@@ -382,6 +475,11 @@ SUBGROUP_TITLES = {
         "Therapist caseload in the cohort",
         "Reported only to check that the model works for clients of therapists with small and "
         "large caseloads. It must not be used to rate or monitor individual therapists.",
+    ),
+    "instruments": (
+        "Instrument set",
+        "Which measures the client had by the landmark session (from the missingness "
+        "features): sites differ in what they collect, and so may the model's performance.",
     ),
 }
 
@@ -427,8 +525,10 @@ def _subgroup_section(results: dict[str, Any]) -> str:
     return (
         '<section id="subgroups"><h2>Fairness: performance by subgroup</h2>'
         "<p>Discrimination, calibration (observed/expected dropouts, ideal 1; intercept, ideal 0), "
-        "flag rates and the share of dropouts the moderate tier misses, per group. AUC is not "
-        "computed for groups with fewer than 2 dropouts or 2 completers.</p>"
+        "flag rates and the share of dropouts the moderate tier misses, per group. Figures "
+        'that need both outcomes read "too few clients" for groups with fewer than '
+        f"{MIN_CLIENTS_PER_CLASS} clients who dropped out or {MIN_CLIENTS_PER_CLASS} who "
+        "completed.</p>"
         f"{''.join(parts)}</section>"
     )
 
@@ -436,10 +536,18 @@ def _subgroup_section(results: dict[str, Any]) -> str:
 def _method_section(results: dict[str, Any]) -> str:
     boot = results.get("bootstrap") or {}
     replicates = boot.get("replicates", "the configured number of")
+    unit = (
+        f"therapists ({boot.get('clusters', 'n/a')} clusters: all landmark rows of all clients "
+        "of a therapist move together, since clients of one therapist share its effect on "
+        "dropout; a new clinic brings new therapists)"
+        if boot.get("unit") == "therapist"
+        else "clients (the cohort names no therapists), because one client contributes an "
+        "example at each landmark session"
+    )
     return (
         '<section id="method"><h2>How to read this report</h2><ul>'
-        f"<li>95% intervals: percentile cluster bootstrap over clients ({_esc(replicates)} "
-        "replicates), because one client contributes an example at each landmark session.</li>"
+        f"<li>95% intervals: percentile cluster bootstrap ({_esc(replicates)} replicates) over "
+        f"{_esc(unit)}.</li>"
         "<li>Intended use: decision support for psychotherapy clinicians after sessions 1–3, "
         "to prompt attention to the therapeutic alliance. It is not a diagnosis and not a "
         "verdict on the client or the therapist.</li>"
@@ -488,8 +596,10 @@ def render_report(
     body = "".join(
         [
             _header(results, meta, title),
+            _verdict(results),
             _banner(meta),
             _headline(results),
+            _baselines_section(results),
             _thresholds_section(results, meta),
             _plots(data, results, meta),
             _landmark_section(results),

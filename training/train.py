@@ -12,8 +12,8 @@ is left as it is, so probabilities stay calibrated (Bennemann et al. 2022; domai
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -30,8 +30,10 @@ import sklearn
 from sklearn.base import clone
 from sklearn.model_selection import GroupKFold, cross_val_predict
 
+from training.baselines import fit_baselines
+from training.comparison import evaluate_with_baselines
 from training.contract import MEASURE_COLUMNS, Cohort
-from training.evaluation import EvalData, Thresholds, auc, brier, evaluate, level_stats, log_loss
+from training.evaluation import EvalData, Thresholds, auc, brier, level_stats, log_loss
 from training.features import (
     DEFAULT_LANDMARKS,
     FEATURES,
@@ -53,6 +55,9 @@ from training.model import (
 from training.model_card import render_model_card
 from training.registry import METADATA_FILE, MODEL_FILE, Registry, sha256_of
 from training.report import render_report
+from training.sample_size import check_sample_size
+from training.specification import card_facts
+from training.strict_json import dumps, to_strict
 
 Step = Callable[[str], None]
 _GENDER_NAMES = {GENDER_FEMALE: "female", GENDER_MALE: "male", GENDER_OTHER: "other"}
@@ -69,6 +74,7 @@ class TrainConfig:
     flag_rates: tuple[float, float] = (0.40, 0.15)  # share flagged moderate-or-high, high
     thresholds: tuple[float, float] | None = None  # fixed (moderate, high) instead
     n_boot: int = 200
+    allow_small: bool = False  # train below the sample-size minimum (recorded in metadata)
 
 
 @dataclass
@@ -80,6 +86,7 @@ class LabelledExamples:
     client_ids: npt.NDArray[np.object_]
     grid: SessionGrid
     therapist_volume: npt.NDArray[np.int64]
+    therapist: npt.NDArray[np.object_] | None = None  # per client, "" when unknown
 
     def eval_data(self, rows: npt.NDArray[np.int64], p: npt.NDArray[np.float64]) -> EvalData:
         owner = self.examples.row_client[rows]
@@ -94,6 +101,8 @@ class LabelledExamples:
             gender=gender[owner],
             age=self.grid.age[owner],
             therapist_volume=self.therapist_volume[owner],
+            therapist=None if self.therapist is None else self.therapist[owner],
+            features=self.examples.X[rows],
         )
 
 
@@ -104,13 +113,15 @@ def labelled_examples(cohort: Cohort, landmarks: tuple[int, ...]) -> LabelledExa
     label = clients["dropout"].to_numpy(dtype=np.float64)
     examples = landmark_examples(grid, landmarks)
     volume = np.zeros(len(ids), dtype=np.int64)
+    therapist = None
     if "therapist_id" in clients.columns:
         ther = cohort.clients["therapist_id"]
         counts = ther.map(ther.value_counts())
         per_client = pd.Series(counts.to_numpy(), index=cohort.clients["client_id"])
         volume = per_client.reindex(ids).fillna(0).to_numpy(dtype=np.int64)
+        therapist = clients["therapist_id"].astype("string").fillna("").to_numpy(dtype=object)
     y = label[examples.row_client].astype(np.int8)
-    return LabelledExamples(examples, y, ids, grid, volume)
+    return LabelledExamples(examples, y, ids, grid, volume, therapist)
 
 
 def _split_clients(
@@ -259,16 +270,16 @@ def train(
     step("building landmark features")
     data = labelled_examples(inputs.cohort, config.landmarks)
     owners = data.examples.row_client
-    test_client = _split_clients(
+    y_client = (
         inputs.cohort.clients.set_index("client_id")
         .reindex(data.client_ids)["dropout"]
-        .to_numpy(dtype=np.float64),
-        config.test_fraction,
-        config.seed,
+        .to_numpy(dtype=np.float64)
     )
+    test_client = _split_clients(y_client, config.test_fraction, config.seed)
     dev = np.flatnonzero(~test_client[owners])
     test = np.flatnonzero(test_client[owners])
     X = data.examples.X
+    size = check_sample_size(X[dev], y_client[np.unique(owners[dev])], config.allow_small)
     sel = select_model(X[dev], data.y[dev], owners[dev], config, step)
     name, method = sel.best
     step(f"fitting {name} with {method} calibration on all development clients")
@@ -279,14 +290,17 @@ def train(
     step("evaluating on held-out clients")
     p_test = model.predict_proba(X[test])[:, 1]
     eval_data = data.eval_data(test, p_test)
-    results = evaluate(
+    results = evaluate_with_baselines(
         eval_data,
         Thresholds(thresholds["moderate"], thresholds["high"]),
+        fit_baselines(X[dev], data.y[dev]),
         n_boot=config.n_boot,
         seed=config.seed,
     )
     step("writing the artifact, report and model card")
     meta = _metadata(inputs, data, dev, test, sel, thresholds, results, config)
+    meta["sample_size"] = dataclasses.asdict(size)
+    meta |= card_facts(model, X[dev], X[test])
     return _write_artifact(registry, model, meta, eval_data, results, promote)
 
 
@@ -354,7 +368,8 @@ def _write_artifact(
         sha = sha256_of(model_path)
         version = f"{meta['created_at'][:10].replace('-', '')}-{sha[:8]}"
         meta = {"version": version, "created_at": meta.pop("created_at"), "sha256": sha, **meta}
-        (staged / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        meta = to_strict(meta)
+        (staged / METADATA_FILE).write_text(dumps(meta) + "\n")
         (staged / "report.html").write_text(render_report(eval_data, results, meta))
         (staged / "model_card.md").write_text(render_model_card(meta))
         champion = registry.register(staged, meta, promote)

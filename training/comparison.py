@@ -1,0 +1,212 @@
+"""The model against the clinic's own rules, on the same rows and at the same flag rate.
+
+A model that does worse than "last SRS < 36" at a clinic should say so before anything else
+(issue 12). Each baseline of `training.baselines` is compared on the rows where it applies
+(the SRS rules need an SRS): both the model and the rule flag the same share of those rows,
+the model's own flag rate at its moderate and high thresholds on the evaluation data, so
+sensitivity and PPV compare like with like. The SRS rules are also shown at their own
+cut-off (SRS below 36), which is what the clinic does today. The verdict is on AUC: the model
+"does not beat" a baseline whose AUC on the same rows is at least the model's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from training.baselines import (
+    LABELS,
+    SRS_ANY,
+    SRS_LAST,
+    Baselines,
+    ScoreStats,
+    at_flag_rate,
+    at_threshold,
+)
+from training.evaluation import (
+    TOO_FEW,
+    EvalData,
+    Thresholds,
+    evaluate,
+    format_metric,
+    too_few_clients,
+)
+
+FloatArray = npt.NDArray[np.float64]
+LEVELS = ("moderate", "high")
+_RULES_WITH_A_CUTOFF = (SRS_LAST, SRS_ANY)
+
+
+@dataclass(frozen=True)
+class LevelFigures:
+    """Sensitivity and PPV of the model and of a baseline flagging the same share of rows."""
+
+    flag_rate: float
+    model_sensitivity: float | None
+    model_ppv: float | None
+    baseline_sensitivity: float | None
+    baseline_ppv: float | None
+
+
+@dataclass(frozen=True)
+class BaselineComparison:
+    """One baseline next to the model on the rows where the baseline applies."""
+
+    name: str
+    label: str
+    n_examples: int
+    n_dropouts: int
+    model_auc: float | None
+    baseline_auc: float | None
+    model_beats_it: bool | None  # None when an AUC is undefined or too few clients
+    levels: dict[str, LevelFigures]
+    own_cutoff: dict[str, float | None] | None  # the SRS rule as applied: flag rate, sens, PPV
+    too_few: bool  # fewer than MIN_CLIENTS_PER_CLASS clients of an outcome: no figures
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _level(rate: float, model: ScoreStats, baseline: ScoreStats) -> LevelFigures:
+    return LevelFigures(
+        rate,
+        _finite(model.sensitivity),
+        _finite(model.ppv),
+        _finite(baseline.sensitivity),
+        _finite(baseline.ppv),
+    )
+
+
+def _compare(
+    name: str,
+    y: FloatArray,
+    p: FloatArray,
+    client: npt.NDArray[np.str_],
+    score: FloatArray,
+    rates: Mapping[str, float],
+) -> BaselineComparison:
+    applies = np.isfinite(score)
+    y_rows, p_rows, s_rows = y[applies], p[applies], score[applies]
+    if too_few_clients(y_rows, client[applies]):
+        return BaselineComparison(
+            name=name,
+            label=LABELS[name],
+            n_examples=int(applies.sum()),
+            n_dropouts=int(y_rows.sum()),
+            model_auc=None,
+            baseline_auc=None,
+            model_beats_it=None,
+            levels={},
+            own_cutoff=None,
+            too_few=True,
+        )
+    levels = {
+        level: _level(rate, at_flag_rate(y_rows, p_rows, rate), at_flag_rate(y_rows, s_rows, rate))
+        for level, rate in rates.items()
+    }
+    model_auc = at_flag_rate(y_rows, p_rows, 0.0).auc  # the AUC does not depend on the rate
+    baseline_auc = at_flag_rate(y_rows, s_rows, 0.0).auc
+    defined = math.isfinite(model_auc) and math.isfinite(baseline_auc)
+    own = None
+    if name in _RULES_WITH_A_CUTOFF:
+        rule = at_threshold(y_rows, s_rows, 0.0)
+        own = {k: _finite(getattr(rule, k)) for k in ("flag_rate", "sensitivity", "ppv")}
+    return BaselineComparison(
+        name=name,
+        label=LABELS[name],
+        n_examples=int(applies.sum()),
+        n_dropouts=int(y_rows.sum()),
+        model_auc=_finite(model_auc),
+        baseline_auc=_finite(baseline_auc),
+        model_beats_it=bool(model_auc > baseline_auc) if defined else None,
+        levels=levels,
+        own_cutoff=own,
+        too_few=False,
+    )
+
+
+def compare_with_baselines(
+    data: EvalData, baselines: Baselines, results: dict[str, Any]
+) -> dict[str, Any]:
+    """Every baseline next to the model, at the model's flag rates in `results` (JSON-ready)."""
+    if data.features is None:
+        raise ValueError("comparing with the baselines needs the rows' features")
+    y = np.asarray(data.y, dtype=np.float64)
+    p = np.asarray(data.p, dtype=np.float64)
+    overall = results["overall"]
+    rates = {
+        level: float(overall[level]["flag_rate"]["estimate"] or 0.0)
+        for level in LEVELS
+        if overall.get(level)
+    }
+    scores = baselines.scores(data.features)
+    client = np.asarray(data.client).astype(str)
+    rows = [_compare(name, y, p, client, score, rates) for name, score in scores.items()]
+    return {
+        "flag_rates": rates,
+        "wai_logistic": {"coef": baselines.wai_coef, "intercept": baselines.wai_intercept},
+        "rules": [dataclasses.asdict(row) for row in rows],
+    }
+
+
+def evaluate_with_baselines(
+    data: EvalData,
+    thresholds: Thresholds,
+    baselines: Baselines,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """`training.evaluation.evaluate` plus the "baselines" comparison: what reports show."""
+    results = evaluate(data, thresholds, n_boot=n_boot, seed=seed)
+    results["baselines"] = compare_with_baselines(data, baselines, results)
+    return results
+
+
+def baseline_warnings(results: Mapping[str, Any]) -> list[str]:
+    """One sentence per baseline the model does not beat on AUC (empty when it beats all)."""
+    lines = []
+    for row in (results.get("baselines") or {}).get("rules") or []:
+        if row.get("model_beats_it") is False:
+            model = format_metric({"estimate": row["model_auc"], "ci95": []})
+            rule = format_metric({"estimate": row["baseline_auc"], "ci95": []})
+            lines.append(
+                f'The model does not beat the clinic rule "{row["label"]}": AUC {model} for '
+                f"the model against {rule} for the rule, on the same {row['n_examples']:,} "
+                "examples."
+            )
+    return lines
+
+
+def _pct(x: float | None) -> str:
+    return format_metric({"estimate": x, "ci95": []}, pct=True)
+
+
+def baseline_lines(results: Mapping[str, Any]) -> list[str]:
+    """One line per baseline for the command line: AUC, then sensitivity and PPV at each of
+    the model's flag rates, model first and rule second."""
+    comparison = results.get("baselines") or {}
+    rates: Mapping[str, float] = comparison.get("flag_rates") or {}
+    lines = []
+    for row in comparison.get("rules") or []:
+        if row.get("too_few"):
+            lines.append(f"vs {row['label']} ({row['n_examples']:,} examples): {TOO_FEW}")
+            continue
+        model = format_metric({"estimate": row["model_auc"], "ci95": []})
+        rule = format_metric({"estimate": row["baseline_auc"], "ci95": []})
+        parts = [f"vs {row['label']} ({row['n_examples']:,} examples): AUC {model} / {rule}"]
+        for level, rate in rates.items():
+            fig = row["levels"][level]
+            parts.append(
+                f"{level} ({_pct(rate)} flagged) sensitivity "
+                f"{_pct(fig['model_sensitivity'])} / {_pct(fig['baseline_sensitivity'])}, "
+                f"PPV {_pct(fig['model_ppv'])} / {_pct(fig['baseline_ppv'])}"
+            )
+        lines.append("; ".join(parts))
+    return lines

@@ -1,0 +1,160 @@
+"""What the model card needs from the fitted model and the data, recorded at train time.
+
+TRIPOD+AI (Collins et al. 2024, item 12) asks for the full model, so anyone can compute a
+prediction by hand, and for the predictors' distributions in development and evaluation data.
+The card renders metadata only, so train stores both here: `specification` (a linear champion:
+the imputed values, the weights on the original scale and the calibrator; a tree ensemble: its
+settings) and `predictors` (median, quartiles and share missing per feature and data set).
+The linear form comes from `training.model.predictor`, the serving code's own reading of the
+pipeline, so the card's formula is the one that scores clients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.linear_model import LogisticRegression
+
+from training.features import FEATURES
+from training.model import PROBABILITY_FLOOR, CalibratedModel, LinearPredictor, predictor
+
+FloatArray = npt.NDArray[np.float64]
+MISSING_SUFFIX = " is missing (0/1)"
+TREE_SETTINGS = (
+    "learning_rate",
+    "max_iter",
+    "max_leaf_nodes",
+    "min_samples_leaf",
+    "l2_regularization",
+    "early_stopping",
+)
+
+
+@dataclass(frozen=True)
+class CalibratorSpec:
+    """The map from the base model's raw probability to the published one."""
+
+    method: str  # "sigmoid" or "isotonic"
+    formula: str
+    a: float | None = None  # sigmoid intercept
+    b: float | None = None  # sigmoid slope on logit(raw)
+    knots_raw: list[float] | None = None  # isotonic knots
+    knots_p: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class LinearTerm:
+    """One input of the linear predictor; indicators have no imputed value."""
+
+    term: str
+    imputed_with: float | None
+    weight: float
+
+
+@dataclass(frozen=True)
+class Specification:
+    """The full model: a linear formula (intercept, terms) or a tree ensemble's settings."""
+
+    kind: str  # "linear" or "tree ensemble"
+    formula: str
+    calibrator: CalibratorSpec
+    probability_floor: float
+    intercept: float | None = None
+    terms: list[LinearTerm] = field(default_factory=list)
+    estimator: str | None = None
+    settings: dict[str, float | int | bool | str | None] = field(default_factory=dict)
+    trees: int | None = None
+
+
+def _calibrator(calibrator: Any) -> CalibratorSpec:
+    if isinstance(calibrator, LogisticRegression):
+        return CalibratorSpec(
+            method="sigmoid",
+            formula="p = 1 / (1 + exp(-(a + b * logit(raw))))",
+            a=float(calibrator.intercept_[0]),
+            b=float(calibrator.coef_[0, 0]),
+        )
+    return CalibratorSpec(
+        method="isotonic",
+        formula="p = piecewise-linear interpolation of raw through the knots",
+        knots_raw=[float(v) for v in calibrator.X_thresholds_],
+        knots_p=[float(v) for v in calibrator.y_thresholds_],
+    )
+
+
+def _linear(linear: LinearPredictor, calibrator: CalibratorSpec) -> Specification:
+    kept = [FEATURES[int(j)] for j in linear.kept]
+    n_kept = len(kept)
+    terms = [
+        LinearTerm(name, float(fill), float(w))
+        for name, fill, w in zip(kept, linear.fill, linear.weight[:n_kept], strict=True)
+    ]
+    terms += [
+        LinearTerm(f"{FEATURES[int(j)]}{MISSING_SUFFIX}", None, float(w))
+        for j, w in zip(linear.indicator, linear.weight[n_kept:], strict=True)
+    ]
+    return Specification(
+        kind="linear",
+        formula="raw = 1 / (1 + exp(-(intercept + sum(weight * value)))), a missing value "
+        "taking its imputed value and its indicator 1",
+        calibrator=calibrator,
+        probability_floor=PROBABILITY_FLOOR,
+        intercept=float(linear.offset),
+        terms=terms,
+    )
+
+
+def model_specification(model: CalibratedModel) -> Specification:
+    """The full specification of a fitted model, with its calibrator."""
+    form = predictor(model)
+    calibrator = _calibrator(model.calibrator)
+    if isinstance(form, LinearPredictor):
+        return _linear(form, calibrator)
+    estimator = model.base.steps[-1][1]
+    params = estimator.get_params()
+    return Specification(
+        kind="tree ensemble",
+        formula="a tree ensemble has no closed form: the artifact (model.joblib, SHA-256 "
+        "above) is the specification",
+        calibrator=calibrator,
+        probability_floor=PROBABILITY_FLOOR,
+        estimator=type(estimator).__name__,
+        settings={k: params[k] for k in TREE_SETTINGS if k in params},
+        trees=int(getattr(estimator, "n_iter_", 0)),
+    )
+
+
+def _distribution(column: FloatArray) -> dict[str, float | None]:
+    seen = column[np.isfinite(column)]
+    if not seen.size:
+        return {"median": None, "p25": None, "p75": None, "missing": 1.0}
+    p25, median, p75 = np.percentile(seen, [25, 50, 75])
+    return {
+        "median": float(median),
+        "p25": float(p25),
+        "p75": float(p75),
+        "missing": 1.0 - seen.size / column.size,
+    }
+
+
+def predictor_summary(X: npt.ArrayLike) -> dict[str, dict[str, float | None]]:
+    """Median, quartiles and share missing of every feature over landmark rows."""
+    x = np.asarray(X, dtype=np.float64)
+    return {name: _distribution(x[:, j]) for j, name in enumerate(FEATURES)}
+
+
+def card_facts(
+    model: CalibratedModel, X_dev: npt.ArrayLike, X_eval: npt.ArrayLike
+) -> dict[str, Any]:
+    """The metadata keys "specification" and "predictors" (development vs evaluation rows)."""
+    return {
+        "specification": dataclasses.asdict(model_specification(model)),
+        "predictors": {
+            "development": predictor_summary(X_dev),
+            "evaluation": predictor_summary(X_eval),
+        },
+    }
