@@ -86,7 +86,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OtherTherapist)
     async def other_therapist(_: Request, exc: OtherTherapist) -> JSONResponse:
-        return _body(403, "query.therapist_id", str(exc), "other_therapist")
+        return _body(403, exc.loc, str(exc), "other_therapist")
 
     @app.exception_handler(RegistryError)
     async def unknown_version(_: Request, exc: RegistryError) -> JSONResponse:

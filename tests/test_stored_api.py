@@ -117,6 +117,7 @@ def serve(database_url: str, tmp_path: Path, models: Path, **settings: Any) -> I
         "predict": create_key(database_url, A, ["predict"]),
         "b": create_key(database_url, B, ["clients:read", "clients:write"]),
         "t1": create_key(database_url, A, ["clients:read"], "T-1"),
+        "t1_write": create_key(database_url, A, ["clients:read", "clients:write"], "T-1"),
     }
     key_file = tmp_path / "pseudonym.key"
     config = Settings(
@@ -552,6 +553,36 @@ def test_a_therapists_key_sees_only_their_clients(api: Api) -> None:
     assert (search["total"], "entry" in search) == (0, False)
     found = api.get("/fhir/r4/RiskAssessment", "t1", subject="Patient/hi-1").json()
     assert found["entry"][0]["resource"]["subject"] == {"reference": "Patient/hi-1"}
+
+
+def test_a_therapists_key_writes_only_their_clients(api: Api) -> None:
+    """The binding holds for writes too: a T-1 key cannot change, score or label T-2's
+    client (404, as on reads: the PUT's answer would show the risk), nor create or move a
+    client to another therapist (403); its own clients it writes as any key does."""
+    _four_clients(api)
+    before = api.history("hi-2")
+    one = {"wai": {"goal": 2.0, "task": 2.0, "bond": 2.0}}
+    for path, body in (
+        ("/v1/clients/hi-2", {**PERSON, "therapist_id": "T-2"}),
+        ("/v1/clients/hi-2/sessions/2", one),
+        ("/v1/clients/hi-2/outcome", {"dropout": True, "ended_on": "2026-04-01"}),
+    ):
+        hidden = api.put(path, body, "t1_write")
+        assert hidden.status_code == 404, path
+        assert hidden.json()["detail"][0]["type"] == "client_not_found", path
+    for client_id, therapist in (("hi-1", "T-2"), ("fresh", "T-2"), ("fresh", None)):
+        moved = api.put(
+            f"/v1/clients/{client_id}", {**PERSON, "therapist_id": therapist}, "t1_write"
+        )
+        assert moved.status_code == 403, (client_id, therapist)
+        assert moved.json()["detail"][0]["loc"] == "body.therapist_id"
+        assert moved.json()["detail"][0]["type"] == "other_therapist"
+    assert api.history("hi-2") == before
+    assert api.ids(therapist_id="T-2") == ["hi-2", "mod"]
+    api.client("fresh", "t1_write", therapist_id="T-1")
+    assert api.session("fresh", 1, one, "t1_write")["risk"]["risk_level"] in {"moderate", "high"}
+    done = {"dropout": False, "ended_on": "2026-04-01"}
+    assert api.put("/v1/clients/lo/outcome", done, "t1_write").status_code == 200
 
 
 def test_caseload_order_fields_filters_and_pages(api: Api) -> None:

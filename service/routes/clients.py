@@ -80,6 +80,7 @@ def put_client(
     their risk recomputed (age and gender are model inputs)."""
     who = actor(key)
     with db.session() as s:
+        access.require_writable(s, key, client_id, body.therapist_id)
         status = repo.upsert_client(
             s, who.clinic, client_id, body.age, body.gender, body.therapist_id
         )
@@ -112,7 +113,7 @@ def put_session(
     who = actor(key)
     payload = body.model_dump(mode="json", exclude_none=True)
     with db.session() as s:
-        client = require_client(s, who.clinic, client_id, lock=True)
+        client = access.require_client_of(s, key, client_id, lock=True)
         status = repo.upsert_session(s, who.clinic, client_id, number, body.date, payload)
         risk = recompute(s, who.clinic, client, model, cap)
         audit(s, who, f"session.{status}", client_id, model.version)
@@ -129,7 +130,7 @@ def put_outcome(client_id: ClientId, body: OutcomeIn, key: WriteKey, db: Db, aud
     """How the episode ended (dropout or not, and when): the label for retraining."""
     who = actor(key)
     with db.session() as s:
-        require_client(s, who.clinic, client_id)
+        access.require_client_of(s, key, client_id)
         status = repo.set_outcome(s, who.clinic, client_id, body.dropout, body.ended_on)
         audit(s, who, f"outcome.{status}", client_id)
     return {"client_id": client_id, "status": status}
