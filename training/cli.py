@@ -283,7 +283,7 @@ def evaluate(
     warnings: list[str] = []
     with _warnings_shown(warnings), _steps("validating the cohort") as step:
         cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
-        results = evaluate_cohort(models_dir, model, cohort, report_path, step)
+        results = evaluate_cohort(models_dir, model, cohort, report_path, step, warnings=warnings)
     out.print(f"AUC {_fmt(results['overall']['auc'])}, Brier {_fmt(results['overall']['brier'])}")
     out.print(f"report {report_path}")
 

@@ -473,8 +473,19 @@ def _plots(data: EvalData, results: dict[str, Any], meta: dict[str, Any]) -> str
         )
 
 
+def _warnings_section(warnings: Sequence[str]) -> str:
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{_esc(line)}</li>" for line in warnings)
+    return f'<section class="warnings"><h2>Input warnings</h2><ul>{items}</ul></section>'
+
+
 def render_report(
-    data: EvalData, results: dict[str, Any], meta: dict[str, Any], title: str | None = None
+    data: EvalData,
+    results: dict[str, Any],
+    meta: dict[str, Any],
+    title: str | None = None,
+    warnings: Sequence[str] = (),
 ) -> str:
     """The evaluation report as one self-contained HTML document.
 
@@ -483,12 +494,14 @@ def render_report(
         results: the dict returned by `training.evaluation.evaluate` on the same rows.
         meta: the model metadata (version, thresholds, training_data, ...).
         title: page title; defaults to the model version's evaluation report.
+        warnings: input-shift warnings (training.input_shift), shown under the banner.
     """
     title = title or f"Dropout-risk model {meta.get('version', '')}: evaluation report".strip()
     body = "".join(
         [
             _header(results, meta, title),
             _banner(meta),
+            _warnings_section(warnings),
             _headline(results),
             _thresholds_section(results, meta),
             _plots(data, results, meta),
