@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from math import isnan, nan
+from math import isnan
 from typing import Literal
 
 import numba
@@ -458,12 +458,7 @@ def _alliance(row: Row, ref: Row, k: int, raises: bool) -> Named:
             row, k, _WAI_AT, ("Alliance", "WAI-SR"), raises
         )
     level = _short(last, ref[_WAI_LAST], raises)
-    facets = [
-        (_short(_mean(row[_GOAL], row[_TASK]), _mean(ref[_GOAL], ref[_TASK]), raises), 0),
-        (_short(row[_BOND], ref[_BOND], raises), 1),
-    ]
-    gap, which = max((g, w) for g, w in facets if not isnan(g)) if _any(facets) else (nan, 0)
-    facet = _goal_task if which == 0 else _bond
+    gap, facet = _weakest_facet(row, ref, raises)
     if gap - (level if level > 0 else 0.0) >= FACET_GAP:
         return facet(row, raises)
     if level > 0:
@@ -474,15 +469,18 @@ def _alliance(row: Row, ref: Row, k: int, raises: bool) -> Named:
     return "alliance_low", f"Alliance ratings (latest WAI-SR {_wai(last)} of 5)"
 
 
-def _mean(a: float, b: float) -> float:
-    """Mean of the values that are known (NaN if neither)."""
-    if isnan(a):
-        return b
-    return a if isnan(b) else (a + b) / 2
-
-
-def _any(facets: list[tuple[float, int]]) -> bool:
-    return any(not isnan(g) for g, _ in facets)
+def _weakest_facet(row: Row, ref: Row, raises: bool) -> tuple[float, Callable[[Row, bool], Named]]:
+    """The facet furthest from typical on the direction's side (goal and task as their
+    mean, over the ones rated), with its words; NaN when neither was rated."""
+    goal, task = row[_GOAL], row[_TASK]
+    if isnan(goal):
+        pair = _short(task, ref[_TASK], raises)
+    elif isnan(task):
+        pair = _short(goal, ref[_GOAL], raises)
+    else:
+        pair = _short(goal + task, ref[_GOAL] + ref[_TASK], raises) / 2
+    bond = _short(row[_BOND], ref[_BOND], raises)
+    return (bond, _bond) if bond > pair or isnan(pair) else (pair, _goal_task)
 
 
 def _goal_task(row: Row, raises: bool) -> Named:
