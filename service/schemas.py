@@ -131,19 +131,17 @@ SessionNumber = Annotated[int, Field(ge=1, le=1000)]
 
 class SessionScoresIn(Strict):
     """One session's scores: what `PUT /v1/clients/{id}/sessions/{number}` takes (the number
-    is in the path) and, with its number, one element of an episode's sessions."""
+    is in the path) and, with its number, one element of an episode's sessions.
+
+    Every field may be absent: an attended session without measures is still attendance.
+    It counts for the landmark and, with its date, for the gaps, as a sessions.csv row
+    without measures does (docs/contract.md); refusing it would move the landmark."""
 
     date: IsoDate | None = None
     wai: WaiIn | None = None
     srs: SrsIn | None = None
     ors: OrsIn | None = None
     phq9: Phq9In | None = None
-
-    @model_validator(mode="after")
-    def some_measure(self) -> SessionScoresIn:
-        if self.wai is None and self.srs is None and self.ors is None and self.phq9 is None:
-            raise ValueError("a session needs at least one measure: wai, srs, ors or phq9")
-        return self
 
 
 class SessionIn(SessionScoresIn):

@@ -53,7 +53,7 @@ class NotAtLandmark(DropoutRiskError):
 # the grid's arrays and the model's sorted landmarks; the occlusion plan's arrays; the terms
 # of a sigmoid-calibrated linear model (LinearPredictor.sigmoid_terms).
 GridArrays = tuple[FloatArray, FloatArray, IntArray, IntArray, IntArray]
-PlanArrays = tuple[IntArray, npt.NDArray[np.bool_], FloatArray]
+PlanArrays = tuple[IntArray, npt.NDArray[np.bool_], FloatArray, IntArray]
 Numbers = tuple[IntArray, IntArray, FloatArray, FloatArray, IntArray, FloatArray]
 
 
@@ -67,7 +67,7 @@ def _prepare_loop(
     rows = np.flatnonzero(ks)
     marks = ks[rows]
     X = features_kernel(values, age, gender, marks, rows).T
-    return rows, marks, X, stack_kernel(X, marks, plan[0], plan[1], plan[2])
+    return rows, marks, X, stack_kernel(X, marks, plan[0], plan[1], plan[2], plan[3])
 
 
 def _finish_loop(
@@ -164,7 +164,7 @@ def _numbers(model: LoadedModel, serving: _Serving, grid: SessionGrid) -> Number
     level indices and contributions (m, G)); m may be 0."""
     plan = serving.plan
     arrays = (grid.values, grid.age, grid.gender, grid.reached, serving.landmarks)
-    occlusion = (plan.slot, plan.replace, plan.fill)
+    occlusion = (plan.slot, plan.replace, plan.fill, plan.guard)
     if serving.linear is not None:
         return _linear(arrays, occlusion, serving.linear, *serving.thresholds)
     rows, marks, X, stacked = _prepare(arrays, occlusion)

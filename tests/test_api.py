@@ -23,7 +23,8 @@ from service.examples import EXAMPLE_EPISODE
 from service.observability import Pseudonymizer, configure_logging
 from service.schemas import WaiIn
 from service.settings import Settings
-from tests.conftest import REPO, create_key, train
+from tests.conftest import REPO, create_key, train, write_csv
+from training.cli import run
 from training.features import grid_from_tables
 from training.predict import score_grid
 from training.registry import Registry
@@ -115,6 +116,40 @@ def test_prediction_matches_the_training_pipeline(client: TestClient, keys: dict
     assert body["client_id"] == "A-1001"
 
 
+def test_attended_session_without_measures_counts_as_in_predict(
+    client: TestClient, keys: dict[str, str], tmp_path: Path
+) -> None:
+    """Session 3 attended, with a date and no measures: the API takes it (it used to be a
+    422) and, like `dropout-risk predict` on the same rows, scores at landmark 3 with the
+    gap to it; one probability for one client through both doors."""
+    sessions = [
+        {"number": 1, "date": "2026-03-02", "wai": {"goal": 3.0, "task": 3.0, "bond": 3.5}},
+        {"number": 2, "date": "2026-03-09", "srs": {"total": 33.0}},
+        {"number": 3, "date": "2026-03-30"},
+    ]
+    body = {"client_id": "A-7", "age": 31, "gender": "male", "sessions": sessions}
+    answer = _predict(client, keys, body)
+    assert answer.status_code == 200, answer.text
+    rows = [
+        {"client_id": "A-7", "session_number": 1, "session_date": "2026-03-02"}
+        | {"wai_goal": 3.0, "wai_task": 3.0, "wai_bond": 3.5},
+        {"client_id": "A-7", "session_number": 2, "session_date": "2026-03-09", "srs_total": 33.0},
+        {"client_id": "A-7", "session_number": 3, "session_date": "2026-03-30"},
+    ]
+    write_csv(tmp_path / "sessions.csv", rows)
+    write_csv(tmp_path / "clients.csv", [{"client_id": "A-7", "age": 31, "gender": "male"}])
+    paths = [str(tmp_path / name) for name in ("sessions.csv", "clients.csv", "out.csv")]
+    options = ("--sessions", "--clients", "--out")
+    files = [part for pair in zip(options, paths, strict=True) for part in pair]
+    status = run(["predict", "--model", "champion", "--models-dir", str(REPO / "models"), *files])
+    assert status == 0
+    [row] = pd.read_csv(tmp_path / "out.csv").to_dict("records")
+    assert answer.json()["landmark_session"] == row["landmark_session"] == 3
+    assert answer.json()["probability"] == row["probability"]
+    without = {**body, "sessions": sessions[:2]}  # dropping it would move the landmark
+    assert _predict(client, keys, without).json()["landmark_session"] == 2
+
+
 def test_wai_items_map_to_subscales() -> None:
     items = [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2]  # task 1,2,10,12; bond 3,5,7,9; goal 4,6,8,11
     goal, task, bond = wai_subscales(WaiIn(items=items))
@@ -170,7 +205,6 @@ def _session(**measures: Any) -> dict[str, Any]:
             "sessions",
             "session number 1 appears twice",
         ),
-        ([_session()], "sessions[0]", "at least one measure"),
         ([_session(wia={"goal": 3})], "sessions[0].wia", "Extra inputs are not permitted"),
         ([_session(wai={"goal": 7})], "sessions[0].wai.goal", "less than or equal to 5"),
         ([_session(wai={"goal": "3"})], "sessions[0].wai.goal", "valid number"),

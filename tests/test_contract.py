@@ -163,6 +163,38 @@ def test_unknown_columns_warn_once(tmp_path: Path) -> None:
     assert warnings == ["warning: s.csv: ignoring unknown column(s): note"]
 
 
+@pytest.mark.parametrize(
+    ("header", "meant"),
+    [("wai_goals", "wai_goal"), ("WAI_Task", "wai_task"), ("srs_totl", "srs_total")],
+)
+def test_a_misspelt_contract_column_exits_2_naming_the_column_meant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], header: str, meant: str
+) -> None:
+    """Its values would silently be ignored: `validate` stops, naming both names."""
+    status, _ = _run_validate(tmp_path, SESSIONS.replace(meant, header, 1))
+    err = capsys.readouterr().err
+    assert status == 2
+    assert (
+        f"sessions.csv: column '{header}' is not a contract column; did you mean `{meant}`?" in err
+    )
+    assert "ignoring unknown column" not in err
+
+
+def test_a_truly_unknown_column_still_only_warns(tmp_path: Path) -> None:
+    """`sex` is two edits from `age`: too far for a name that short, so not a misspelling."""
+    warnings: list[str] = []
+    clients = CLIENTS.replace("gender,", "gender,sex,", 1).replace("female,", "female,f,")
+    clients = clients.replace("male,0", "male,m,0")
+    cohort = load_cohort(
+        write_csv(tmp_path / "s.csv", SESSIONS),
+        write_csv(tmp_path / "c.csv", clients),
+        True,
+        warnings,
+    )
+    assert warnings == ["warning: c.csv: ignoring unknown column(s): sex"]
+    assert len(cohort.clients) == 2
+
+
 def test_measure_columns_may_be_absent(tmp_path: Path) -> None:
     only_srs = "client_id,session_number,srs_total\nA-1,1,36\nB.2,1,39.5\n"
     cohort = load_cohort(

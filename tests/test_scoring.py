@@ -44,9 +44,7 @@ def _session(rng: np.random.Generator, number: int) -> dict[str, Any]:
         session["phq9"] = {"total": int(rng.integers(0, 28))}
     if rng.random() < 0.7:
         session["date"] = f"2026-0{number if number < 10 else 9}-{int(rng.integers(1, 28)):02d}"
-    if len(session) == 1 or (len(session) == 2 and "date" in session):
-        session["srs"] = {"total": 30.0}
-    return session
+    return session  # possibly without measures: attended, counted for landmark and gaps
 
 
 def assorted(n: int, seed: int = 5) -> list[EpisodeIn]:

@@ -332,7 +332,7 @@ def evaluate(
     warnings: list[str] = []
     with _warnings_shown(warnings), _steps("validating the cohort") as step:
         cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
-        results = evaluate_cohort(models_dir, model, cohort, report_path, step)
+        results = evaluate_cohort(models_dir, model, cohort, report_path, step, warnings=warnings)
     _print_baseline_warnings(results)
     out.print(f"AUC {_fmt(results['overall']['auc'])}, Brier {_fmt(results['overall']['brier'])}")
     for line in _calibration_lines(results) + _baseline_lines(results):

@@ -186,9 +186,36 @@ def _check_header(
             f"(header has: {', '.join(map(str, frame.columns))})"
         )
     extra = [str(c) for c in frame.columns if c not in known]
-    if extra:
-        warnings.append(f"warning: {file}: ignoring unknown column(s): {', '.join(extra)}")
-    return not missing
+    misspelt = {name: _nearest(name, known) for name in extra}
+    for name, meant in misspelt.items():
+        if meant is not None:
+            problems.add(
+                f"{file}: column {name!r} is not a contract column; did you mean `{meant}`? "
+                "(rename it, or its values would be ignored)"
+            )
+    unknown = [name for name, meant in misspelt.items() if meant is None]
+    if unknown:
+        warnings.append(f"warning: {file}: ignoring unknown column(s): {', '.join(unknown)}")
+    return not missing and len(unknown) == len(extra)
+
+
+def _nearest(name: str, known: set[str]) -> str | None:
+    """The contract column a header cell is a misspelling of: within edit distance 2 (1 for
+    names under 8 characters, so `sex` is not taken for `age`), case ignored; else None."""
+    word = name.strip().lower()
+    best = min(sorted(known), key=lambda k: _edit_distance(word, k))
+    limit = 1 if len(best) < 8 else 2
+    return best if _edit_distance(word, best) <= limit else None
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance: insertions, deletions and substitutions, one each."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, start=1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
 
 
 def _report(

@@ -11,6 +11,8 @@ from training.baselines import fit_baselines
 from training.comparison import evaluate_with_baselines
 from training.contract import Cohort
 from training.evaluation import Thresholds
+from training.input_shift import shift_warnings, tally
+from training.publish import published
 from training.registry import Registry
 from training.report import render_report
 from training.train import labelled_examples
@@ -23,8 +25,10 @@ def evaluate_cohort(
     report_path: Path,
     step: Callable[[str], None],
     n_boot: int = 200,
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Score every landmark example of the cohort and write the report; returns metrics."""
+    """Score every landmark example of the cohort and write the report; returns metrics.
+    Input-shift warnings (training.input_shift) are added to `warnings` and the report."""
     loaded = Registry(models_dir).load(version)
     meta = loaded.metadata
     step("building landmark features")
@@ -40,12 +44,17 @@ def evaluate_cohort(
     results = evaluate_with_baselines(
         eval_data, Thresholds(th["moderate"], th["high"]), baselines, n_boot=n_boot
     )
+    counts = tally(meta, cohort.sessions, data.examples.X, published(p, th)[1])
+    shifted = shift_warnings(meta, counts, "sessions.csv", every_landmark=True)
+    if warnings is not None:
+        warnings.extend(shifted)
     step("writing the report")
     html = render_report(
         eval_data,
         results,
         meta,
         title=f"Evaluation of model {loaded.version} on {report_path.stem}",
+        warnings=shifted,
     )
     tmp = report_path.with_name(f".{report_path.name}.partial")
     tmp.write_text(html)

@@ -33,6 +33,7 @@ import pandas as pd
 
 from training.contract import CsvSource, Problems, iter_session_chunks, read_client_lookup
 from training.features import SessionGrid, grid_from_tables, latest_landmark_features
+from training.input_shift import ShiftTally, shift_warnings, tally
 from training.publish import published
 from training.registry import LoadedModel
 
@@ -45,13 +46,21 @@ PARALLEL_MIN_BYTES = 32 << 20  # below this, forking costs more than it saves
 
 def score_grid(loaded: LoadedModel, grid: SessionGrid) -> tuple[FloatArray, npt.NDArray[Any]]:
     """Calibrated dropout probability and landmark used, per client of the grid."""
+    p, landmark, _ = _score_rows(loaded, grid)
+    return p, landmark
+
+
+def _score_rows(
+    loaded: LoadedModel, grid: SessionGrid
+) -> tuple[FloatArray, npt.NDArray[Any], FloatArray]:
+    """score_grid's answer, and the feature rows it scored (NaN rows for no landmark)."""
     landmarks = tuple(loaded.metadata["landmarks"])
     X, landmark = latest_landmark_features(grid, landmarks)
     p = np.full(grid.n_clients, np.nan)
     scored = landmark > 0
     if scored.any():
         p[scored] = loaded.predict(X[scored])
-    return p, landmark
+    return p, landmark, X
 
 
 @dataclass
@@ -154,19 +163,26 @@ def _prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
 
 
 def _write_scores(
-    ids: npt.NDArray[np.object_], grid: SessionGrid, loaded: LoadedModel, out: TextIO
-) -> tuple[int, int]:
-    """Append one CSV line per scored client; returns (scored, not yet at a landmark).
+    batch: pd.DataFrame,
+    loaded: LoadedModel,
+    max_session: int,
+    clients: pd.DataFrame | None,
+    out: TextIO,
+) -> tuple[npt.NDArray[np.object_], int, int, ShiftTally]:
+    """Append one CSV line per scored client; returns (scored, not yet at a landmark, the
+    counts the input-shift warnings need), after the ids of the batch's clients.
 
     Lines are formatted directly (about 3x faster than DataFrame.to_csv on a million rows);
     the level is derived from the published, rounded probability so each line agrees.
     """
-    p, landmark = score_grid(loaded, grid)
+    ids, grid = grid_from_tables(batch, clients, max_session)
+    p, landmark, X = _score_rows(loaded, grid)
     scored = landmark > 0
     p, levels = published(p[scored], loaded.metadata["thresholds"])
     line = f"{{}},{{}},{{:.4f}},{{}},{loaded.version}\n".format
     out.writelines(map(line, ids[scored], landmark[scored].tolist(), p.tolist(), levels))
-    return int(scored.sum()), int((~scored).sum())
+    counts = tally(loaded.metadata, batch, X[scored], levels)
+    return ids, int(scored.sum()), int((~scored).sum()), counts
 
 
 @dataclass
@@ -178,6 +194,7 @@ class _PartResult:
     total: int
     warnings: list[str]
     hashes: HashArray
+    shift: ShiftTally
 
 
 @dataclass(frozen=True)
@@ -193,7 +210,7 @@ class _Job:
 
 def _score_part(job: _Job, source: CsvSource, out_path: Path) -> _PartResult:
     """Validate and score one source (a whole file or a byte range) into out_path."""
-    problems, stats, grouping = Problems(), PredictStats(), _Grouping()
+    problems, stats, grouping, shift = Problems(), PredictStats(), _Grouping(), ShiftTally()
     warnings: list[str] = []
     known = None if job.clients is None else job.clients.index
     max_session = max(job.loaded.metadata["landmarks"])
@@ -205,16 +222,18 @@ def _score_part(job: _Job, source: CsvSource, out_path: Path) -> _PartResult:
         for batch in _prefetch(batches) if job.threaded else batches:
             stats.rows += len(batch)
             if not problems.total:
-                ids, grid = grid_from_tables(batch, job.clients, max_session)
+                ids, scored, early, counts = _write_scores(
+                    batch, job.loaded, max_session, job.clients, out
+                )
                 grouping.check(pd.Series(ids), source.name, problems)
-                scored, early = _write_scores(ids, grid, job.loaded, out)
                 stats.clients += scored
                 stats.not_scored += early
+                shift.add(counts)
             if callable(job.progress):
                 job.progress(len(batch))
             else:
                 job.progress.put(len(batch))
-    return _PartResult(stats, problems.shown, problems.total, warnings, grouping.seen)
+    return _PartResult(stats, problems.shown, problems.total, warnings, grouping.seen, shift)
 
 
 _JOB: _Job | None = None  # set in the parent just before forking the workers
@@ -389,9 +408,13 @@ def predict_file(
     finally:
         for leftover in [*part_paths, out_path.with_name(f".{out_path.name}.partial")]:
             leftover.unlink(missing_ok=True)
-    stats = PredictStats()
+    stats, shift = PredictStats(), ShiftTally()
     for result in results:
         stats.clients += result.stats.clients
         stats.rows += result.stats.rows
         stats.not_scored += result.stats.not_scored
+        shift.add(result.shift)
+    warnings.extend(
+        shift_warnings(loaded.metadata, shift, sessions_path.name, every_landmark=False)
+    )
     return stats

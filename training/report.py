@@ -581,8 +581,19 @@ def _plots(data: EvalData, results: dict[str, Any], meta: dict[str, Any]) -> str
         )
 
 
+def _warnings_section(warnings: Sequence[str]) -> str:
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{_esc(line)}</li>" for line in warnings)
+    return f'<section class="warnings"><h2>Input warnings</h2><ul>{items}</ul></section>'
+
+
 def render_report(
-    data: EvalData, results: dict[str, Any], meta: dict[str, Any], title: str | None = None
+    data: EvalData,
+    results: dict[str, Any],
+    meta: dict[str, Any],
+    title: str | None = None,
+    warnings: Sequence[str] = (),
 ) -> str:
     """The evaluation report as one self-contained HTML document.
 
@@ -591,6 +602,7 @@ def render_report(
         results: the dict returned by `training.evaluation.evaluate` on the same rows.
         meta: the model metadata (version, thresholds, training_data, ...).
         title: page title; defaults to the model version's evaluation report.
+        warnings: input-shift warnings (training.input_shift), shown under the banner.
     """
     title = title or f"Dropout-risk model {meta.get('version', '')}: evaluation report".strip()
     body = "".join(
@@ -598,6 +610,7 @@ def render_report(
             _header(results, meta, title),
             _verdict(results),
             _banner(meta),
+            _warnings_section(warnings),
             _headline(results),
             _baselines_section(results),
             _thresholds_section(results, meta),

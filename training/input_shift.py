@@ -1,0 +1,196 @@
+"""Warnings when the input to `predict` or `evaluate` is not what the model was made for.
+
+Why: a model scores any well-formed cohort, and a cohort that differs from its training
+data (an instrument the site does not collect, values beyond anything seen in training,
+a flag rate far from the one its thresholds were set for) still gets numbers that look as
+trustworthy as any. Three checks, one line each on stderr (and in the evaluation report):
+
+- an instrument the model was trained with has no value in the input. The instruments come
+  from metadata["instruments"]; an artifact without them is read from its reference client
+  (a measure never observed in development has no reference value at any landmark).
+- more than 5% of the scored rows fall outside the model's training range on a feature.
+  The range comes from metadata["feature_range"] ({feature: [lo, hi]}); an artifact without
+  it skips this check.
+- the share flagged moderate-or-high, or high, differs from the design by more than 10
+  points. The design is the flag rate the thresholds had on the validation examples
+  (metadata["thresholds"]["validation"]): every landmark each client reached, which is
+  what `evaluate` scores. `predict` scores each client at its latest landmark only, where
+  risk is lower (dropouts leave early): it is compared with the test set's flag rates per
+  landmark (metadata["metrics"]["per_landmark"]) mixed as its rows are, for each level
+  that has them at every landmark scored (the high level, in current artifacts); a level
+  without them is skipped.
+
+Counts are gathered per batch into a `ShiftTally`, so that `predict`, which streams the
+file in chunks and in forked parts, can add them up; no client id ever enters a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from training.features import FEATURES
+from training.train import _instruments
+
+FloatArray = npt.NDArray[np.float64]
+
+OUTSIDE_SHARE = 0.05  # share of scored rows outside the training range worth a warning
+FLAG_RATE_GAP = 0.10  # flag-rate difference from the design worth a warning (10 points)
+# Instrument (as in metadata["instruments"]) -> its name for people, its contract column(s)
+# and the feature that has a value whenever the instrument was ever taken.
+_INSTRUMENTS: dict[str, tuple[str, str, str]] = {
+    "wai_sr": ("WAI-SR", "wai_goal, wai_task, wai_bond", "wai_last"),
+    "srs": ("SRS", "srs_total", "srs_last"),
+    "ors": ("ORS", "ors_total", "ors_last"),
+    "phq9": ("PHQ-9", "phq9_total", "phq9_last"),
+}
+
+
+@dataclass
+class ShiftTally:
+    """What the checks need of the scored rows, added up over batches and parts."""
+
+    rows: int = 0
+    outside: FloatArray = field(default_factory=lambda: np.zeros(len(FEATURES)))
+    moderate: int = 0  # flagged moderate or high
+    high: int = 0
+    instruments: set[str] = field(default_factory=set)  # with at least one value
+    landmarks: dict[int, int] = field(default_factory=dict)  # landmark -> rows scored there
+
+    def add(self, other: ShiftTally) -> None:
+        self.rows += other.rows
+        self.outside = self.outside + other.outside
+        self.moderate += other.moderate
+        self.high += other.high
+        self.instruments |= other.instruments
+        for k, n in other.landmarks.items():
+            self.landmarks[k] = self.landmarks.get(k, 0) + n
+
+
+def tally(
+    meta: Mapping[str, Any],
+    sessions: pd.DataFrame,
+    X: FloatArray,
+    levels: npt.NDArray[np.object_],
+) -> ShiftTally:
+    """The counts of one batch: its session rows, and the feature rows and risk levels
+    (training.publish) of what was scored from them."""
+    out = ShiftTally(rows=int(X.shape[0]), instruments=set(_instruments(sessions)))
+    marks, n = np.unique(X[:, FEATURES.index("landmark")], return_counts=True)
+    out.landmarks = {int(k): int(c) for k, c in zip(marks.tolist(), n.tolist(), strict=True)}
+    for name, (lo, hi) in (meta.get("feature_range") or {}).items():
+        column = X[:, FEATURES.index(name)]
+        out.outside[FEATURES.index(name)] = np.count_nonzero((column < lo) | (column > hi))
+    out.moderate = int(np.count_nonzero(levels != "low"))
+    out.high = int(np.count_nonzero(levels == "high"))
+    return out
+
+
+def trained_instruments(meta: Mapping[str, Any]) -> list[str]:
+    """metadata["instruments"], else those with a reference value at some landmark."""
+    recorded = meta.get("instruments")
+    if recorded is not None:
+        return [str(name) for name in recorded]
+    reference = meta["reference"].values()
+    return [
+        name
+        for name, (_, _, feature) in _INSTRUMENTS.items()
+        if any(ref[FEATURES.index(feature)] is not None for ref in reference)
+    ]
+
+
+def shift_warnings(
+    meta: Mapping[str, Any], counts: ShiftTally, file: str, every_landmark: bool
+) -> list[str]:
+    """At most one warning line per check. every_landmark: the rows are every landmark
+    each client reached (evaluate), not each client's latest (predict)."""
+    if not counts.rows:
+        return []
+    design = _design(meta) if every_landmark else _latest_design(meta, counts.landmarks)
+    lines = [
+        _absent_instruments(meta, counts, file),
+        _outside(meta, counts),
+        _flags(design, counts),
+    ]
+    return [line for line in lines if line]
+
+
+def _design(meta: Mapping[str, Any]) -> dict[str, float]:
+    validation = meta["thresholds"].get("validation") or {}
+    return {level: float(validation[level]["flag_rate"]) for level in validation}
+
+
+def _latest_design(meta: Mapping[str, Any], landmarks: dict[int, int]) -> dict[str, float]:
+    """Per level, the test set's flag rate at each landmark, weighted by the rows scored
+    there; a level missing at any of those landmarks is left out."""
+    rates = {int(row["landmark"]): row for row in meta.get("metrics", {}).get("per_landmark", [])}
+    total = sum(landmarks.values())
+    out: dict[str, float] = {}
+    for level in ("moderate", "high"):
+        at = [_rate(rates.get(k, {}), level) for k in landmarks]
+        known = [rate for rate in at if rate is not None]
+        if len(known) == len(at):
+            weights = [n / total for n in landmarks.values()]
+            out[level] = float(np.dot(known, weights))
+    return out
+
+
+def _rate(row: Mapping[str, Any], level: str) -> float | None:
+    """A per-landmark flag rate, `{level}_flag_rate` or `{level: {flag_rate}}`, as a number
+    or {"estimate": number}."""
+    value = row.get(f"{level}_flag_rate", (row.get(level) or {}).get("flag_rate"))
+    if isinstance(value, Mapping):
+        value = value.get("estimate")
+    return None if value is None else float(value)
+
+
+def _absent_instruments(meta: Mapping[str, Any], counts: ShiftTally, file: str) -> str:
+    absent = [
+        f"{_INSTRUMENTS[name][0]} ({_INSTRUMENTS[name][1]})"
+        for name in trained_instruments(meta)
+        if name in _INSTRUMENTS and name not in counts.instruments
+    ]
+    if not absent:
+        return ""
+    return (
+        f"warning: {file}: no values of {', '.join(absent)}, which the model was trained "
+        "with; it scores these clients as if the measure was never taken"
+    )
+
+
+def _outside(meta: Mapping[str, Any], counts: ShiftTally) -> str:
+    ranges = meta.get("feature_range") or {}
+    share = counts.outside / counts.rows
+    found = [
+        f"{name} {share[FEATURES.index(name)]:.1%} (trained on {lo:g} to {hi:g})"
+        for name, (lo, hi) in ranges.items()
+        if share[FEATURES.index(name)] > OUTSIDE_SHARE
+    ]
+    if not found:
+        return ""
+    return (
+        f"warning: more than {OUTSIDE_SHARE:.0%} of scored rows lie outside the model's "
+        f"training range on: {', '.join(found)}"
+    )
+
+
+_FLAG_WORDS = {"moderate": "flagged moderate or high", "high": "flagged high"}
+
+
+def _flags(design: dict[str, float], counts: ShiftTally) -> str:
+    rates = {"moderate": counts.moderate / counts.rows, "high": counts.high / counts.rows}
+    if all(abs(rates[level] - planned) <= FLAG_RATE_GAP for level, planned in design.items()):
+        return ""
+    parts = [
+        f"{rates[level]:.1%} {_FLAG_WORDS[level]} (designed: {planned:.1%})"
+        for level, planned in design.items()
+    ]
+    return (
+        f"warning: of the scored rows, {' and '.join(parts)}: this cohort differs from the "
+        "one the thresholds were set on"
+    )
