@@ -41,6 +41,17 @@ class Settings(BaseSettings):
     # Signs the clinician view's session cookies (created on first start, owner-only)
     ui_secret_file: Path = Path("var/ui-session.key")
 
+    # ---- starting workers and HTTP limits (service/serve.py, service/http_protocol.py)
+    # How long uvicorn's supervisor waits for a worker to answer its health check (its
+    # timeout_worker_healthcheck, default 5 s) before it kills the worker as hung. A
+    # starting worker imports the libraries, verifies the model and warms it (compiling the
+    # kernels when numba's cache is empty) while holding the GIL, so the answer can be
+    # seconds late on a busy 2-core machine: 5 s killed starting workers.
+    worker_healthcheck_seconds: int = Field(default=60, ge=5, le=600)
+    # The request line and headers together, in bytes: a longer head is answered 431 and
+    # the connection closed before it is parsed (an unbounded head cost 28 s and 190 MB).
+    max_header_bytes: int = Field(default=65_536, ge=4096, le=1_048_576)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
