@@ -8,6 +8,8 @@ answer's serialisation) pays that before the worker is counted ready.
 from __future__ import annotations
 
 import datetime
+import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic_core import to_json
@@ -16,7 +18,7 @@ from service.examples import EXAMPLE_EPISODE
 from service.schemas import EpisodeIn
 from service.scoring import NotAtLandmark, score
 from training.errors import DropoutRiskError
-from training.registry import LoadedModel
+from training.registry import LoadedModel, Registry
 
 WEEK = datetime.timedelta(days=7)
 
@@ -47,3 +49,13 @@ def warm_up(model: LoadedModel, max_landmark: int | None = None) -> None:
                 f"model {model.version}: the reference episode does not reach a landmark"
             )
         to_json(results)
+
+
+def main() -> None:
+    """`python -m service.warmup MODELS_DIR`: warm the champion once, which writes the
+    compiled kernels to numba's cache (NUMBA_CACHE_DIR); the Dockerfile bakes it so."""
+    warm_up(Registry(Path(sys.argv[1])).load())
+
+
+if __name__ == "__main__":
+    main()
