@@ -28,7 +28,7 @@ from service.routes import cds, clients, fhir, health, models, predictions
 from service.settings import Settings, get_settings
 from service.storage import Storage
 from service.ui import routes as ui_routes
-from service.warmup import warm_up
+from service.warmup import warm_routes, warm_up
 from training.registry import Registry
 
 GC_THRESHOLDS = (50_000, 20, 100)  # gen0 allocations, then gen0 and gen1 collections
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.auditor = Auditor(app.state.pseudonym)
         app.state.cds_issuers = load_issuers(settings.cds_issuers_file)
         app.state.batcher = MicroBatcher(settings.max_landmark)
+        await warm_routes(app)
         # Everything loaded so far (libraries, the model) lives as long as the process:
         # freezing it keeps the garbage collector from re-scanning it on every collection a
         # request triggers, which halved the time of a 1,000-client batch (bench/api.py).

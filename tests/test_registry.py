@@ -19,7 +19,7 @@ from service.examples import EXAMPLE_EPISODE
 from service.model_store import ModelStore
 from service.scoring import _SERVING
 from service.settings import Settings
-from service.warmup import warm_up
+from service.warmup import UNISSUED_TOKEN, warm_up
 from tests.conftest import REPO, create_key
 from training.artifact_schema import ModelMetadata
 from training.cli import run
@@ -151,7 +151,7 @@ def test_cli_on_a_bad_registry_exits_2_with_one_message(
 @pytest.fixture
 def key_url(tmp_path: Path) -> tuple[str, str]:
     url = f"sqlite:///{tmp_path / 'service.db'}"
-    return create_key(url, "clinic-a", ["predict"]), url
+    return create_key(url, "clinic-a", ["predict", "models:admin"]), url
 
 
 def _settings(models: Path, database_url: str, tmp_path: Path) -> Settings:
@@ -210,7 +210,13 @@ def test_a_fresh_start_on_a_bad_registry_is_not_ready_then_recovers(
 
 
 def test_api_error_bodies_show_no_server_path(service: TestClient, models: Path) -> None:
-    bodies = [service.post("/v1/models/nope/promote").text]  # 403 without the admin scope
+    unknown = service.post("/v1/models/nope/promote")
+    assert unknown.status_code == 404
+    version = _registry_json(models)["champion"]
+    (models / version / "model.joblib").write_bytes(b"tampered")
+    tampered = service.post(f"/v1/models/{version}/promote")
+    assert tampered.status_code == 409
+    bodies = [unknown.text, tampered.text]
     _write_versions(models, [1])
     bodies.append(service.get("/v1/models").text)
     (models / "registry.json").write_text("{broken")
@@ -255,3 +261,12 @@ def test_warm_up_reaches_every_landmark_of_the_model(models: Path) -> None:
     later = LoadedModel(loaded.model, {**loaded.metadata, "landmarks": [3]}, loaded.predict)
     warm_up(later)  # the two-session example is extended to session 3
     assert later in _SERVING
+
+
+def test_the_start_sends_one_uncounted_request_through_the_routes(service: TestClient) -> None:
+    """The warm-up request reached the key check (its never-issued key was looked up in the
+    database and remembered as unknown) and left no trace in the metrics."""
+    app: Any = service.app
+    assert app.state.keys.cached(UNISSUED_TOKEN) == (True, None)
+    metrics = service.get("/metrics").text
+    assert 'route="/v1/predictions",status="401"' not in metrics
