@@ -19,7 +19,7 @@ from service.examples import EXAMPLE_EPISODE
 from service.model_store import ModelStore
 from service.scoring import _SERVING
 from service.settings import Settings
-from service.warmup import UNISSUED_TOKEN, warm_up
+from service.warmup import UNISSUED_TOKEN, WarmUpFailed, warm_up
 from tests.conftest import REPO, create_key
 from training.artifact_schema import ModelMetadata
 from training.cli import run
@@ -270,3 +270,28 @@ def test_the_start_sends_one_uncounted_request_through_the_routes(service: TestC
     assert app.state.keys.cached(UNISSUED_TOKEN) == (True, None)
     metrics = service.get("/metrics").text
     assert 'route="/v1/predictions",status="401"' not in metrics
+
+
+def test_readyz_is_503_until_a_warm_up_has_succeeded(
+    models: Path, key_url: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app's readiness follows the warm-up: while it fails, the worker is up (healthz)
+    but not ready; once it runs, the same worker is ready without a restart."""
+    calls: list[str] = []
+
+    def failing(model: LoadedModel, max_landmark: int | None = None) -> None:
+        calls.append(model.version)
+        raise WarmUpFailed(f"model {model.version}: the reference episode failed")
+
+    monkeypatch.setattr("service.app.warm_up", failing)
+    with TestClient(create_app(_settings(models, key_url[1], tmp_path))) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["detail"][0]["msg"] == (
+            "model 20261122-68131565: the reference episode failed"
+        )
+        app: Any = client.app
+        app.state.models.warm = warm_up  # the next look warms it for real
+        assert client.get("/readyz").json()["status"] == "ready"
+    assert calls[0] == "20261122-68131565"
