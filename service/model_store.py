@@ -99,6 +99,9 @@ class ModelStore:
     def promote(self, version: str) -> str | None:
         """Verify and promote a version, then serve it here at once; returns the previous."""
         previous = None if self._model is None else self._model.version
+        # A version that cannot score the reference episode is refused (WarmUpFailed, an
+        # ArtifactError) before it is named champion, which every worker would then refuse.
+        self.warm(self.registry.load(version))
         self.registry.promote(version)  # loads and verifies before writing the registry
         self.refresh(force=True)
         return previous

@@ -20,7 +20,7 @@ from starlette.types import Message
 from service.examples import EXAMPLE_EPISODE
 from service.schemas import EpisodeIn
 from service.scoring import NotAtLandmark, score
-from training.errors import DropoutRiskError
+from training.errors import ArtifactError, DropoutRiskError
 from training.registry import LoadedModel, Registry
 
 WEEK = datetime.timedelta(days=7)
@@ -28,8 +28,9 @@ WEEK = datetime.timedelta(days=7)
 UNISSUED_TOKEN = "drk_" + "0" * 12 + "_" + "0" * 43
 
 
-class WarmUpFailed(DropoutRiskError):
-    """The reference episode could not be scored: the model would fail real requests."""
+class WarmUpFailed(ArtifactError):
+    """The reference episode could not be scored: the model would fail real requests, so
+    it is refused like a broken artifact."""
 
 
 def reference_body(sessions: int) -> bytes:

@@ -20,7 +20,7 @@ from service.model_store import ModelStore
 from service.scoring import _SERVING
 from service.settings import Settings
 from service.warmup import UNISSUED_TOKEN, WarmUpFailed, warm_up
-from tests.conftest import REPO, create_key
+from tests.conftest import REPO, create_key, train
 from training.artifact_schema import ModelMetadata
 from training.cli import run
 from training.errors import ArtifactError, RegistryError, RegistryInvalid
@@ -295,3 +295,21 @@ def test_readyz_is_503_until_a_warm_up_has_succeeded(
         app.state.models.warm = warm_up  # the next look warms it for real
         assert client.get("/readyz").json()["status"] == "ready"
     assert calls[0] == "20261122-68131565"
+
+
+def test_a_version_that_cannot_be_warmed_is_not_promoted(models: Path, small_cohort: Path) -> None:
+    champion = _registry_json(models)["champion"]
+    assert train(small_cohort, models, "--seed", "8") == 0
+    new = _registry_json(models)["versions"][-1]["version"]
+    assert new != champion
+
+    def refuse(model: LoadedModel) -> None:
+        if model.version == new:
+            raise WarmUpFailed(f"model {model.version}: the reference episode failed")
+
+    store = ModelStore(Registry(models), reload_seconds=0.0, warm=refuse)
+    store.refresh(force=True)
+    with pytest.raises(ArtifactError, match="the reference episode failed"):
+        store.promote(new)
+    assert _registry_json(models)["champion"] == champion
+    assert store.current.version == champion
