@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.examples import EXAMPLE_EPISODE
 from service.model_store import ModelStore
+from service.observability import REQUESTS
 from service.scoring import _SERVING
 from service.settings import Settings
 from service.warmup import UNISSUED_TOKEN, WarmUpFailed, warm_up
@@ -263,13 +264,17 @@ def test_warm_up_reaches_every_landmark_of_the_model(models: Path) -> None:
     assert later in _SERVING
 
 
-def test_the_start_sends_one_uncounted_request_through_the_routes(service: TestClient) -> None:
+def test_the_start_sends_one_uncounted_request_through_the_routes(
+    models: Path, key_url: tuple[str, str], tmp_path: Path
+) -> None:
     """The warm-up request reached the key check (its never-issued key was looked up in the
     database and remembered as unknown) and left no trace in the metrics."""
-    app: Any = service.app
-    assert app.state.keys.cached(UNISSUED_TOKEN) == (True, None)
-    metrics = service.get("/metrics").text
-    assert 'route="/v1/predictions",status="401"' not in metrics
+    refused = REQUESTS.labels("POST", "/v1/predictions", "401")
+    before = refused._value.get()  # type: ignore[attr-defined]
+    with TestClient(create_app(_settings(models, key_url[1], tmp_path))) as client:
+        app: Any = client.app
+        assert app.state.keys.cached(UNISSUED_TOKEN) == (True, None)
+        assert refused._value.get() == before  # type: ignore[attr-defined]
 
 
 def test_readyz_is_503_until_a_warm_up_has_succeeded(
