@@ -34,7 +34,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     OMP_NUM_THREADS=1 \
     DROPOUT_RISK_MODELS_DIR=/app/models \
     DROPOUT_RISK_DATABASE_URL=sqlite:////app/var/dropout-risk.db \
-    NUMBA_CACHE_DIR=/app/var/numba-cache \
+    NUMBA_CACHE_DIR=/opt/numba-cache \
     DROPOUT_RISK_PSEUDONYM_KEY_FILE=/app/var/pseudonym.key
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
@@ -43,6 +43,14 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 # Owned by the service user: promoting a model (models:admin) rewrites models/registry.json.
 COPY --chown=10001:10001 models/ /app/models/
+# numba's compile cache, baked in: the scoring kernels are compiled here, by scoring the
+# champion's reference episode through the service's warm-up (service/warmup.py), so a new
+# container loads them instead of compiling them for 4-5 s per worker. Outside the volume
+# (a mounted volume would hide it); owned by the service user, since numba uses a cache
+# folder only where it can write (a promoted model of another kind adds its kernels).
+RUN mkdir -p /opt/numba-cache \
+    && python -m service.warmup /app/models \
+    && chown -R 10001:10001 /opt/numba-cache
 # Keys and the pseudonym key: a volume, so they survive new images and never enter one.
 RUN mkdir -p /app/var && chown 10001:10001 /app/var && chmod 700 /app/var
 VOLUME ["/app/var"]

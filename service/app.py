@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -27,6 +28,7 @@ from service.routes import cds, clients, fhir, health, models, predictions
 from service.settings import Settings, announce_base_url, get_settings
 from service.storage import Storage
 from service.ui import routes as ui_routes
+from service.warmup import warm_routes, warm_up
 from training.registry import Registry
 
 GC_THRESHOLDS = (50_000, 20, 100)  # gen0 allocations, then gen0 and gen1 collections
@@ -40,7 +42,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging(settings.log_level)
         announce_base_url(settings)
         app.state.settings = settings
-        app.state.models = ModelStore(Registry(settings.models_dir), settings.reload_seconds)
+        # The champion is verified and warmed before this worker accepts a connection (the
+        # server listens only once the lifespan has started): a worker that is not warm is
+        # never asked. A registry that cannot be trusted does not stop the start: the worker
+        # comes up not-ready (503) and loads the model once the file is fixed.
+        app.state.models = ModelStore(
+            Registry(settings.models_dir),
+            settings.reload_seconds,
+            warm=partial(warm_up, max_landmark=settings.max_landmark),
+        )
         app.state.models.refresh(force=True)
         url = normalise_url(settings.database_url)
         app.state.storage = Storage(url, settings.migrate_on_start, settings)
@@ -54,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.auditor = Auditor(app.state.pseudonym)
         app.state.cds_issuers = load_issuers(settings.cds_issuers_file)
         app.state.batcher = MicroBatcher(settings.max_landmark)
+        await warm_routes(app)
         # Everything loaded so far (libraries, the model) lives as long as the process:
         # freezing it keeps the garbage collector from re-scanning it on every collection a
         # request triggers, which halved the time of a 1,000-client batch (bench/api.py).

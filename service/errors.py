@@ -22,17 +22,15 @@ from service.db.engine import StorageUnavailable
 from service.fhir import FhirInputError
 from service.model_store import ModelUnavailable
 from service.records import ClientNotFound, NoRiskYet
-from training.errors import ArtifactError, RegistryError
+from training.errors import ArtifactError, RegistryError, RegistryInvalid
+from training.errors import field_path as located_path
 
 log = logging.getLogger("dropout_risk.errors")
 
 
 def field_path(loc: Sequence[Any]) -> str:
     """('body', 'sessions', 0, 'wai', 'goal') -> 'sessions[0].wai.goal'."""
-    path = ""
-    for part in loc[1:] if loc and loc[0] == "body" else loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "body"
+    return located_path(loc[1:] if loc and loc[0] == "body" else loc, "body")
 
 
 def error_details(errors: Sequence[Any]) -> list[dict[str, str]]:
@@ -91,6 +89,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RegistryError)
     async def unknown_version(_: Request, exc: RegistryError) -> JSONResponse:
         return _body(404, "path.version", str(exc), "unknown_model_version")
+
+    @app.exception_handler(RegistryInvalid)
+    async def registry_invalid(_: Request, exc: RegistryInvalid) -> JSONResponse:
+        log.error("model registry refused: %s", exc)
+        return _body(503, "registry", str(exc), "registry_invalid", {"Retry-After": "5"})
 
     @app.exception_handler(ArtifactError)
     async def bad_artifact(_: Request, exc: ArtifactError) -> JSONResponse:

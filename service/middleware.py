@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.observability import REQUEST_SECONDS, REQUESTS
@@ -70,8 +71,15 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+CLIENT_LEFT = 499  # nginx's code for a client that closed the connection before the answer
+
+
 class Metrics:
-    """Counts and times requests per method, route template and status."""
+    """Counts and times requests per method, route template and status.
+
+    A client that disconnects before its answer begins (mid-body, say) is counted as status
+    499, not as a server error, and the ClientDisconnect its request raised ends the request
+    quietly: there is nobody to answer, and nothing failed on our side."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -82,16 +90,29 @@ class Metrics:
             return
         started = time.perf_counter()
         status = [500]
+        answering = [False]
+        left = [False]
+
+        async def watching() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect" and not answering[0]:
+                left[0] = True
+            return message
 
         async def recording(message: Message) -> None:
             if message["type"] == "http.response.start":
+                answering[0] = True
                 status[0] = message["status"]
             await send(message)
 
         try:
-            await self.app(scope, receive, recording)
+            await self.app(scope, watching, recording)
+        except ClientDisconnect:
+            if not left[0]:
+                raise
         finally:
             route: Any = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            REQUESTS.labels(scope["method"], template, str(status[0])).inc()
+            code = CLIENT_LEFT if left[0] else status[0]
+            REQUESTS.labels(scope["method"], template, str(code)).inc()
             REQUEST_SECONDS.labels(scope["method"], template).observe(time.perf_counter() - started)

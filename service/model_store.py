@@ -4,7 +4,14 @@ Workers are separate processes, so a promotion is written to the registry file a
 worker notices the change on its own: before handling a request it looks at the file's
 stat at most every `reload_seconds`, and when the champion changed it loads and verifies
 the new version, then swaps one reference. A request keeps the model object it started
-with. A version that fails its integrity check is refused and the old one keeps serving.
+with. A version that fails its integrity check, and a registry file that does not match its
+schema, are refused and the old model keeps serving; a worker that has none yet stays
+not-ready and tries again at the next look, so fixing the file brings it up without a
+restart.
+
+A model is warmed (`warm`: service.warmup scores a reference episode through the real
+scoring code, compiling or loading its kernels) before it is swapped in, so the store is
+ready only when a prediction would be answered at full speed.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from training.errors import DropoutRiskError
@@ -31,9 +39,15 @@ class _Seen:
 
 
 class ModelStore:
-    def __init__(self, registry: Registry, reload_seconds: float) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        reload_seconds: float,
+        warm: Callable[[LoadedModel], None] = lambda model: None,
+    ) -> None:
         self.registry = registry
         self.reload_seconds = reload_seconds
+        self.warm = warm
         self._model: LoadedModel | None = None
         self._seen = _Seen(None, 0.0)
         self.last_error: str | None = None
@@ -69,10 +83,11 @@ class ModelStore:
 
     def _load_champion(self) -> None:
         try:
-            champion = self.registry.entry("champion")["version"]
+            champion = self.registry.entry("champion").version
             if self._model is not None and self._model.version == champion:
                 return
             model = self.registry.load(champion)
+            self.warm(model)
         except DropoutRiskError as exc:
             self.last_error = str(exc)
             log.error("model not loaded, keeping the previous one: %s", exc)
@@ -84,6 +99,9 @@ class ModelStore:
     def promote(self, version: str) -> str | None:
         """Verify and promote a version, then serve it here at once; returns the previous."""
         previous = None if self._model is None else self._model.version
+        # A version that cannot score the reference episode is refused (WarmUpFailed, an
+        # ArtifactError) before it is named champion, which every worker would then refuse.
+        self.warm(self.registry.load(version))
         self.registry.promote(version)  # loads and verifies before writing the registry
         self.refresh(force=True)
         return previous

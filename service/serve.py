@@ -3,11 +3,43 @@ each worker process builds its own app from them."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from pathlib import Path
+from typing import TypedDict
 
 import uvicorn
+
+from service.http_protocol import HeadLimitedHttpToolsProtocol
+from service.settings import Settings
+
+
+class UvicornOptions(TypedDict):
+    """What `run_server` hands uvicorn (uvicorn.run's keyword arguments)."""
+
+    host: str
+    port: int
+    workers: int
+    access_log: bool
+    log_level: str
+    loop: str
+    http: type[asyncio.Protocol]
+    timeout_worker_healthcheck: int
+
+
+def uvicorn_options(host: str, port: int, workers: int, settings: Settings) -> UvicornOptions:
+    return UvicornOptions(
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,  # paths are logged by our own middleware metrics, never ids
+        log_level=settings.log_level,
+        loop="uvloop",
+        http=HeadLimitedHttpToolsProtocol,  # httptools with a cap on the request head
+        # a starting worker may be seconds late to answer (warming its model): not hung
+        timeout_worker_healthcheck=settings.worker_healthcheck_seconds,
+    )
 
 
 def run_server(host: str, port: int, workers: int, models_dir: Path) -> None:
@@ -17,13 +49,4 @@ def run_server(host: str, port: int, workers: int, models_dir: Path) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one worker per core; no thread fights
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dropout-metrics-")
-    uvicorn.run(
-        "service.app:app",
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=False,  # paths are logged by our own middleware metrics, never ids
-        log_level=os.environ.get("DROPOUT_RISK_LOG_LEVEL", "info"),
-        loop="uvloop",
-        http="httptools",
-    )
+    uvicorn.run("service.app:app", **uvicorn_options(host, port, workers, Settings()))

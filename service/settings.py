@@ -67,6 +67,17 @@ class Settings(BaseSettings):
     # can set: behind a proxy it must be set. Unset: the bind address (base_url).
     public_url: str | None = None
 
+    # ---- starting workers and HTTP limits (service/serve.py, service/http_protocol.py)
+    # How long uvicorn's supervisor waits for a worker to answer its health check (its
+    # timeout_worker_healthcheck, default 5 s) before it kills the worker as hung. A
+    # starting worker imports the libraries, verifies the model and warms it (compiling the
+    # kernels when numba's cache is empty) while holding the GIL, so the answer can be
+    # seconds late on a busy 2-core machine: 5 s killed starting workers.
+    worker_healthcheck_seconds: int = Field(default=60, ge=5, le=600)
+    # The request line and headers together, in bytes: a longer head is answered 431 and
+    # the connection closed before it is parsed (an unbounded head cost 28 s and 190 MB).
+    max_header_bytes: int = Field(default=65_536, ge=4096, le=1_048_576)
+
     @field_validator("public_url")
     @classmethod
     def _absolute_http_url(cls, value: str | None) -> str | None:

@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -351,3 +352,34 @@ def test_make_run_starts_the_same_server_on_the_copied_models(makefile: str) -> 
     assert int(_option(serve, "--port")) == PORT
     copied = [s.rstrip("/") for stage, _, sources, dest in _copies() for s in sources]
     assert models in copied
+
+
+def test_the_numba_cache_is_baked_into_the_image(tmp_path: Path) -> None:
+    """Built in the final stage (the kernels' source files, whose stamps key the cache, are
+    those the container runs), outside the volume, writable by the service user; and the
+    build step really fills a cache."""
+    cache = _env()["NUMBA_CACHE_DIR"]
+    volume = _words(_one("VOLUME"))[0]
+    assert not cache.startswith(volume.rstrip("/") + "/")
+    bake = [args for args in _all("RUN", FINAL) if "service.warmup" in args]
+    assert len(bake) == 1
+    step = [part.strip() for part in bake[0].split("&&")]
+    assert step == [
+        f"mkdir -p {cache}",
+        "python -m service.warmup /app/models",
+        f"chown -R 10001:10001 {cache}",
+    ]
+    order = [i.args for i in DOCKERFILE if i.stage == FINAL]
+    assert order.index(bake[0]) > max(
+        order.index(i.args) for i in DOCKERFILE if i.stage == FINAL and i.name == "COPY"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "service.warmup", str(REPO / "models")],
+        env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)},
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
+    assert done.returncode == 0
+    kernels = {p.name.split(".")[0] for p in tmp_path.rglob("*.nbi")}
+    assert {"features", "publish", "scoring"} <= {k.split("-")[0] for k in kernels}

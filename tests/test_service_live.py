@@ -3,7 +3,9 @@ while a load of requests runs, and metrics merged across workers. Loops are boun
 
 from __future__ import annotations
 
+import json
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -92,3 +94,49 @@ def test_metrics_merge_workers(server: Server) -> None:
     text = httpx.get(f"{server.url}/metrics").text
     assert 'dropout_risk_http_requests_total{method="POST",route="/v1/predictions"' in text
     assert "A-1001" not in text
+
+
+def _metric_lines(url: str, route: str) -> list[str]:
+    text = httpx.get(f"{url}/metrics").text
+    prefix = f'dropout_risk_http_requests_total{{method="POST",route="{route}"'
+    return [line for line in text.splitlines() if line.startswith(prefix)]
+
+
+def _raw(url: str, head: bytes, body: bytes = b"") -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(head + body)
+    return sock
+
+
+def test_a_client_leaving_mid_body_is_not_a_server_error(server: Server) -> None:
+    body = json.dumps(EXAMPLE).encode()
+    head = (
+        f"POST /v1/predictions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {server.predict_key}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    for _ in range(3):  # some reach each worker
+        _raw(server.url, head, body[: len(body) // 2]).close()
+    counted: list[str] = []
+    for _ in range(50):  # bounded: 5 s for the workers to notice the closed connections
+        counted = [line for line in _metric_lines(server.url, "/v1/predictions") if "499" in line]
+        if counted and float(counted[0].rsplit(" ", 1)[1]) >= 3:
+            break
+        time.sleep(0.1)
+    assert counted == [
+        'dropout_risk_http_requests_total{method="POST",route="/v1/predictions",status="499"} 3.0'
+    ]
+    assert not [line for line in _metric_lines(server.url, "/v1/predictions") if '"500"' in line]
+
+
+def test_an_oversize_header_is_refused_and_normal_requests_work(server: Server) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n"
+    with _raw(server.url, b"") as sock:
+        sock.sendall(head[:70_000])  # past the limit: the server answers without the rest
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert answer.endswith(b"\r\n\r\nthe request line and headers are too long")
+    headers = {"Authorization": f"Bearer {server.predict_key}", "X-Fill": "b" * 60_000}
+    near_limit = httpx.post(f"{server.url}/v1/predictions", json=EXAMPLE, headers=headers)
+    assert near_limit.status_code == 200
+    assert near_limit.json()["client_id"] == EXAMPLE["client_id"]

@@ -474,7 +474,7 @@ def models_report_path(
     from training.registry import Registry
 
     entry = Registry(models_dir).entry(model)
-    out.print(str(models_dir / entry["version"] / "report.html"))
+    out.print(str(models_dir / entry.version / "report.html"))
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class DropoutRiskError(Exception):
     """Base of every error the user can act on (bad input, bad artifact, bad registry)."""
@@ -26,4 +28,18 @@ class ArtifactError(DropoutRiskError):
 
 
 class RegistryError(DropoutRiskError):
-    """The registry does not know the version asked for, or cannot be read."""
+    """The registry does not know the version asked for."""
+
+
+class RegistryInvalid(DropoutRiskError):
+    """registry.json cannot be read or does not match its schema: nothing it lists can be
+    trusted, so no version is loaded from it (a running service keeps its verified model)."""
+
+
+def field_path(loc: Sequence[object], empty: str = "(document)") -> str:
+    """A validation error's location as one dotted path: ('sessions', 0, 'wai') ->
+    'sessions[0].wai'; `empty` names the whole document."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or empty

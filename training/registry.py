@@ -15,6 +15,7 @@ import os
 import shutil
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ import joblib
 import sklearn
 from sklearn.exceptions import InconsistentVersionWarning
 
-from training.errors import ArtifactError, RegistryError
+from training.artifact_schema import ModelMetadata, RegistryEntry, RegistryFile, parse_document
+from training.errors import ArtifactError, RegistryError, RegistryInvalid
 from training.model import Predictor, predictor
 
 REGISTRY_FILE = "registry.json"
@@ -36,15 +38,21 @@ class LoadedModel:
     """A verified model, its metadata, and the fastest exact way to score with it.
 
     Compared and hashed by identity (eq=False): two loads of one artifact are two objects,
-    and what is derived from a loaded model can be cached against it (service.scoring)."""
+    and what is derived from a loaded model can be cached against it (service.scoring).
+    `metadata` is the document as written; `meta` is the same document typed (it was
+    validated when the model was loaded)."""
 
     model: Any
     metadata: dict[str, Any]
     predict: Predictor
 
+    @cached_property
+    def meta(self) -> ModelMetadata:
+        return ModelMetadata.model_validate(self.metadata)
+
     @property
     def version(self) -> str:
-        return str(self.metadata["version"])
+        return self.meta.version
 
 
 def sha256_of(path: Path) -> str:
@@ -62,7 +70,10 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 class Registry:
-    """The `models/` directory: one folder per version plus registry.json."""
+    """The `models/` directory: one folder per version plus registry.json.
+
+    Messages name the version and the file within the directory, never the directory's
+    path on this machine: they reach API clients."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -71,33 +82,33 @@ class Registry:
     def path(self) -> Path:
         return self.root / REGISTRY_FILE
 
-    def read(self) -> dict[str, Any]:
-        if not self.path.is_file():
-            return {"champion": None, "versions": []}
+    def index(self) -> RegistryFile:
+        """registry.json, checked against its schema (an absent file is an empty registry)."""
         try:
-            data = json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise RegistryError(f"{self.path}: cannot read the registry ({exc})") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("versions"), list):
-            raise RegistryError(f"{self.path}: not a model registry (no 'versions' list)")
-        return data
+            text = self.path.read_bytes()
+        except FileNotFoundError:
+            return RegistryFile()
+        except OSError as exc:
+            raise RegistryInvalid(f"{REGISTRY_FILE}: cannot be read ({exc.strerror})") from None
+        return parse_document(RegistryFile, text, REGISTRY_FILE, RegistryInvalid)
 
-    def entry(self, version: str) -> dict[str, Any]:
-        data = self.read()
+    def read(self) -> dict[str, Any]:
+        """The checked registry as plain JSON data."""
+        return self.index().model_dump(mode="json")
+
+    def entry(self, version: str) -> RegistryEntry:
+        index = self.index()
         if version == CHAMPION:
-            version = data.get("champion") or ""
+            version = index.champion or ""
             if not version:
                 raise RegistryError(
-                    f"{self.path}: no champion model is registered; "
-                    "train one with `dropout-risk train`"
+                    "no champion model is registered; train one with `dropout-risk train`"
                 )
-        for item in data["versions"]:
-            if item["version"] == version:
-                return dict(item)
-        known = ", ".join(v["version"] for v in data["versions"]) or "none"
-        raise RegistryError(
-            f"model version {version!r} is not registered in {self.path} (registered: {known})"
-        )
+        for item in index.versions:
+            if item.version == version:
+                return item
+        known = ", ".join(v.version for v in index.versions) or "none"
+        raise RegistryError(f"model version {version!r} is not registered (registered: {known})")
 
     def register(self, staged: Path, metadata: dict[str, Any], promote: bool) -> bool:
         """Move a staged version folder into place and list it; returns True if champion.
@@ -105,64 +116,69 @@ class Registry:
         The folder is complete before it is renamed into place and the registry is rewritten
         atomically, so an interrupted run leaves no half-registered version.
         """
-        data = self.read()
+        index = self.index()
         version = metadata["version"]
         target = self.root / version
-        if any(v["version"] == version for v in data["versions"]):
+        if any(v.version == version for v in index.versions):
             shutil.rmtree(staged)
         else:
             if target.exists():
                 shutil.rmtree(target)
             staged.rename(target)
-            data["versions"].append(
-                {
-                    "version": version,
-                    "created_at": metadata["created_at"],
-                    "sha256": metadata["sha256"],
-                    "metadata_sha256": sha256_of(target / METADATA_FILE),
-                    "estimator": metadata["estimator"],
-                    "auc": metadata["metrics"]["overall"]["auc"]["estimate"],
-                }
-            )
-        champion = promote or not data.get("champion")
+            entry = {
+                "version": version,
+                "created_at": metadata["created_at"],
+                "sha256": metadata["sha256"],
+                "metadata_sha256": sha256_of(target / METADATA_FILE),
+                "estimator": metadata["estimator"],
+                "auc": metadata["metrics"]["overall"]["auc"]["estimate"],
+            }
+            index.versions.append(RegistryEntry.model_validate(entry))
+        champion = promote or not index.champion
         if champion:
-            data["champion"] = version
-        _write_json_atomic(self.path, data)
+            index.champion = version
+        _write_json_atomic(self.path, index.model_dump(mode="json"))
         return champion
 
     def promote(self, version: str) -> None:
         """Make a registered, intact version the champion."""
         self.load(version)
-        data = self.read()
-        data["champion"] = self.entry(version)["version"]
-        _write_json_atomic(self.path, data)
+        index = self.index()
+        index.champion = self.entry(version).version
+        _write_json_atomic(self.path, index.model_dump(mode="json"))
 
     def load(self, version: str = CHAMPION) -> LoadedModel:
-        """Load a registered version after checking its hash and scikit-learn version."""
+        """Load a registered version after checking its hashes, its metadata's schema and
+        its scikit-learn version."""
         entry = self.entry(version)
-        folder = self.root / entry["version"]
+        folder = self.root / entry.version
         model_path, meta_path = folder / MODEL_FILE, folder / METADATA_FILE
         for needed in (model_path, meta_path):
             if not needed.is_file():
-                raise ArtifactError(f"model {entry['version']}: {needed} is missing")
-        _verify(entry["version"], model_path, str(entry["sha256"]), self.path)
-        _verify(entry["version"], meta_path, str(entry.get("metadata_sha256")), self.path)
-        metadata = json.loads(meta_path.read_text())
-        _check_sklearn_version(entry["version"], str(metadata.get("sklearn_version")))
+                raise ArtifactError(f"model {entry.version}: {needed.name} is missing")
+        _verify(entry.version, model_path, entry.sha256)
+        _verify(entry.version, meta_path, entry.metadata_sha256)
+        text = meta_path.read_bytes()
+        meta = parse_document(
+            ModelMetadata, text, f"model {entry.version}: {METADATA_FILE}", ArtifactError
+        )
+        _check_sklearn_version(entry.version, meta.sklearn_version)
         with warnings.catch_warnings():
             warnings.simplefilter("error", InconsistentVersionWarning)
             try:
                 model = joblib.load(model_path)
             except InconsistentVersionWarning as exc:
-                raise ArtifactError(f"model {entry['version']}: {exc}") from exc
-        return LoadedModel(model=model, metadata=metadata, predict=predictor(model))
+                raise ArtifactError(f"model {entry.version}: {exc}") from exc
+        loaded = LoadedModel(model=model, metadata=json.loads(text), predict=predictor(model))
+        loaded.__dict__["meta"] = meta  # the typed document, validated once above
+        return loaded
 
 
-def _verify(version: str, path: Path, expected: str, registry: Path) -> None:
+def _verify(version: str, path: Path, expected: str) -> None:
     actual = sha256_of(path)
     if not hmac.compare_digest(actual, expected):
         raise ArtifactError(
-            f"model {version}: {path} does not match the sha256 recorded in {registry} "
+            f"model {version}: {path.name} does not match the sha256 recorded in {REGISTRY_FILE} "
             f"(expected {expected}, found {actual}); refusing to load a modified artifact"
         )
 

@@ -20,16 +20,15 @@ VERSION = Path(pattern=r"^[A-Za-z0-9._-]{1,64}$", max_length=64)
 async def list_models(request: Request, key: ModelsReadKey) -> Any:
     """Registered versions and the champion."""
     store: ModelStore = request.app.state.models
-    data = store.registry.read()
-    champion = data.get("champion")
+    index = store.registry.index()  # a registry that breaks its schema: 503 (registry_invalid)
     return {
-        "champion": champion,
+        "champion": index.champion,
         "versions": [
             {
-                **{k: v.get(k) for k in ("version", "created_at", "sha256", "estimator", "auc")},
-                "champion": v["version"] == champion,
+                **v.model_dump(include={"version", "created_at", "sha256", "estimator", "auc"}),
+                "champion": v.version == index.champion,
             }
-            for v in data["versions"]
+            for v in index.versions
         ],
     }
 

@@ -1,0 +1,106 @@
+"""The typed shape of the registry file and of a version's metadata.json.
+
+Both files are read by every worker of the service and by the CLI; a file that does not
+match is refused as a whole with one message naming the file, each field path, its value
+and the rule, instead of failing later on a missing key (a 500, or a worker that cannot
+start). The fields the code reads are typed and required; any other key is kept as it is
+(`extra="allow"`), so metadata written by newer training code (report or card fields, the
+feature ranges of the training data) still loads.
+
+Messages name files by their name within the models directory, never by a server path.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from training.errors import DropoutRiskError, field_path
+
+VERSION_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+Version = Annotated[str, Field(pattern=VERSION_PATTERN)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Probability = Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)]
+Landmark = Annotated[int, Field(ge=1, le=12)]
+
+
+class _Document(BaseModel):
+    # Unknown keys are kept (newer writers add some); known ones are checked strictly.
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+
+class Thresholds(_Document):
+    """Risk-level cut-offs on the published probability."""
+
+    moderate: Probability
+    high: Probability
+
+
+class ModelMetadata(_Document):
+    """A version's metadata.json: what scoring, explaining and describing a model read."""
+
+    version: Version
+    created_at: str
+    sha256: Sha256
+    sklearn_version: str
+    estimator: str
+    calibration: str
+    landmarks: Annotated[list[Landmark], Field(min_length=1)]
+    features: Annotated[list[str], Field(min_length=1)]
+    instruments: list[str]
+    metrics: dict[str, Any]
+    thresholds: Thresholds
+    # The reference client of the explanations: one feature row per landmark (as text).
+    reference: dict[str, list[float | None]]
+
+
+class RegistryEntry(_Document):
+    """One registered version: where its hashes are recorded."""
+
+    version: Version
+    created_at: str
+    sha256: Sha256
+    metadata_sha256: Sha256
+    estimator: str
+    auc: float | None = None
+
+
+class RegistryFile(_Document):
+    """models/registry.json: the registered versions and the champion."""
+
+    model_config = ConfigDict(extra="allow", frozen=False, strict=True)
+
+    champion: Version | None = None
+    versions: list[RegistryEntry] = []
+
+
+Doc = TypeVar("Doc", bound=BaseModel)
+SHOWN_PROBLEMS = 5
+
+
+def parse_document(
+    kind: type[Doc], text: str | bytes, name: str, error: type[DropoutRiskError]
+) -> Doc:
+    """`text` as `kind`, or `error` naming the file `name` and its broken fields (the
+    caller says what a broken file means: a registry that cannot be trusted, a refused
+    artifact)."""
+    try:
+        return kind.model_validate_json(text)
+    except ValidationError as exc:
+        raise error(_message(name, exc)) from None
+
+
+def _message(name: str, exc: ValidationError) -> str:
+    problems = [
+        f"{field_path(e['loc'])}: {e['msg']} (value: {_shown(e.get('input'))})"
+        for e in exc.errors(include_url=False)
+    ]
+    more = len(problems) - SHOWN_PROBLEMS
+    shown = "; ".join(problems[:SHOWN_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
+    return f"{name} does not match its schema: {shown}"
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
