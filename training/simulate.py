@@ -339,9 +339,9 @@ def _session_days(
     start = np.datetime64("2024-01-08", "D").astype(np.int64) + offset
     scale = p.session_gap_days * np.exp(p.gap_liability_effect * c.liability_z)
     if p.gap_pattern == "weekly":
-        noise = rng.lognormal(0.0, 0.3, (n, t_max))
+        noise: FloatArray = np.asarray(rng.lognormal(0.0, 0.3, (n, t_max)), dtype=np.float64)
     else:  # each client their own rhythm, noisier gaps, and now and then a long break
-        rhythm = rng.lognormal(0.0, 0.4, n)[:, None]
+        rhythm = np.asarray(rng.lognormal(0.0, 0.4, n), dtype=np.float64)[:, None]
         breaks = np.where(rng.random((n, t_max)) < 0.1, 3.0, 1.0)
         noise = rhythm * breaks * rng.lognormal(0.0, 0.6, (n, t_max))
     gaps = np.maximum(1, np.round(scale[:, None] * noise))
