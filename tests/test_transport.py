@@ -115,6 +115,7 @@ def test_mixture_training_holds_out_worlds_and_records_them(tmp_path: Path) -> N
         ]
     )
     assert meta["selection"]["folds_hold_out"] == "worlds"
+    assert meta["estimator"] == "logistic_regression"
     assert meta["selection"]["chosen"]["estimator"].startswith("logistic_regression_C")
     assert meta["instruments"] == ["ors", "phq9", "srs", "wai_sr"]
     model = Registry(models).load().model

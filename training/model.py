@@ -138,6 +138,17 @@ def transport_candidates(
     }
 
 
+def estimator_kind(base: Any) -> str:
+    """The family of a fitted candidate pipeline, as metadata.json's `estimator` names it
+    (candidates on a mixture differ only in regularisation: their names say which)."""
+    last = base.steps[-1][1] if isinstance(base, Pipeline) else base
+    return (
+        "logistic_regression"
+        if isinstance(last, LogisticRegression)
+        else ("hist_gradient_boosting")
+    )
+
+
 def candidates(seed: int) -> dict[str, Any]:
     """The estimators model selection compares on one cohort (unfitted).
 

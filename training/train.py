@@ -49,6 +49,7 @@ from training.model import (
     CalibratedModel,
     apply_calibrator,
     candidates,
+    estimator_kind,
     feature_clip,
     fit_calibrator,
     transport_candidates,
@@ -383,7 +384,7 @@ def _metadata(
     return {
         "created_at": created_at(),
         "sklearn_version": sklearn.__version__,
-        "estimator": name,
+        "estimator": estimator_kind(fitted.model.base),
         "calibration": method,
         "landmarks": list(config.landmarks),
         "features": list(FEATURES),
