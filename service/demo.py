@@ -23,7 +23,7 @@ from training.registry import LoadedModel
 from training.simulate import simulate
 
 EARLY_SESSIONS = 3
-POOL = 10  # clients simulated per client kept, to find enough of each level
+POOL = 30  # clients simulated per client kept, to find enough of each level
 
 
 @dataclass(frozen=True)

@@ -232,13 +232,14 @@ def observation(
 Scores = tuple[float, float, float, float, int]  # WAI-SR goal, task, bond; SRS; PHQ-9
 DAYS = ("2026-03-02", "2026-03-09")
 # Alliance falling from session 1 to 2: high risk, with a factor that raises it and actions.
-FALLING: list[Scores] = [(4.25, 4.25, 4.5, 38, 14), (3.0, 3.0, 3.25, 31, 15)]
-# Middling and strong, steady alliances: moderate and low risk with the shipped model.
-MIDDLING: list[Scores] = [(3.5, 3.5, 3.5, 34, 12), (3.5, 3.5, 3.5, 34, 12)]
-STRONG: list[Scores] = [(4.5, 4.5, 4.5, 39, 4), (4.75, 4.75, 4.75, 39.5, 4)]
+FALLING: list[Scores] = [(4.25, 4.25, 4.5, 38, 14), (2.5, 2.5, 2.75, 28, 15)]
+# Middling and strong alliances (the strong one with an SRS dip, so it has an action):
+# moderate and low risk with the shipped model.
+MIDDLING: list[Scores] = [(3.0, 3.0, 3.0, 33, 12), (3.0, 3.0, 3.0, 33, 12)]
+STRONG: list[Scores] = [(4.5, 4.5, 4.5, 39, 4), (4.5, 4.5, 4.5, 35, 4)]
 STORED_SESSIONS = [
     {"date": "2026-03-02", "wai": {"goal": 4.25, "task": 4.25, "bond": 4.5}, "srs": {"total": 38}},
-    {"date": "2026-03-09", "wai": {"goal": 3.0, "task": 3.0, "bond": 3.25}, "srs": {"total": 31}},
+    {"date": "2026-03-09", "wai": {"goal": 2.5, "task": 2.5, "bond": 2.75}, "srs": {"total": 28}},
 ]
 
 

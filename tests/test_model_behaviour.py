@@ -80,3 +80,27 @@ def test_shipped_model_is_small_and_simulated(shipped: LoadedModel) -> None:
     folder = REPO / "models" / shipped.version
     assert (folder / "model.joblib").stat().st_size < 5_000_000
     assert shipped.metadata["training_data"]["simulated"] is True
+
+
+def test_lower_alliance_never_lowers_risk(shipped: LoadedModel) -> None:
+    """Known directions hold for every client, not only on average: lowering any alliance
+    feature (or raising an alliance fall) of a real feature row never lowers the risk."""
+    from training.features import FEATURES, landmark_examples
+    from training.simulate import simulate
+    from training.transport import KNOWN_SIGNS
+
+    clients, sessions = simulate(2000, seed=3)  # sites of every instrument kind
+    _, grid = grid_from_tables(
+        sessions.assign(session_date=pd.to_datetime(sessions["session_date"])), clients, 3
+    )
+    X = landmark_examples(grid, (1, 2, 3)).X
+    base = shipped.predict(X)
+    for name, sign in KNOWN_SIGNS.items():
+        worse = X.copy()
+        worse[:, FEATURES.index(name)] += sign * 1.0  # one unit the risky way
+        moved = shipped.predict(worse) - base
+        assert (moved >= -1e-12).all(), name
+    wai = FEATURES.index("wai_mean")
+    worse = X.copy()
+    worse[:, wai] -= 1.0
+    assert (shipped.predict(worse) - base)[~np.isnan(X[:, wai])].max() > 0.01

@@ -63,6 +63,12 @@ def test_artifact_and_metadata(trained_registry: Path) -> None:
     assert meta["training_data"]["simulated"] is True
     assert meta["training_data"]["n_clients"] == 1500
     assert len(meta["training_data"]["fingerprint"]) == 64
+    assert list(meta["feature_range"]) == list(FEATURES)
+    assert meta["feature_range"]["landmark"] == [1.0, 3.0]
+    assert meta["worlds"] == [
+        {"world": None, "params": meta["training_data"]["simulator"]["params"]}
+    ]
+    assert meta["selection"]["folds_hold_out"] == "clients"
     auc = meta["metrics"]["overall"]["auc"]
     assert 0.55 < auc["estimate"] < 0.8
     assert auc["ci95"][0] < auc["estimate"] < auc["ci95"][1]

@@ -162,3 +162,22 @@ def test_a_landmark_cap_scores_at_the_capped_landmark(shipped: LoadedModel) -> N
     assert isinstance(uncapped, dict)
     assert uncapped["landmark_session"] == 3
     assert uncapped["probability"] != capped["probability"]
+
+
+def test_the_service_clips_features_to_the_training_range(shipped: LoadedModel) -> None:
+    """Two episodes whose SRS lies below the training range of every SRS feature get the
+    same risk: the serving path clips as training did (metadata feature_range)."""
+    ranges = shipped.metadata["feature_range"]
+    floor = min(ranges[name][0] for name in ("srs_mean", "srs_last", "srs_min"))
+    assert floor > 3.0  # the model never saw SRS this low
+
+    def episode(srs: float) -> EpisodeIn:
+        sessions = [{"number": k, "srs": {"total": srs}} for k in (1, 2, 3)]
+        return EpisodeIn.model_validate({"client_id": "A", "age": 30, "sessions": sessions})
+
+    low, lower, inside = (score(shipped, [episode(s)])[0] for s in (floor - 1.0, 1.0, floor + 8.0))
+    assert isinstance(low, dict)
+    assert isinstance(lower, dict)
+    assert isinstance(inside, dict)
+    assert low["probability"] == lower["probability"]
+    assert inside["probability"] < low["probability"]  # inside the range SRS still counts

@@ -25,6 +25,7 @@ from training.contract import load_cohort
 from training.errors import DropoutRiskError
 from training.evaluation import TOO_FEW
 from training.simulate import SimulationParams, read_sidecar, write_cohort
+from training.worlds import draw_world, write_mixture
 
 app = typer.Typer(
     help=__doc__,
@@ -161,11 +162,32 @@ def simulate(
             "(names in docs/simulator.md).",
         ),
     ] = None,
+    worlds: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--world",
+            min=0,
+            help="Draw world K from the plausible ranges (docs/simulator.md, Worlds) instead "
+            "of the literature-centred default; repeat for a mixture of --clients per world.",
+        ),
+    ] = None,
 ) -> None:
     """Write a literature-calibrated simulated cohort (sessions.csv, clients.csv)."""
-    params = _simulation_params(settings or [])
-    with _steps(f"simulating {clients:,} clients"):
-        clients_path, sessions_path = write_cohort(out_dir, clients, seed, max_sessions, params)
+    chosen = worlds or []
+    if chosen and settings:
+        _fail("--set: cannot be combined with --world (a world draws every open parameter)")
+    if len(set(chosen)) != len(chosen):
+        _fail(f"--world: each world may be given once, got {sorted(chosen)}")
+    with _steps(f"simulating {clients:,} clients" + (" per world" if len(chosen) > 1 else "")):
+        if len(chosen) > 1:
+            written = write_mixture(out_dir, chosen, clients, seed, max_sessions)
+            clients_path, sessions_path = written
+        else:
+            world = chosen[0] if chosen else None
+            params = _simulation_params(settings or []) if world is None else draw_world(world)
+            clients_path, sessions_path = write_cohort(
+                out_dir, clients, seed, max_sessions, params, world
+            )
     out.print(f"wrote {sessions_path} and {clients_path}")
 
 

@@ -29,6 +29,7 @@ FloatArray = npt.NDArray[np.float64]
 PROBABILITY_FLOOR = 0.001
 LOGIT_CLIP = 1e-6  # scores are clipped this far inside (0, 1) before the sigmoid calibrator
 CALIBRATION_METHODS: tuple[str, ...] = ("sigmoid", "isotonic")
+CLIP_QUANTILES = (0.005, 0.995)  # FeatureClip: the training range of each feature
 
 
 class DropEmptyColumns(TransformerMixin, BaseEstimator):  # type: ignore[misc]
@@ -44,18 +45,119 @@ class DropEmptyColumns(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return kept
 
 
+class FeatureClip(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Clips every feature to the range seen in training (NaN stays NaN).
+
+    Why: a linear model extrapolates without bound, so one feature far outside the training
+    data (session gaps in a clinic that meets fortnightly) can dominate a score. Clipped, a
+    feature never counts for more than at the edge of what the model was trained on. The
+    range is recorded in metadata.json as `feature_range`; a feature never observed in
+    training gets (-inf, inf) here and null there. The range is the central 99% of the
+    training values (CLIP_QUANTILES), so a handful of extreme rows does not set it.
+    """
+
+    def fit(self, X: FloatArray, y: Any = None) -> FeatureClip:
+        seen = ~np.isnan(X).all(axis=0)
+        self.low_ = np.full(X.shape[1], -np.inf)
+        self.high_ = np.full(X.shape[1], np.inf)
+        self.low_[seen], self.high_[seen] = np.nanquantile(X[:, seen], CLIP_QUANTILES, axis=0)
+        return self
+
+    def transform(self, X: FloatArray) -> FloatArray:
+        clipped: FloatArray = np.clip(X, self.low_, self.high_)  # NaN passes through
+        return clipped
+
+
+class SignedLogisticRegression(LogisticRegression):  # type: ignore[misc]
+    """A logistic regression whose coefficients respect known directions of effect.
+
+    `signs[j]` is +1 (more of feature j never lowers risk), -1 (never raises it) or 0 (free)
+    for the first len(signs) input columns; columns in `excluded` get no weight at all.
+    Why: across plausible worlds only the direction of some effects is known from research
+    (lower alliance never lowers risk), and collinear alliance features can take the wrong
+    sign in one cohort. A column that takes the wrong sign is dropped and the rest refitted,
+    until none does; dropped columns keep a zero weight, so the input layout never changes.
+    """
+
+    def __init__(
+        self,
+        C: float = 1.0,
+        max_iter: int = 2000,
+        signs: tuple[int, ...] = (),
+        excluded: tuple[int, ...] = (),
+    ) -> None:
+        super().__init__(C=C, max_iter=max_iter)
+        self.signs = signs
+        self.excluded = excluded
+
+    def fit(
+        self, X: FloatArray, y: npt.NDArray[np.int8], sample_weight: Any = None
+    ) -> SignedLogisticRegression:
+        width = X.shape[1]
+        sign = np.zeros(width)
+        sign[: len(self.signs)] = self.signs
+        active = np.ones(width, dtype=bool)
+        active[list(self.excluded)] = False
+        while True:
+            fitted = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(X[:, active], y)
+            coef = np.zeros(width)
+            coef[active] = fitted.coef_[0]
+            wrong = coef * sign < 0
+            if not wrong.any():
+                break
+            active &= ~wrong
+        self.coef_, self.intercept_ = coef[None, :], fitted.intercept_
+        self.classes_, self.n_features_in_, self.n_iter_ = fitted.classes_, width, fitted.n_iter_
+        return self
+
+
+def _linear_pipeline(logistic: LogisticRegression) -> Pipeline:
+    return Pipeline(
+        [
+            ("featureclip", FeatureClip()),
+            (
+                "simpleimputer",
+                SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            ),
+            ("standardscaler", StandardScaler()),
+            ("logisticregression", logistic),
+        ]
+    )
+
+
+def transport_candidates(
+    signs: tuple[int, ...], excluded: tuple[int, ...], strengths: tuple[float, ...]
+) -> dict[str, Any]:
+    """The estimators compared on a mixture of worlds: sign-constrained logistic models
+    at each regularisation strength (unfitted); selection over worlds left out picks one."""
+    return {
+        f"logistic_regression_C{c:g}": _linear_pipeline(
+            SignedLogisticRegression(C=c, signs=signs, excluded=excluded)
+        )
+        for c in strengths
+    }
+
+
+def estimator_kind(base: Any) -> str:
+    """The family of a fitted candidate pipeline, as metadata.json's `estimator` names it
+    (candidates on a mixture differ only in regularisation: their names say which)."""
+    last = base.steps[-1][1] if isinstance(base, Pipeline) else base
+    return (
+        "logistic_regression"
+        if isinstance(last, LogisticRegression)
+        else ("hist_gradient_boosting")
+    )
+
+
 def candidates(seed: int) -> dict[str, Any]:
-    """The estimators model selection compares (unfitted).
+    """The estimators model selection compares on one cohort (unfitted).
 
     A fully grown random forest is left out on purpose: about 8 ms per prediction and
     large artifacts (engineering.md), for no gain on tabular data of this size.
     """
-    logistic: Pipeline = make_pipeline(
-        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-        StandardScaler(),
-        LogisticRegression(C=1.0, max_iter=2000),
-    )
+    logistic = _linear_pipeline(LogisticRegression(C=1.0, max_iter=2000))
     boosting = make_pipeline(
+        FeatureClip(),
         DropEmptyColumns(),
         HistGradientBoostingClassifier(
             learning_rate=0.1,
@@ -126,13 +228,16 @@ Predictor = Callable[[FloatArray], FloatArray]
 
 def _linear_logit_loop(
     X: FloatArray,
+    low: FloatArray,
+    high: FloatArray,
     kept: npt.NDArray[np.intp],
     fill: FloatArray,
     indicator: npt.NDArray[np.intp],
     weight: FloatArray,
     offset: float,
 ) -> FloatArray:
-    """offset + weights . (X imputed, then missingness indicators), one column at a time.
+    """offset + weights . (X clipped to [low, high] per column and imputed, then missingness
+    indicators), one column at a time.
 
     Compiled, because numpy's per-call cost dominates a request's 1-11 rows, and looping
     column by column over a million rows never materialises an imputed copy of X."""
@@ -140,9 +245,10 @@ def _linear_logit_loop(
     out = np.full(n, offset)
     for j in range(kept.shape[0]):
         column, w, f = kept[j], weight[j], fill[j]
+        lo, hi = low[column], high[column]
         for i in range(n):
             v = X[i, column]
-            out[i] += w * (f if np.isnan(v) else v)
+            out[i] += w * (f if np.isnan(v) else min(max(v, lo), hi))
     for j in range(indicator.shape[0]):
         column, w = indicator[j], weight[kept.shape[0] + j]
         for i in range(n):
@@ -153,6 +259,8 @@ def _linear_logit_loop(
 
 def _linear_sigmoid_loop(
     X: FloatArray,
+    low: FloatArray,
+    high: FloatArray,
     kept: npt.NDArray[np.intp],
     fill: FloatArray,
     indicator: npt.NDArray[np.intp],
@@ -162,7 +270,7 @@ def _linear_sigmoid_loop(
     b: float,
 ) -> FloatArray:
     """The linear model's probability, sigmoid-calibrated: apply_calibrator's formulas."""
-    out = _linear_logit(X, kept, fill, indicator, weight, offset)
+    out = _linear_logit(X, low, high, kept, fill, indicator, weight, offset)
     for i in range(out.shape[0]):
         q = min(max(1.0 / (1.0 + np.exp(-out[i])), LOGIT_CLIP), 1 - LOGIT_CLIP)
         p = 1.0 / (1.0 + np.exp(-(a + b * np.log(q / (1 - q)))))
@@ -187,6 +295,8 @@ class LinearPredictor:
     weights; a test holds it equal to `CalibratedModel.predict_proba`.
     """
 
+    low: FloatArray  # per feature, the clip of FeatureClip (-inf/inf: none)
+    high: FloatArray
     kept: npt.NDArray[np.intp]  # features the imputer kept (not all-missing in training)
     fill: FloatArray  # their imputed values
     indicator: npt.NDArray[np.intp]  # features whose missingness is an extra input
@@ -197,7 +307,7 @@ class LinearPredictor:
     def logit(self, X: FloatArray) -> FloatArray:
         """The uncalibrated linear predictor (a compiled loop: see _linear_logit)."""
         out: FloatArray = _linear_logit(
-            X, self.kept, self.fill, self.indicator, self.weight, self.offset
+            X, self.low, self.high, self.kept, self.fill, self.indicator, self.weight, self.offset
         )
         return out
 
@@ -207,7 +317,8 @@ class LinearPredictor:
         if not isinstance(self.calibrator, LogisticRegression):
             return None
         a, b = float(self.calibrator.intercept_[0]), float(self.calibrator.coef_[0, 0])
-        return self.kept, self.fill, self.indicator, self.weight, self.offset, a, b
+        terms = (self.low, self.high, self.kept, self.fill, self.indicator, self.weight)
+        return (*terms, self.offset, a, b)
 
     def __call__(self, X: FloatArray) -> FloatArray:
         terms = self.sigmoid_terms()
@@ -216,6 +327,14 @@ class LinearPredictor:
             return out
         raw = 1.0 / (1.0 + np.exp(-self.logit(X)))
         return apply_calibrator(self.calibrator, raw)
+
+
+def feature_clip(model: CalibratedModel, n_features: int) -> tuple[FloatArray, FloatArray]:
+    """(low, high) per feature of the model's FeatureClip step; unbounded if it has none."""
+    clip = getattr(model.base, "named_steps", {}).get("featureclip")
+    if clip is None:
+        return np.full(n_features, -np.inf), np.full(n_features, np.inf)
+    return clip.low_, clip.high_
 
 
 def predictor(model: CalibratedModel) -> Predictor:
@@ -227,12 +346,16 @@ def predictor(model: CalibratedModel) -> Predictor:
         steps.get("standardscaler"),
         steps.get("logisticregression"),
     )
-    if len(steps) != 3 or imputer is None or scaler is None or logistic is None:
+    extra = set(steps) - {"featureclip", "simpleimputer", "standardscaler", "logisticregression"}
+    if extra or imputer is None or scaler is None or logistic is None:
         return lambda X: model.predict_proba(X)[:, 1]
+    low, high = feature_clip(model, imputer.statistics_.shape[0])
     kept = np.flatnonzero(~np.isnan(imputer.statistics_))
     indicator = getattr(imputer, "indicator_", None)
     coef = logistic.coef_[0]
     return LinearPredictor(
+        low=np.asarray(low, dtype=np.float64),
+        high=np.asarray(high, dtype=np.float64),
         kept=kept,
         fill=imputer.statistics_[kept],
         indicator=np.asarray(indicator.features_ if indicator is not None else [], np.intp),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +38,13 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 SIDECAR = "simulation.json"
+SHAPES: dict[str, tuple[str, ...]] = {
+    "alliance_shape": ("linear", "threshold"),
+    "gap_pattern": ("weekly", "irregular"),
+    "therapist_effect": ("normal", "heavy"),
+}
+THRESHOLD_Z = -0.5  # "threshold" alliance shape: latent alliance below this adds risk
+THRESHOLD_GAIN = 1.8  # ... this much more steeply than the linear shape
 
 
 @dataclass(frozen=True)
@@ -89,10 +97,21 @@ class SimulationParams:
     missing_age_prob: float = 0.03
     missing_gender_prob: float = 0.02
     missing_therapist_prob: float = 0.02
+    # Structural assumptions the literature is silent on (docs/simulator.md, "Worlds"); the
+    # defaults are the shapes of the literature-centred world.
+    alliance_shape: str = "linear"  # or "threshold": only alliance below -0.5 SD adds risk
+    gap_pattern: str = "weekly"  # or "irregular": per-client rhythm, noisier gaps, breaks
+    therapist_effect: str = "normal"  # or "heavy": Student t (3 df), a few outlying therapists
+    date_recorded_prob: float = 1.0  # chance that a session's date is recorded
 
     def __post_init__(self) -> None:
         if not 0 < self.dropout_rate < 1:
             raise ValueError("dropout_rate must be between 0 and 1")
+        for name, allowed in SHAPES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}")
+        if not 0 <= self.date_recorded_prob <= 1:
+            raise ValueError("date_recorded_prob must be in [0, 1]")
         if not 0 <= self.therapist_icc < 1:
             raise ValueError("therapist_icc must be in [0, 1)")
         if abs(sum(self.site_mix) - 1) > 1e-9 or abs(sum(self.gender_probs) - 1) > 1e-9:
@@ -181,8 +200,13 @@ def _decide_dropout(
     c: _Clients, p: SimulationParams, unrepaired_at: IntArray, rng: np.random.Generator
 ) -> None:
     n = c.alliance.shape[0]
-    client_part = (
+    alliance_part = (
         -p.alliance_logit * c.alliance
+        if p.alliance_shape == "linear"
+        else -p.alliance_logit * THRESHOLD_GAIN * np.minimum(c.alliance - THRESHOLD_Z, 0.0)
+    )
+    client_part = (
+        alliance_part
         - p.slope_logit * c.slope
         + p.rupture_logit * (unrepaired_at > 0)
         + p.age_logit_per_decade * (c.age - p.age_mean) / 10
@@ -193,7 +217,12 @@ def _decide_dropout(
     within = np.pi**2 / 3 + client_part.var()
     sigma_u = np.sqrt(p.therapist_icc / (1 - p.therapist_icc) * within)
     sigma_u /= 1 - p.improved_dropout_share
-    u = rng.normal(0.0, sigma_u, c.therapist.max() + 1)[c.therapist]
+    n_ther = int(c.therapist.max()) + 1
+    u = (
+        rng.normal(0.0, sigma_u, n_ther)
+        if p.therapist_effect == "normal"
+        else sigma_u * rng.standard_t(3, n_ther) / np.sqrt(3.0)  # t(3) has variance 3
+    )[c.therapist]
     linear = client_part + u
     alliance_rate = p.dropout_rate * (1 - p.improved_dropout_share)
     b0 = _solve_intercept(linear, alliance_rate)
@@ -309,7 +338,13 @@ def _session_days(
     offset = np.asarray(rng.integers(0, 700, size=n), dtype=np.int64)
     start = np.datetime64("2024-01-08", "D").astype(np.int64) + offset
     scale = p.session_gap_days * np.exp(p.gap_liability_effect * c.liability_z)
-    gaps = np.maximum(1, np.round(scale[:, None] * rng.lognormal(0.0, 0.3, (n, t_max))))
+    if p.gap_pattern == "weekly":
+        noise: FloatArray = np.asarray(rng.lognormal(0.0, 0.3, (n, t_max)), dtype=np.float64)
+    else:  # each client their own rhythm, noisier gaps, and now and then a long break
+        rhythm = np.asarray(rng.lognormal(0.0, 0.4, n), dtype=np.float64)[:, None]
+        breaks = np.where(rng.random((n, t_max)) < 0.1, 3.0, 1.0)
+        noise = rhythm * breaks * rng.lognormal(0.0, 0.6, (n, t_max))
+    gaps = np.maximum(1, np.round(scale[:, None] * noise))
     gaps[:, 0] = 0
     days: IntArray = (start[:, None] + np.cumsum(gaps, axis=1)).astype(np.int64)
     return days
@@ -340,7 +375,12 @@ def simulate(
     measures = _measures(c, p, _alliance_paths(c, p, rupture, repaired, rng), rng)
     _blank_unmeasured(c, p, measures, rng)
     days = _session_days(c, p, t_max, rng)
-    return _clients_table(c, p, rng), _sessions_table(c, measures, days, max_sessions)
+    clients = _clients_table(c, p, rng)
+    sessions = _sessions_table(c, measures, days, max_sessions)
+    if p.date_recorded_prob < 1:  # drawn only then: the default world's stream is unchanged
+        blank = rng.random(len(sessions)) >= p.date_recorded_prob
+        sessions["session_date"] = sessions["session_date"].mask(blank)
+    return clients, sessions
 
 
 def _ids(prefix: str, idx: IntArray, width: int) -> npt.NDArray[np.str_]:
@@ -394,24 +434,34 @@ def write_cohort(
     seed: int,
     max_sessions: int | None = None,
     params: SimulationParams | None = None,
+    world: int | None = None,
 ) -> tuple[Path, Path]:
     """Simulate and write clients.csv, sessions.csv and a provenance sidecar.
 
-    `max_sessions` keeps only each client's first sessions, as an early-phase export does.
+    `max_sessions` keeps only each client's first sessions, as an early-phase export does;
+    `world` (recorded in the sidecar) says which drawn world `params` is.
     """
     p = params or SimulationParams()
     clients, sessions = simulate(n_clients, seed, p, max_sessions)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    clients_path, sessions_path = out_dir / "clients.csv", out_dir / "sessions.csv"
-    _write_atomic(clients_path, clients)
-    _write_atomic(sessions_path, sessions)
     sidecar = {
         "simulated": True,
         "n_clients": n_clients,
         "seed": seed,
         "max_sessions": max_sessions,
+        **({} if world is None else {"world": world}),
         "params": asdict(p),
     }
+    return write_tables(out_dir, clients, sessions, sidecar)
+
+
+def write_tables(
+    out_dir: Path, clients: pd.DataFrame, sessions: pd.DataFrame, sidecar: dict[str, Any]
+) -> tuple[Path, Path]:
+    """Write a simulated cohort's CSVs and its provenance sidecar into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clients_path, sessions_path = out_dir / "clients.csv", out_dir / "sessions.csv"
+    _write_atomic(clients_path, clients)
+    _write_atomic(sessions_path, sessions)
     (out_dir / SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
     return clients_path, sessions_path
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -50,7 +51,10 @@ from training.model import (
     CalibratedModel,
     apply_calibrator,
     candidates,
+    estimator_kind,
+    feature_clip,
     fit_calibrator,
+    transport_candidates,
 )
 from training.model_card import render_model_card
 from training.registry import METADATA_FILE, MODEL_FILE, Registry, sha256_of
@@ -58,6 +62,8 @@ from training.report import render_report
 from training.sample_size import check_sample_size
 from training.specification import card_facts
 from training.strict_json import dumps, to_strict
+from training.transport import KNOWN_SIGNS, SIGNS, STRENGTHS, unstable_features, world_coefficients
+from training.worlds import world_of
 
 Step = Callable[[str], None]
 _GENDER_NAMES = {GENDER_FEMALE: "female", GENDER_MALE: "male", GENDER_OTHER: "other"}
@@ -160,18 +166,18 @@ def select_model(
     X: npt.NDArray[np.float64],
     y: npt.NDArray[np.int8],
     groups: npt.NDArray[np.int64],
+    pool: dict[str, Any],
     config: TrainConfig,
     step: Step,
 ) -> Selection:
     """Grouped CV of every candidate x calibration method; lowest Brier score wins."""
+    n_splits = min(config.folds, int(np.unique(groups).size))
     folds = list(
-        GroupKFold(n_splits=config.folds, shuffle=True, random_state=config.seed).split(
-            X, y, groups
-        )
+        GroupKFold(n_splits=n_splits, shuffle=True, random_state=config.seed).split(X, y, groups)
     )
     sel = Selection()
     best_key: tuple[float, float] = (np.inf, np.inf)
-    for name, estimator in candidates(config.seed).items():
+    for name, estimator in pool.items():
         step(f"cross-validating {name}")
         oof = cross_val_predict(clone(estimator), X, y, cv=folds, method="predict_proba")[:, 1]
         sel.oof[name] = oof
@@ -246,6 +252,79 @@ def _instruments(sessions: pd.DataFrame) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Fitted:
+    """A calibrated model, how it was chosen, its thresholds and the features it left out."""
+
+    model: CalibratedModel
+    selection: Selection
+    thresholds: dict[str, Any]
+    excluded: tuple[str, ...]  # left out because their effect flips between worlds
+    folds_hold_out: str  # what a cross-validation fold holds out: "clients" or "worlds"
+
+
+def fit_model(
+    X: npt.NDArray[np.float64],
+    y: npt.NDArray[np.int8],
+    clients: npt.NDArray[np.int64],
+    worlds: npt.NDArray[np.int64] | None,
+    config: TrainConfig,
+    step: Step,
+) -> Fitted:
+    """Select, fit and calibrate a model on development rows and choose its thresholds.
+
+    One cohort: every candidate, folds grouped by client. A mixture of worlds (`worlds`
+    gives each row's world): sign-constrained logistic models without the features whose
+    effect flips between worlds, folds holding out whole worlds (training/transport.py).
+    """
+    excluded: tuple[int, ...] = ()
+    if worlds is None:
+        pool, groups = candidates(config.seed), clients
+    else:
+        step("measuring every feature's effect within each world")
+        excluded = unstable_features(world_coefficients(X, y, worlds))
+        pool, groups = transport_candidates(SIGNS, excluded, STRENGTHS), worlds
+    sel = select_model(X, y, groups, pool, config, step)
+    name, method = sel.best
+    step(f"fitting {name} with {method} calibration on all development clients")
+    base = clone(pool[name]).fit(X, y)
+    calibrator = fit_calibrator(method, sel.oof[name], y)
+    model = CalibratedModel(base, calibrator, method).fit(X, y)
+    return Fitted(
+        model=model,
+        selection=sel,
+        thresholds=choose_thresholds(sel.calibrated_oof, y, config),
+        excluded=tuple(FEATURES[j] for j in excluded),
+        folds_hold_out="clients" if worlds is None else "worlds",
+    )
+
+
+def feature_range(model: CalibratedModel) -> dict[str, list[float] | None]:
+    """The clip the model applies to each feature, as recorded in metadata.json."""
+    low, high = feature_clip(model, len(FEATURES))
+    return {
+        name: [float(lo), float(hi)] if np.isfinite(lo) and np.isfinite(hi) else None
+        for name, lo, hi in zip(FEATURES, low, high, strict=True)
+    }
+
+
+def worlds_trained_on(simulator: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The simulated worlds of the training cohort, parameters as drawn (none if real)."""
+    if simulator is None:
+        return []
+    records = simulator.get("worlds")
+    if isinstance(records, list):
+        return records
+    return [{"world": simulator.get("world"), "params": simulator.get("params")}]
+
+
+def created_at() -> str:
+    """Now, or SOURCE_DATE_EPOCH when set (reproducible builds: `make shipped-model`)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
+    return when.replace(microsecond=0).isoformat()
+
+
+@dataclass(frozen=True)
 class TrainInputs:
     """A validated cohort and where it came from."""
 
@@ -280,13 +359,10 @@ def train(
     test = np.flatnonzero(test_client[owners])
     X = data.examples.X
     size = check_sample_size(X[dev], y_client[np.unique(owners[dev])], config.allow_small)
-    sel = select_model(X[dev], data.y[dev], owners[dev], config, step)
-    name, method = sel.best
-    step(f"fitting {name} with {method} calibration on all development clients")
-    base = clone(candidates(config.seed)[name]).fit(X[dev], data.y[dev])
-    calibrator = fit_calibrator(method, sel.oof[name], data.y[dev])
-    model = CalibratedModel(base, calibrator, method).fit(X[dev], data.y[dev])
-    thresholds = choose_thresholds(sel.calibrated_oof, data.y[dev], config)
+    world_client = world_of(data.client_ids, inputs.simulator)
+    worlds = None if world_client is None else world_client[owners[dev]]
+    fitted = fit_model(X[dev], data.y[dev], owners[dev], worlds, config, step)
+    model, thresholds = fitted.model, fitted.thresholds
     step("evaluating on held-out clients")
     p_test = model.predict_proba(X[test])[:, 1]
     eval_data = data.eval_data(test, p_test)
@@ -298,10 +374,13 @@ def train(
         seed=config.seed,
     )
     step("writing the artifact, report and model card")
-    meta = _metadata(inputs, data, dev, test, sel, thresholds, results, config)
+    meta = _metadata(inputs, data, dev, test, fitted, results, config)
     meta["sample_size"] = dataclasses.asdict(size)
     meta |= card_facts(model, X[dev], X[test])
     return _write_artifact(registry, model, meta, eval_data, results, promote)
+
+
+_grouping = {"clients": "client", "worlds": "world (folds hold out whole worlds)"}
 
 
 def _metadata(
@@ -309,21 +388,23 @@ def _metadata(
     data: LabelledExamples,
     dev: npt.NDArray[np.int64],
     test: npt.NDArray[np.int64],
-    sel: Selection,
-    thresholds: dict[str, Any],
+    fitted: Fitted,
     results: dict[str, Any],
     config: TrainConfig,
 ) -> dict[str, Any]:
     cohort = inputs.cohort
+    sel = fitted.selection
     name, method = sel.best
     return {
-        "created_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "created_at": created_at(),
         "sklearn_version": sklearn.__version__,
-        "estimator": name,
+        "estimator": estimator_kind(fitted.model.base),
         "calibration": method,
         "landmarks": list(config.landmarks),
         "features": list(FEATURES),
         "instruments": _instruments(cohort.sessions),
+        "feature_range": feature_range(fitted.model),
+        "worlds": worlds_trained_on(inputs.simulator),
         "training_data": {
             "sessions_file": inputs.sessions_path.name,
             "clients_file": inputs.clients_path.name,
@@ -338,13 +419,18 @@ def _metadata(
             "simulator": inputs.simulator,
         },
         "selection": {
-            "cv": f"{config.folds}-fold cross-validation grouped by client on development "
-            "clients; calibration cross-fitted on out-of-fold scores; lowest Brier wins",
+            "cv": f"{config.folds}-fold cross-validation grouped by "
+            f"{_grouping[fitted.folds_hold_out]} on development clients; calibration "
+            "cross-fitted on out-of-fold scores; "
+            "lowest Brier wins",
+            "folds_hold_out": fitted.folds_hold_out,
+            "excluded_features": list(fitted.excluded),
+            "known_signs": KNOWN_SIGNS if fitted.folds_hold_out == "worlds" else {},
             "candidates": sel.rows,
             "chosen": {"estimator": name, "calibration": method},
         },
         "metrics": results,
-        "thresholds": thresholds,
+        "thresholds": fitted.thresholds,
         "reference": reference_clients(
             data.examples.X[dev], data.examples.landmark[dev], config.landmarks
         ),
