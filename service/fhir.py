@@ -29,6 +29,7 @@ from pydantic_core import from_json
 
 from service.schemas import EpisodeIn
 from training.errors import DropoutRiskError
+from training.vocabulary import ID_REGEX, is_id
 
 MEASURE_SYSTEM = "urn:dropout-risk:codesystem:measures"
 LOINC = "http://loinc.org"
@@ -195,7 +196,7 @@ class _Reading:
 
 
 _SUPPORTED = ("Patient", "Observation", "QuestionnaireResponse")
-_PATIENT_REF = re.compile(r"Patient/([A-Za-z0-9\-.]{1,64})")
+_PATIENT_REF = re.compile(rf"Patient/({ID_REGEX})")
 _FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -527,7 +528,7 @@ def _subject(at: str, subject: object, patient_url: str | None, issues: _Issues)
     if patient_url is not None and reference == patient_url:
         return patient_url
     match = _PATIENT_REF.fullmatch(reference)
-    if match is None:
+    if match is None or not is_id(match.group(1)):
         issues.add(
             "value",
             f"{at}.subject.reference",

@@ -16,19 +16,48 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import core_schema
+from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 from service.examples import EXAMPLE_EPISODE
+from training.vocabulary import (
+    ID_MAX_LENGTH,
+    ID_PATTERN,
+    ID_RULE,
+    in_date_window,
+    outside_date_window,
+)
 
 MAX_SESSIONS = 50
 MAX_BATCH = 1000
-ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 
-Identifier = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
+
+class _IdText:
+    """An id as training.vocabulary defines it, checked by pydantic-core; the error states
+    the rule (never the value: ids name clients)."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.custom_error_schema(
+            core_schema.str_schema(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH),
+            custom_error_type="id_format",
+            custom_error_message=f"must be {ID_RULE}",
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "pattern": ID_PATTERN, "maxLength": ID_MAX_LENGTH}
+
+
+Identifier = Annotated[str, _IdText]
 ItemMean = Annotated[float, Field(ge=1, le=5, allow_inf_nan=False)]
 Score0to40 = Annotated[float, Field(ge=0, le=40, allow_inf_nan=False)]
 Score0to10 = Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)]
@@ -68,6 +97,18 @@ class _IsoDateText:
 
 
 IsoDate = Annotated[dt.date, _IsoDateText]
+
+
+def plausible(field: str, day: dt.date | None) -> None:
+    """Refuse a date outside the plausible window (training.vocabulary), at `field`.
+
+    Called from the model validators that already run for each session and outcome: a
+    validator of its own on every date would be one more Python call per session on the
+    prediction hot path (bench/api.py)."""
+    if day is not None and not in_date_window(day):
+        error = PydanticCustomError("date_window", outside_date_window(day))
+        details = InitErrorDetails(type=error, loc=(field,), input=day.isoformat())
+        raise ValidationError.from_exception_data("date", [details])
 
 
 class Strict(BaseModel):
@@ -143,6 +184,7 @@ class SessionScoresIn(Strict):
     def some_measure(self) -> SessionScoresIn:
         if self.wai is None and self.srs is None and self.ors is None and self.phq9 is None:
             raise ValueError("a session needs at least one measure: wai, srs, ors or phq9")
+        plausible("date", self.date)
         return self
 
 
@@ -325,6 +367,11 @@ class OutcomeIn(Strict):
 
     dropout: bool
     ended_on: IsoDate
+
+    @model_validator(mode="after")
+    def plausible_end(self) -> OutcomeIn:
+        plausible("ended_on", self.ended_on)
+        return self
 
 
 class OutcomeOut(BaseModel):

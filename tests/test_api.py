@@ -27,6 +27,7 @@ from tests.conftest import REPO, create_key, train
 from training.features import grid_from_tables
 from training.predict import score_grid
 from training.registry import Registry
+from training.vocabulary import ID_RULE
 
 EXAMPLE: dict[str, Any] = EXAMPLE_EPISODE
 
@@ -200,8 +201,12 @@ def test_bad_episode_is_422_naming_the_field(
 @pytest.mark.parametrize(
     ("field", "value", "fragment"),
     [
-        ("client_id", "x" * 65, "at most 64 characters"),
-        ("client_id", "bad id!", "should match pattern"),
+        ("client_id", "x" * 65, ID_RULE),
+        ("client_id", "bad id!", ID_RULE),
+        ("client_id", ".", ID_RULE),
+        ("client_id", "..", ID_RULE),
+        ("client_id", 7, ID_RULE),
+        ("therapist_id", "...", ID_RULE),
         ("age", 7, "greater than or equal to 12"),
         ("gender", "g" * 65, "at most 64 characters"),
     ],

@@ -18,12 +18,12 @@ from service.keys import ApiKey
 from service.records import Actor, Auditor, NoRiskYet, recompute, require_client, stored_risk
 from service.routes.predictions import ERRORS, Model
 from service.schemas import (
-    ID_PATTERN,
     AcknowledgedOut,
     CaseloadOut,
     ClientIn,
     ClientOut,
     ErrorOut,
+    Identifier,
     Level,
     OutcomeIn,
     OutcomeOut,
@@ -37,7 +37,7 @@ from service.storage import Storage
 
 router = APIRouter(prefix="/v1", tags=["clients"])
 STORED_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 404: {"model": ErrorOut}}
-ClientId = Annotated[str, Path(pattern=ID_PATTERN, max_length=64)]
+ClientId = Annotated[Identifier, Path()]
 
 
 async def _storage(request: Request) -> Storage:
@@ -169,7 +169,7 @@ def get_caseload(
     key: ReadKey,
     db: Db,
     audit: Audit,
-    therapist_id: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=64)] = None,
+    therapist_id: Annotated[Identifier | None, Query()] = None,
     min_level: Level | None = None,
     acknowledged: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,

@@ -16,12 +16,13 @@ from service.body import raw_json
 from service.db import repository as repo
 from service.routes.clients import Audit, Db, actor
 from service.routes.predictions import ERRORS, Model
-from service.schemas import ID_PATTERN, EpisodeIn
+from service.schemas import EpisodeIn
 from service.scoring import NotAtLandmark, score
+from training.vocabulary import ID_MAX_LENGTH, ID_REGEX
 
 router = APIRouter(prefix="/fhir/r4", tags=["fhir"])
 FHIR_JSON = "application/fhir+json"
-SUBJECT = Query(pattern=rf"^Patient/{ID_PATTERN[1:-1]}$", max_length=72)
+SUBJECT = Query(pattern=rf"^Patient/{ID_REGEX}$", max_length=len("Patient/") + ID_MAX_LENGTH)
 
 
 def _fhir(body: dict[str, Any], status: int = 200) -> Response:

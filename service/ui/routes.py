@@ -46,13 +46,13 @@ from service.ui.session import (
     SessionSigner,
     UiSession,
 )
+from training.vocabulary import ID_RULE, is_id
 
 SCOPE = "clients:read"
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 MAX_OFFSET = 1_000_000
 MAX_FORM_BYTES = 8192
-_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # where sign-in may send the browser next: a page of this view, nothing else
 _NEXT_RE = re.compile(r"/ui/[A-Za-z0-9._~/%-]*(\?[A-Za-z0-9._~%=&+-]*)?")
 _HERE = Path(__file__).parent
@@ -83,6 +83,7 @@ templates = jinja2.Environment(
     lstrip_blocks=True,
 )
 templates.globals["css_version"] = CSS_VERSION
+templates.globals["id_rule"] = ID_RULE
 
 
 class UiRoute(APIRoute):
@@ -388,7 +389,7 @@ def _filters(params: Any, own_therapist: str | None) -> Filters | None:
         therapist = params.get("therapist", "").strip() or None
     else:
         therapist = own_therapist
-    if therapist is not None and not _ID_RE.fullmatch(therapist):
+    if therapist is not None and not is_id(therapist):
         return None
     acknowledged = {"yes": True, "no": False}.get(params.get("acknowledged", ""))
     limit = _int(params.get("limit"), PAGE_SIZE, 1, MAX_PAGE_SIZE)
@@ -498,7 +499,7 @@ async def client_page(request: Request, client_id: str) -> Response:
         viewer = _active(request, session)
         if viewer is None:
             return _to_login(request, ended=True)
-        if not _ID_RE.fullmatch(client_id):
+        if not is_id(client_id):
             return _error(404, viewer)
         with _storage(request).session() as s:
             client = repo.get_client(s, viewer.clinic, client_id)
@@ -544,7 +545,7 @@ async def acknowledge(request: Request, client_id: str) -> Response:
         viewer = _active(request, session)
         if viewer is None:
             return _to_login(request, ended=True)
-        if not _ID_RE.fullmatch(client_id):
+        if not is_id(client_id):
             return _error(404, viewer)
         with _storage(request).session() as s:
             if repo.get_client(s, viewer.clinic, client_id) is None:
