@@ -29,7 +29,7 @@ from pydantic_core import from_json
 
 from service.schemas import EpisodeIn
 from training.errors import DropoutRiskError
-from training.vocabulary import ID_REGEX, is_id
+from training.vocabulary import ID_REGEX, in_date_window, is_id, outside_date_window
 
 MEASURE_SYSTEM = "urn:dropout-risk:codesystem:measures"
 LOINC = "http://loinc.org"
@@ -514,7 +514,11 @@ def _day(at: str, value: object, issues: _Issues) -> dt.date | None:
     if not _FULL_DATE.fullmatch(text[:10]):
         issues.add("value", at, f"{name} {_show(value)} must give a full date (YYYY-MM-DD)")
         return None
-    return _parse_date(at, text, issues)
+    day = _parse_date(at, text, issues)
+    if day is not None and not in_date_window(day):
+        issues.add("value", at, f"{name} {outside_date_window(day)}")
+        return None
+    return day
 
 
 def _subject(at: str, subject: object, patient_url: str | None, issues: _Issues) -> str | None:

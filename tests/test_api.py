@@ -3,6 +3,7 @@ kind of bad input, auth and scopes, promotion and tampering."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -27,7 +28,7 @@ from tests.conftest import REPO, create_key, train
 from training.features import grid_from_tables
 from training.predict import score_grid
 from training.registry import Registry
-from training.vocabulary import ID_RULE
+from training.vocabulary import ID_RULE, latest_date, outside_date_window
 
 EXAMPLE: dict[str, Any] = EXAMPLE_EPISODE
 
@@ -217,6 +218,43 @@ def test_bad_client_fields(
     response = _predict(client, keys, {**EXAMPLE, field: value})
     assert response.status_code == 422
     assert any(d["loc"] == field and fragment in d["msg"] for d in response.json()["detail"])
+
+
+TOO_LATE = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).date().isoformat()
+
+
+def _dated(first: str, second: str | None = None) -> dict[str, Any]:
+    one, two = EXAMPLE["sessions"]
+    return {**EXAMPLE, "sessions": [{**one, "date": first}, {**two, "date": second or first}]}
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "1989-12-31", "2100-01-01", "9999-12-31", TOO_LATE])
+def test_implausible_session_dates_are_422_naming_value_and_window(
+    client: TestClient, keys: dict[str, str], day: str
+) -> None:
+    """Outside 1990-01-01..today+1 (UTC), in a prediction and in a batch item."""
+    expected = {
+        "loc": "sessions[1].date",
+        "msg": outside_date_window(dt.date.fromisoformat(day)),
+        "type": "date_window",
+    }
+    response = _predict(client, keys, _dated("2026-03-02", day))
+    assert response.status_code == 422
+    assert response.json()["detail"] == [expected]
+    batch = client.post(
+        "/v1/predictions/batch",
+        headers=_auth(keys),
+        json={"clients": [EXAMPLE, _dated("2026-03-02", day)]},
+    )
+    assert batch.status_code == 200
+    first, second = batch.json()["results"]
+    assert first["prediction"] is not None
+    assert second["errors"] == [expected]
+
+
+def test_the_ends_of_the_date_window_are_accepted(client: TestClient, keys: dict[str, str]) -> None:
+    response = _predict(client, keys, _dated("1990-01-01", latest_date().isoformat()))
+    assert response.status_code == 200, response.text
 
 
 def test_non_finite_and_malformed_json_and_large_bodies(

@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from service.settings import Settings
 from tests.conftest import REPO, create_key, db_session
 from training.cli import run
 from training.registry import Registry, sha256_of
+from training.vocabulary import ID_RULE, latest_date, outside_date_window
 
 A, B = "clinic-a", "clinic-b"
 MODEL = Registry(REPO / "models").read()["champion"]
@@ -393,6 +394,44 @@ def test_bad_input_is_a_422_naming_the_field_and_writes_nothing(api: Api) -> Non
     assert (stored.age, stored.gender) == (30, "female")
     assert [c["dropout"] for c in clients] == [None]  # no outcome was recorded
     assert len(sessions) == 1
+
+
+TOO_LATE = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+
+
+def test_implausible_dates_and_ids_of_dots_are_422_and_write_nothing(api: Api) -> None:
+    """The rules of training/vocabulary.py, at the stored-client doors."""
+    api.client("c-1")
+    api.session("c-1", 1, HIGHER)
+    before = (api.history("c-1"), api.caseload())
+    for day in ("0001-01-01", "1989-12-31", "2100-01-01", "9999-12-31", TOO_LATE):
+        message = outside_date_window(date.fromisoformat(day))
+        session = api.put("/v1/clients/c-1/sessions/2", {**LOW, "date": day})
+        assert session.status_code == 422
+        assert session.json()["detail"] == [{"loc": "date", "msg": message, "type": "date_window"}]
+        outcome = api.put("/v1/clients/c-1/outcome", {"dropout": True, "ended_on": day})
+        assert outcome.status_code == 422
+        assert outcome.json()["detail"] == [
+            {"loc": "ended_on", "msg": message, "type": "date_window"}
+        ]
+    for dots in ("...", "%2E", "%2E%2E", ".%2E."):
+        assert locs(api.put(f"/v1/clients/{dots}", PERSON)) == ["path.client_id"], dots
+        assert locs(api.put(f"/v1/clients/{dots}/sessions/1", LOW)) == ["path.client_id"]
+        assert locs(api.get(f"/v1/clients/{dots}/risk")) == ["path.client_id"]
+    refused = api.put("/v1/clients/c-1", {**PERSON, "therapist_id": ".."})
+    assert refused.json()["detail"] == [
+        {"loc": "therapist_id", "msg": f"must be {ID_RULE}", "type": "id_format"}
+    ]
+    assert locs(api.get("/v1/caseload", therapist_id=".")) == ["query.therapist_id"]
+    assert (api.history("c-1"), api.caseload()) == before
+    with api.db() as s:
+        assert [r.number for r in repo.get_sessions(s, A, "c-1")] == [1]
+        _, clients = repo.export_tables(s, A)
+    assert [c["dropout"] for c in clients] == [None]
+    edge = api.put("/v1/clients/c-1/sessions/2", {**LOW, "date": latest_date().isoformat()})
+    assert edge.status_code == 200, edge.text
+    first = api.put("/v1/clients/c-1/outcome", {"dropout": False, "ended_on": "1990-01-01"})
+    assert first.status_code == 200, first.text
 
 
 # --- keys and clinics -------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from service.ui.session import (
     load_or_create_secret,
 )
 from tests.conftest import REPO, create_key, db_session
+from training.vocabulary import ID_RULE
 
 A, B = "clinic-a", "clinic-b"
 PERSON = {"age": 30, "gender": "female"}
@@ -422,6 +423,15 @@ def test_caseload_filters_by_level_and_therapist(ui: Ui) -> None:
     assert "No clients match these filters." in ui.page("/ui/caseload?therapist=T-9")
     assert row_ids(ui.page("/ui/caseload?min_level=extreme")) == ["hi", "mod", "lo"]
     assert "Invalid request" in ui.page("/ui/caseload?therapist=%3Cscript%3E", 400)
+
+
+def test_ids_of_dots_only_are_refused(ui: Ui) -> None:
+    """The id rule of training/vocabulary.py, stated on the page."""
+    ui.signed_in("a")
+    for dots in (".", "..", "..."):
+        page = unescape(ui.page(f"/ui/caseload?therapist={dots}", 400))
+        assert f"Therapist ids are {ID_RULE}." in page
+    assert "Client not found" in ui.page("/ui/clients/...", 404)
 
 
 def test_a_therapists_key_shows_their_clients_by_default(ui: Ui) -> None:

@@ -20,7 +20,14 @@ import numpy.typing as npt
 import pandas as pd
 
 from training.errors import ContractError
-from training.vocabulary import ID_MAX_LENGTH, ID_REGEX, ID_RULE
+from training.vocabulary import (
+    EARLIEST_DATE,
+    ID_MAX_LENGTH,
+    ID_REGEX,
+    ID_RULE,
+    date_window,
+    latest_date,
+)
 
 MAX_REPORTED = 20
 
@@ -41,7 +48,7 @@ class Column:
         if self.kind == "id":
             return ID_RULE
         if self.kind == "date":
-            return "a date YYYY-MM-DD"
+            return f"a date YYYY-MM-DD {date_window()}"
         if self.kind == "label":
             return "0/1 or true/false"
         if self.kind == "category":
@@ -265,8 +272,10 @@ def _parse_number(file: str, col: Column, cells: pd.Series, problems: Problems) 
 
 
 def _parse_date(file: str, col: Column, text: pd.Series, problems: Problems) -> pd.Series:
+    """A date column: YYYY-MM-DD within the plausible window (training.vocabulary)."""
     parsed = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
-    bad = text.notna().to_numpy() & parsed.isna().to_numpy()
+    window = (parsed >= pd.Timestamp(EARLIEST_DATE)) & (parsed <= pd.Timestamp(latest_date()))
+    bad = text.notna().to_numpy() & ~window.to_numpy(dtype=bool)
     _report(file, col, text, bad, problems)
     return parsed
 
