@@ -27,6 +27,7 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 from pydantic import ValidationError
 from pydantic_core import from_json
 
+from service.body import unique_keys
 from service.schemas import EpisodeIn
 from training.errors import DropoutRiskError
 from training.vocabulary import ID_REGEX, in_date_window, is_id, outside_date_window
@@ -229,6 +230,7 @@ def _document(raw: bytes | dict[str, Any]) -> dict[str, Any]:
     doc: object = raw
     if isinstance(raw, bytes | bytearray):
         try:
+            unique_keys(raw)
             doc = from_json(raw, allow_inf_nan=False)
         except ValueError as exc:
             raise _one("structure", "Bundle", f"the body is not valid JSON: {exc}") from None

@@ -34,6 +34,20 @@ from training.vocabulary import (
 
 MAX_SESSIONS = 50
 MAX_BATCH = 1000
+MAX_PAGE_SIZE = 500  # clients per page of a caseload or risk history
+MAX_OFFSET = 1_000_000
+
+
+def _text_rule(
+    pattern: str, kind: str, message: str, max_length: int | None = None
+) -> core_schema.CustomErrorSchema:
+    """A string schema checked by pydantic-core whose every error is one of ours: `kind`,
+    with `message` stating the rule."""
+    return core_schema.custom_error_schema(
+        core_schema.str_schema(pattern=pattern, max_length=max_length),
+        custom_error_type=kind,
+        custom_error_message=message,
+    )
 
 
 class _IdText:
@@ -44,11 +58,7 @@ class _IdText:
     def __get_pydantic_core_schema__(
         cls, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return core_schema.custom_error_schema(
-            core_schema.str_schema(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH),
-            custom_error_type="id_format",
-            custom_error_message=f"must be {ID_RULE}",
-        )
+        return _text_rule(ID_PATTERN, "id_format", f"must be {ID_RULE}", ID_MAX_LENGTH)
 
     @classmethod
     def __get_pydantic_json_schema__(
@@ -73,10 +83,8 @@ class _IsoDateText:
     def __get_pydantic_core_schema__(
         cls, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        text = core_schema.custom_error_schema(
-            core_schema.str_schema(pattern=r"^\d{4}-\d{2}-\d{2}$"),
-            custom_error_type="date_format",
-            custom_error_message="must be a date written YYYY-MM-DD",
+        text = _text_rule(
+            r"^\d{4}-\d{2}-\d{2}$", "date_format", "must be a date written YYYY-MM-DD"
         )
         from_text = core_schema.chain_schema([text, core_schema.date_schema(strict=False)])
         return core_schema.json_or_python_schema(
@@ -168,6 +176,39 @@ class Phq9In(Strict):
 
 
 SessionNumber = Annotated[int, Field(ge=1, le=1000)]
+
+
+class _PlainDigits:
+    """A path or query integer written in plain ASCII digits: no sign, space, underscore or
+    leading zero ("0" itself is fine where 0 is allowed). Python's int() would also read
+    " 1", "+1", "01", "1_0" (as 10) and other scripts' digits; a URL is not free text.
+    Checked by pydantic-core before the integer and its range; documented as the integer."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        digits = _text_rule(
+            r"^(?:0|[1-9][0-9]*)$",
+            "int_plain_digits",
+            "must be written in plain digits 0-9, without a sign, spaces, underscores or "
+            "leading zeros",
+        )
+        return core_schema.chain_schema([digits, handler(source)])
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        steps: list[core_schema.CoreSchema] = schema["steps"]
+        return handler(steps[-1])
+
+
+# Integers taken from a URL path or query string, by every route and UI page that takes one.
+SessionNumberText = Annotated[SessionNumber, _PlainDigits]
+PageLimitText = Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE), _PlainDigits]
+PageOffsetText = Annotated[int, Field(ge=0, le=MAX_OFFSET), _PlainDigits]
+PageNumberText = Annotated[int, Field(ge=1, le=MAX_OFFSET + 1), _PlainDigits]
 
 
 class SessionScoresIn(Strict):

@@ -257,6 +257,63 @@ def test_the_ends_of_the_date_window_are_accepted(client: TestClient, keys: dict
     assert response.status_code == 200, response.text
 
 
+def _twice(key: str) -> str:
+    return f"the key {key!r} appears twice in one object (line 1 column "
+
+
+DUPLICATED = [
+    ('"client_id": "A-1001"', '"client_id": "A-1001", "client_id": "B-2"', "client_id"),
+    ('"srs": {"total": 35.5}', '"srs": {"total": 35.5, "total": 4}', "total"),
+    ('"age": 27', '"age": 27, "\\u0061ge": 99', "age"),  # the same key, escaped
+    ('"number": 2', '"number": 2, "number": 1', "number"),
+]
+
+
+@pytest.mark.parametrize(("part", "twice", "key"), DUPLICATED, ids=[d[2] for d in DUPLICATED])
+def test_a_key_given_twice_is_422_naming_it(
+    client: TestClient, keys: dict[str, str], part: str, twice: str, key: str
+) -> None:
+    """Which value would count depends on the parser: refused, in a prediction and in a
+    batch (the same key in two objects, like `total` here, is fine)."""
+    raw = json.dumps(EXAMPLE)
+    assert raw.count(part) == 1
+    headers = {**_auth(keys), "Content-Type": "application/json"}
+    for path, body in (
+        ("/v1/predictions", raw.replace(part, twice)),
+        ("/v1/predictions/batch", '{"clients": [' + raw.replace(part, twice) + "]}"),
+    ):
+        response = client.post(path, content=body, headers=headers)
+        assert response.status_code == 422, path
+        [detail] = response.json()["detail"]
+        assert (detail["loc"], detail["type"]) == ("body", "json_duplicate_key")
+        assert detail["msg"].startswith(_twice(key)), detail
+        assert detail["msg"].endswith("); give each key once")
+    assert client.post("/v1/predictions", content=raw, headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["Application/JSON", "APPLICATION/JSON; charset=UTF-8", "application/json;charset=utf-8"],
+)
+def test_media_types_are_case_insensitive(
+    client: TestClient, keys: dict[str, str], kind: str
+) -> None:
+    headers = {**_auth(keys), "Content-Type": kind}
+    raw = json.dumps(EXAMPLE)
+    assert client.post("/v1/predictions", content=raw, headers=headers).status_code == 200
+    batch = client.post(
+        "/v1/predictions/batch", content='{"clients": [' + raw + "]}", headers=headers
+    )
+    assert batch.status_code == 200
+    refused = client.post(
+        "/v1/predictions", content=raw, headers={**headers, "Content-Type": "Text/Plain"}
+    )
+    assert refused.status_code == 415
+    assert (
+        refused.json()["detail"][0]["msg"] == "send the body as application/json, not 'Text/Plain'"
+    )
+
+
 def test_non_finite_and_malformed_json_and_large_bodies(
     client: TestClient, keys: dict[str, str]
 ) -> None:

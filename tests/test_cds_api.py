@@ -475,6 +475,21 @@ def test_a_bad_prefetch_observation_is_422_not_ignored(cds: Cds) -> None:
     assert "outside 0 to 40" in response.text
 
 
+def test_a_key_given_twice_is_422_naming_it(cds: Cds) -> None:
+    hook = json.dumps(hook_request("P-1", searchset(alliance_observations("P-1"))))
+    twice = hook.replace('"patientId": "P-1"', '"patientId": "P-1", "patientId": "P-2"')
+    headers = {**bearer(sign(cds.keys.ec_a)), "Content-Type": "application/json"}
+    response = cds.client.post(SERVICE, content=twice, headers=headers)
+    assert response.status_code == 422
+    [detail] = response.json()["detail"]
+    assert (detail["loc"], detail["type"]) == ("body", "json_duplicate_key")
+    assert detail["msg"].startswith("the key 'patientId' appears twice in one object")
+    mixed = {**bearer(sign(cds.keys.ec_a)), "Content-Type": "Application/Json"}
+    response = cds.client.post(SERVICE, content=hook, headers=mixed)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["cards"]) == 1
+
+
 @pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
 def test_an_implausible_prefetch_date_is_422_naming_it(cds: Cds, day: str) -> None:
     observations = alliance_observations("P-1")

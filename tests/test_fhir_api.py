@@ -323,6 +323,22 @@ def test_a_patient_id_of_dots_only_is_refused(api: Api, patient: str) -> None:
     assert api.search(f"Patient/{patient}").json()["detail"][0]["loc"] == "query.subject"
 
 
+def test_a_key_given_twice_is_an_operation_outcome_naming_it(api: Api) -> None:
+    raw = json.dumps(docs_example_bundle())
+    part = '"resourceType": "Bundle"'
+    assert raw.count(part) == 1
+    twice = raw.replace(part, part + ', "type": "collection"', 1)
+    assert twice.count('"type": "collection"') == 2
+    [issue] = _outcome(api.predict_fhir(twice.encode()))
+    assert (issue["code"], issue["expression"]) == ("structure", ["Bundle"])
+    assert "the key 'type' appears twice in one object" in issue["diagnostics"]
+
+
+@pytest.mark.parametrize("kind", ["Application/FHIR+JSON", "APPLICATION/JSON; Charset=UTF-8"])
+def test_media_types_are_case_insensitive(api: Api, kind: str) -> None:
+    assert api.predict_fhir(docs_example_bundle(), content_type=kind).status_code == 200
+
+
 def test_other_media_type_is_415(api: Api) -> None:
     raw = json.dumps(docs_example_bundle()).encode()
     response = api.predict_fhir(raw, content_type="text/plain")

@@ -434,6 +434,96 @@ def test_implausible_dates_and_ids_of_dots_are_422_and_write_nothing(api: Api) -
     assert first.status_code == 200, first.text
 
 
+def test_a_key_given_twice_is_422_and_writes_nothing(api: Api) -> None:
+    """In every stored PUT; media types are compared case-insensitively."""
+    api.client("c-1")
+    api.session("c-1", 1, HIGHER)
+    before = (api.history("c-1"), api.caseload())
+    headers = {**api.auth("a"), "Content-Type": "application/json"}
+    cases = [
+        ("/v1/clients/c-1", '{"age": 30, "age": 61}', "age"),
+        ("/v1/clients/c-1/sessions/2", '{"srs": {"total": 40, "total": 10}}', "total"),
+        (
+            "/v1/clients/c-1/sessions/2",
+            '{"date": "2026-03-02", "srs": {"total": 40}, "date": "2026-03-09"}',
+            "date",
+        ),
+        (
+            "/v1/clients/c-1/outcome",
+            '{"dropout": true, "dropout": false, "ended_on": "2026-05-01"}',
+            "dropout",
+        ),
+    ]
+    for path, body, key in cases:
+        response = api.http.put(path, content=body, headers=headers)
+        assert response.status_code == 422, (path, body)
+        [detail] = response.json()["detail"]
+        assert (detail["loc"], detail["type"]) == ("body", "json_duplicate_key")
+        assert detail["msg"].startswith(f"the key {key!r} appears twice in one object")
+    assert (api.history("c-1"), api.caseload()) == before
+    with api.db() as s:
+        assert [r.number for r in repo.get_sessions(s, A, "c-1")] == [1]
+        _, clients = repo.export_tables(s, A)
+    assert [c["dropout"] for c in clients] == [None]
+
+    mixed = {**api.auth("a"), "Content-Type": "Application/JSON; Charset=UTF-8"}
+    response = api.http.put("/v1/clients/c-1/sessions/2", json=LOW, headers=mixed)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "created"
+    plain = {**api.auth("a"), "Content-Type": "text/plain"}
+    assert api.http.put("/v1/clients/c-1", json=PERSON, headers=plain).status_code == 415
+
+
+LOOSE_INTEGERS = [
+    "%201",
+    "1%20",
+    "+1",
+    "%2B1",
+    "01",
+    "1_0",
+    "1%E2%80%89",
+    "%D9%A1",
+    "1.0",
+    "-0",
+    "",
+]
+
+
+def test_path_and_query_integers_are_plain_digits(api: Api) -> None:
+    """Python's int() reads " 1", "+1", "01", "1_0" (as 10) and other digits; a URL gets
+    plain ASCII digits only, or a 422 naming the parameter (service/schemas.py)."""
+    api.client("c-1")
+    api.session("c-1", 1, HIGHER)
+    before = (api.history("c-1"), api.caseload())
+    plain = (
+        "must be written in plain digits 0-9, without a sign, spaces, underscores or leading zeros"
+    )
+    for text in LOOSE_INTEGERS:
+        stored = api.put(f"/v1/clients/c-1/sessions/{text}", LOW)
+        if text == "":  # /sessions/ is another path
+            assert stored.status_code in (404, 405)
+            continue
+        assert stored.status_code == 422, text
+        assert stored.json()["detail"] == [
+            {"loc": "path.number", "msg": plain, "type": "int_plain_digits"}
+        ], text
+    for path, name in (
+        ("/v1/clients/c-1/risk/history", "limit"),
+        ("/v1/caseload", "limit"),
+        ("/v1/caseload", "offset"),
+    ):
+        for text in LOOSE_INTEGERS:
+            response = api.http.get(f"{path}?{name}={text}", headers=api.auth("a"))
+            assert response.status_code == 422, (path, name, text)
+            [detail] = response.json()["detail"]
+            assert (detail["loc"], detail["type"]) == (f"query.{name}", "int_plain_digits")
+    assert api.caseload(offset="0")["offset"] == 0
+    assert api.caseload(limit="10")["limit"] == 10
+    assert (api.history("c-1"), api.caseload()) == before
+    with api.db() as s:
+        assert [r.number for r in repo.get_sessions(s, A, "c-1")] == [1]
+
+
 # --- keys and clinics -------------------------------------------------------------------------
 
 

@@ -459,6 +459,20 @@ def test_caseload_pages(ui: Ui) -> None:
     assert 'rel="next"' not in second
 
 
+@pytest.mark.parametrize(
+    "text", ["+10", "%2B10", "010", "1_0", "%201", "1%E2%80%89", "%D9%A1", "0"]
+)
+def test_caseload_numbers_are_plain_digits_in_range(ui: Ui, text: str) -> None:
+    """The API's rule for page numbers and sizes (service/schemas.py): a 422 page naming
+    the parameter, never a silent fallback to the default."""
+    ui.signed_in("a")
+    for name in ("limit", "page"):
+        page = unescape(ui.page(f"/ui/caseload?{name}={text}", 422))
+        assert "Invalid request" in page
+        assert f"{name}: " in page
+    assert row_ids(ui.page("/ui/caseload?limit=2&page=1")) == ["hi", "mod"]
+
+
 # --- the client page ------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from service.auth import ReadKey, WriteKey
+from service.body import JsonBody, documented
 from service.db import repository as repo
 from service.keys import ApiKey
 from service.records import Actor, Auditor, NoRiskYet, recompute, require_client, stored_risk
@@ -27,8 +28,10 @@ from service.schemas import (
     Level,
     OutcomeIn,
     OutcomeOut,
+    PageLimitText,
+    PageOffsetText,
     RiskHistoryOut,
-    SessionNumber,
+    SessionNumberText,
     SessionScoresIn,
     SessionStoredOut,
     StoredRiskOut,
@@ -65,11 +68,16 @@ def actor(key: ApiKey) -> Actor:
     return Actor(clinic=key.tenant, name=f"key:{key.key_id}")
 
 
-@router.put("/clients/{client_id}", response_model=ClientOut, responses=STORED_ERRORS)
+@router.put(
+    "/clients/{client_id}",
+    response_model=ClientOut,
+    responses=STORED_ERRORS,
+    openapi_extra=documented(ClientIn),
+)
 def put_client(
     client_id: ClientId,
-    body: ClientIn,
     key: WriteKey,
+    body: Annotated[ClientIn, JsonBody(ClientIn)],
     db: Db,
     audit: Audit,
     model: Model,
@@ -93,12 +101,13 @@ def put_client(
     "/clients/{client_id}/sessions/{number}",
     response_model=SessionStoredOut,
     responses=STORED_ERRORS,
+    openapi_extra=documented(SessionScoresIn),
 )
 def put_session(
     client_id: ClientId,
-    number: Annotated[SessionNumber, Path()],
-    body: SessionScoresIn,
+    number: Annotated[SessionNumberText, Path()],
     key: WriteKey,
+    body: Annotated[SessionScoresIn, JsonBody(SessionScoresIn)],
     db: Db,
     audit: Audit,
     model: Model,
@@ -121,8 +130,19 @@ def put_session(
     }
 
 
-@router.put("/clients/{client_id}/outcome", response_model=OutcomeOut, responses=STORED_ERRORS)
-def put_outcome(client_id: ClientId, body: OutcomeIn, key: WriteKey, db: Db, audit: Audit) -> Any:
+@router.put(
+    "/clients/{client_id}/outcome",
+    response_model=OutcomeOut,
+    responses=STORED_ERRORS,
+    openapi_extra=documented(OutcomeIn),
+)
+def put_outcome(
+    client_id: ClientId,
+    key: WriteKey,
+    body: Annotated[OutcomeIn, JsonBody(OutcomeIn)],
+    db: Db,
+    audit: Audit,
+) -> Any:
     """How the episode ended (dropout or not, and when): the label for retraining."""
     who = actor(key)
     with db.session() as s:
@@ -153,7 +173,7 @@ def get_risk_history(
     key: ReadKey,
     db: Db,
     audit: Audit,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: Annotated[PageLimitText, Query()] = 100,
 ) -> Any:
     """Every stored risk of the client, newest first."""
     who = actor(key)
@@ -172,8 +192,8 @@ def get_caseload(
     therapist_id: Annotated[Identifier | None, Query()] = None,
     min_level: Level | None = None,
     acknowledged: bool | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[PageLimitText, Query()] = 50,
+    offset: Annotated[PageOffsetText, Query()] = 0,
 ) -> Any:
     """The clinic's clients with a stored risk, highest first, one page at a time."""
     who = actor(key)

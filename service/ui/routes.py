@@ -25,6 +25,7 @@ import jinja2
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Receive, Scope, Send
@@ -34,6 +35,7 @@ from service.db.engine import StorageUnavailable
 from service.db.keys import DbKeyStore
 from service.keys import ApiKey
 from service.records import Actor, Auditor
+from service.schemas import MAX_OFFSET, PageLimitText, PageNumberText
 from service.storage import Storage
 from service.ui import views
 from service.ui.queries import sessions_of_clients
@@ -50,8 +52,8 @@ from training.vocabulary import ID_RULE, is_id
 
 SCOPE = "clients:read"
 PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
-MAX_OFFSET = 1_000_000
+_LIMIT = TypeAdapter(PageLimitText)
+_PAGE = TypeAdapter(PageNumberText)
 MAX_FORM_BYTES = 8192
 # where sign-in may send the browser next: a page of this view, nothing else
 _NEXT_RE = re.compile(r"/ui/[A-Za-z0-9._~/%-]*(\?[A-Za-z0-9._~%=&+-]*)?")
@@ -209,8 +211,9 @@ def _active(request: Request, session: UiSession) -> Viewer | None:
     return Viewer(key, session, _signer(request).csrf_token(session))
 
 
-def _error(status: int, viewer: Viewer | None = None) -> HTMLResponse:
-    return _render("error.html", status, code=status, viewer=viewer)
+def _error(status: int, viewer: Viewer | None = None, detail: str | None = None) -> HTMLResponse:
+    """The error page of `status`; `detail` says what was wrong, instead of the usual text."""
+    return _render("error.html", status, code=status, viewer=viewer, detail=detail)
 
 
 async def _in_thread(request: Request, work: Callable[[], Response]) -> Response:
@@ -370,17 +373,32 @@ class Filters:
         return urlencode(params)
 
 
-def _int(text: str | None, default: int, low: int, high: int) -> int:
-    if text is None or not text.strip().isdigit():
+class _BadQuery(Exception):
+    """A query parameter of a page breaks its rule: an error page with this status."""
+
+    def __init__(self, status: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _int(params: Any, name: str, default: int, rule: TypeAdapter[int]) -> int:
+    """An integer query parameter, by the API's rule for it (service.schemas), or 422."""
+    text = params.get(name)
+    if text is None:
         return default
-    return min(max(int(text), low), high)
+    try:
+        return rule.validate_python(text)
+    except ValidationError as exc:
+        raise _BadQuery(422, f"{name}: {exc.errors()[0]['msg']}") from None
 
 
-def _filters(params: Any, own_therapist: str | None) -> Filters | None:
-    """The caseload's filters from the query string; None if the therapist id is invalid.
+def _filters(params: Any, own_therapist: str | None) -> Filters:
+    """The caseload's filters from the query string; _BadQuery (400) if the therapist id is
+    invalid, (422) if limit or page is not a plain number in its range.
 
     Without a `therapist` parameter a therapist's key shows that therapist's clients; an
-    empty one shows the whole clinic. Unknown levels and bad numbers fall back to defaults.
+    empty one shows the whole clinic. Unknown levels fall back to all levels; a page
+    beyond the API's offset cap is read as the last page within it.
     """
     level = params.get("min_level") or None
     if level not in repo.LEVELS:
@@ -390,10 +408,10 @@ def _filters(params: Any, own_therapist: str | None) -> Filters | None:
     else:
         therapist = own_therapist
     if therapist is not None and not is_id(therapist):
-        return None
+        raise _BadQuery(400)
     acknowledged = {"yes": True, "no": False}.get(params.get("acknowledged", ""))
-    limit = _int(params.get("limit"), PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    page = _int(params.get("page"), 1, 1, MAX_OFFSET // limit + 1)
+    limit = _int(params, "limit", PAGE_SIZE, _LIMIT)
+    page = min(_int(params, "page", 1, _PAGE), MAX_OFFSET // limit + 1)
     return Filters(level, therapist, acknowledged, limit, page)
 
 
@@ -445,9 +463,10 @@ async def caseload(request: Request) -> Response:
         viewer = _active(request, session)
         if viewer is None:
             return _to_login(request, ended=True)
-        filters = _filters(request.query_params, viewer.therapist_id)
-        if filters is None:
-            return _error(400, viewer)
+        try:
+            filters = _filters(request.query_params, viewer.therapist_id)
+        except _BadQuery as bad:
+            return _error(bad.status, viewer, bad.message)
         offset = (filters.page - 1) * filters.limit
         audit = _auditor(request)
         with _storage(request).session() as s:
