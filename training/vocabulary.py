@@ -14,10 +14,10 @@ import time
 # --- ids (clients, therapists, clinics, model versions) ------------------------------------
 
 ID_MAX_LENGTH = 64
-_ID_CHARS = "A-Za-z0-9_-"  # and the dot, which an id may not consist of alone
-# Leading dots, one character that is not a dot, then anything: "." and ".." (which a URL
-# path cannot carry) are refused, without lookaround, which pydantic-core's regex lacks.
-ID_REGEX = rf"\.*[{_ID_CHARS}][.{_ID_CHARS}]*"
+# A-Za-z0-9._- but not only dots: leading dots, one character that is not a dot, then any.
+# "." and ".." (which a URL path cannot carry) are refused without lookaround, which
+# pydantic-core's regex lacks. The one copy of the pattern: every door builds on this.
+ID_REGEX = r"\.*[A-Za-z0-9_-][.A-Za-z0-9_-]*"
 ID_PATTERN = rf"^{ID_REGEX}$"  # as pydantic and JSON Schema want it; length: ID_MAX_LENGTH
 ID_RULE = f"1-{ID_MAX_LENGTH} characters of A-Za-z0-9._-, not only dots"
 _ID = re.compile(ID_REGEX)
