@@ -41,7 +41,9 @@ from pydantic import (
     model_validator,
 )
 
+from service.schemas import Identifier
 from training.errors import DropoutRiskError
+from training.vocabulary import ID_RULE, is_id
 
 log = logging.getLogger("dropout_risk.cds")
 
@@ -61,9 +63,7 @@ MAX_EXTENSION_KEYS = 32
 MAX_CONTEXT_EXTRAS = 32
 MAX_URL_CHARS = 2048
 
-_CLINIC_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _ISS_RE = re.compile(r"[!-~]{1,255}")  # printable ASCII, no spaces
-_FHIR_ID = r"^[A-Za-z0-9._-]+$"
 # JWK members that only private or symmetric keys have (RFC 7518 §6.2.2, §6.3.2, §6.4.1)
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _ISSUER_FIELDS = frozenset({"iss", "clinic", "jwks", "fhir_servers", "jku"})
@@ -100,10 +100,8 @@ class TrustedIssuer:
             raise CdsConfigError(
                 f"iss: {self.iss!r} must be 1 to 255 printable ASCII characters without spaces"
             )
-        if not isinstance(self.clinic, str) or not _CLINIC_RE.fullmatch(self.clinic):
-            raise CdsConfigError(
-                f"clinic: {self.clinic!r} must be 1 to 64 characters from A-Z a-z 0-9 . _ -"
-            )
+        if not isinstance(self.clinic, str) or not is_id(self.clinic):
+            raise CdsConfigError(f"clinic: {self.clinic!r} must be {ID_RULE}")
         _check_urls("fhir_servers", self.fhir_servers)
         _check_urls("jku", self.jku)
         object.__setattr__(self, "_keys", _public_keys(self.jwks))
@@ -467,8 +465,8 @@ class PatientViewContext(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     userId: str = Field(min_length=1, max_length=MAX_USER_ID)
-    patientId: str = Field(min_length=1, max_length=64, pattern=_FHIR_ID)
-    encounterId: str | None = Field(default=None, min_length=1, max_length=64, pattern=_FHIR_ID)
+    patientId: Identifier
+    encounterId: Identifier | None = None
 
     @model_validator(mode="after")
     def _few_extras(self) -> Self:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,11 +22,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from service.db import repository as repo
 from service.db.engine import StorageUnavailable, normalise_url
 from service.demo import seed_demo
-from service.schemas import ID_PATTERN
 from service.storage import Storage
 from training.contract import CLIENT_COLUMNS, SESSION_COLUMNS
 from training.errors import DropoutRiskError
 from training.registry import Registry
+from training.vocabulary import ID_RULE, is_id
 
 DEFAULT_DATABASE_URL = "sqlite:///var/dropout-risk.db"
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -69,11 +68,8 @@ def open_storage(url: str) -> Storage:
 
 
 def _check_clinic(clinic: str) -> str:
-    if not re.fullmatch(ID_PATTERN, clinic):
-        err.print(
-            f"error: --clinic: value {clinic!r} must be 1-64 characters of A-Z a-z 0-9 . _ -",
-            markup=False,
-        )
+    if not is_id(clinic):
+        err.print(f"error: --clinic: value {clinic!r} must be {ID_RULE}", markup=False)
         raise typer.Exit(2)
     return clinic
 

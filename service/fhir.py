@@ -27,8 +27,10 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 from pydantic import ValidationError
 from pydantic_core import from_json
 
+from service.body import unique_keys
 from service.schemas import EpisodeIn
 from training.errors import DropoutRiskError
+from training.vocabulary import ID_REGEX, in_date_window, is_id, outside_date_window
 
 MEASURE_SYSTEM = "urn:dropout-risk:codesystem:measures"
 LOINC = "http://loinc.org"
@@ -195,7 +197,7 @@ class _Reading:
 
 
 _SUPPORTED = ("Patient", "Observation", "QuestionnaireResponse")
-_PATIENT_REF = re.compile(r"Patient/([A-Za-z0-9\-.]{1,64})")
+_PATIENT_REF = re.compile(rf"Patient/({ID_REGEX})")
 _FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -228,6 +230,7 @@ def _document(raw: bytes | dict[str, Any]) -> dict[str, Any]:
     doc: object = raw
     if isinstance(raw, bytes | bytearray):
         try:
+            unique_keys(raw)
             doc = from_json(raw, allow_inf_nan=False)
         except ValueError as exc:
             raise _one("structure", "Bundle", f"the body is not valid JSON: {exc}") from None
@@ -513,7 +516,11 @@ def _day(at: str, value: object, issues: _Issues) -> dt.date | None:
     if not _FULL_DATE.fullmatch(text[:10]):
         issues.add("value", at, f"{name} {_show(value)} must give a full date (YYYY-MM-DD)")
         return None
-    return _parse_date(at, text, issues)
+    day = _parse_date(at, text, issues)
+    if day is not None and not in_date_window(day):
+        issues.add("value", at, f"{name} {outside_date_window(day)}")
+        return None
+    return day
 
 
 def _subject(at: str, subject: object, patient_url: str | None, issues: _Issues) -> str | None:
@@ -527,7 +534,7 @@ def _subject(at: str, subject: object, patient_url: str | None, issues: _Issues)
     if patient_url is not None and reference == patient_url:
         return patient_url
     match = _PATIENT_REF.fullmatch(reference)
-    if match is None:
+    if match is None or not is_id(match.group(1)):
         issues.add(
             "value",
             f"{at}.subject.reference",

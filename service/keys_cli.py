@@ -18,6 +18,7 @@ from service.db.engine import StorageUnavailable
 from service.db.keys import DbKeyStore
 from service.db_cli import DEFAULT_DATABASE_URL, DatabaseUrlOpt, open_storage
 from service.keys import SCOPES, KeyStoreError
+from training.vocabulary import ID_RULE
 
 keys_app = typer.Typer(
     help="Create, list and revoke API keys for the service (stored hashed).",
@@ -56,7 +57,7 @@ def keys_create(
         str, typer.Option("--name", help="Who or what uses the key (1-64 printable characters).")
     ],
     tenant: Annotated[
-        str, typer.Option("--tenant", help="The clinic the key acts for (A-Z a-z 0-9 . _ -).")
+        str, typer.Option("--tenant", help=f"The clinic the key acts for ({ID_RULE}).")
     ],
     scopes: Annotated[
         str,

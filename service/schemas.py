@@ -16,19 +16,58 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import core_schema
+from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 from service.examples import EXAMPLE_EPISODE
+from training.vocabulary import (
+    ID_MAX_LENGTH,
+    ID_PATTERN,
+    ID_RULE,
+    in_date_window,
+    outside_date_window,
+)
 
 MAX_SESSIONS = 50
 MAX_BATCH = 1000
-ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+MAX_PAGE_SIZE = 500  # clients per page of a caseload or risk history
+MAX_OFFSET = 1_000_000
 
-Identifier = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
+
+def _text_rule(
+    pattern: str, kind: str, message: str, max_length: int | None = None
+) -> core_schema.CustomErrorSchema:
+    """A string schema checked by pydantic-core whose every error is one of ours: `kind`,
+    with `message` stating the rule."""
+    return core_schema.custom_error_schema(
+        core_schema.str_schema(pattern=pattern, max_length=max_length),
+        custom_error_type=kind,
+        custom_error_message=message,
+    )
+
+
+class _IdText:
+    """An id as training.vocabulary defines it, checked by pydantic-core; the error states
+    the rule (never the value: ids name clients)."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return _text_rule(ID_PATTERN, "id_format", f"must be {ID_RULE}", ID_MAX_LENGTH)
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "pattern": ID_PATTERN, "maxLength": ID_MAX_LENGTH}
+
+
+Identifier = Annotated[str, _IdText]
 ItemMean = Annotated[float, Field(ge=1, le=5, allow_inf_nan=False)]
 Score0to40 = Annotated[float, Field(ge=0, le=40, allow_inf_nan=False)]
 Score0to10 = Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)]
@@ -44,10 +83,8 @@ class _IsoDateText:
     def __get_pydantic_core_schema__(
         cls, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        text = core_schema.custom_error_schema(
-            core_schema.str_schema(pattern=r"^\d{4}-\d{2}-\d{2}$"),
-            custom_error_type="date_format",
-            custom_error_message="must be a date written YYYY-MM-DD",
+        text = _text_rule(
+            r"^\d{4}-\d{2}-\d{2}$", "date_format", "must be a date written YYYY-MM-DD"
         )
         from_text = core_schema.chain_schema([text, core_schema.date_schema(strict=False)])
         return core_schema.json_or_python_schema(
@@ -68,6 +105,18 @@ class _IsoDateText:
 
 
 IsoDate = Annotated[dt.date, _IsoDateText]
+
+
+def plausible(field: str, day: dt.date | None) -> None:
+    """Refuse a date outside the plausible window (training.vocabulary), at `field`.
+
+    Called from the model validators that already run for each session and outcome: a
+    validator of its own on every date would be one more Python call per session on the
+    prediction hot path (bench/api.py)."""
+    if day is not None and not in_date_window(day):
+        error = PydanticCustomError("date_window", outside_date_window(day))
+        details = InitErrorDetails(type=error, loc=(field,), input=day.isoformat())
+        raise ValidationError.from_exception_data("date", [details])
 
 
 class Strict(BaseModel):
@@ -129,6 +178,39 @@ class Phq9In(Strict):
 SessionNumber = Annotated[int, Field(ge=1, le=1000)]
 
 
+class _PlainDigits:
+    """A path or query integer written in plain ASCII digits: no sign, space, underscore or
+    leading zero ("0" itself is fine where 0 is allowed). Python's int() would also read
+    " 1", "+1", "01", "1_0" (as 10) and other scripts' digits; a URL is not free text.
+    Checked by pydantic-core before the integer and its range; documented as the integer."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        digits = _text_rule(
+            r"^(?:0|[1-9][0-9]*)$",
+            "int_plain_digits",
+            "must be written in plain digits 0-9, without a sign, spaces, underscores or "
+            "leading zeros",
+        )
+        return core_schema.chain_schema([digits, handler(source)])
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        steps: list[core_schema.CoreSchema] = schema["steps"]
+        return handler(steps[-1])
+
+
+# Integers taken from a URL path or query string, by every route and UI page that takes one.
+SessionNumberText = Annotated[SessionNumber, _PlainDigits]
+PageLimitText = Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE), _PlainDigits]
+PageOffsetText = Annotated[int, Field(ge=0, le=MAX_OFFSET), _PlainDigits]
+PageNumberText = Annotated[int, Field(ge=1, le=MAX_OFFSET + 1), _PlainDigits]
+
+
 class SessionScoresIn(Strict):
     """One session's scores: what `PUT /v1/clients/{id}/sessions/{number}` takes (the number
     is in the path) and, with its number, one element of an episode's sessions.
@@ -142,6 +224,11 @@ class SessionScoresIn(Strict):
     srs: SrsIn | None = None
     ors: OrsIn | None = None
     phq9: Phq9In | None = None
+
+    @model_validator(mode="after")
+    def plausible_date(self) -> SessionScoresIn:
+        plausible("date", self.date)
+        return self
 
 
 class SessionIn(SessionScoresIn):
@@ -323,6 +410,11 @@ class OutcomeIn(Strict):
 
     dropout: bool
     ended_on: IsoDate
+
+    @model_validator(mode="after")
+    def plausible_end(self) -> OutcomeIn:
+        plausible("ended_on", self.ended_on)
+        return self
 
 
 class OutcomeOut(BaseModel):

@@ -3,6 +3,7 @@ kind of bad input, auth and scopes, promotion and tampering."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -28,6 +29,7 @@ from training.cli import run
 from training.features import grid_from_tables
 from training.predict import score_grid
 from training.registry import Registry
+from training.vocabulary import ID_RULE, latest_date, outside_date_window
 
 EXAMPLE: dict[str, Any] = EXAMPLE_EPISODE
 
@@ -235,8 +237,12 @@ def test_bad_episode_is_422_naming_the_field(
 @pytest.mark.parametrize(
     ("field", "value", "fragment"),
     [
-        ("client_id", "x" * 65, "at most 64 characters"),
-        ("client_id", "bad id!", "should match pattern"),
+        ("client_id", "x" * 65, ID_RULE),
+        ("client_id", "bad id!", ID_RULE),
+        ("client_id", ".", ID_RULE),
+        ("client_id", "..", ID_RULE),
+        ("client_id", 7, ID_RULE),
+        ("therapist_id", "...", ID_RULE),
         ("age", 7, "greater than or equal to 12"),
         ("gender", "g" * 65, "at most 64 characters"),
     ],
@@ -247,6 +253,100 @@ def test_bad_client_fields(
     response = _predict(client, keys, {**EXAMPLE, field: value})
     assert response.status_code == 422
     assert any(d["loc"] == field and fragment in d["msg"] for d in response.json()["detail"])
+
+
+TOO_LATE = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).date().isoformat()
+
+
+def _dated(first: str, second: str | None = None) -> dict[str, Any]:
+    one, two = EXAMPLE["sessions"]
+    return {**EXAMPLE, "sessions": [{**one, "date": first}, {**two, "date": second or first}]}
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "1989-12-31", "2100-01-01", "9999-12-31", TOO_LATE])
+def test_implausible_session_dates_are_422_naming_value_and_window(
+    client: TestClient, keys: dict[str, str], day: str
+) -> None:
+    """Outside 1990-01-01..today+1 (UTC), in a prediction and in a batch item."""
+    expected = {
+        "loc": "sessions[1].date",
+        "msg": outside_date_window(dt.date.fromisoformat(day)),
+        "type": "date_window",
+    }
+    response = _predict(client, keys, _dated("2026-03-02", day))
+    assert response.status_code == 422
+    assert response.json()["detail"] == [expected]
+    batch = client.post(
+        "/v1/predictions/batch",
+        headers=_auth(keys),
+        json={"clients": [EXAMPLE, _dated("2026-03-02", day)]},
+    )
+    assert batch.status_code == 200
+    first, second = batch.json()["results"]
+    assert first["prediction"] is not None
+    assert second["errors"] == [expected]
+
+
+def test_the_ends_of_the_date_window_are_accepted(client: TestClient, keys: dict[str, str]) -> None:
+    response = _predict(client, keys, _dated("1990-01-01", latest_date().isoformat()))
+    assert response.status_code == 200, response.text
+
+
+def _twice(key: str) -> str:
+    return f"the key {key!r} appears twice in one object (line 1 column "
+
+
+DUPLICATED = [
+    ('"client_id": "A-1001"', '"client_id": "A-1001", "client_id": "B-2"', "client_id"),
+    ('"srs": {"total": 35.5}', '"srs": {"total": 35.5, "total": 4}', "total"),
+    ('"age": 27', '"age": 27, "\\u0061ge": 99', "age"),  # the same key, escaped
+    ('"number": 2', '"number": 2, "number": 1', "number"),
+]
+
+
+@pytest.mark.parametrize(("part", "twice", "key"), DUPLICATED, ids=[d[2] for d in DUPLICATED])
+def test_a_key_given_twice_is_422_naming_it(
+    client: TestClient, keys: dict[str, str], part: str, twice: str, key: str
+) -> None:
+    """Which value would count depends on the parser: refused, in a prediction and in a
+    batch (the same key in two objects, like `total` here, is fine)."""
+    raw = json.dumps(EXAMPLE)
+    assert raw.count(part) == 1
+    headers = {**_auth(keys), "Content-Type": "application/json"}
+    for path, body in (
+        ("/v1/predictions", raw.replace(part, twice)),
+        ("/v1/predictions/batch", '{"clients": [' + raw.replace(part, twice) + "]}"),
+    ):
+        response = client.post(path, content=body, headers=headers)
+        assert response.status_code == 422, path
+        [detail] = response.json()["detail"]
+        assert (detail["loc"], detail["type"]) == ("body", "json_duplicate_key")
+        assert detail["msg"].startswith(_twice(key)), detail
+        assert detail["msg"].endswith("); give each key once")
+    assert client.post("/v1/predictions", content=raw, headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["Application/JSON", "APPLICATION/JSON; charset=UTF-8", "application/json;charset=utf-8"],
+)
+def test_media_types_are_case_insensitive(
+    client: TestClient, keys: dict[str, str], kind: str
+) -> None:
+    headers = {**_auth(keys), "Content-Type": kind}
+    raw = json.dumps(EXAMPLE)
+    assert client.post("/v1/predictions", content=raw, headers=headers).status_code == 200
+    batch = client.post(
+        "/v1/predictions/batch", content='{"clients": [' + raw + "]}", headers=headers
+    )
+    assert batch.status_code == 200
+    refused = client.post(
+        "/v1/predictions", content=raw, headers={**headers, "Content-Type": "Text/Plain"}
+    )
+    assert refused.status_code == 415
+    assert (
+        refused.json()["detail"][0]["msg"] == "send the body as application/json, not 'Text/Plain'"
+    )
 
 
 def test_non_finite_and_malformed_json_and_large_bodies(

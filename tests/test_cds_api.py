@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from service.settings import Settings
 from tests.conftest import REPO, create_key
 from training.cli import run
 from training.registry import Registry
+from training.vocabulary import outside_date_window
 
 ISS_A = "https://ehr.example.org"
 ISS_B = "https://ehr-b.example.org"
@@ -477,17 +478,55 @@ def test_a_bad_prefetch_observation_is_422_not_ignored(cds: Cds) -> None:
     assert "outside 0 to 40" in response.text
 
 
+def test_a_key_given_twice_is_422_naming_it(cds: Cds) -> None:
+    hook = json.dumps(hook_request("P-1", searchset(alliance_observations("P-1"))))
+    twice = hook.replace('"patientId": "P-1"', '"patientId": "P-1", "patientId": "P-2"')
+    headers = {**bearer(sign(cds.keys.ec_a)), "Content-Type": "application/json"}
+    response = cds.client.post(SERVICE, content=twice, headers=headers)
+    assert response.status_code == 422
+    [detail] = response.json()["detail"]
+    assert (detail["loc"], detail["type"]) == ("body", "json_duplicate_key")
+    assert detail["msg"].startswith("the key 'patientId' appears twice in one object")
+    mixed = {**bearer(sign(cds.keys.ec_a)), "Content-Type": "Application/Json"}
+    response = cds.client.post(SERVICE, content=hook, headers=mixed)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["cards"]) == 1
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+def test_an_implausible_prefetch_date_is_422_naming_it(cds: Cds, day: str) -> None:
+    observations = alliance_observations("P-1")
+    observations[0]["effectiveDateTime"] = f"{day}T10:00:00+01:00"
+    response = cds.call(hook_request("P-1", searchset(observations)))
+    assert response.status_code == 422
+    [issue] = response.json()["issue"]
+    assert issue["diagnostics"] == (
+        f"effectiveDateTime {outside_date_window(date.fromisoformat(day))}"
+    )
+
+
 @pytest.mark.parametrize(
     "change",
     [
         {"hook": "order-select"},
         {"hookInstance": "not-a-uuid"},
         {"context": {"userId": "Practitioner/dr-1", "patientId": "bad id"}},
+        {"context": {"userId": "Practitioner/dr-1", "patientId": ".."}},
+        {"context": {"userId": "Practitioner/dr-1", "patientId": "P-1", "encounterId": "."}},
         {"context": {"patientId": "P-1"}},
         {"fhirAuthorization": {"access_token": "x"}},
         {"unexpected": 1},
     ],
-    ids=["hook", "instance", "patient-id", "no-user", "auth-without-server", "extra-field"],
+    ids=[
+        "hook",
+        "instance",
+        "patient-id",
+        "patient-id-dots",
+        "encounter-id-dot",
+        "no-user",
+        "auth-without-server",
+        "extra-field",
+    ],
 )
 def test_bad_hook_request_is_422(cds: Cds, change: dict[str, Any]) -> None:
     response = cds.call({**hook_request("P-1"), **change})

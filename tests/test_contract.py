@@ -3,6 +3,7 @@ column, value and rule; valid files pass; nothing is coerced."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from training.contract import (
     read_client_lookup,
 )
 from training.errors import ContractError
+from training.vocabulary import ID_RULE, date_window, latest_date
 
 CLIENTS = "client_id,therapist_id,age,gender,dropout\nA-1,T1,30,female,1\nB.2,T1,41,male,0\n"
 SESSIONS = (
@@ -303,3 +305,44 @@ def test_unreadable_file_is_reported(tmp_path: Path) -> None:
         load_cohort(s, write_csv(tmp_path / "c.csv", CLIENTS), False, [])
     assert len(info.value.problems) == 1
     assert info.value.problems[0].startswith("sessions.csv: not a readable CSV file (")
+
+
+TOO_LATE = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).date().isoformat()
+
+
+@pytest.mark.parametrize("day", ["1900-01-01", "1989-12-31", "2100-01-01", TOO_LATE])
+def test_implausible_session_dates_are_refused_with_the_window(
+    tmp_path: Path, day: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Outside 1990-01-01..today+1 (UTC): the window of training/vocabulary.py, exit 2."""
+    bad = SESSIONS.replace("2026-01-12", day)
+    error = _errors(tmp_path, bad)
+    assert error.problems == [
+        f"sessions.csv:3: column session_date: value '{day}' is not a date YYYY-MM-DD "
+        f"{date_window()}"
+    ]
+    status, _ = _run_validate(tmp_path, bad)
+    assert status == 2
+    assert f"value '{day}' is not a date YYYY-MM-DD {date_window()}" in capsys.readouterr().err
+
+
+def test_the_ends_of_the_date_window_are_accepted(tmp_path: Path) -> None:
+    edges = SESSIONS.replace("2026-01-05", "1990-01-01").replace(
+        "2026-01-12", latest_date().isoformat()
+    )
+    cohort = load_cohort(
+        write_csv(tmp_path / "s.csv", edges), write_csv(tmp_path / "c.csv", CLIENTS), False, []
+    )
+    assert len(cohort.sessions) == 3
+
+
+@pytest.mark.parametrize("dots", [".", "..", "..."])
+def test_ids_of_dots_only_are_refused(tmp_path: Path, dots: str) -> None:
+    clients = CLIENTS.replace("B.2,T1", f"{dots},{dots}")
+    sessions = SESSIONS.replace("B.2,", f"{dots},")
+    error = _errors(tmp_path, sessions, clients)
+    assert error.problems == [
+        f"clients.csv:3: column client_id: value '{dots}' is not {ID_RULE} (required)",
+        f"clients.csv:3: column therapist_id: value '{dots}' is not {ID_RULE}",
+        f"sessions.csv:4: column client_id: value '{dots}' is not {ID_RULE} (required)",
+    ]

@@ -9,7 +9,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -27,6 +27,7 @@ from service.settings import Settings
 from tests.conftest import REPO, create_key
 from training.cli import run
 from training.registry import Registry
+from training.vocabulary import latest_date, outside_date_window
 
 DOCS = REPO / "docs" / "fhir.md"
 FHIR_JSON = "application/fhir+json"
@@ -286,6 +287,65 @@ def test_every_problem_is_reported_at_once(api: Api) -> None:
         ("value", f"Bundle.entry[{phq9}].resource.valueQuantity.value"),
         ("not-supported", f"Bundle.entry[{len(bundle['entry']) - 1}].resource.resourceType"),
     }
+
+
+TOO_LATE = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "1989-12-31", "9999-12-31", TOO_LATE])
+def test_implausible_dates_are_refused_where_they_are_written(api: Api, day: str) -> None:
+    """effectiveDateTime and authored outside 1990-01-01..today+1 (UTC): each named, with
+    its value and the window (training/vocabulary.py)."""
+    bundle = docs_example_bundle()
+    srs, wai = _entry_of(bundle, "srs-1"), _entry_of(bundle, "wai-3")
+    bundle["entry"][srs]["resource"]["effectiveDateTime"] = f"{day}T10:00:00+01:00"
+    bundle["entry"][wai]["resource"]["authored"] = f"{day}T11:30:00+01:00"
+    issues = _outcome(api.predict_fhir(bundle))
+    message = outside_date_window(date.fromisoformat(day))
+    assert {(i["code"], i["expression"][0], i["diagnostics"]) for i in issues} == {
+        (
+            "value",
+            f"Bundle.entry[{srs}].resource.effectiveDateTime",
+            f"effectiveDateTime {message}",
+        ),
+        ("value", f"Bundle.entry[{wai}].resource.authored", f"authored {message}"),
+    }
+
+
+def test_the_last_plausible_date_is_accepted(api: Api) -> None:
+    bundle = docs_example_bundle()
+    wai = _entry_of(bundle, "wai-3")
+    bundle["entry"][wai]["resource"]["authored"] = latest_date().isoformat()
+    assert api.predict_fhir(bundle).status_code == 200
+
+
+@pytest.mark.parametrize("patient", [".", "..", "..."])
+def test_a_patient_id_of_dots_only_is_refused(api: Api, patient: str) -> None:
+    bundle = docs_example_bundle()
+    for entry in bundle["entry"]:
+        if entry["resource"]["resourceType"] == "Patient":
+            entry["resource"]["id"] = patient
+        else:
+            entry["resource"]["subject"] = {"reference": f"Patient/{patient}"}
+    issues = _outcome(api.predict_fhir(bundle))
+    assert any("subject" in i["expression"][0] for i in issues), issues
+    assert api.search(f"Patient/{patient}").json()["detail"][0]["loc"] == "query.subject"
+
+
+def test_a_key_given_twice_is_an_operation_outcome_naming_it(api: Api) -> None:
+    raw = json.dumps(docs_example_bundle())
+    part = '"resourceType": "Bundle"'
+    assert raw.count(part) == 1
+    twice = raw.replace(part, part + ', "type": "collection"', 1)
+    assert twice.count('"type": "collection"') == 2
+    [issue] = _outcome(api.predict_fhir(twice.encode()))
+    assert (issue["code"], issue["expression"]) == ("structure", ["Bundle"])
+    assert "the key 'type' appears twice in one object" in issue["diagnostics"]
+
+
+@pytest.mark.parametrize("kind", ["Application/FHIR+JSON", "APPLICATION/JSON; Charset=UTF-8"])
+def test_media_types_are_case_insensitive(api: Api, kind: str) -> None:
+    assert api.predict_fhir(docs_example_bundle(), content_type=kind).status_code == 200
 
 
 def test_other_media_type_is_415(api: Api) -> None:

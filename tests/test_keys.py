@@ -17,6 +17,7 @@ from service.db.models import ApiKeyRow
 from service.keys import SCOPES, ApiKey, KeyStoreError
 from service.keys_cli import keys_app
 from service.storage import Storage
+from training.vocabulary import ID_RULE
 
 TOKEN = re.compile(r"drk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
@@ -151,17 +152,22 @@ BAD_INPUT: list[tuple[str, Callable[[DbKeyStore], object], list[str]]] = [
     (
         "tenant chars",
         lambda s: s.create("a", "clinic 1", ["predict"]),
-        ["tenant", "'clinic 1'", "1 to 64 characters from A-Z a-z 0-9 . _ -"],
+        ["tenant", "'clinic 1'", ID_RULE],
     ),
     (
         "tenant empty",
         lambda s: s.create("a", "", ["predict"]),
-        ["tenant", "''", "1 to 64 characters"],
+        ["tenant", "''", ID_RULE],
     ),
     (
         "tenant too long",
         lambda s: s.create("a", "t" * 65, ["predict"]),
-        ["tenant", repr("t" * 65), "1 to 64 characters"],
+        ["tenant", repr("t" * 65), ID_RULE],
+    ),
+    (
+        "tenant only dots",
+        lambda s: s.create("a", "..", ["predict"]),
+        ["tenant", "'..'", ID_RULE],
     ),
     (
         "unknown scope",

@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from service.settings import Settings
 from tests.conftest import REPO, create_key, db_session
 from training.cli import run
 from training.registry import Registry, sha256_of
+from training.vocabulary import ID_RULE, latest_date, outside_date_window
 
 A, B = "clinic-a", "clinic-b"
 MODEL = Registry(REPO / "models").read()["champion"]
@@ -407,6 +408,134 @@ def test_bad_input_is_a_422_naming_the_field_and_writes_nothing(api: Api) -> Non
     assert (stored.age, stored.gender) == (30, "female")
     assert [c["dropout"] for c in clients] == [None]  # no outcome was recorded
     assert len(sessions) == 1
+
+
+TOO_LATE = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+
+
+def test_implausible_dates_and_ids_of_dots_are_422_and_write_nothing(api: Api) -> None:
+    """The rules of training/vocabulary.py, at the stored-client doors."""
+    api.client("c-1")
+    api.session("c-1", 1, HIGHER)
+    before = (api.history("c-1"), api.caseload())
+    for day in ("0001-01-01", "1989-12-31", "2100-01-01", "9999-12-31", TOO_LATE):
+        message = outside_date_window(date.fromisoformat(day))
+        session = api.put("/v1/clients/c-1/sessions/2", {**LOW, "date": day})
+        assert session.status_code == 422
+        assert session.json()["detail"] == [{"loc": "date", "msg": message, "type": "date_window"}]
+        outcome = api.put("/v1/clients/c-1/outcome", {"dropout": True, "ended_on": day})
+        assert outcome.status_code == 422
+        assert outcome.json()["detail"] == [
+            {"loc": "ended_on", "msg": message, "type": "date_window"}
+        ]
+    for dots in ("...", "%2E", "%2E%2E", ".%2E."):
+        assert locs(api.put(f"/v1/clients/{dots}", PERSON)) == ["path.client_id"], dots
+        assert locs(api.put(f"/v1/clients/{dots}/sessions/1", LOW)) == ["path.client_id"]
+        assert locs(api.get(f"/v1/clients/{dots}/risk")) == ["path.client_id"]
+    refused = api.put("/v1/clients/c-1", {**PERSON, "therapist_id": ".."})
+    assert refused.json()["detail"] == [
+        {"loc": "therapist_id", "msg": f"must be {ID_RULE}", "type": "id_format"}
+    ]
+    assert locs(api.get("/v1/caseload", therapist_id=".")) == ["query.therapist_id"]
+    assert (api.history("c-1"), api.caseload()) == before
+    with api.db() as s:
+        assert [r.number for r in repo.get_sessions(s, A, "c-1")] == [1]
+        _, clients = repo.export_tables(s, A)
+    assert [c["dropout"] for c in clients] == [None]
+    edge = api.put("/v1/clients/c-1/sessions/2", {**LOW, "date": latest_date().isoformat()})
+    assert edge.status_code == 200, edge.text
+    first = api.put("/v1/clients/c-1/outcome", {"dropout": False, "ended_on": "1990-01-01"})
+    assert first.status_code == 200, first.text
+
+
+def test_a_key_given_twice_is_422_and_writes_nothing(api: Api) -> None:
+    """In every stored PUT; media types are compared case-insensitively."""
+    api.client("c-1")
+    api.session("c-1", 1, HIGHER)
+    before = (api.history("c-1"), api.caseload())
+    headers = {**api.auth("a"), "Content-Type": "application/json"}
+    cases = [
+        ("/v1/clients/c-1", '{"age": 30, "age": 61}', "age"),
+        ("/v1/clients/c-1/sessions/2", '{"srs": {"total": 40, "total": 10}}', "total"),
+        (
+            "/v1/clients/c-1/sessions/2",
+            '{"date": "2026-03-02", "srs": {"total": 40}, "date": "2026-03-09"}',
+            "date",
+        ),
+        (
+            "/v1/clients/c-1/outcome",
+            '{"dropout": true, "dropout": false, "ended_on": "2026-05-01"}',
+            "dropout",
+        ),
+    ]
+    for path, body, key in cases:
+        response = api.http.put(path, content=body, headers=headers)
+        assert response.status_code == 422, (path, body)
+        [detail] = response.json()["detail"]
+        assert (detail["loc"], detail["type"]) == ("body", "json_duplicate_key")
+        assert detail["msg"].startswith(f"the key {key!r} appears twice in one object")
+    assert (api.history("c-1"), api.caseload()) == before
+    with api.db() as s:
+        assert [r.number for r in repo.get_sessions(s, A, "c-1")] == [1]
+        _, clients = repo.export_tables(s, A)
+    assert [c["dropout"] for c in clients] == [None]
+
+    mixed = {**api.auth("a"), "Content-Type": "Application/JSON; Charset=UTF-8"}
+    response = api.http.put("/v1/clients/c-1/sessions/2", json=LOW, headers=mixed)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "created"
+    plain = {**api.auth("a"), "Content-Type": "text/plain"}
+    assert api.http.put("/v1/clients/c-1", json=PERSON, headers=plain).status_code == 415
+
+
+LOOSE_INTEGERS = [
+    "%201",
+    "1%20",
+    "+1",
+    "%2B1",
+    "01",
+    "1_0",
+    "1%E2%80%89",
+    "%D9%A1",
+    "1.0",
+    "-0",
+    "",
+]
+
+
+def test_path_and_query_integers_are_plain_digits(api: Api) -> None:
+    """Python's int() reads " 1", "+1", "01", "1_0" (as 10) and other digits; a URL gets
+    plain ASCII digits only, or a 422 naming the parameter (service/schemas.py)."""
+    api.client("c-1")
+    api.session("c-1", 1, HIGHER)
+    before = (api.history("c-1"), api.caseload())
+    plain = (
+        "must be written in plain digits 0-9, without a sign, spaces, underscores or leading zeros"
+    )
+    for text in LOOSE_INTEGERS:
+        stored = api.put(f"/v1/clients/c-1/sessions/{text}", LOW)
+        if text == "":  # /sessions/ is another path
+            assert stored.status_code in (404, 405)
+            continue
+        assert stored.status_code == 422, text
+        assert stored.json()["detail"] == [
+            {"loc": "path.number", "msg": plain, "type": "int_plain_digits"}
+        ], text
+    for path, name in (
+        ("/v1/clients/c-1/risk/history", "limit"),
+        ("/v1/caseload", "limit"),
+        ("/v1/caseload", "offset"),
+    ):
+        for text in LOOSE_INTEGERS:
+            response = api.http.get(f"{path}?{name}={text}", headers=api.auth("a"))
+            assert response.status_code == 422, (path, name, text)
+            [detail] = response.json()["detail"]
+            assert (detail["loc"], detail["type"]) == (f"query.{name}", "int_plain_digits")
+    assert api.caseload(offset="0")["offset"] == 0
+    assert api.caseload(limit="10")["limit"] == 10
+    assert (api.history("c-1"), api.caseload()) == before
+    with api.db() as s:
+        assert [r.number for r in repo.get_sessions(s, A, "c-1")] == [1]
 
 
 # --- keys and clinics -------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from service.ui.session import (
 )
 from tests.conftest import REPO, create_key, db_session
 from training.cli import run
+from training.vocabulary import ID_RULE
 
 A, B = "clinic-a", "clinic-b"
 PERSON = {"age": 30, "gender": "female"}
@@ -441,6 +442,15 @@ def test_caseload_filters_by_level_and_therapist(ui: Ui) -> None:
     assert "Invalid request" in ui.page("/ui/caseload?therapist=%3Cscript%3E", 400)
 
 
+def test_ids_of_dots_only_are_refused(ui: Ui) -> None:
+    """The id rule of training/vocabulary.py, stated on the page."""
+    ui.signed_in("a")
+    for dots in (".", "..", "..."):
+        page = unescape(ui.page(f"/ui/caseload?therapist={dots}", 400))
+        assert f"Therapist ids are {ID_RULE}." in page
+    assert "Client not found" in ui.page("/ui/clients/...", 404)
+
+
 def test_a_therapists_key_shows_their_clients_by_default(ui: Ui) -> None:
     ui.signed_in("t1")
     html = ui.page("/ui/caseload")
@@ -479,6 +489,20 @@ def test_caseload_pages(ui: Ui) -> None:
     assert row_ids(second) == ["lo"]
     assert 'rel="prev" id="page-previous"' in second
     assert 'rel="next"' not in second
+
+
+@pytest.mark.parametrize(
+    "text", ["+10", "%2B10", "010", "1_0", "%201", "1%E2%80%89", "%D9%A1", "0"]
+)
+def test_caseload_numbers_are_plain_digits_in_range(ui: Ui, text: str) -> None:
+    """The API's rule for page numbers and sizes (service/schemas.py): a 422 page naming
+    the parameter, never a silent fallback to the default."""
+    ui.signed_in("a")
+    for name in ("limit", "page"):
+        page = unescape(ui.page(f"/ui/caseload?{name}={text}", 422))
+        assert "Invalid request" in page
+        assert f"{name}: " in page
+    assert row_ids(ui.page("/ui/caseload?limit=2&page=1")) == ["hi", "mod"]
 
 
 # --- the client page ------------------------------------------------------------------------

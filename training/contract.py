@@ -20,9 +20,15 @@ import numpy.typing as npt
 import pandas as pd
 
 from training.errors import ContractError
+from training.vocabulary import (
+    EARLIEST_DATE,
+    ID_MAX_LENGTH,
+    ID_REGEX,
+    ID_RULE,
+    date_window,
+    latest_date,
+)
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-ID_RULE = "1-64 characters of A-Za-z0-9._-"
 MAX_REPORTED = 20
 
 
@@ -42,7 +48,7 @@ class Column:
         if self.kind == "id":
             return ID_RULE
         if self.kind == "date":
-            return "a date YYYY-MM-DD"
+            return f"a date YYYY-MM-DD {date_window()}"
         if self.kind == "label":
             return "0/1 or true/false"
         if self.kind == "category":
@@ -236,21 +242,21 @@ def _report(
     problems.total += n_bad - len(idx)
 
 
-_ID_CHARS = re.compile(r"[A-Za-z0-9._-]*")
+_IDS_ON_LINES = re.compile(rf"(?:{ID_REGEX}\n)*{ID_REGEX}")
 
 
 def _ids_all_valid(text: pd.Series, required: bool, distinct: object = None) -> bool:
     """Fast screen: every id valid (and present if required), one C-level regex pass over
-    the distinct values joined together."""
+    the distinct values, one a line (no id holds a newline)."""
     missing = text.isna().to_numpy()
     if required and missing.any():
         return False
     values = text[~missing].unique() if distinct is None else distinct
     unique = np.asarray(values, dtype=object)
     lengths = np.fromiter(map(len, unique), dtype=np.int64, count=len(unique))
-    if lengths.min(initial=1) < 1 or lengths.max(initial=1) > 64:
+    if lengths.min(initial=1) < 1 or lengths.max(initial=1) > ID_MAX_LENGTH:
         return False
-    return _ID_CHARS.fullmatch("".join(unique)) is not None
+    return not len(unique) or _IDS_ON_LINES.fullmatch("\n".join(unique)) is not None
 
 
 def _check_ids(
@@ -261,7 +267,8 @@ def _check_ids(
     if _ids_all_valid(text, col.required, distinct):
         return
     present = text.notna().to_numpy()
-    matches = text.str.fullmatch(ID_PATTERN.pattern).fillna(False).to_numpy(dtype=bool)
+    short = (text.str.len() <= ID_MAX_LENGTH).to_numpy(dtype=bool)
+    matches = text.str.fullmatch(ID_REGEX).fillna(False).to_numpy(dtype=bool) & short
     bad = ~matches & (present | col.required)
     rule = col.rule + (" (required)" if col.required else "")
     _report(file, col, text, bad, problems, rule)
@@ -292,8 +299,10 @@ def _parse_number(file: str, col: Column, cells: pd.Series, problems: Problems) 
 
 
 def _parse_date(file: str, col: Column, text: pd.Series, problems: Problems) -> pd.Series:
+    """A date column: YYYY-MM-DD within the plausible window (training.vocabulary)."""
     parsed = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
-    bad = text.notna().to_numpy() & parsed.isna().to_numpy()
+    window = (parsed >= pd.Timestamp(EARLIEST_DATE)) & (parsed <= pd.Timestamp(latest_date()))
+    bad = text.notna().to_numpy() & ~window.to_numpy(dtype=bool)
     _report(file, col, text, bad, problems)
     return parsed
 

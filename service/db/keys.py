@@ -26,7 +26,6 @@ from service.db.models import ApiKeyRow
 from service.db.repository import ensure_clinic
 from service.keys import (
     _DUMMY_SHA256,
-    _TENANT_RE,
     _TOKEN_RE,
     SCOPES,
     TOKEN_PREFIX,
@@ -37,6 +36,7 @@ from service.keys import (
     _check_tenant,
     _digest,
 )
+from training.vocabulary import ID_RULE, is_id
 
 # Bounds memory when a client sends many distinct bad tokens; ~200 bytes per entry.
 MAX_CACHED = 10_000
@@ -44,11 +44,8 @@ _Cached = tuple[ApiKey | None, float]  # (what the token verified to, monotonic 
 
 
 def _check_therapist(therapist_id: str | None) -> str | None:
-    if therapist_id is not None and not _TENANT_RE.fullmatch(therapist_id):
-        raise KeyStoreError(
-            f"therapist_id: value {therapist_id!r} must be 1 to 64 characters "
-            "from A-Z a-z 0-9 . _ -"
-        )
+    if therapist_id is not None and not is_id(therapist_id):
+        raise KeyStoreError(f"therapist_id: value {therapist_id!r} must be {ID_RULE}")
     return therapist_id
 
 

@@ -14,22 +14,25 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from service import access
 from service.auth import ReadKey, WriteKey
+from service.body import JsonBody, documented
 from service.db import repository as repo
 from service.keys import ApiKey
 from service.records import Actor, Auditor, NoRiskYet, recompute, require_client, stored_risk
 from service.routes.predictions import ERRORS, Model
 from service.schemas import (
-    ID_PATTERN,
     AcknowledgedOut,
     CaseloadOut,
     ClientIn,
     ClientOut,
     ErrorOut,
+    Identifier,
     Level,
     OutcomeIn,
     OutcomeOut,
+    PageLimitText,
+    PageOffsetText,
     RiskHistoryOut,
-    SessionNumber,
+    SessionNumberText,
     SessionScoresIn,
     SessionStoredOut,
     StoredRiskOut,
@@ -38,7 +41,7 @@ from service.storage import Storage
 
 router = APIRouter(prefix="/v1", tags=["clients"])
 STORED_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 404: {"model": ErrorOut}}
-ClientId = Annotated[str, Path(pattern=ID_PATTERN, max_length=64)]
+ClientId = Annotated[Identifier, Path()]
 
 
 async def _storage(request: Request) -> Storage:
@@ -66,11 +69,16 @@ def actor(key: ApiKey) -> Actor:
     return Actor(clinic=key.tenant, name=f"key:{key.key_id}")
 
 
-@router.put("/clients/{client_id}", response_model=ClientOut, responses=STORED_ERRORS)
+@router.put(
+    "/clients/{client_id}",
+    response_model=ClientOut,
+    responses=STORED_ERRORS,
+    openapi_extra=documented(ClientIn),
+)
 def put_client(
     client_id: ClientId,
-    body: ClientIn,
     key: WriteKey,
+    body: Annotated[ClientIn, JsonBody(ClientIn)],
     db: Db,
     audit: Audit,
     model: Model,
@@ -95,12 +103,13 @@ def put_client(
     "/clients/{client_id}/sessions/{number}",
     response_model=SessionStoredOut,
     responses=STORED_ERRORS,
+    openapi_extra=documented(SessionScoresIn),
 )
 def put_session(
     client_id: ClientId,
-    number: Annotated[SessionNumber, Path()],
-    body: SessionScoresIn,
+    number: Annotated[SessionNumberText, Path()],
     key: WriteKey,
+    body: Annotated[SessionScoresIn, JsonBody(SessionScoresIn)],
     db: Db,
     audit: Audit,
     model: Model,
@@ -125,8 +134,19 @@ def put_session(
     }
 
 
-@router.put("/clients/{client_id}/outcome", response_model=OutcomeOut, responses=STORED_ERRORS)
-def put_outcome(client_id: ClientId, body: OutcomeIn, key: WriteKey, db: Db, audit: Audit) -> Any:
+@router.put(
+    "/clients/{client_id}/outcome",
+    response_model=OutcomeOut,
+    responses=STORED_ERRORS,
+    openapi_extra=documented(OutcomeIn),
+)
+def put_outcome(
+    client_id: ClientId,
+    key: WriteKey,
+    body: Annotated[OutcomeIn, JsonBody(OutcomeIn)],
+    db: Db,
+    audit: Audit,
+) -> Any:
     """How the episode ended (dropout or not, and when): the label for retraining."""
     who = actor(key)
     with db.session() as s:
@@ -157,7 +177,7 @@ def get_risk_history(
     key: ReadKey,
     db: Db,
     audit: Audit,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: Annotated[PageLimitText, Query()] = 100,
 ) -> Any:
     """Every stored risk of the client, newest first."""
     who = actor(key)
@@ -173,11 +193,11 @@ def get_caseload(
     key: ReadKey,
     db: Db,
     audit: Audit,
-    therapist_id: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=64)] = None,
+    therapist_id: Annotated[Identifier | None, Query()] = None,
     min_level: Level | None = None,
     acknowledged: bool | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[PageLimitText, Query()] = 50,
+    offset: Annotated[PageOffsetText, Query()] = 0,
 ) -> Any:
     """The clinic's clients with a stored risk, highest first, one page at a time; a
     therapist's key lists that therapist's (another `therapist_id` is a 403)."""

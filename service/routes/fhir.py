@@ -12,16 +12,17 @@ from pydantic_core import to_json
 
 from service import access, fhir
 from service.auth import PredictKey, ReadKey
-from service.body import raw_json
+from service.body import json_bytes
 from service.db import repository as repo
 from service.routes.clients import Audit, Db, actor
 from service.routes.predictions import ERRORS, Model
-from service.schemas import ID_PATTERN, EpisodeIn
+from service.schemas import EpisodeIn
 from service.scoring import NotAtLandmark, score
+from training.vocabulary import ID_MAX_LENGTH, ID_REGEX
 
 router = APIRouter(prefix="/fhir/r4", tags=["fhir"])
 FHIR_JSON = "application/fhir+json"
-SUBJECT = Query(pattern=rf"^Patient/{ID_PATTERN[1:-1]}$", max_length=72)
+SUBJECT = Query(pattern=rf"^Patient/{ID_REGEX}$", max_length=len("Patient/") + ID_MAX_LENGTH)
 
 
 def _endpoint(request: Request) -> str:
@@ -45,7 +46,7 @@ async def metadata(request: Request) -> Response:
 async def predict(request: Request, key: PredictKey, model: Model) -> Response:
     """A Bundle of one patient's survey Observations (WAI-SR, SRS, ORS, PHQ-9) and WAI-SR
     QuestionnaireResponses in; a RiskAssessment out. Nothing is stored."""
-    parsed = fhir.episode_from_bundle(await raw_json(request))
+    parsed = fhir.episode_from_bundle(await json_bytes(request))  # keys checked there
     episode = EpisodeIn.model_validate(parsed.episode)
     result = score(model, [episode], request.app.state.settings.max_landmark)[0]
     if isinstance(result, NotAtLandmark):

@@ -3,17 +3,17 @@ promote (models:network: the champion is served to every clinic)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 
 from service.auth import ModelsReadKey, NetworkKey
 from service.model_store import ModelStore
 from service.routes.predictions import ERRORS, Model
-from service.schemas import ErrorOut, ModelInfoOut, ModelsOut, PromotedOut
+from service.schemas import ErrorOut, Identifier, ModelInfoOut, ModelsOut, PromotedOut
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
-VERSION = Path(pattern=r"^[A-Za-z0-9._-]{1,64}$", max_length=64)
+Version = Annotated[Identifier, Path()]
 
 
 @router.get("", response_model=ModelsOut, responses=ERRORS)
@@ -45,7 +45,7 @@ async def current(model: Model, key: ModelsReadKey) -> Any:
     response_model=PromotedOut,
     responses={**ERRORS, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}},
 )
-async def promote(request: Request, key: NetworkKey, version: str = VERSION) -> Any:
+async def promote(request: Request, key: NetworkKey, version: Version) -> Any:
     """Make a registered version the champion. It is verified first; a version that fails
     its integrity check is refused (409) and the current one keeps serving."""
     store: ModelStore = request.app.state.models

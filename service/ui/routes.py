@@ -26,6 +26,7 @@ import jinja2
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Receive, Scope, Send
@@ -36,6 +37,7 @@ from service.db.engine import StorageUnavailable
 from service.db.keys import DbKeyStore
 from service.keys import ApiKey
 from service.records import Actor, Auditor
+from service.schemas import MAX_OFFSET, PageLimitText, PageNumberText
 from service.storage import Storage
 from service.ui import views
 from service.ui.queries import sessions_of_clients
@@ -48,13 +50,13 @@ from service.ui.session import (
     SessionSigner,
     UiSession,
 )
+from training.vocabulary import ID_RULE, is_id
 
 SCOPE = "clients:read"
 PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
-MAX_OFFSET = 1_000_000
+_LIMIT = TypeAdapter(PageLimitText)
+_PAGE = TypeAdapter(PageNumberText)
 MAX_FORM_BYTES = 8192
-_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # where sign-in may send the browser next: a page of this view, nothing else
 _NEXT_RE = re.compile(r"/ui/[A-Za-z0-9._~/%-]*(\?[A-Za-z0-9._~%=&+-]*)?")
 _HERE = Path(__file__).parent
@@ -85,6 +87,7 @@ templates = jinja2.Environment(
     lstrip_blocks=True,
 )
 templates.globals["css_version"] = CSS_VERSION
+templates.globals["id_rule"] = ID_RULE
 
 
 class UiRoute(APIRoute):
@@ -211,8 +214,9 @@ def _active(request: Request, session: UiSession) -> Viewer | None:
     return Viewer(key, session, _signer(request).csrf_token(session))
 
 
-def _error(status: int, viewer: Viewer | None = None) -> HTMLResponse:
-    return _render("error.html", status, code=status, viewer=viewer)
+def _error(status: int, viewer: Viewer | None = None, detail: str | None = None) -> HTMLResponse:
+    """The error page of `status`; `detail` says what was wrong, instead of the usual text."""
+    return _render("error.html", status, code=status, viewer=viewer, detail=detail)
 
 
 async def _in_thread(request: Request, work: Callable[[], Response]) -> Response:
@@ -389,30 +393,44 @@ class Filters:
         return urlencode(params)
 
 
-def _int(text: str | None, default: int, low: int, high: int) -> int:
-    if text is None or not text.strip().isdigit():
+class _BadQuery(Exception):
+    """A query parameter of a page breaks its rule: an error page with this status."""
+
+    def __init__(self, status: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _int(params: Any, name: str, default: int, rule: TypeAdapter[int]) -> int:
+    """An integer query parameter, by the API's rule for it (service.schemas), or 422."""
+    text = params.get(name)
+    if text is None:
         return default
-    return min(max(int(text), low), high)
+    try:
+        return rule.validate_python(text)
+    except ValidationError as exc:
+        raise _BadQuery(422, f"{name}: {exc.errors()[0]['msg']}") from None
 
 
-def _filters(params: Any, key: ApiKey) -> Filters | None:
-    """The caseload's filters from the query string; None if the therapist id is invalid.
+def _filters(params: Any, key: ApiKey) -> Filters:
+    """The caseload's filters from the query string; _BadQuery (400) if the therapist id is
+    invalid, (422) if limit or page is not a plain number in its range.
 
     An empty `therapist` shows the whole clinic to a clinic-wide key; a therapist's key
     always shows that therapist's clients, and naming another therapist raises
-    OtherTherapist (service.access, as in the JSON API). Unknown levels and bad numbers
-    fall back to defaults.
+    OtherTherapist (service.access, as in the JSON API). Unknown levels fall back to all
+    levels; a page beyond the API's offset cap is read as the last page within it.
     """
     level = params.get("min_level") or None
     if level not in repo.LEVELS:
         level = None
     asked = params.get("therapist", "").strip() or None
-    if asked is not None and not _ID_RE.fullmatch(asked):
-        return None
+    if asked is not None and not is_id(asked):
+        raise _BadQuery(400)
     therapist = access.caseload_therapist(key, asked)
     acknowledged = {"yes": True, "no": False}.get(params.get("acknowledged", ""))
-    limit = _int(params.get("limit"), PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    page = _int(params.get("page"), 1, 1, MAX_OFFSET // limit + 1)
+    limit = _int(params, "limit", PAGE_SIZE, _LIMIT)
+    page = min(_int(params, "page", 1, _PAGE), MAX_OFFSET // limit + 1)
     return Filters(level, therapist, acknowledged, limit, page)
 
 
@@ -468,8 +486,8 @@ async def caseload(request: Request) -> Response:
             filters = _filters(request.query_params, viewer.key)
         except access.OtherTherapist:
             return _error(403, viewer)
-        if filters is None:
-            return _error(400, viewer)
+        except _BadQuery as bad:
+            return _error(bad.status, viewer, bad.message)
         offset = (filters.page - 1) * filters.limit
         audit = _auditor(request)
         with _storage(request).session() as s:
@@ -521,7 +539,7 @@ async def client_page(request: Request, client_id: str) -> Response:
         viewer = _active(request, session)
         if viewer is None:
             return _to_login(request, ended=True)
-        if not _ID_RE.fullmatch(client_id):
+        if not is_id(client_id):
             return _error(404, viewer)
         with _storage(request).session() as s:
             client = access.client_of(s, viewer.key, client_id)
@@ -567,7 +585,7 @@ async def acknowledge(request: Request, client_id: str) -> Response:
         viewer = _active(request, session)
         if viewer is None:
             return _to_login(request, ended=True)
-        if not _ID_RE.fullmatch(client_id):
+        if not is_id(client_id):
             return _error(404, viewer)
         with _storage(request).session() as s:
             if access.client_of(s, viewer.key, client_id) is None:
