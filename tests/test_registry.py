@@ -29,6 +29,7 @@ from training.registry import LoadedModel, Registry, sha256_of
 
 BAD_VERSIONS: list[Any] = [[{}], [1], "x"]
 # An absolute path in a message: /something/... (a URL path like /v1/... is not one here).
+SHIPPED = Registry(REPO / "models").read()["champion"]
 SERVER_PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)+[\w.+-]*")
 
 
@@ -114,9 +115,7 @@ def test_metadata_keeps_unknown_keys_and_types_the_known_ones(models: Path) -> N
 def test_loader_messages_name_versions_not_paths(models: Path) -> None:
     with pytest.raises(RegistryError) as unknown:
         Registry(models).load("nope")
-    assert str(unknown.value) == (
-        "model version 'nope' is not registered (registered: 20261122-68131565)"
-    )
+    assert str(unknown.value) == (f"model version 'nope' is not registered (registered: {SHIPPED})")
     version = _registry_json(models)["champion"]
     (models / version / "model.joblib").write_bytes(b"tampered")
     with pytest.raises(ArtifactError) as tampered:
@@ -152,7 +151,7 @@ def test_cli_on_a_bad_registry_exits_2_with_one_message(
 @pytest.fixture
 def key_url(tmp_path: Path) -> tuple[str, str]:
     url = f"sqlite:///{tmp_path / 'service.db'}"
-    return create_key(url, "clinic-a", ["predict", "models:admin"]), url
+    return create_key(url, "clinic-a", ["predict", "models:admin", "models:network"]), url
 
 
 def _settings(models: Path, database_url: str, tmp_path: Path) -> Settings:
@@ -254,7 +253,7 @@ def test_a_model_that_fails_its_warm_up_is_not_served(models: Path) -> None:
     store = ModelStore(Registry(models), reload_seconds=0.0, warm=broken)
     store.refresh(force=True)
     assert not store.ready
-    assert store.last_error == "model 20261122-68131565: cannot score the reference episode"
+    assert store.last_error == f"model {SHIPPED}: cannot score the reference episode"
 
 
 def test_warm_up_reaches_every_landmark_of_the_model(models: Path) -> None:
@@ -294,12 +293,12 @@ def test_readyz_is_503_until_a_warm_up_has_succeeded(
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["detail"][0]["msg"] == (
-            "model 20261122-68131565: the reference episode failed"
+            f"model {SHIPPED}: the reference episode failed"
         )
         app: Any = client.app
         app.state.models.warm = warm_up  # the next look warms it for real
         assert client.get("/readyz").json()["status"] == "ready"
-    assert calls[0] == "20261122-68131565"
+    assert calls[0] == SHIPPED
 
 
 def test_a_version_that_cannot_be_warmed_is_not_promoted(models: Path, small_cohort: Path) -> None:

@@ -64,11 +64,17 @@ def test_without_it_the_bind_address_is_used_and_said(
     settings = Settings(host="0.0.0.0", port=9001)
     assert settings.base_url == "http://0.0.0.0:9001"
     assert Settings(host="::1", port=8000).base_url == "http://[::1]:8000"
-    # configure_logging (another test's app) may have stopped propagation to caplog's handler
-    monkeypatch.setattr(logging.getLogger("dropout_risk"), "propagate", True)
-    with caplog.at_level(logging.INFO, logger="dropout_risk.settings"):
-        announce_base_url(settings)
-        announce_base_url(Settings(public_url="https://risk.clinic.example"))
+    # Other tests' apps reconfigure the dropout_risk loggers (configure_logging stops their
+    # propagation; pytest's handlers may sit on them): capture at this logger alone.
+    logger = logging.getLogger("dropout_risk.settings")
+    monkeypatch.setattr(logger, "propagate", False)
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="dropout_risk.settings"):
+            announce_base_url(settings)
+            announce_base_url(Settings(public_url="https://risk.clinic.example"))
+    finally:
+        logger.removeHandler(caplog.handler)
     assert [r.getMessage() for r in caplog.records] == [
         "DROPOUT_RISK_PUBLIC_URL is not set: CDS audiences and FHIR/card links use the bind "
         "address http://0.0.0.0:9001; set it when the service is reached through a proxy",
