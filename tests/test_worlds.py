@@ -112,3 +112,17 @@ def test_bad_world_options_exit_2(
     assert run(args) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "clients.csv").exists()
+
+
+def test_every_world_passes_the_contract_s_date_window() -> None:
+    """Long-gap worlds would run past today; their clients are moved back whole (gaps
+    kept), so a simulated cohort is never refused by the plausible-date rule."""
+    late = SimulationParams(session_gap_days=60.0)
+    for params in [late, *(draw_world(k) for k in range(6))]:
+        _, sessions = simulate(600, 3, params)
+        dates = pd.to_datetime(sessions["session_date"].dropna())
+        assert dates.max() <= pd.Timestamp("2026-06-30")
+        assert dates.min() >= pd.Timestamp("1990-01-01")
+    _, spread = simulate(600, 3, late)
+    days = pd.to_datetime(spread["session_date"]).groupby(spread["client_id"]).diff().dt.days
+    assert days.dropna().median() > 30  # moved back, not squeezed: the gaps are kept

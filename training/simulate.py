@@ -407,6 +407,11 @@ def _clients_table(c: _Clients, p: SimulationParams, rng: np.random.Generator) -
     )
 
 
+# The last day a simulated session may fall on: in the past, so every simulated date
+# stays inside the plausible window whenever the code runs.
+_SIMULATED_UNTIL = int(np.datetime64("2026-06-30", "D").astype(np.int64))
+
+
 def _sessions_table(
     c: _Clients, measures: dict[str, FloatArray], days: IntArray, max_sessions: int | None
 ) -> pd.DataFrame:
@@ -414,6 +419,11 @@ def _sessions_table(
     width = max(6, len(str(n)))
     last = c.last_session if max_sessions is None else np.minimum(c.last_session, max_sessions)
     attended = np.arange(1, t_max + 1)[None, :] <= last[:, None]
+    # A simulated date must be a plausible one (training.vocabulary's window ends at
+    # today + 1): a client whose last session would fall after SIMULATED_UNTIL is moved
+    # back whole, gaps kept. The default world ends before it, so its cohorts are unchanged.
+    last_day = days[np.arange(n), np.maximum(last, 1) - 1]
+    days = days - np.maximum(last_day - _SIMULATED_UNTIL, 0)[:, None]
     rows, cols = np.nonzero(attended)
     frame = pd.DataFrame(
         {
