@@ -160,9 +160,10 @@ def test_falling_alliance_contributions_are_the_real_values(shipped: LoadedModel
     X, landmark = rows([falling_client()])
     factors = explain(shipped.predict, X, landmark, shipped.metadata["reference"], top=99)[0]
     assert [(f.code, f.direction, f.contribution) for f in factors] == [
-        ("alliance_decline", "raises", 0.052),
-        ("srs_decline", "raises", 0.036),
-        ("symptoms", "lowers", -0.005),
+        ("alliance_decline", "raises", 0.072),
+        ("srs_decline", "raises", 0.056),
+        ("attendance_gaps", "lowers", -0.008),
+        ("symptoms", "lowers", -0.006),
     ]
 
 
@@ -210,7 +211,7 @@ def test_top_and_min_abs_limit_the_factors(shipped: LoadedModel) -> None:
     assert [f.code for f in explain(shipped.predict, X, landmark, reference, top=1)[0]] == [
         "alliance_decline"
     ]
-    big = explain(shipped.predict, X, landmark, reference, top=99, min_abs=0.006)[0]
+    big = explain(shipped.predict, X, landmark, reference, top=99, min_abs=0.01)[0]
     assert [f.code for f in big] == ["alliance_decline", "srs_decline"]
     assert [f.code for f in explain(shipped.predict, X, landmark, reference, 99, 0.06)[0]] == [
         "alliance_decline"
@@ -279,7 +280,8 @@ def test_falling_client_labels_state_the_fall(shipped: LoadedModel) -> None:
     labels = {f.code: f.label for f in factors[0]}
     assert labels["alliance_decline"] == "Alliance fell from session 1 to 2 (WAI-SR 4.25 → 3.25)"
     assert labels["srs_decline"] == "Session rating fell from session 1 to 2 (SRS 38.0 → 32.0)"
-    assert labels.keys() == {"alliance_decline", "srs_decline", "symptoms"}  # one each
+    assert labels.keys() == {"alliance_decline", "srs_decline", "attendance_gaps", "symptoms"}
+    assert labels["attendance_gaps"] == "Sessions close together (at most 7 days apart)"
     assert labels["symptoms"] == "Symptoms improving (PHQ-9 14 → 13; ORS 18.0 → 19.0)"
     assert "age" not in labels  # the typical client's age: contributes exactly nothing
 
