@@ -725,6 +725,13 @@ def test_a_cross_site_logout_has_no_effect(ui: Ui) -> None:
         assert set_cookies(refused, SESSION_COOKIE) == []
     json_post = ui.http.post("/ui/logout", json={"csrf_token": "x"}, follow_redirects=False)
     assert json_post.status_code == 403
+    # SameSite=Strict keeps the cookie off a cross-site post: the answer to a logout
+    # without a session must not clear the cookie either (that alone signed a clinician
+    # out: a top-level navigation's Set-Cookie is applied).
+    blind = TestClient(ui.http.app, base_url="http://testserver.local")
+    cookieless = blind.post("/ui/logout", data={}, follow_redirects=False)
+    assert (cookieless.status_code, cookieless.headers["location"]) == (303, "/ui/login")
+    assert set_cookies(cookieless, SESSION_COOKIE) == []
     assert stored_sessions(ui) == before != []
     assert ui.http.get("/ui/caseload", follow_redirects=False).status_code == 200
 

@@ -347,7 +347,7 @@ async def logout(request: Request) -> Response:
     clear the cookie. A CSRF-protected form: another site cannot sign a clinician out."""
     session = _cookie_session(request)
     if session is None:
-        return _to_login(request, ended=True)
+        return _to_login(request)  # clearing here would let any site sign a clinician out
     form = await _form(request)
     if not _signer(request).check_csrf(session, form.get("csrf_token")):
         return _error(403)
