@@ -62,7 +62,7 @@ def test_predict_warns_when_the_flag_rate_is_far_from_the_design(
     landmark, mixed as the scored clients are (the shipped metadata has no per-landmark
     moderate rate: that level is not compared)."""
     low = {"wai_goal": 1.0, "wai_task": 1.0, "wai_bond": 1.0, "srs_total": 10.0}
-    [line] = _predict(_cohort(tmp_path / "low", small_cohort, **low), SHIPPED, capsys)
+    lines = _predict(_cohort(tmp_path / "low", small_cohort, **low), SHIPPED, capsys)
     out = pd.read_csv(tmp_path / "low" / "out.csv")
     high = (out["risk_level"] == "high").mean()
     per_landmark = Registry(SHIPPED).load().metadata["metrics"]["per_landmark"]
@@ -70,9 +70,16 @@ def test_predict_warns_when_the_flag_rate_is_far_from_the_design(
     share = out["landmark_session"].value_counts(normalize=True)
     design = sum(rates[k] * share.get(k, 0.0) for k in rates)
     assert high > design + 0.1
-    assert line == (
+    flag_rate = (
         f"warning: of the scored rows, {high:.1%} flagged high (designed: {design:.1%}): "
         "this cohort differs from the one the thresholds were set on"
+    )
+    assert flag_rate in lines
+    # ratings at the floor also lie below the shipped model's training range
+    assert (
+        [line for line in lines if line != flag_rate]
+        == [line for line in lines if "outside the model's training range" in line]
+        != []
     )
 
 

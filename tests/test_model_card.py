@@ -39,7 +39,8 @@ def _fitted(name: str, method: str) -> CalibratedModel:
 
 
 def _by_hand(spec: Specification, X: FloatArray) -> FloatArray:
-    """The card's formula, applied as a reader would: impute, add indicators, weigh, calibrate."""
+    """The card's formula, applied as a reader would: clip, impute, add indicators, weigh,
+    calibrate."""
     assert spec.intercept is not None
     z = np.full(X.shape[0], spec.intercept)
     for term in spec.terms:
@@ -48,6 +49,8 @@ def _by_hand(spec: Specification, X: FloatArray) -> FloatArray:
             z += term.weight * np.isnan(column)
         else:
             column = X[:, FEATURES.index(term.term)]
+            if term.low is not None and term.high is not None:
+                column = np.clip(column, term.low, term.high)  # NaN stays missing
             z += term.weight * np.where(np.isnan(column), term.imputed_with, column)
     raw = 1.0 / (1.0 + np.exp(-z))
     a, b = spec.calibrator.a, spec.calibrator.b
@@ -67,7 +70,9 @@ def test_linear_specification_reproduces_the_model_by_hand() -> None:
     card = render_model_card({"specification": dataclasses.asdict(spec)})
     wai = next(t for t in spec.terms if t.term == "wai_mean")
     assert wai.imputed_with is not None
-    assert f"| wai_mean | {wai.imputed_with:.4g} | {wai.weight:.6f} |" in card
+    assert wai.low is not None
+    assert wai.high is not None
+    assert f"| wai_mean | {wai.imputed_with:.4g} | {wai.weight:.6f} | {wai.low:.4g} to " in card
     assert f"Intercept {spec.intercept:.6f}." in card
     assert f"with a = {spec.calibrator.a:.6f}, b = {spec.calibrator.b:.6f}" in card
 

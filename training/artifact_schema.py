@@ -17,9 +17,9 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from training.errors import DropoutRiskError, field_path
+from training.vocabulary import ID_MAX_LENGTH, ID_PATTERN
 
-VERSION_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
-Version = Annotated[str, Field(pattern=VERSION_PATTERN)]
+Version = Annotated[str, Field(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]  # an id
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Probability = Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)]
 Landmark = Annotated[int, Field(ge=1, le=12)]

@@ -460,12 +460,15 @@ def _specification(meta: dict[str, Any]) -> str:
         terms = [t for t in spec.get("terms") or [] if isinstance(t, dict)]
         parts.append(
             _table(
-                ["Term", "Value used when missing", "Weight (original scale)"],
+                ["Term", "Value used when missing", "Weight (original scale)", "Clipped to"],
                 [
                     (
                         t.get("term"),
                         "n/a" if t.get("imputed_with") is None else f"{t['imputed_with']:.4g}",
                         f"{t.get('weight', 0):.6f}",
+                        "n/a"
+                        if t.get("low") is None or t.get("high") is None
+                        else f"{t['low']:.4g} to {t['high']:.4g}",
                     )
                     for t in terms
                 ],
@@ -543,7 +546,7 @@ def _feature_range(meta: dict[str, Any]) -> str:
     ranges = _dict(meta.get("feature_range"))
     if not ranges:
         return ""
-    rows = [(name, *[*bounds, "", ""][:2]) for name, bounds in ranges.items()]
+    rows = [(name, *[*(bounds or ["not clipped"]), "", ""][:2]) for name, bounds in ranges.items()]
     return (
         "### Feature range clip\n\nBefore scoring, each feature is clipped to the range seen "
         "in training:\n\n" + _table(["Feature", "Lowest", "Highest"], rows)

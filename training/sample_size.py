@@ -118,10 +118,11 @@ class SampleSizeError(DropoutRiskError):
 
 
 def parameter_count(X: npt.NDArray[np.float64]) -> int:
-    """Predictor parameters of the linear candidate on these rows: its imputer's output columns
-    (every feature, plus a missingness indicator for each feature with a missing value)."""
-    imputer = clone(candidates(0)["logistic_regression"][0]).fit(X)
-    return int(imputer.transform(X[:1]).shape[1])
+    """Predictor parameters of the linear candidate on these rows: the columns its
+    preprocessing hands the logistic regression (every feature, plus a missingness
+    indicator for each feature with a missing value)."""
+    preprocessing = clone(candidates(0)["logistic_regression"][:-1]).fit(X)
+    return int(preprocessing.transform(X[:1]).shape[1])
 
 
 @dataclass(frozen=True)

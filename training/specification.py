@@ -48,11 +48,14 @@ class CalibratorSpec:
 
 @dataclass(frozen=True)
 class LinearTerm:
-    """One input of the linear predictor; indicators have no imputed value."""
+    """One input of the linear predictor; indicators have no imputed value. A recorded
+    value is first clipped to [low, high] (the training range; None: not clipped)."""
 
     term: str
     imputed_with: float | None
     weight: float
+    low: float | None = None
+    high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,17 @@ def _calibrator(calibrator: Any) -> CalibratorSpec:
 def _linear(linear: LinearPredictor, calibrator: CalibratorSpec) -> Specification:
     kept = [FEATURES[int(j)] for j in linear.kept]
     n_kept = len(kept)
+    bounds = [
+        (float(linear.low[j]), float(linear.high[j]))
+        if np.isfinite(linear.low[j]) and np.isfinite(linear.high[j])
+        else (None, None)
+        for j in linear.kept
+    ]
     terms = [
-        LinearTerm(name, float(fill), float(w))
-        for name, fill, w in zip(kept, linear.fill, linear.weight[:n_kept], strict=True)
+        LinearTerm(name, float(fill), float(w), *clip)
+        for name, fill, w, clip in zip(
+            kept, linear.fill, linear.weight[:n_kept], bounds, strict=True
+        )
     ]
     terms += [
         LinearTerm(f"{FEATURES[int(j)]}{MISSING_SUFFIX}", None, float(w))
@@ -99,8 +110,9 @@ def _linear(linear: LinearPredictor, calibrator: CalibratorSpec) -> Specificatio
     ]
     return Specification(
         kind="linear",
-        formula="raw = 1 / (1 + exp(-(intercept + sum(weight * value)))), a missing value "
-        "taking its imputed value and its indicator 1",
+        formula="raw = 1 / (1 + exp(-(intercept + sum(weight * value)))), a recorded value "
+        "first clipped to its training range, a missing value taking its imputed value and "
+        "its indicator 1",
         calibrator=calibrator,
         probability_floor=PROBABILITY_FLOOR,
         intercept=float(linear.offset),
