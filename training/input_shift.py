@@ -83,7 +83,7 @@ def tally(
     out = ShiftTally(rows=int(X.shape[0]), instruments=set(_instruments(sessions)))
     marks, n = np.unique(X[:, FEATURES.index("landmark")], return_counts=True)
     out.landmarks = {int(k): int(c) for k, c in zip(marks.tolist(), n.tolist(), strict=True)}
-    for name, (lo, hi) in (meta.get("feature_range") or {}).items():
+    for name, (lo, hi) in clipped_ranges(meta).items():
         column = X[:, FEATURES.index(name)]
         out.outside[FEATURES.index(name)] = np.count_nonzero((column < lo) | (column > hi))
     out.moderate = int(np.count_nonzero(levels != "low"))
@@ -163,12 +163,18 @@ def _absent_instruments(meta: Mapping[str, Any], counts: ShiftTally, file: str) 
     )
 
 
-def _outside(meta: Mapping[str, Any], counts: ShiftTally) -> str:
+def clipped_ranges(meta: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+    """metadata["feature_range"] without the features that have no range (None: never
+    recorded in training, so not clipped and nothing to fall outside of)."""
     ranges = meta.get("feature_range") or {}
+    return {name: (lo, hi) for name, bounds in ranges.items() if bounds for lo, hi in [bounds]}
+
+
+def _outside(meta: Mapping[str, Any], counts: ShiftTally) -> str:
     share = counts.outside / counts.rows
     found = [
         f"{name} {share[FEATURES.index(name)]:.1%} (trained on {lo:g} to {hi:g})"
-        for name, (lo, hi) in ranges.items()
+        for name, (lo, hi) in clipped_ranges(meta).items()
         if share[FEATURES.index(name)] > OUTSIDE_SHARE
     ]
     if not found:
