@@ -98,14 +98,7 @@ class CommandTree(DomainErrorGroup):
             formatter.write_dl([(n, c.get_short_help_str(limit)) for n, c in rows])
 
 
-app = typer.Typer(
-    help=__doc__,
-    cls=CommandTree,
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+app = command_group(__doc__ or "", CommandTree)
 models_app = command_group("List registered model versions, promote one, find reports.")
 app.add_typer(models_app, name="models")
 

@@ -39,11 +39,11 @@ class DomainErrorGroup(TyperGroup):
             fail(str(exc))
 
 
-def command_group(help_text: str) -> typer.Typer:
-    """A sub-command group (`keys`, `db`, `models`) with the CLI's shared settings."""
+def command_group(help_text: str, cls: type[DomainErrorGroup] = DomainErrorGroup) -> typer.Typer:
+    """A command group (the tree, `keys`, `db`, `models`) with the CLI's shared settings."""
     return typer.Typer(
         help=help_text,
-        cls=DomainErrorGroup,
+        cls=cls,
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
