@@ -74,15 +74,31 @@ def service_help(name: str) -> str:
     return ""
 
 
+class LazyCommands(dict[str, click.Command]):
+    """A group's commands where a service command missing so far is loaded on first
+    lookup by name (`commands["serve"]`, as tests/test_dockerfile.py reads it)."""
+
+    def __missing__(self, name: str) -> click.Command:
+        if name not in SERVICE_COMMANDS:
+            raise KeyError(name)
+        self[name] = command = service_command(name)
+        return command
+
+
 class CommandTree(DomainErrorGroup):
     """`dropout-risk`: the analysts' commands defined here, the service's loaded lazily."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = LazyCommands(self.commands)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [*super().list_commands(ctx), *SERVICE_COMMANDS]
+        eager = super().list_commands(ctx)
+        return [*eager, *(name for name in SERVICE_COMMANDS if name not in eager)]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in SERVICE_COMMANDS and cmd_name not in self.commands:
-            self.add_command(service_command(cmd_name), cmd_name)
+        if cmd_name in SERVICE_COMMANDS:
+            return self.commands[cmd_name]
         return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
