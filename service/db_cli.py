@@ -24,6 +24,7 @@ from service.demo import seed_demo
 from service.storage import Storage
 from training.cli_support import command_group, fail
 from training.contract import CLIENT_COLUMNS, SESSION_COLUMNS
+from training.errors import DropoutRiskError
 from training.registry import Registry
 from training.vocabulary import ID_RULE, is_id
 
@@ -43,7 +44,7 @@ DatabaseUrlOpt = Annotated[
 ClinicOpt = Annotated[str, typer.Option("--clinic", help="The clinic (tenant) whose data to read.")]
 
 
-class DatabaseFailed(StorageUnavailable):
+class DatabaseFailed(DropoutRiskError):
     """A database error at the command line, named by its type only (never its text,
     which may quote stored values)."""
 

@@ -115,3 +115,17 @@ def test_the_listing_shows_each_service_command_with_its_own_help(
         "validate", "simulate", "train", "evaluate", "predict", "models",
         "serve", "keys", "db", "export", "audit", "demo",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["keys", "list"]], ids=str)
+def test_an_unreachable_database_is_one_error_line_from_every_group(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The one domain-error handler answers for the lazily loaded service groups too."""
+    url = "postgresql://postgres@127.0.0.1:1/h8_nothing_listens_here"
+    assert run([*command, "--database-url", url]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ")
+    assert captured.err.count("\n") == 1
+    assert "Traceback" not in captured.err
