@@ -40,14 +40,20 @@ SERVICE_COMMANDS: dict[str, tuple[str, str]] = {
 
 def service_command(name: str) -> click.Command:
     """The one place training/ imports service/ (tests/test_import_graph.py allows no
-    other): a service command, imported when it is run."""
-    import service.db_cli
-    import service.keys_cli
-    import service.serve
-
-    module = {"serve": service.serve, "keys_cli": service.keys_cli, "db_cli": service.db_cli}
+    other): a service command, imported (its module only) when it is run."""
     file, attribute = SERVICE_COMMANDS[name]
-    target = getattr(module[file], attribute)
+    if file == "serve":
+        import service.serve
+
+        target = getattr(service.serve, attribute)
+    elif file == "keys_cli":
+        import service.keys_cli
+
+        target = getattr(service.keys_cli, attribute)
+    else:
+        import service.db_cli
+
+        target = getattr(service.db_cli, attribute)
     if isinstance(target, typer.Typer):
         return typer.main.get_group(target)
     single = typer.Typer(add_completion=False, rich_markup_mode=None)
