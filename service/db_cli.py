@@ -16,28 +16,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.db import repository as repo
 from service.db.engine import StorageUnavailable, normalise_url
 from service.demo import seed_demo
 from service.storage import Storage
+from training.cli_support import command_group, fail
 from training.contract import CLIENT_COLUMNS, SESSION_COLUMNS
 from training.errors import DropoutRiskError
 from training.registry import Registry
 from training.vocabulary import ID_RULE, is_id
 
 DEFAULT_DATABASE_URL = "sqlite:///var/dropout-risk.db"
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-db_app = typer.Typer(
-    help="The service's database (SQLite by default, PostgreSQL via DATABASE_URL).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+db_app = command_group("The service's database (SQLite by default, PostgreSQL via DATABASE_URL).")
 
 DatabaseUrlOpt = Annotated[
     str,
@@ -51,16 +44,20 @@ DatabaseUrlOpt = Annotated[
 ClinicOpt = Annotated[str, typer.Option("--clinic", help="The clinic (tenant) whose data to read.")]
 
 
+class DatabaseFailed(DropoutRiskError):
+    """A database error at the command line, named by its type only (never its text,
+    which may quote stored values)."""
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
+    """Storage errors as domain errors, with the hint the command line can give."""
     try:
         yield
     except StorageUnavailable as exc:
-        err.print(f"error: {exc} (check --database-url / DATABASE_URL)", markup=False)
-        raise typer.Exit(2) from None
+        raise StorageUnavailable(f"{exc} (check --database-url / DATABASE_URL)") from None
     except SQLAlchemyError as exc:
-        err.print(f"error: database: {type(exc).__name__}", markup=False)
-        raise typer.Exit(2) from None
+        raise DatabaseFailed(f"database: {type(exc).__name__}") from None
 
 
 def open_storage(url: str) -> Storage:
@@ -69,8 +66,7 @@ def open_storage(url: str) -> Storage:
 
 def _check_clinic(clinic: str) -> str:
     if not is_id(clinic):
-        err.print(f"error: --clinic: value {clinic!r} must be {ID_RULE}", markup=False)
-        raise typer.Exit(2)
+        fail(f"--clinic: value {clinic!r} must be {ID_RULE}")
     return clinic
 
 
@@ -127,8 +123,7 @@ def export(
                 os.replace(Path(tmp) / name, out / name)
     except OSError as exc:  # a file in the way, no permission, a full disk
         reason = exc.strerror or type(exc).__name__
-        err.print(f"error: --out: cannot write to {str(out)!r} ({reason})", markup=False)
-        raise typer.Exit(2) from None
+        fail(f"--out: cannot write to {str(out)!r} ({reason})")
     typer.echo(
         f"exported {len(clients)} clients and {len(sessions)} sessions of clinic {clinic} "
         f"to {out}/sessions.csv and {out}/clients.csv"
@@ -139,8 +134,7 @@ def _since(text: str) -> datetime:
     try:
         day = datetime.strptime(text, "%Y-%m-%d")
     except ValueError:
-        err.print(f"error: --since: value {text!r} must be a date written YYYY-MM-DD", markup=False)
-        raise typer.Exit(2) from None
+        fail(f"--since: value {text!r} must be a date written YYYY-MM-DD")
     return day.replace(tzinfo=UTC)
 
 
@@ -180,11 +174,7 @@ def demo(
     """Seed a demo clinic with a simulated early-phase caseload (a mix of risk levels),
     stored as the EHR API would store it; does nothing if the clinic has clients already."""
     _check_clinic(clinic)
-    try:
-        model = Registry(models_dir).load()
-    except DropoutRiskError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(2) from None
+    model = Registry(models_dir).load()  # a missing or broken registry: exit 2 naming it
     with user_errors():
         storage = open_storage(database_url)
         try:

@@ -12,23 +12,14 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from service.db.engine import StorageUnavailable
 from service.db.keys import DbKeyStore
 from service.db_cli import DEFAULT_DATABASE_URL, DatabaseUrlOpt, open_storage
-from service.keys import SCOPES, KeyStoreError
+from service.keys import SCOPES
+from training.cli_support import command_group, err
 from training.vocabulary import ID_RULE
 
-keys_app = typer.Typer(
-    help="Create, list and revoke API keys for the service (stored hashed).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+keys_app = command_group("Create, list and revoke API keys for the service (stored hashed).")
 
 
 @contextmanager
@@ -39,16 +30,6 @@ def _store(database_url: str) -> Iterator[DbKeyStore]:
         yield DbKeyStore(storage.factory)
     finally:
         storage.close()
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """KeyStoreError -> one `error:` line and exit 2, also when keys_app runs on its own."""
-    try:
-        yield
-    except (KeyStoreError, StorageUnavailable) as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(2) from None
 
 
 @keys_app.command("create")
@@ -71,7 +52,7 @@ def keys_create(
 ) -> None:
     """Create a key and print its token alone on stdout (shown only this once)."""
     granted = [s.strip() for s in scopes.split(",") if s.strip()]
-    with _user_errors(), _store(database_url) as store:
+    with _store(database_url) as store:
         key, token = store.create(name, tenant, granted, therapist)
     typer.echo(token)
     err.print(
@@ -85,7 +66,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(database_url: DatabaseUrlOpt = DEFAULT_DATABASE_URL) -> None:
     """List keys that are not revoked: id, name, tenant, scopes, created (never secrets)."""
-    with _user_errors(), _store(database_url) as store:
+    with _store(database_url) as store:
         keys = store.list()
     if not keys:
         typer.echo("no API keys")
@@ -108,6 +89,6 @@ def keys_revoke(
 ) -> None:
     """Revoke a key: its token stops working (running servers notice within 5 seconds) and
     its clinician view sessions end at once."""
-    with _user_errors(), _store(database_url) as store:
+    with _store(database_url) as store:
         store.revoke(key_id)
     typer.echo(f"revoked {key_id}")

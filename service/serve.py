@@ -1,5 +1,5 @@
-"""Starting uvicorn: the settings travel to the workers as environment variables, since
-each worker process builds its own app from them."""
+"""`dropout-risk serve`, starting uvicorn: the settings travel to the workers as environment
+variables, since each worker process builds its own app from them."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import asyncio
 import os
 import tempfile
 from pathlib import Path
-from typing import TypedDict
+from typing import Annotated, TypedDict
 
+import typer
 import uvicorn
 
 from service.http_protocol import HeadLimitedHttpToolsProtocol
-from service.settings import Settings
+from service.settings import Settings, load_settings
 
 
 class UvicornOptions(TypedDict):
@@ -50,3 +51,38 @@ def run_server(host: str, port: int, workers: int, models_dir: Path) -> None:
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dropout-metrics-")
     uvicorn.run("service.app:app", **uvicorn_options(host, port, workers, Settings()))
+
+
+def serve(
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Interface (default: DROPOUT_RISK_HOST or 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=1, max=65535, help="Port (default: DROPOUT_RISK_PORT or 8000)."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Worker processes (default: DROPOUT_RISK_WORKERS or 1).",
+        ),
+    ] = None,
+    models_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--models-dir", help="Model registry (default: DROPOUT_RISK_MODELS_DIR or models)."
+        ),
+    ] = None,
+) -> None:
+    """Run the prediction API (service.app:app) with uvicorn; options override settings."""
+    settings = load_settings()  # a bad DROPOUT_RISK_* variable: exit 2 naming it
+    run_server(
+        host or settings.host,
+        port or settings.port,
+        workers or settings.workers,
+        models_dir or settings.models_dir,
+    )

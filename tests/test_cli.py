@@ -92,3 +92,40 @@ def test_serve_takes_settings_and_options_override_them(
         ("127.0.0.1", 9001, 3, Path("/srv/models")),
         ("0.0.0.0", 9100, 3, Path("/srv/models")),
     ]
+
+
+def test_the_listing_shows_each_service_command_with_its_own_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`dropout-risk --help` reads the service commands' help from their source (without
+    importing them); it must be what the command itself says."""
+    from training.cli import SERVICE_COMMANDS, service_command, service_help
+
+    for name in SERVICE_COMMANDS:
+        real = service_command(name)
+        assert service_help(name) == real.help
+        assert real.help
+    assert run(["--help"]) == 0
+    listed = [
+        line.split()[0]
+        for line in capsys.readouterr().out.split("Commands:")[1].splitlines()
+        if line.strip()
+    ]
+    assert listed == [
+        "validate", "simulate", "train", "evaluate", "predict", "models",
+        "serve", "keys", "db", "export", "audit", "demo",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["keys", "list"]], ids=str)
+def test_an_unreachable_database_is_one_error_line_from_every_group(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The one domain-error handler answers for the lazily loaded service groups too."""
+    url = "postgresql://postgres@127.0.0.1:1/h8_nothing_listens_here"
+    assert run([*command, "--database-url", url]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ")
+    assert captured.err.count("\n") == 1
+    assert "Traceback" not in captured.err

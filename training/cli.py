@@ -6,46 +6,123 @@ capture them (train prints the new version on its last line).
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import importlib.util
 import json
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from typer import _click as click  # typer 0.29 runs on its own copy of click
+from typer.core import TyperCommand
 
-from service.db_cli import audit, db_app, demo, export
-from service.keys_cli import keys_app
-from training.contract import load_cohort
-from training.errors import DropoutRiskError
-from training.evaluation import TOO_FEW
-from training.simulate import SimulationParams, read_sidecar, write_cohort
-from training.worlds import draw_world, write_mixture
+from training.cli_support import DomainErrorGroup, command_group, err, fail, out
 
-app = typer.Typer(
-    help=__doc__,
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-models_app = typer.Typer(
-    help="List registered model versions, promote one, find reports.", no_args_is_help=True
-)
+if TYPE_CHECKING:
+    from training.simulate import SimulationParams
+
+# Service commands: (module under service/, attribute). Loaded only when one of them runs
+# or shows its help, so the analysts' commands never load SQLAlchemy, Alembic or FastAPI.
+SERVICE_COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("serve", "serve"),
+    "keys": ("keys_cli", "keys_app"),
+    "db": ("db_cli", "db_app"),
+    "export": ("db_cli", "export"),
+    "audit": ("db_cli", "audit"),
+    "demo": ("db_cli", "demo"),
+}
+
+
+def service_command(name: str) -> click.Command:
+    """The one place training/ imports service/ (tests/test_import_graph.py allows no
+    other): a service command, imported (its module only) when it is run."""
+    file, attribute = SERVICE_COMMANDS[name]
+    if file == "serve":
+        import service.serve
+
+        target = getattr(service.serve, attribute)
+    elif file == "keys_cli":
+        import service.keys_cli
+
+        target = getattr(service.keys_cli, attribute)
+    else:
+        import service.db_cli
+
+        target = getattr(service.db_cli, attribute)
+    if isinstance(target, typer.Typer):
+        return typer.main.get_group(target)
+    single = typer.Typer(add_completion=False, rich_markup_mode=None)
+    single.command(name)(target)
+    return typer.main.get_command(single)
+
+
+def service_help(name: str) -> str:
+    """A service command's help read from its source without importing it (the docstring
+    of a command function, the help= of a command group), for `dropout-risk --help`."""
+    file, attribute = SERVICE_COMMANDS[name]
+    spec = importlib.util.find_spec("service")  # finds the package without importing it
+    assert spec is not None
+    assert spec.submodule_search_locations is not None
+    source = Path(next(iter(spec.submodule_search_locations))) / f"{file}.py"
+    for node in ast.parse(source.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.FunctionDef) and node.name == attribute:
+            return ast.get_docstring(node) or ""
+        names = [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+        if attribute in names and isinstance(node.value, ast.Call):  # type: ignore[attr-defined]
+            call: ast.Call = node.value  # type: ignore[attr-defined]
+            values = [*call.args, *(k.value for k in call.keywords if k.arg == "help")]
+            return str(ast.literal_eval(values[0])) if values else ""
+    return ""
+
+
+class LazyCommands(dict[str, click.Command]):
+    """A group's commands where a service command missing so far is loaded on first
+    lookup by name (`commands["serve"]`, as tests/test_dockerfile.py reads it)."""
+
+    def __missing__(self, name: str) -> click.Command:
+        if name not in SERVICE_COMMANDS:
+            raise KeyError(name)
+        self[name] = command = service_command(name)
+        return command
+
+
+class CommandTree(DomainErrorGroup):
+    """`dropout-risk`: the analysts' commands defined here, the service's loaded lazily."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = LazyCommands(self.commands)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        eager = super().list_commands(ctx)
+        return [*eager, *(name for name in SERVICE_COMMANDS if name not in eager)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in SERVICE_COMMANDS:
+            return self.commands[cmd_name]
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The listing, with the service commands' help read without importing them."""
+        placeholders = {
+            name: TyperCommand(name, help=service_help(name))
+            for name in SERVICE_COMMANDS
+            if name not in self.commands
+        }
+        rows = [(n, placeholders.get(n) or self.commands[n]) for n in self.list_commands(ctx)]
+        limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+        with formatter.section("Commands"):
+            formatter.write_dl([(n, c.get_short_help_str(limit)) for n, c in rows])
+
+
+app = command_group(__doc__ or "", CommandTree)
+models_app = command_group("List registered model versions, promote one, find reports.")
 app.add_typer(models_app, name="models")
-app.add_typer(keys_app, name="keys")
-app.add_typer(db_app, name="db")
-app.command("export")(export)
-app.command("audit")(audit)
-app.command("demo")(demo)
-
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
 
 SessionsOpt = Annotated[Path, typer.Option("--sessions", help="sessions.csv (cohort contract)")]
 ClientsOpt = Annotated[Path, typer.Option("--clients", help="clients.csv (cohort contract)")]
@@ -53,14 +130,11 @@ ModelsDirOpt = Annotated[Path, typer.Option("--models-dir", help="Model registry
 DEFAULT_MODELS = Path("models")
 
 
-def _fail(message: str) -> None:
-    err.print(f"error: {message}", markup=False)
-    raise typer.Exit(2)
-
-
 @contextmanager
 def _steps(title: str) -> Iterator[Callable[[str], None]]:
     """A spinner per long step on stderr (quiet when stderr is not a terminal)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -95,12 +169,11 @@ def _parse_pair(text: str, option: str) -> tuple[float, float]:
     try:
         low, high = (float(x) for x in text.split(","))
     except ValueError:
-        _fail(f"{option}: value {text!r} is not two numbers separated by a comma")
-        raise
+        fail(f"{option}: value {text!r} is not two numbers separated by a comma")
     if not 0 < low < high < 1 and option == "--thresholds":
-        _fail(f"{option}: value {text!r} must satisfy 0 < moderate < high < 1")
+        fail(f"{option}: value {text!r} must satisfy 0 < moderate < high < 1")
     if option == "--flag-rates" and not 0 < high < low < 1:
-        _fail(f"{option}: value {text!r} must satisfy 0 < high rate < moderate rate < 1")
+        fail(f"{option}: value {text!r} must satisfy 0 < high rate < moderate rate < 1")
     return low, high
 
 
@@ -114,6 +187,8 @@ def validate(
     ] = False,
 ) -> None:
     """Check sessions.csv and clients.csv against the cohort contract (exit 2 if broken)."""
+    from training.contract import load_cohort
+
     warnings: list[str] = []
     with _warnings_shown(warnings):
         cohort = load_cohort(sessions, clients, need_labels=labels, warnings=warnings)
@@ -124,23 +199,24 @@ def validate(
 
 
 def _simulation_params(settings: list[str]) -> SimulationParams:
+    from training.simulate import SimulationParams
+
     fields = {f.name: f for f in dataclasses.fields(SimulationParams)}
     values: dict[str, Any] = {}
     for item in settings:
         name, sep, raw = item.partition("=")
         if not sep or name not in fields:
-            _fail(f"--set: {item!r} is not NAME=VALUE with NAME one of: {', '.join(fields)}")
+            fail(f"--set: {item!r} is not NAME=VALUE with NAME one of: {', '.join(fields)}")
         default = getattr(SimulationParams(), name)
         try:
             parsed = json.loads(f"[{raw}]") if isinstance(default, tuple) else json.loads(raw)
             values[name] = tuple(parsed) if isinstance(default, tuple) else type(default)(parsed)
         except (ValueError, TypeError):
-            _fail(f"--set {name}: value {raw!r} is not a {type(default).__name__}")
+            fail(f"--set {name}: value {raw!r} is not a {type(default).__name__}")
     try:
         return SimulationParams(**values)
     except ValueError as exc:
-        _fail(f"--set: {exc}")
-        raise
+        fail(f"--set: {exc}")
 
 
 @app.command()
@@ -173,11 +249,14 @@ def simulate(
     ] = None,
 ) -> None:
     """Write a literature-calibrated simulated cohort (sessions.csv, clients.csv)."""
+    from training.simulate import write_cohort
+    from training.worlds import draw_world, write_mixture
+
     chosen = worlds or []
     if chosen and settings:
-        _fail("--set: cannot be combined with --world (a world draws every open parameter)")
+        fail("--set: cannot be combined with --world (a world draws every open parameter)")
     if len(set(chosen)) != len(chosen):
-        _fail(f"--world: each world may be given once, got {sorted(chosen)}")
+        fail(f"--world: each world may be given once, got {sorted(chosen)}")
     with _steps(f"simulating {clients:,} clients" + (" per world" if len(chosen) > 1 else "")):
         if len(chosen) > 1:
             written = write_mixture(out_dir, chosen, clients, seed, max_sessions)
@@ -226,7 +305,9 @@ def train(
     ] = False,
 ) -> None:
     """Select, calibrate, evaluate and register a dropout model; prints its version last."""
+    from training.contract import load_cohort
     from training.registry import Registry
+    from training.simulate import read_sidecar
     from training.train import TrainConfig, TrainInputs
     from training.train import train as run_training
 
@@ -252,10 +333,9 @@ def _parse_landmarks(text: str) -> tuple[int, ...]:
     try:
         values = tuple(sorted({int(x) for x in text.split(",")}))
     except ValueError:
-        _fail(f"--landmarks: value {text!r} is not comma-separated session numbers")
-        raise
+        fail(f"--landmarks: value {text!r} is not comma-separated session numbers")
     if not values or values[0] < 1 or values[-1] > 12:
-        _fail(f"--landmarks: value {text!r} must be session numbers from 1 to 12")
+        fail(f"--landmarks: value {text!r} must be session numbers from 1 to 12")
     return values
 
 
@@ -290,6 +370,8 @@ def _calibration_lines(results: dict[str, Any]) -> list[str]:
 
 
 def _fmt(metric: dict[str, Any]) -> str:
+    from training.evaluation import TOO_FEW
+
     if metric.get("too_few"):
         return TOO_FEW
     est, (lo, hi) = metric["estimate"], metric["ci95"]
@@ -349,6 +431,7 @@ def evaluate(
     ),
 ) -> None:
     """Write the evaluation report of a registered model on any labelled cohort."""
+    from training.contract import load_cohort
     from training.evaluate import evaluate_cohort
 
     warnings: list[str] = []
@@ -380,6 +463,8 @@ def predict(
     ] = None,
 ) -> None:
     """Score every client at the latest landmark it reached (labels not needed)."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     from training.predict import predict_file
     from training.registry import Registry
 
@@ -415,45 +500,6 @@ def predict(
             markup=False,
         )
     out.print(f"scored {stats.clients:,} clients with model {loaded.version} -> {out_path}")
-
-
-@app.command()
-def serve(
-    host: Annotated[
-        str | None,
-        typer.Option("--host", help="Interface (default: DROPOUT_RISK_HOST or 127.0.0.1)."),
-    ] = None,
-    port: Annotated[
-        int | None,
-        typer.Option("--port", min=1, max=65535, help="Port (default: DROPOUT_RISK_PORT or 8000)."),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers",
-            min=1,
-            max=64,
-            help="Worker processes (default: DROPOUT_RISK_WORKERS or 1).",
-        ),
-    ] = None,
-    models_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--models-dir", help="Model registry (default: DROPOUT_RISK_MODELS_DIR or models)."
-        ),
-    ] = None,
-) -> None:
-    """Run the prediction API (service.app:app) with uvicorn; options override settings."""
-    from service.serve import run_server
-    from service.settings import load_settings
-
-    settings = load_settings()  # a bad DROPOUT_RISK_* variable: exit 2 naming it
-    run_server(
-        host or settings.host,
-        port or settings.port,
-        workers or settings.workers,
-        models_dir or settings.models_dir,
-    )
 
 
 @models_app.command("list")
@@ -503,11 +549,8 @@ def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status: 2 for anything the user can fix."""
     try:
         app(args=argv, prog_name="dropout-risk")
-    except SystemExit as exc:  # Typer exits on its own: 0, or 2 for usage errors
+    except SystemExit as exc:  # Typer exits on its own: 0, or 2 for usage and domain errors
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    except DropoutRiskError as exc:
-        err.print(f"error: {exc}", markup=False)
-        return 2
     return 0
 
 
