@@ -166,7 +166,7 @@ def candidates(seed: int) -> dict[str, Any]:
     """The estimators model selection compares on one cohort (unfitted).
 
     A fully grown random forest is left out on purpose: about 8 ms per prediction and
-    large artifacts, for no gain on tabular data of this size.
+    large artifacts, for no gain on tabular data of this size (docs/performance.md).
     """
     logistic = _linear_pipeline(LogisticRegression(C=1.0, max_iter=2000))
     boosting = Pipeline(
@@ -363,7 +363,7 @@ class LinearPredictor:
     """The fitted imputer + scaler + logistic pipeline and its calibrator as plain numpy.
 
     Why: scikit-learn validates its input at every step, which costs about 150 µs per call
-    at one row and doubles the time of scoring a million rows (engineering.md). The maths
+    at one row and doubles the time of scoring a million rows (docs/performance.md). The maths
     is the pipeline's own, read from its fitted attributes with the scaling folded into the
     weights; a test holds it equal to `CalibratedModel.predict_proba`.
     """

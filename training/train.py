@@ -7,7 +7,7 @@ calibration method is fitted and scored on those scores by cross-fitting over th
 folds; the pair with the lowest Brier score wins (log loss breaks ties, AUC is reported).
 Thresholds come from the calibrated out-of-fold probabilities. The held-out test part
 gives the reported metrics with cluster-bootstrap intervals. No resampling: class balance
-is left as it is, so probabilities stay calibrated (Bennemann et al. 2022; domain.md).
+is left as it is, so probabilities stay calibrated (Bennemann et al. 2022; docs/literature.md).
 """
 
 from __future__ import annotations
