@@ -15,7 +15,7 @@ from sklearn.utils import estimator_checks
 from sklearn.utils.validation import check_is_fitted
 
 from training.features import FEATURES
-from training.model import CalibratedModel, candidates, fit_calibrator
+from training.model import CalibratedModel, candidates, fit_calibrator, predictor
 from training.registry import LoadedModel, Registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,8 +91,31 @@ def test_the_shipped_pickle_loads_with_separated_parameters_and_refits(
     X, y, groups = _rows()
     refit = clone(model).fit(X, y, groups)
     assert refit.base_ is not model.base_
-    expected = CalibratedModel(model.estimator, model.method).fit(X, y, groups)
+    expected = CalibratedModel(**model.get_params(deep=False)).fit(X, y, groups)
     np.testing.assert_array_equal(refit.predict_proba(X), expected.predict_proba(X))
+
+
+def test_a_model_pickled_before_the_parameters_were_separated_scores_identically(
+    shipped: LoadedModel,
+) -> None:
+    """Artifacts written before (state `base`, `calibrator`, `method`, `classes_`) load
+    through CalibratedModel.__setstate__, which unpickling calls with that state."""
+    model = shipped.model
+    state = dict(model.__getstate__())  # a copy: the fixture's model stays as it is
+    for name in ("estimator", "base_", "calibrator_", "folds", "random_state"):
+        del state[name]
+    state.update(base=model.base_, calibrator=model.calibrator_)
+    old = CalibratedModel.__new__(CalibratedModel)
+    old.__setstate__(state)
+    assert old.base_ is model.base_
+    assert old.calibrator_ is model.calibrator_
+    assert old.estimator is model.base_  # the fitted base doubles as the template
+    X, y, groups = _rows()
+    np.testing.assert_array_equal(old.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(predictor(old)(X), shipped.probability(X))
+    assert old.get_params(deep=False)["method"] == model.method
+    refit = clone(old).fit(X, y, groups)
+    np.testing.assert_array_equal(refit.predict(X), (refit.predict_proba(X)[:, 1] >= 0.5))
 
 
 @pytest.mark.parametrize(
