@@ -1,7 +1,7 @@
 """Suggested next-session actions for the factors that raise a client's dropout risk.
 
 Each action is an alliance-building practice from the psychotherapy literature summarised in
-docs/explanations.md (and /work/shared/reference/domain.md), written to the therapist in
+docs/explanations.md, written to the therapist in
 one to three plain sentences, with its source. They are prompts for clinical judgement, not
 instructions: the service supports decisions and diagnoses nothing. No questionnaire item
 wording appears here (WAI-SR, SRS and ORS are copyrighted).

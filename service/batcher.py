@@ -5,7 +5,7 @@ scoring twenty costs little more. Requests that are ready to run at the same mom
 scored together: the first one to arrive leads. It yields to the event loop once, so that
 the requests already waiting to run reach the batcher and join it, then scores itself and
 everyone who joined in one call and hands each follower its answer. There is no waiting
-window (engineering.md: a 2 ms window tripled p50; draining what is queued kept it and
+window (docs/performance.md: a 2 ms window tripled p50; draining what is queued kept it and
 raised throughput 2.7x at 32 connections).
 
 Yielding is not free: resuming a request's stack of coroutines costs about a tenth of a

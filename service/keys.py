@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from training.errors import DropoutRiskError
-from training.vocabulary import ID_MAX_LENGTH, ID_RULE, is_id
+from training.vocabulary import ID_RULE, is_id
 
 # models:admin reads model metadata; models:network promotes the champion, which changes what
 # every clinic is served (models are not per clinic yet), so it is granted apart from it.
@@ -29,12 +29,9 @@ SCOPES: tuple[str, ...] = (
 
 TOKEN_PREFIX = "drk"
 NAME_MAX = 64
-TENANT_MAX = ID_MAX_LENGTH
 
 # key_id: secrets.token_hex(6); secret: secrets.token_urlsafe(32), 43 base64url characters.
 _TOKEN_RE = re.compile(r"drk_(?P<key_id>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{43})")
-_KEY_ID_RE = re.compile(r"[0-9a-f]{12}")
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 # Compared against when the key id is unknown, so a miss costs the same as a wrong secret.
 _DUMMY_SHA256 = hashlib.sha256(b"dropout-risk: no such key").hexdigest()
 

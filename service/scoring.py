@@ -154,7 +154,9 @@ def _serving_of(model: LoadedModel, cap: int | None) -> _Serving:
             "no risk can be computed yet"
         ),
         linear=(
-            model.predict.sigmoid_terms() if isinstance(model.predict, LinearPredictor) else None
+            model.probability.sigmoid_terms()
+            if isinstance(model.probability, LinearPredictor)
+            else None
         ),
     )
 
@@ -170,7 +172,7 @@ def _numbers(model: LoadedModel, serving: _Serving, grid: SessionGrid) -> Number
     rows, marks, X, stacked = _prepare(arrays, occlusion)
     if not rows.shape[0]:  # nothing to predict (a model may not take zero rows)
         return rows, marks, X, np.empty(0), np.empty(0, dtype=np.int64), np.empty((0, 1))
-    scored = np.asarray(model.predict(stacked.T), dtype=np.float64)
+    scored = np.asarray(model.probability(stacked.T), dtype=np.float64)
     return rows, marks, X, *_finish(scored, rows.shape[0], *serving.thresholds)
 
 

@@ -142,12 +142,14 @@ def occlude(X: FloatArray, landmark: IntArray, reference: Reference, group: str)
 def test_contributions_equal_independent_occlusion(shipped: LoadedModel) -> None:
     X, landmark = rows(assorted_clients())
     reference = shipped.metadata["reference"]
-    p, C = contributions(shipped.predict, X, landmark, reference)
-    assert p == pytest.approx(shipped.predict(X), abs=1e-12)
+    p, C = contributions(shipped.probability, X, landmark, reference)
+    assert p == pytest.approx(shipped.probability(X), abs=1e-12)
     for g, code in enumerate(FACTOR_GROUPS):
-        expected = shipped.predict(X) - shipped.predict(occlude(X, landmark, reference, code))
+        expected = shipped.probability(X) - shipped.probability(
+            occlude(X, landmark, reference, code)
+        )
         assert C[:, g] == pytest.approx(expected, abs=1e-12), code
-    everything = explain(shipped.predict, X, landmark, reference, top=99, min_abs=0.0)
+    everything = explain(shipped.probability, X, landmark, reference, top=99, min_abs=0.0)
     for i, factors in enumerate(everything):
         for f in factors:
             exact = C[i, list(FACTOR_GROUPS).index(GROUP_OF[f.code])]
@@ -158,7 +160,7 @@ def test_contributions_equal_independent_occlusion(shipped: LoadedModel) -> None
 def test_falling_alliance_contributions_are_the_real_values(shipped: LoadedModel) -> None:
     """Pinned values of the shipped model, so a retrained model is looked at again."""
     X, landmark = rows([falling_client()])
-    factors = explain(shipped.predict, X, landmark, shipped.metadata["reference"], top=99)[0]
+    factors = explain(shipped.probability, X, landmark, shipped.metadata["reference"], top=99)[0]
     assert [(f.code, f.direction, f.contribution) for f in factors] == [
         ("alliance_decline", "raises", 0.072),
         ("srs_decline", "raises", 0.056),
@@ -181,7 +183,7 @@ def test_logistic_group_contributions_add_up_in_logit_space(shipped: LoadedModel
     assert shipped.metadata["estimator"] == "logistic_regression"
     X, landmark = rows(assorted_clients())
     reference = shipped.metadata["reference"]
-    p, C = contributions(shipped.predict, X, landmark, reference)
+    p, C = contributions(shipped.probability, X, landmark, reference)
     everything = X
     for group in FACTOR_GROUPS:
         everything = occlude(everything, landmark, reference, group)
@@ -189,15 +191,15 @@ def test_logistic_group_contributions_add_up_in_logit_space(shipped: LoadedModel
     def logit(q: FloatArray) -> FloatArray:
         return np.log(q / (1 - q))
 
-    total = logit(p) - logit(shipped.predict(everything))
+    total = logit(p) - logit(shipped.probability(everything))
     by_group = (logit(p)[:, None] - logit(p[:, None] - C)).sum(axis=1)
     assert by_group == pytest.approx(total, abs=1e-9)
-    assert C.sum(axis=1) != pytest.approx(p - shipped.predict(everything), abs=1e-4)
+    assert C.sum(axis=1) != pytest.approx(p - shipped.probability(everything), abs=1e-4)
 
 
 def test_factors_sorted_largest_first_at_most_three(shipped: LoadedModel) -> None:
     X, landmark = rows(assorted_clients())
-    for factors in explain(shipped.predict, X, landmark, shipped.metadata["reference"]):
+    for factors in explain(shipped.probability, X, landmark, shipped.metadata["reference"]):
         sizes = [abs(f.contribution) for f in factors]
         assert 1 <= len(factors) <= 3
         assert sizes == sorted(sizes, reverse=True)
@@ -208,12 +210,12 @@ def test_factors_sorted_largest_first_at_most_three(shipped: LoadedModel) -> Non
 def test_top_and_min_abs_limit_the_factors(shipped: LoadedModel) -> None:
     X, landmark = rows([falling_client()])
     reference = shipped.metadata["reference"]
-    assert [f.code for f in explain(shipped.predict, X, landmark, reference, top=1)[0]] == [
+    assert [f.code for f in explain(shipped.probability, X, landmark, reference, top=1)[0]] == [
         "alliance_decline"
     ]
-    big = explain(shipped.predict, X, landmark, reference, top=99, min_abs=0.01)[0]
+    big = explain(shipped.probability, X, landmark, reference, top=99, min_abs=0.01)[0]
     assert [f.code for f in big] == ["alliance_decline", "srs_decline"]
-    assert [f.code for f in explain(shipped.predict, X, landmark, reference, 99, 0.06)[0]] == [
+    assert [f.code for f in explain(shipped.probability, X, landmark, reference, 99, 0.06)[0]] == [
         "alliance_decline"
     ]
 
@@ -221,9 +223,9 @@ def test_top_and_min_abs_limit_the_factors(shipped: LoadedModel) -> None:
 def test_batch_equals_each_row_alone(shipped: LoadedModel) -> None:
     X, landmark = rows(assorted_clients())
     reference = shipped.metadata["reference"]
-    batch = explain(shipped.predict, X, landmark, reference, top=99, min_abs=0.0)
+    batch = explain(shipped.probability, X, landmark, reference, top=99, min_abs=0.0)
     alone = [
-        explain(shipped.predict, X[i : i + 1], landmark[i : i + 1], reference, 99, 0.0)[0]
+        explain(shipped.probability, X[i : i + 1], landmark[i : i + 1], reference, 99, 0.0)[0]
         for i in range(len(X))
     ]
     assert batch == alone
@@ -234,9 +236,9 @@ def test_chunked_batch_equals_one_call(
 ) -> None:
     X, landmark = rows(assorted_clients())
     reference = shipped.metadata["reference"]
-    whole = contributions(shipped.predict, X, landmark, reference)
+    whole = contributions(shipped.probability, X, landmark, reference)
     monkeypatch.setattr(explain_module, "CHUNK_CLIENTS", 2)
-    chunked = contributions(shipped.predict, X, landmark, reference)
+    chunked = contributions(shipped.probability, X, landmark, reference)
     assert chunked[0] == pytest.approx(whole[0], abs=1e-12)
     assert chunked[1] == pytest.approx(whole[1], abs=1e-12)
 
@@ -247,7 +249,7 @@ def test_predict_is_called_once_for_a_batch(shipped: LoadedModel) -> None:
 
     def counting(Z: FloatArray) -> FloatArray:
         shapes.append(Z.shape)
-        return shipped.predict(Z)
+        return shipped.probability(Z)
 
     explain(counting, X, landmark, shipped.metadata["reference"])
     assert shapes == [((len(FACTOR_GROUPS) + 1) * len(X), len(FEATURES))]
@@ -256,12 +258,12 @@ def test_predict_is_called_once_for_a_batch(shipped: LoadedModel) -> None:
 def test_no_rows_and_rows_without_a_landmark(shipped: LoadedModel) -> None:
     reference = shipped.metadata["reference"]
     empty = np.empty((0, len(FEATURES)))
-    assert explain(shipped.predict, empty, np.empty(0, dtype=np.int64), reference) == []
+    assert explain(shipped.probability, empty, np.empty(0, dtype=np.int64), reference) == []
     X, _ = rows([falling_client()])
     with pytest.raises(ValueError, match=r"landmark\(s\) \[0\]"):
-        explain(shipped.predict, X, np.array([0]), reference)
+        explain(shipped.probability, X, np.array([0]), reference)
     with pytest.raises(ValueError, match="one landmark per row"):
-        explain(shipped.predict, X, np.array([2, 2]), reference)
+        explain(shipped.probability, X, np.array([2, 2]), reference)
 
 
 # --- what clinicians see ------------------------------------------------------------------
@@ -269,14 +271,14 @@ def test_no_rows_and_rows_without_a_landmark(shipped: LoadedModel) -> None:
 
 def test_falling_alliance_is_explained_by_its_decline(shipped: LoadedModel) -> None:
     X, landmark = rows([falling_client()])
-    factors = explain(shipped.predict, X, landmark, shipped.metadata["reference"])[0]
+    factors = explain(shipped.probability, X, landmark, shipped.metadata["reference"])[0]
     assert by_code(factors)["alliance_decline"].direction == "raises"
     assert "rupture_repair" in [a.code for a in suggested_actions(factors)]
 
 
 def test_falling_client_labels_state_the_fall(shipped: LoadedModel) -> None:
     X, landmark = rows([falling_client()])
-    factors = explain(shipped.predict, X, landmark, shipped.metadata["reference"], 99, 0.0)
+    factors = explain(shipped.probability, X, landmark, shipped.metadata["reference"], 99, 0.0)
     labels = {f.code: f.label for f in factors[0]}
     assert labels["alliance_decline"] == "Alliance fell from session 1 to 2 (WAI-SR 4.25 → 3.25)"
     assert labels["srs_decline"] == "Session rating fell from session 1 to 2 (SRS 38.0 → 32.0)"
@@ -289,7 +291,7 @@ def test_falling_client_labels_state_the_fall(shipped: LoadedModel) -> None:
 def test_falling_session_rating_leads_to_rupture_repair(shipped: LoadedModel) -> None:
     client = Client(subscales=typical(2), srs=[39, 30], ors=[18, 19], phq9=[14, 13], days=[0, 7])
     X, landmark = rows([client])
-    factors = explain(shipped.predict, X, landmark, shipped.metadata["reference"])[0]
+    factors = explain(shipped.probability, X, landmark, shipped.metadata["reference"])[0]
     decline = by_code(factors)["srs_decline"]
     assert decline.direction == "raises"
     assert decline.label == "Session rating fell from session 1 to 2 (SRS 39.0 → 30.0)"
@@ -299,7 +301,7 @@ def test_falling_session_rating_leads_to_rupture_repair(shipped: LoadedModel) ->
 def test_session_rating_below_cutoff_leads_to_session_feedback(shipped: LoadedModel) -> None:
     client = Client(subscales=typical(2), srs=[33, 33], ors=[18, 19], phq9=[14, 13], days=[0, 7])
     X, landmark = rows([client])
-    factors = explain(shipped.predict, X, landmark, shipped.metadata["reference"])[0]
+    factors = explain(shipped.probability, X, landmark, shipped.metadata["reference"])[0]
     low = by_code(factors)["srs_low"]
     assert low.direction == "raises"
     assert low.label == "Session rating below the cut-off of 36 (last SRS 33.0 of 40)"
@@ -308,7 +310,7 @@ def test_session_rating_below_cutoff_leads_to_session_feedback(shipped: LoadedMo
 
 def test_rising_high_alliance_has_factors_that_lower_risk(shipped: LoadedModel) -> None:
     X, landmark = rows([rising_client()])
-    factors = explain(shipped.predict, X, landmark, shipped.metadata["reference"])[0]
+    factors = explain(shipped.probability, X, landmark, shipped.metadata["reference"])[0]
     rise = by_code(factors)["alliance_low"]
     assert rise.direction == "lowers"
     assert rise.contribution < -0.02
@@ -321,7 +323,7 @@ def test_a_weak_facet_is_named_with_the_direction_it_has(shipped: LoadedModel) -
     factor names them, and it raises the risk (occluding the facet alone said 'lowers')."""
     client = Client(subscales=[(3.5, 3.0, 4.5), (3.5, 3.0, 4.5)], srs=[38, 38], days=[0, 7])
     X, landmark = rows([client])
-    factors = explain(shipped.predict, X, landmark, shipped.metadata["reference"], 99, 0.0)
+    factors = explain(shipped.probability, X, landmark, shipped.metadata["reference"], 99, 0.0)
     facet = by_code(factors[0])["goal_task_low"]
     assert facet.label == "Less agreement on goals and tasks than typical (goal 3.5, task 3.0 of 5)"
     assert facet.direction == "raises"
@@ -332,7 +334,7 @@ def test_long_gaps_and_young_age_are_worded_with_their_numbers(shipped: LoadedMo
     client = Client(subscales=typical(2), srs=[38, 38], ors=[18, 19], phq9=[14, 13], days=[0, 21])
     X, landmark = rows([client, Client(subscales=typical(1), srs=[38], days=[0], age=19)])
     reference = shipped.metadata["reference"]
-    gaps, young = explain(shipped.predict, X, landmark, reference)
+    gaps, young = explain(shipped.probability, X, landmark, reference)
     assert by_code(gaps)["attendance_gaps"].label == (
         "Longer gaps between sessions than typical (up to 21 days)"
     )
@@ -350,11 +352,11 @@ def test_a_measure_never_recorded_is_never_a_factor(shipped: LoadedModel) -> Non
     client = Client(wai=[np.nan, 3.0], srs=[], age=np.nan)
     X, landmark = rows([client])
     reference = shipped.metadata["reference"]
-    _, C = contributions(shipped.predict, X, landmark, reference)
+    _, C = contributions(shipped.probability, X, landmark, reference)
     groups = list(FACTOR_GROUPS)
     for group in ("session_rating", "symptoms", "attendance_gaps", "age"):
         assert C[0, groups.index(group)] == 0.0, group
-    factors = explain(shipped.predict, X, landmark, reference, 99, 0.0)[0]
+    factors = explain(shipped.probability, X, landmark, reference, 99, 0.0)[0]
     assert {f.code for f in factors} <= {
         "alliance_low",
         "goal_task_low",
@@ -400,7 +402,7 @@ def test_gender_is_never_a_factor(shipped: LoadedModel) -> None:
     for client in clients[::2]:
         client.gender = GENDER_MALE
     X, landmark = rows(clients)
-    everything = explain(shipped.predict, X, landmark, shipped.metadata["reference"], 99, 0.0)
+    everything = explain(shipped.probability, X, landmark, shipped.metadata["reference"], 99, 0.0)
     words = ("gender", "female", "male", "woman", "man ", "sex")
     for factors in everything:
         for f in factors:
@@ -498,7 +500,9 @@ def sign_agreement(model: LoadedModel) -> tuple[float, float, int]:
     clients, sessions = simulate(2000, seed=23)
     _, grid = grid_from_tables(sessions, clients, max(model.metadata["landmarks"]))
     examples = landmark_examples(grid, tuple(model.metadata["landmarks"]))
-    explained = explain(model.predict, examples.X, examples.landmark, model.metadata["reference"])
+    explained = explain(
+        model.probability, examples.X, examples.landmark, model.metadata["reference"]
+    )
     shown = [f for factors in explained for f in factors if not f.label.startswith(NO_DIRECTION)]
     claims = [(named_direction(f.label), f.direction) for f in shown]
     directed = [named == direction for named, direction in claims if named is not None]

@@ -94,13 +94,13 @@ def test_lower_alliance_never_lowers_risk(shipped: LoadedModel) -> None:
         sessions.assign(session_date=pd.to_datetime(sessions["session_date"])), clients, 3
     )
     X = landmark_examples(grid, (1, 2, 3)).X
-    base = shipped.predict(X)
+    base = shipped.probability(X)
     for name, sign in KNOWN_SIGNS.items():
         worse = X.copy()
         worse[:, FEATURES.index(name)] += sign * 1.0  # one unit the risky way
-        moved = shipped.predict(worse) - base
+        moved = shipped.probability(worse) - base
         assert (moved >= -1e-12).all(), name
     wai = FEATURES.index("wai_mean")
     worse = X.copy()
     worse[:, wai] -= 1.0
-    assert (shipped.predict(worse) - base)[~np.isnan(X[:, wai])].max() > 0.01
+    assert (shipped.probability(worse) - base)[~np.isnan(X[:, wai])].max() > 0.01

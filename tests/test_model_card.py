@@ -35,7 +35,7 @@ def _fitted(name: str, method: str) -> CalibratedModel:
     X, y = _rows()
     base = clone(candidates(0)[name]).fit(X, y)
     calibrator = fit_calibrator(method, base.predict_proba(X)[:, 1], y)
-    return CalibratedModel(base, calibrator, method).fit(X, y)
+    return CalibratedModel(base, method).with_parts(base, calibrator)
 
 
 def _by_hand(spec: Specification, X: FloatArray) -> FloatArray:
@@ -83,7 +83,7 @@ def test_tree_specification_lists_its_settings() -> None:
     assert spec.kind == "tree ensemble"
     assert spec.settings["max_leaf_nodes"] == 15
     assert spec.trees == 120
-    assert spec.calibrator.knots_raw == pytest.approx(list(model.calibrator.X_thresholds_))
+    assert spec.calibrator.knots_raw == pytest.approx(list(model.calibrator_.X_thresholds_))
     card = render_model_card({"specification": dataclasses.asdict(spec)})
     assert "HistGradientBoostingClassifier with 120 trees; learning_rate = 0.1" in card
 

@@ -109,12 +109,12 @@ def test_fast_predictor_equals_predict_proba(method: str) -> None:
     y = (rng.random(4000) < 1 / (1 + np.exp(-np.nan_to_num(X[:, 1])))).astype(np.int8)
     base = clone(candidates(0)["logistic_regression"]).fit(X, y)
     raw = base.predict_proba(X)[:, 1]
-    model = CalibratedModel(base, fit_calibrator(method, raw, y), method).fit(X, y)
+    model = CalibratedModel(base, method).with_parts(base, fit_calibrator(method, raw, y))
     fast = predictor(model)
     assert type(fast).__name__ == "LinearPredictor"
     np.testing.assert_allclose(fast(X), model.predict_proba(X)[:, 1], rtol=0, atol=1e-12)
     np.testing.assert_allclose(fast(X[:1]), model.predict_proba(X[:1])[:, 1], atol=1e-12)
-    calibrator = model.calibrator
+    calibrator = model.calibrator_
     sklearn_p = (
         calibrator.predict_proba(np.log(raw / (1 - raw))[:, None])[:, 1]
         if method == "sigmoid"

@@ -258,7 +258,7 @@ def test_a_model_that_fails_its_warm_up_is_not_served(models: Path) -> None:
 
 def test_warm_up_reaches_every_landmark_of_the_model(models: Path) -> None:
     loaded = Registry(models).load()
-    later = LoadedModel(loaded.model, {**loaded.metadata, "landmarks": [3]}, loaded.predict)
+    later = LoadedModel(loaded.model, {**loaded.metadata, "landmarks": [3]}, loaded.probability)
     warm_up(later)  # the two-session example is extended to session 3
     assert later in _SERVING
 

@@ -70,14 +70,14 @@ def generic(model: LoadedModel, **metadata: Any) -> LoadedModel:
     """The same model behind a plain callable: scored by the generic (three-call) path."""
 
     def predict(X: Any) -> Any:
-        return model.predict(X)
+        return model.probability(X)
 
     return LoadedModel(model.model, {**model.metadata, **metadata}, predict)
 
 
 def test_the_shipped_model_takes_the_single_compiled_call(shipped: LoadedModel) -> None:
-    assert isinstance(shipped.predict, LinearPredictor)
-    assert shipped.predict.sigmoid_terms() is not None
+    assert isinstance(shipped.probability, LinearPredictor)
+    assert shipped.probability.sigmoid_terms() is not None
 
 
 def test_linear_and_generic_paths_give_identical_answers(shipped: LoadedModel) -> None:
@@ -117,7 +117,7 @@ def test_the_compiled_path_equals_the_sklearn_pipeline_on_thousands_of_clients(
 def test_the_factors_are_those_of_explain(shipped: LoadedModel) -> None:
     episodes = assorted(150, seed=11)
     X, marks = latest_landmark_features(grid_from_episodes(episodes, 3), (1, 2, 3))
-    expected = explain(shipped.predict, X, marks, shipped.metadata["reference"])
+    expected = explain(shipped.probability, X, marks, shipped.metadata["reference"])
     answers = [r for r in score(shipped, episodes) if isinstance(r, dict)]
     assert [[Factor(**f) for f in r["factors"]] for r in answers] == expected
     assert sum(len(f) for f in expected) > 300  # most clients have three factors
@@ -126,7 +126,7 @@ def test_the_factors_are_those_of_explain(shipped: LoadedModel) -> None:
 @pytest.mark.parametrize("path", ["linear", "generic"])
 def test_episodes_before_the_first_landmark_get_the_reason(shipped: LoadedModel, path: str) -> None:
     later = {**shipped.metadata, "landmarks": [2, 3]}
-    model = LoadedModel(shipped.model, later, shipped.predict)
+    model = LoadedModel(shipped.model, later, shipped.probability)
     if path == "generic":
         model = generic(shipped, landmarks=[2, 3])
     two = assorted(2, seed=4)[1]

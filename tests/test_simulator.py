@@ -1,4 +1,4 @@
-"""The simulator reproduces the published numbers (domain.md) on 20,000 clients, writes the
+"""The simulator reproduces the published numbers (docs/literature.md) on 20,000 clients, writes the
 cohort contract, and is reproducible byte for byte."""
 
 from __future__ import annotations

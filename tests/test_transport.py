@@ -43,7 +43,7 @@ def _data(n: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def _fitted(X: np.ndarray, y: np.ndarray) -> CalibratedModel:
     base = clone(candidates(0)["logistic_regression"]).fit(X, y)
     raw = base.predict_proba(X)[:, 1]
-    return CalibratedModel(base, fit_calibrator("sigmoid", raw, y), "sigmoid").fit(X, y)
+    return CalibratedModel(base).with_parts(base, fit_calibrator("sigmoid", raw, y))
 
 
 def test_features_are_clipped_to_the_training_range_in_every_path() -> None:
@@ -119,7 +119,7 @@ def test_mixture_training_holds_out_worlds_and_records_them(tmp_path: Path) -> N
     assert meta["selection"]["chosen"]["estimator"].startswith("logistic_regression_C")
     assert meta["instruments"] == ["ors", "phq9", "srs", "wai_sr"]
     model = Registry(models).load().model
-    coef = model.base.named_steps["logisticregression"].coef_[0][: len(FEATURES)]
+    coef = model.base_.named_steps["logisticregression"].coef_[0][: len(FEATURES)]
     assert all(coef[FEATURES.index(f)] * s >= 0 for f, s in KNOWN_SIGNS.items())
     for name in meta["selection"]["excluded_features"]:
         assert coef[FEATURES.index(name)] == 0.0

@@ -176,7 +176,7 @@ def grid_from_tables(
 # --- the maths: one compiled loop over clients --------------------------------------------
 # Why compiled: a request scores one client, where ~80 numpy calls on 3-element arrays cost
 # ~165 µs of call overhead; a training run scores a million, where the same loop runs in a
-# few hundred ms. One numba kernel serves both, so the maths exists once (engineering.md).
+# few hundred ms. One numba kernel serves both, so the maths exists once (docs/performance.md).
 # cache=True keeps the machine code in __pycache__, so only the first run ever compiles.
 
 N_FEATURES = len(FEATURES)

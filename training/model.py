@@ -15,13 +15,15 @@ from typing import Any
 import numba
 import numpy as np
 import numpy.typing as npt
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.model_selection import GroupKFold, cross_val_predict
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -30,6 +32,11 @@ PROBABILITY_FLOOR = 0.001
 LOGIT_CLIP = 1e-6  # scores are clipped this far inside (0, 1) before the sigmoid calibrator
 CALIBRATION_METHODS: tuple[str, ...] = ("sigmoid", "isotonic")
 CLIP_QUANTILES = (0.005, 0.995)  # FeatureClip: the training range of each feature
+# Pipeline step names, set explicitly here because predictor() and feature_clip() read
+# the fitted steps by name (they are make_pipeline's names, which the shipped pickle holds).
+CLIP_STEP, IMPUTER_STEP, SCALER_STEP = "featureclip", "simpleimputer", "standardscaler"
+LOGISTIC_STEP = "logisticregression"
+LINEAR_STEPS = frozenset({CLIP_STEP, IMPUTER_STEP, SCALER_STEP, LOGISTIC_STEP})
 
 
 class DropEmptyColumns(TransformerMixin, BaseEstimator):  # type: ignore[misc]
@@ -114,13 +121,13 @@ class SignedLogisticRegression(LogisticRegression):  # type: ignore[misc]
 def _linear_pipeline(logistic: LogisticRegression) -> Pipeline:
     return Pipeline(
         [
-            ("featureclip", FeatureClip()),
+            (CLIP_STEP, FeatureClip()),
             (
-                "simpleimputer",
+                IMPUTER_STEP,
                 SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
             ),
-            ("standardscaler", StandardScaler()),
-            ("logisticregression", logistic),
+            (SCALER_STEP, StandardScaler()),
+            (LOGISTIC_STEP, logistic),
         ]
     )
 
@@ -138,10 +145,16 @@ def transport_candidates(
     }
 
 
+def final_estimator(base: Any) -> Any:
+    """The estimator at the end of a pipeline (by position: step names differ between
+    candidates), or `base` itself when it is not a pipeline."""
+    return base[-1] if isinstance(base, Pipeline) else base
+
+
 def estimator_kind(base: Any) -> str:
     """The family of a fitted candidate pipeline, as metadata.json's `estimator` names it
     (candidates on a mixture differ only in regularisation: their names say which)."""
-    last = base.steps[-1][1] if isinstance(base, Pipeline) else base
+    last = final_estimator(base)
     return (
         "logistic_regression"
         if isinstance(last, LogisticRegression)
@@ -153,21 +166,26 @@ def candidates(seed: int) -> dict[str, Any]:
     """The estimators model selection compares on one cohort (unfitted).
 
     A fully grown random forest is left out on purpose: about 8 ms per prediction and
-    large artifacts (engineering.md), for no gain on tabular data of this size.
+    large artifacts, for no gain on tabular data of this size (docs/performance.md).
     """
     logistic = _linear_pipeline(LogisticRegression(C=1.0, max_iter=2000))
-    boosting = make_pipeline(
-        FeatureClip(),
-        DropEmptyColumns(),
-        HistGradientBoostingClassifier(
-            learning_rate=0.1,
-            max_iter=120,
-            max_leaf_nodes=15,
-            min_samples_leaf=50,
-            l2_regularization=1.0,
-            early_stopping=False,
-            random_state=seed,
-        ),
+    boosting = Pipeline(
+        [
+            (CLIP_STEP, FeatureClip()),
+            ("dropemptycolumns", DropEmptyColumns()),
+            (
+                "histgradientboostingclassifier",
+                HistGradientBoostingClassifier(
+                    learning_rate=0.1,
+                    max_iter=120,
+                    max_leaf_nodes=15,
+                    min_samples_leaf=50,
+                    l2_regularization=1.0,
+                    early_stopping=False,
+                    random_state=seed,
+                ),
+            ),
+        ]
     )
     return {"logistic_regression": logistic, "hist_gradient_boosting": boosting}
 
@@ -200,26 +218,81 @@ def apply_calibrator(calibrator: Any, scores: FloatArray) -> FloatArray:
     return out
 
 
+def grouped_folds(
+    X: FloatArray, y: npt.NDArray[np.int8], groups: npt.ArrayLike, folds: int, seed: int
+) -> list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]]:
+    """Shuffled cross-validation folds that never split a group (a client, or a world):
+    at most `folds` of them, fewer when there are fewer groups. Model selection and
+    CalibratedModel.fit split by this one rule, so both see the same out-of-fold scores."""
+    n_splits = min(folds, int(np.unique(groups).size))
+    splitter = GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return list(splitter.split(X, y, groups))
+
+
 class CalibratedModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
-    """A fitted base estimator and a calibrator fitted on its out-of-fold scores."""
+    """An estimator whose probabilities are calibrated on its own out-of-fold scores.
 
-    def __init__(self, base: Any = None, calibrator: Any = None, method: str = "") -> None:
-        self.base = base
-        self.calibrator = calibrator
+    Parameters (what `__init__` stores, what `clone` copies): `estimator`, the base
+    estimator to fit (a fitted one is only a template: `clone` drops what it learned);
+    `method`, one of CALIBRATION_METHODS; `folds` and `random_state`, the grouped
+    cross-validation of `grouped_folds`. Learned by `fit`: `base_` (the estimator refitted
+    on all rows), `calibrator_` (fitted on the out-of-fold scores) and `classes_`.
+    Training computes the out-of-fold scores once for model selection and hands the parts
+    to `with_parts` instead of fitting every fold twice; `fit` is the same procedure.
+    """
+
+    def __init__(
+        self, estimator: Any = None, method: str = "sigmoid", folds: int = 5, random_state: int = 0
+    ) -> None:
+        self.estimator = estimator
         self.method = method
+        self.folds = folds
+        self.random_state = random_state
 
-    def fit(self, X: FloatArray, y: npt.NDArray[np.int8]) -> CalibratedModel:
-        """Parts are fitted by the training pipeline; this only records the classes."""
+    def fit(
+        self, X: FloatArray, y: npt.NDArray[np.int8], groups: npt.ArrayLike | None = None
+    ) -> CalibratedModel:
+        """Out-of-fold scores of the estimator (folds never split one of `groups`; each row
+        is its own group when none are given), the calibrator fitted on them, and the
+        estimator refitted on all rows: CalibratedClassifierCV(ensemble=False)'s scheme."""
+        groups = np.arange(len(y)) if groups is None else groups
+        folds = grouped_folds(X, y, groups, self.folds, self.random_state)
+        scores = cross_val_predict(clone(self.estimator), X, y, cv=folds, method="predict_proba")[
+            :, 1
+        ]
+        base = clone(self.estimator).fit(X, y)
+        return self.with_parts(base, fit_calibrator(self.method, scores, y))
+
+    def with_parts(self, base: Any, calibrator: Any) -> CalibratedModel:
+        """This model, fitted: `base` is the estimator fitted on all rows and `calibrator`
+        was fitted by `fit_calibrator(self.method, ...)` on its out-of-fold scores."""
+        self.base_, self.calibrator_ = base, calibrator
         self.classes_ = np.array([0, 1])
         return self
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Loads pickles written before parameters and learned parts were separated (the
+        shipped model in models/ is one): their fitted `base` and `calibrator` become
+        `base_` and `calibrator_`, and the fitted base doubles as the `estimator` template;
+        the fold parameters, never recorded then, take their defaults."""
+        if "base" in state:
+            state = dict(state)
+            state["estimator"] = state["base_"] = state.pop("base")
+            state["calibrator_"] = state.pop("calibrator")
+            state.setdefault("folds", 5)
+            state.setdefault("random_state", 0)
+        super().__setstate__(state)
+
     def predict_proba(self, X: FloatArray) -> FloatArray:
         """Columns: P(completes), P(drops out)."""
-        raw = self.base.predict_proba(X)[:, 1]
-        p = apply_calibrator(self.calibrator, raw)
+        check_is_fitted(self)
+        raw = self.base_.predict_proba(X)[:, 1]
+        p = apply_calibrator(self.calibrator_, raw)
         return np.column_stack([1 - p, p])
 
     def predict(self, X: FloatArray) -> npt.NDArray[np.int64]:
+        """Class labels: 1 (drops out) where P(drops out) >= 0.5, else 0. The service's
+        risk levels use the thresholds in metadata.json, not this label."""
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int64)
 
 
@@ -290,7 +363,7 @@ class LinearPredictor:
     """The fitted imputer + scaler + logistic pipeline and its calibrator as plain numpy.
 
     Why: scikit-learn validates its input at every step, which costs about 150 µs per call
-    at one row and doubles the time of scoring a million rows (engineering.md). The maths
+    at one row and doubles the time of scoring a million rows (docs/performance.md). The maths
     is the pipeline's own, read from its fitted attributes with the scaling folded into the
     weights; a test holds it equal to `CalibratedModel.predict_proba`.
     """
@@ -331,7 +404,7 @@ class LinearPredictor:
 
 def feature_clip(model: CalibratedModel, n_features: int) -> tuple[FloatArray, FloatArray]:
     """(low, high) per feature of the model's FeatureClip step; unbounded if it has none."""
-    clip = getattr(model.base, "named_steps", {}).get("featureclip")
+    clip = getattr(model.base_, "named_steps", {}).get(CLIP_STEP)
     if clip is None:
         return np.full(n_features, -np.inf), np.full(n_features, np.inf)
     return clip.low_, clip.high_
@@ -339,14 +412,14 @@ def feature_clip(model: CalibratedModel, n_features: int) -> tuple[FloatArray, F
 
 def predictor(model: CalibratedModel) -> Predictor:
     """The fastest exact way to get calibrated probabilities from a fitted model."""
-    base = model.base
+    base = model.base_
     steps = getattr(base, "named_steps", {})
     imputer, scaler, logistic = (
-        steps.get("simpleimputer"),
-        steps.get("standardscaler"),
-        steps.get("logisticregression"),
+        steps.get(IMPUTER_STEP),
+        steps.get(SCALER_STEP),
+        steps.get(LOGISTIC_STEP),
     )
-    extra = set(steps) - {"featureclip", "simpleimputer", "standardscaler", "logisticregression"}
+    extra = set(steps) - LINEAR_STEPS
     if extra or imputer is None or scaler is None or logistic is None:
         return lambda X: model.predict_proba(X)[:, 1]
     low, high = feature_clip(model, imputer.statistics_.shape[0])
@@ -361,5 +434,5 @@ def predictor(model: CalibratedModel) -> Predictor:
         indicator=np.asarray(indicator.features_ if indicator is not None else [], np.intp),
         weight=coef / scaler.scale_,
         offset=float(logistic.intercept_[0] - np.sum(coef * scaler.mean_ / scaler.scale_)),
-        calibrator=model.calibrator,
+        calibrator=model.calibrator_,
     )

@@ -59,7 +59,7 @@ def _score_rows(
     p = np.full(grid.n_clients, np.nan)
     scored = landmark > 0
     if scored.any():
-        p[scored] = loaded.predict(X[scored])
+        p[scored] = loaded.probability(X[scored])
     return p, landmark, X
 
 

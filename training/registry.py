@@ -40,11 +40,13 @@ class LoadedModel:
     Compared and hashed by identity (eq=False): two loads of one artifact are two objects,
     and what is derived from a loaded model can be cached against it (service.scoring).
     `metadata` is the document as written; `meta` is the same document typed (it was
-    validated when the model was loaded)."""
+    validated when the model was loaded). `probability` gives P(drops out) per row, the
+    calibrated probability (the model's `predict_proba(X)[:, 1]`, computed faster); the
+    model's own `predict` gives class labels."""
 
     model: Any
     metadata: dict[str, Any]
-    predict: Predictor
+    probability: Predictor
 
     @cached_property
     def meta(self) -> ModelMetadata:
@@ -169,7 +171,7 @@ class Registry:
                 model = joblib.load(model_path)
             except InconsistentVersionWarning as exc:
                 raise ArtifactError(f"model {entry.version}: {exc}") from exc
-        loaded = LoadedModel(model=model, metadata=json.loads(text), predict=predictor(model))
+        loaded = LoadedModel(model=model, metadata=json.loads(text), probability=predictor(model))
         loaded.__dict__["meta"] = meta  # the typed document, validated once above
         return loaded
 

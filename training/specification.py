@@ -20,7 +20,13 @@ import numpy.typing as npt
 from sklearn.linear_model import LogisticRegression
 
 from training.features import FEATURES
-from training.model import PROBABILITY_FLOOR, CalibratedModel, LinearPredictor, predictor
+from training.model import (
+    PROBABILITY_FLOOR,
+    CalibratedModel,
+    LinearPredictor,
+    final_estimator,
+    predictor,
+)
 
 FloatArray = npt.NDArray[np.float64]
 MISSING_SUFFIX = " is missing (0/1)"
@@ -123,10 +129,10 @@ def _linear(linear: LinearPredictor, calibrator: CalibratorSpec) -> Specificatio
 def model_specification(model: CalibratedModel) -> Specification:
     """The full specification of a fitted model, with its calibrator."""
     form = predictor(model)
-    calibrator = _calibrator(model.calibrator)
+    calibrator = _calibrator(model.calibrator_)
     if isinstance(form, LinearPredictor):
         return _linear(form, calibrator)
-    estimator = model.base.steps[-1][1]
+    estimator = final_estimator(model.base_)
     params = estimator.get_params()
     return Specification(
         kind="tree ensemble",

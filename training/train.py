@@ -7,7 +7,7 @@ calibration method is fitted and scored on those scores by cross-fitting over th
 folds; the pair with the lowest Brier score wins (log loss breaks ties, AUC is reported).
 Thresholds come from the calibrated out-of-fold probabilities. The held-out test part
 gives the reported metrics with cluster-bootstrap intervals. No resampling: class balance
-is left as it is, so probabilities stay calibrated (Bennemann et al. 2022; domain.md).
+is left as it is, so probabilities stay calibrated (Bennemann et al. 2022; docs/literature.md).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy.typing as npt
 import pandas as pd
 import sklearn
 from sklearn.base import clone
-from sklearn.model_selection import GroupKFold, cross_val_predict
+from sklearn.model_selection import cross_val_predict
 
 from training.baselines import fit_baselines
 from training.comparison import evaluate_with_baselines
@@ -54,6 +54,7 @@ from training.model import (
     estimator_kind,
     feature_clip,
     fit_calibrator,
+    grouped_folds,
     transport_candidates,
 )
 from training.model_card import render_model_card
@@ -171,10 +172,7 @@ def select_model(
     step: Step,
 ) -> Selection:
     """Grouped CV of every candidate x calibration method; lowest Brier score wins."""
-    n_splits = min(config.folds, int(np.unique(groups).size))
-    folds = list(
-        GroupKFold(n_splits=n_splits, shuffle=True, random_state=config.seed).split(X, y, groups)
-    )
+    folds = grouped_folds(X, y, groups, config.folds, config.seed)
     sel = Selection()
     best_key: tuple[float, float] = (np.inf, np.inf)
     for name, estimator in pool.items():
@@ -288,7 +286,8 @@ def fit_model(
     step(f"fitting {name} with {method} calibration on all development clients")
     base = clone(pool[name]).fit(X, y)
     calibrator = fit_calibrator(method, sel.oof[name], y)
-    model = CalibratedModel(base, calibrator, method).fit(X, y)
+    model = CalibratedModel(pool[name], method, config.folds, config.seed)
+    model.with_parts(base, calibrator)
     return Fitted(
         model=model,
         selection=sel,
@@ -398,7 +397,7 @@ def _metadata(
     return {
         "created_at": created_at(),
         "sklearn_version": sklearn.__version__,
-        "estimator": estimator_kind(fitted.model.base),
+        "estimator": estimator_kind(fitted.model.base_),
         "calibration": method,
         "landmarks": list(config.landmarks),
         "features": list(FEATURES),

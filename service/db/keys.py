@@ -1,4 +1,4 @@
-"""API keys in the database: the same API, token format and checks as service.keys.KeyStore.
+"""API keys in the database, with the token format and the key checks of service.keys.
 
 With several workers (and several hosts) sharing one database, a key created or revoked
 anywhere takes effect everywhere within `cache_seconds`, without a file to share. A token is

@@ -1,7 +1,7 @@
 """POST /v1/predictions and /v1/predictions/batch.
 
 Routes are async and do their few hundred microseconds of numpy inline: handing such short
-work to a thread pool costs more than it saves (engineering.md)."""
+work to a thread pool costs more than it saves (docs/performance.md)."""
 
 from __future__ import annotations
 

@@ -38,7 +38,6 @@ LOGIN_SECONDS = 60 * 60  # how long a sign-in form stays usable
 COOKIE_PATH = "/ui"
 _VERSION = "v2"  # v2: the session id (v1 cookies, without one, are refused)
 _MAX_COOKIE = 1024  # a real session cookie is about 250 characters
-_SECRET_BYTES = 32
 
 
 SessionSecretError = SecretFileError  # a bad session-signing key file
