@@ -255,7 +255,8 @@ def test_bad_client_fields(
     assert any(d["loc"] == field and fragment in d["msg"] for d in response.json()["detail"])
 
 
-TOO_LATE = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).date().isoformat()
+# Two days past the last plausible date (today + 1): still refused if the run crosses midnight
+TOO_LATE = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).date().isoformat()
 
 
 def _dated(first: str, second: str | None = None) -> dict[str, Any]:

@@ -307,7 +307,8 @@ def test_unreadable_file_is_reported(tmp_path: Path) -> None:
     assert info.value.problems[0].startswith("sessions.csv: not a readable CSV file (")
 
 
-TOO_LATE = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).date().isoformat()
+# Two days past the last plausible date (today + 1): still refused if the run crosses midnight
+TOO_LATE = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).date().isoformat()
 
 
 @pytest.mark.parametrize("day", ["1900-01-01", "1989-12-31", "2100-01-01", TOO_LATE])

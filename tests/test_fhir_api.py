@@ -289,7 +289,8 @@ def test_every_problem_is_reported_at_once(api: Api) -> None:
     }
 
 
-TOO_LATE = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+# Two days past the last plausible date (today + 1): still refused if the run crosses midnight
+TOO_LATE = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()
 
 
 @pytest.mark.parametrize("day", ["0001-01-01", "1989-12-31", "9999-12-31", TOO_LATE])
