@@ -167,7 +167,7 @@ def clipped_ranges(meta: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
     """metadata["feature_range"] without the features that have no range (None: never
     recorded in training, so not clipped and nothing to fall outside of)."""
     ranges = meta.get("feature_range") or {}
-    return {name: (lo, hi) for name, bounds in ranges.items() if bounds for lo, hi in [bounds]}
+    return {name: (bounds[0], bounds[1]) for name, bounds in ranges.items() if bounds}
 
 
 def _outside(meta: Mapping[str, Any], counts: ShiftTally) -> str:
