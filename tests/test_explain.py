@@ -162,8 +162,8 @@ def test_falling_alliance_contributions_are_the_real_values(shipped: LoadedModel
     X, landmark = rows([falling_client()])
     factors = explain(shipped.probability, X, landmark, shipped.metadata["reference"], top=99)[0]
     assert [(f.code, f.direction, f.contribution) for f in factors] == [
-        ("alliance_decline", "raises", 0.072),
-        ("srs_decline", "raises", 0.056),
+        ("srs_decline", "raises", 0.063),
+        ("alliance_decline", "raises", 0.049),
         ("attendance_gaps", "lowers", -0.008),
         ("symptoms", "lowers", -0.006),
     ]
@@ -211,12 +211,12 @@ def test_top_and_min_abs_limit_the_factors(shipped: LoadedModel) -> None:
     X, landmark = rows([falling_client()])
     reference = shipped.metadata["reference"]
     assert [f.code for f in explain(shipped.probability, X, landmark, reference, top=1)[0]] == [
-        "alliance_decline"
+        "srs_decline"
     ]
     big = explain(shipped.probability, X, landmark, reference, top=99, min_abs=0.01)[0]
-    assert [f.code for f in big] == ["alliance_decline", "srs_decline"]
-    assert [f.code for f in explain(shipped.probability, X, landmark, reference, 99, 0.06)[0]] == [
-        "alliance_decline"
+    assert [f.code for f in big] == ["srs_decline", "alliance_decline"]
+    assert [f.code for f in explain(shipped.probability, X, landmark, reference, 99, 0.055)[0]] == [
+        "srs_decline"
     ]
 
 

@@ -44,7 +44,7 @@ def scores(wai: float, srs: float, day: str | None = None) -> dict[str, Any]:
 
 
 # With the shipped model and a 30-year-old woman, one session at these scores gives (checked
-# in each test that relies on it): 0.5785 high, 0.4775 high, 0.3096 moderate, 0.2066 low.
+# in each test that relies on it): 0.7266 high, 0.5791 high, 0.2984 moderate, 0.1396 low.
 HIGH, HIGHER, MODERATE, LOW = scores(2, 10), scores(3, 25), scores(4, 36), scores(5, 40)
 PERSON = {"age": 30, "gender": "female"}
 
@@ -194,7 +194,7 @@ def test_put_session_is_idempotent_and_reports_changes(api: Api) -> None:
     assert first["status"] == "created"
     assert (first["client_id"], first["number"]) == ("c-1", 1)
     assert first["risk"]["landmark_session"] == 1
-    assert (first["risk"]["probability"], first["risk"]["risk_level"]) == (0.4775, "high")
+    assert (first["risk"]["probability"], first["risk"]["risk_level"]) == (0.5791, "high")
 
     again = api.session("c-1", 1, HIGHER)
     assert again["status"] == "unchanged"
@@ -206,12 +206,12 @@ def test_put_session_is_idempotent_and_reports_changes(api: Api) -> None:
 
     changed = api.session("c-1", 1, LOW)
     assert changed["status"] == "updated"
-    assert (changed["risk"]["probability"], changed["risk"]["risk_level"]) == (0.2066, "low")
+    assert (changed["risk"]["probability"], changed["risk"]["risk_level"]) == (0.1396, "low")
     with api.db() as s:
         rows = repo.get_sessions(s, A, "c-1")
     assert [(r.number, r.payload) for r in rows] == [(1, LOW)]
     history = api.history("c-1")
-    assert [h["prediction"]["probability"] for h in history] == [0.2066, 0.4775]
+    assert [h["prediction"]["probability"] for h in history] == [0.1396, 0.5791]
 
     dated = api.session("c-1", 1, {**LOW, "date": "2026-03-02"})  # only the date changes
     assert dated["status"] == "updated"
@@ -628,15 +628,15 @@ def test_another_clinic_sees_nothing_and_can_change_nothing(api: Api) -> None:
     assert api.risk("c-1", "b")["prediction"]["risk_level"] == "low"
     assert api.risk("c-1")["prediction"]["risk_level"] == "high"
     assert api.ids() == ["c-1"]
-    assert api.caseload("b")["clients"][0]["probability"] == 0.2066
+    assert api.caseload("b")["clients"][0]["probability"] == 0.1396
 
 
 # --- caseload and acknowledgements ------------------------------------------------------------
 
 
 def _four_clients(api: Api) -> dict[str, Any]:
-    """hi-1 high 0.5785 (T-1), hi-2 high 0.4775 (T-2), mod moderate 0.3096 (T-2), lo low
-    0.2066 (T-1), and `new`, a client without sessions (so without a risk)."""
+    """hi-1 high 0.7266 (T-1), hi-2 high 0.5791 (T-2), mod moderate 0.2984 (T-2), lo low
+    0.1396 (T-1), and `new`, a client without sessions (so without a risk)."""
     plan = [
         ("lo", "T-1", LOW, "2026-03-05"),
         ("hi-2", "T-2", HIGHER, "2026-03-04"),
@@ -652,10 +652,10 @@ def _four_clients(api: Api) -> dict[str, Any]:
     api.client("new", therapist_id="T-1")
     levels = {c: (r["probability"], r["risk_level"]) for c, r in risks.items()}
     assert levels == {
-        "hi-1": (0.5785, "high"),
-        "hi-2": (0.4775, "high"),
-        "mod": (0.3096, "moderate"),
-        "lo": (0.2066, "low"),
+        "hi-1": (0.7266, "high"),
+        "hi-2": (0.5791, "high"),
+        "mod": (0.2984, "moderate"),
+        "lo": (0.1396, "low"),
     }
     return risks
 
@@ -733,7 +733,7 @@ def test_caseload_order_fields_filters_and_pages(api: Api) -> None:
     assert (everyone["total"], everyone["limit"], everyone["offset"]) == (4, 50, 0)
     rows = everyone["clients"]
     assert [r["client_id"] for r in rows] == ["hi-1", "hi-2", "mod", "lo"]
-    assert [r["probability"] for r in rows] == [0.5785, 0.4775, 0.3096, 0.2066]
+    assert [r["probability"] for r in rows] == [0.7266, 0.5791, 0.2984, 0.1396]
     for row in rows:
         risk = risks[row["client_id"]]
         stored = api.risk(row["client_id"])
@@ -809,13 +809,13 @@ def test_acknowledgement_lasts_until_the_level_changes(api: Api) -> None:
     assert api.caseload()["clients"][0]["acknowledged"] is True
 
     same_level = api.session("c-1", 2, HIGHER)["risk"]  # a new risk at the same level
-    assert (same_level["probability"], same_level["risk_level"]) == (0.441, "high")
+    assert (same_level["probability"], same_level["risk_level"]) == (0.5372, "high")
     assert api.risk("c-1")["acknowledged"] is True
     assert api.caseload()["clients"][0]["acknowledged"] is True
     assert [h["acknowledged"] for h in api.history("c-1")] == [True, False]
 
     new_level = api.session("c-1", 3, LOW)["risk"]  # the level changes: the flag re-opens
-    assert (new_level["probability"], new_level["risk_level"]) == (0.164, "low")
+    assert (new_level["probability"], new_level["risk_level"]) == (0.211, "low")
     assert api.risk("c-1")["acknowledged"] is False
     assert api.caseload()["clients"][0]["acknowledged"] is False
     assert api.ids(acknowledged="true") == []

@@ -12,6 +12,7 @@ default is checked for transport.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from training.cohort_stats import alliance_dropout_d
 from training.simulate import SHAPES, SimulationParams, simulate, write_tables
 
 WORLD_SALT = 20261201  # fixed: world k is the same world in every run and on every machine
@@ -57,7 +59,8 @@ def _shape(name: str, source: str) -> Choice:
 # would change). Sources and reasons are in docs/simulator.md, "Worlds".
 RANGES: dict[str, Uniform | Choice] = {
     "dropout_rate": Uniform(0.15, 0.47, "15-47% across meta-analyses (Carpallo-Gonzalez 2023)"),
-    "alliance_logit": Uniform(0.2, 0.7, "d about 0.55, heterogeneous (Sharf et al. 2010)"),
+    # drawn as the observable alliance-dropout d; alliance_logit is solved to give it
+    "alliance_d": Uniform(0.41, 0.69, "d = 0.55 +- 2 SE on N = 1,301 (Sharf et al. 2010)"),
     "alliance_shape": _shape("alliance_shape", "linear or threshold: not reported"),
     "slope_logit": Uniform(0.0, 0.9, "trajectory effect: direction known, size not"),
     "rupture_logit": Uniform(0.5, 2.0, "rupture effect: direction known (Safran & Muran)"),
@@ -96,15 +99,58 @@ def _site_mix(rng: np.random.Generator) -> tuple[float, float, float]:
     return a, b, round(1.0 - a - b, 4)
 
 
+# Solving alliance_logit for a world's d: a pilot cohort in which every session records
+# WAI-SR (the d is a property of the world, not of its sites' instrument choice), with the
+# same seed at every step (common random numbers make d increase smoothly with the logit).
+PILOT_CLIENTS, PILOT_SEED, PILOT_STEPS = 10_000, 99, 12
+LOGIT_BRACKET = (0.0, 6.0)  # a threshold-shaped world needs a large latent effect for its d
+
+
+D_SESSIONS = 3  # the d is of early alliance: sessions 1-3, as in training.cohort_stats
+
+
+def pilot_d(params: SimulationParams) -> float:
+    """The early-alliance-dropout d a world produces (mean WAI-SR of sessions 1-3, all
+    sites on WAI-SR). Early, because the mean of every attended session mixes alliance
+    with session count: completers' later sessions carry the early rise of the alliance,
+    so that d grows with `wai_growth` while the alliance predicts nothing more."""
+    everyone = dataclasses.replace(
+        params, site_mix=(1.0, 0.0, 0.0), missing_measure_prob=0.0, date_recorded_prob=1.0
+    )
+    clients, sessions = simulate(PILOT_CLIENTS, PILOT_SEED, everyone)
+    return alliance_dropout_d(clients, sessions[sessions["session_number"] <= D_SESSIONS])
+
+
+def solve_alliance_logit(params: SimulationParams, target_d: float) -> float:
+    """The latent alliance effect at which the world shows the observable d `target_d`.
+
+    What research pins down is the separation of completers and dropouts on the alliance
+    they report (d = 0.55), not a latent coefficient: the same coefficient gives d = 0.15 in
+    a world with a threshold shape, many improvement dropouts and strong therapist effects,
+    and d = 0.7 in another. Solving for d keeps every world at a published separation.
+    """
+    low, high = LOGIT_BRACKET
+    for _ in range(PILOT_STEPS):
+        mid = (low + high) / 2
+        if pilot_d(dataclasses.replace(params, alliance_logit=mid)) < target_d:
+            low = mid
+        else:
+            high = mid
+    return round((low + high) / 2, 4)
+
+
+@functools.lru_cache(maxsize=256)
 def draw_world(k: int) -> SimulationParams:
     """World k: every open parameter drawn from its range (the same world for the same k)."""
     if k < 0:
         raise ValueError(f"world must be 0 or more, not {k}")
     rng = np.random.default_rng([WORLD_SALT, k])
     values: dict[str, Any] = {name: spec.draw(rng) for name, spec in RANGES.items()}
+    target_d = values.pop("alliance_d")
     values["site_mix"] = _site_mix(rng)
     values["early_dropout_probs"] = _early_dropout_probs(rng)
-    return SimulationParams(**values)
+    drafted = SimulationParams(**values)
+    return dataclasses.replace(drafted, alliance_logit=solve_alliance_logit(drafted, target_d))
 
 
 def world_seed(seed: int, k: int) -> int:
