@@ -32,9 +32,9 @@ from typing import Any
 
 import httpx
 
-from service.db.keys import DbKeyStore
-from service.examples import EXAMPLE_EPISODE as EXAMPLE
-from service.storage import Storage
+from service.core.examples import EXAMPLE_EPISODE as EXAMPLE
+from service.security.key_store import DbKeyStore
+from service.storage.database import Storage
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,7 @@ def _free_port() -> int:
 def _start(root: Path, port: int, log_level: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "DROPOUT_RISK_DATABASE_URL": f"sqlite:///{root / 'service.db'}",
+        "DROPOUT_RISK_DATABASE_URL": f"sqlite:///{root / 'service.storage'}",
         "DROPOUT_RISK_PSEUDONYM_KEY_FILE": str(root / "pseudonym.key"),
         "DROPOUT_RISK_LOG_LEVEL": log_level,
         "OMP_NUM_THREADS": "1",
@@ -172,7 +172,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     root = Path(tempfile.mkdtemp(prefix="dropout-service-bench-"))
-    storage = Storage(f"sqlite:///{root / 'service.db'}")
+    storage = Storage(f"sqlite:///{root / 'service.storage'}")
     storage.ensure_migrated()
     token = DbKeyStore(storage.factory).create("bench", "bench", ["predict"])[1]
     storage.close()

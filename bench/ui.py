@@ -25,10 +25,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from service.app import create_app
-from service.db.keys import DbKeyStore
-from service.demo import seed_demo
-from service.settings import Settings
-from service.storage import Storage
+from service.commands.demo import seed_demo
+from service.core.settings import Settings
+from service.security.key_store import DbKeyStore
+from service.storage.database import Storage
 from training.registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="dropout-ui-bench-"))
-    url = args.database_url or f"sqlite:///{root / 'service.db'}"
+    url = args.database_url or f"sqlite:///{root / 'service.storage'}"
     storage = Storage(url)
     storage.ensure_migrated()
     seeded = seed_demo(storage, Registry(REPO / "models").load(), "bench", CLIENTS, 11)

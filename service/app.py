@@ -14,19 +14,18 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from service import errors
-from service.batcher import MicroBatcher
-from service.body import install_openapi
-from service.cds import load_issuers
-from service.db.engine import normalise_url
-from service.db.keys import DbKeyStore
-from service.middleware import BodyLimit, Metrics
-from service.model_store import ModelStore
-from service.observability import Pseudonymizer, configure_logging
-from service.records import Auditor
-from service.routes import cds, clients, fhir, health, models, predictions
-from service.settings import Settings, announce_base_url, get_settings
-from service.storage import Storage
+from service.api import cds, clients, errors, fhir, health, models, predictions
+from service.core.body import install_openapi
+from service.core.middleware import BodyLimit, Metrics
+from service.core.observability import Pseudonymizer, configure_logging
+from service.core.settings import Settings, announce_base_url, get_settings
+from service.interop.cds.client_jwt import load_issuers
+from service.scoring.batcher import MicroBatcher
+from service.scoring.model_store import ModelStore
+from service.scoring.records import Auditor
+from service.security.key_store import DbKeyStore
+from service.storage.database import Storage
+from service.storage.engine import normalise_url
 from service.ui import routes as ui_routes
 from service.warmup import warm_routes, warm_up
 from training.registry import Registry

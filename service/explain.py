@@ -231,7 +231,7 @@ def _split_loop(scored: FloatArray, n: int) -> tuple[FloatArray, FloatArray]:
     return p, contribution
 
 
-# Public so that a compiled caller (service.scoring) can run them inside its own kernel.
+# Public so that a compiled caller (service.scoring.score) can run them inside its own kernel.
 stack_kernel = numba.njit(cache=True, nogil=True)(_stack_loop)
 split_kernel = numba.njit(cache=True, nogil=True)(_split_loop)
 

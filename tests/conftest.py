@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sqlalchemy.orm import Session
 
-from service.db.keys import DbKeyStore
-from service.storage import Storage
+from service.security.key_store import DbKeyStore
+from service.storage.database import Storage
 from training.cli import run
 from training.simulate import write_cohort
 

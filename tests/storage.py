@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.engine import make_engine, normalise_url, upgrade
+from service.storage.engine import make_engine, normalise_url, upgrade
 
 # Serialises CREATE DATABASE between workers (it copies template1, which must be quiet).
 _CREATE_LOCK = 0x64726B74657374

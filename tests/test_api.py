@@ -19,11 +19,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.episodes import wai_subscales
-from service.examples import EXAMPLE_EPISODE
-from service.observability import Pseudonymizer, configure_logging
-from service.schemas import WaiIn
-from service.settings import Settings
+from service.core.examples import EXAMPLE_EPISODE
+from service.core.observability import Pseudonymizer, configure_logging
+from service.core.schemas import WaiIn
+from service.core.settings import Settings
+from service.scoring.episodes import wai_subscales
 from tests.conftest import REPO, create_key, train, write_csv
 from training.cli import run
 from training.features import grid_from_tables
@@ -44,7 +44,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'service.db'}"
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'service.storage'}"
     return {
         "predict": create_key(url, "clinic-a", ["predict"]),
         "admin": create_key(url, "clinic-a", ["models:admin"]),

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from service import batcher as batcher_module
-from service.batcher import MicroBatcher
-from service.schemas import EpisodeIn
-from service.scoring import score
+from service.core.schemas import EpisodeIn
+from service.scoring import batcher as batcher_module
+from service.scoring.batcher import MicroBatcher
+from service.scoring.score import score
 from tests.conftest import REPO
 from tests.test_api import EXAMPLE
 from training.registry import Registry

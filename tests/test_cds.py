@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from pydantic import ValidationError
 
-from service.cds import (
+from service.interop.cds.client_jwt import (
     MAX_LIFETIME_SECONDS,
     SERVICE_ID,
     CdsAuthError,

@@ -28,8 +28,8 @@ from fastapi.testclient import TestClient
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from service.app import create_app
-from service.fhir import episode_from_bundle
-from service.settings import Settings
+from service.core.settings import Settings
+from service.interop.fhir.reading import episode_from_bundle
 from tests.conftest import REPO, create_key
 from training.cli import run
 from training.registry import Registry

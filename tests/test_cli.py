@@ -79,10 +79,10 @@ def test_bad_option_values_exit_2(
 def test_serve_takes_settings_and_options_override_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import service.serve
+    import service.commands.serve
 
     calls: list[tuple[object, ...]] = []
-    monkeypatch.setattr(service.serve, "run_server", lambda *a: calls.append(a))
+    monkeypatch.setattr(service.commands.serve, "run_server", lambda *a: calls.append(a))
     monkeypatch.setenv("DROPOUT_RISK_PORT", "9001")
     monkeypatch.setenv("DROPOUT_RISK_WORKERS", "3")
     monkeypatch.setenv("DROPOUT_RISK_MODELS_DIR", "/srv/models")

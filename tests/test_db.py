@@ -18,19 +18,19 @@ from sqlalchemy import event, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db import repository as repo
-from service.db.engine import (
+from service.core.settings import Settings
+from service.security.api_keys import KeyStoreError
+from service.security.key_store import DbKeyStore
+from service.storage import repository as repo
+from service.storage.database import Storage
+from service.storage.engine import (
     StorageUnavailable,
     make_engine,
     normalise_url,
     session_scope,
     upgrade,
 )
-from service.db.keys import DbKeyStore
-from service.db.models import Base, Client, Clinic, FlagAck, Outcome, Prediction, SessionRow
-from service.keys import KeyStoreError
-from service.settings import Settings
-from service.storage import Storage
+from service.storage.tables import Base, Client, Clinic, FlagAck, Outcome, Prediction, SessionRow
 
 A, B = "clinic-a", "clinic-b"
 Factory = sessionmaker[Session]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.db import repository as repo
+from service.storage import repository as repo
 from tests.conftest import REPO, db_session
 from training.cli import run
 

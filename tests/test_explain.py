@@ -14,9 +14,9 @@ import pytest
 
 import service.explain as explain_module
 from service.actions import ACTIONS, FACTOR_ACTIONS, Action, suggested_actions
+from service.core.schemas import EpisodeIn
 from service.explain import FACTOR_GROUPS, GROUP_OF, Factor, contributions, explain
-from service.schemas import EpisodeIn
-from service.scoring import score
+from service.scoring.score import score
 from training.features import (
     BOND,
     DAY,

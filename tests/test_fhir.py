@@ -1,4 +1,4 @@
-"""service.fhir without a server: Bundles in, RiskAssessment and friends out."""
+"""service.interop.fhir.reading without a server: Bundles in, RiskAssessment and friends out."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
-from service import fhir
-from service.episodes import WAI_SR_ITEMS, wai_subscales
-from service.schemas import EpisodeIn
+from service.core.schemas import EpisodeIn
+from service.interop.fhir import reading as fhir
+from service.scoring.episodes import WAI_SR_ITEMS, wai_subscales
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "fhir.md"
 CATEGORY = [{"coding": [{"system": fhir.CATEGORY_SYSTEM, "code": "survey"}]}]

@@ -52,7 +52,7 @@ def test_training_imports_service_only_where_the_cli_dispatches() -> None:
 
 def test_the_checker_sees_imports_inside_functions(tmp_path: Path) -> None:
     source = tmp_path / "x.py"
-    source.write_text("import os\n\ndef f():\n    from service.db import repository\n")
+    source.write_text("import os\n\ndef f():\n    from service.storage import repository\n")
     assert _service_imports(source) == [("x.py", "f", 4)]
 
 

@@ -12,11 +12,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from service.db.keys import DbKeyStore
-from service.db.models import ApiKeyRow
-from service.keys import SCOPES, ApiKey, KeyStoreError
-from service.keys_cli import keys_app
-from service.storage import Storage
+from service.commands.keys import keys_app
+from service.security.api_keys import SCOPES, ApiKey, KeyStoreError
+from service.security.key_store import DbKeyStore
+from service.storage.database import Storage
+from service.storage.tables import ApiKeyRow
 from training.vocabulary import ID_RULE
 
 TOKEN = re.compile(r"drk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
@@ -24,7 +24,7 @@ TOKEN = re.compile(r"drk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
 @pytest.fixture
 def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'var' / 'service.db'}"  # var/ does not exist yet
+    return f"sqlite:///{tmp_path / 'var' / 'service.storage'}"  # var/ does not exist yet
 
 
 def _store(url: str) -> DbKeyStore:
@@ -113,7 +113,7 @@ def test_unknown_id_is_compared_like_a_known_one(
         calls.append((a, b))
         return a == b
 
-    monkeypatch.setattr("service.db.keys.hmac.compare_digest", compare)
+    monkeypatch.setattr("service.security.key_store.hmac.compare_digest", compare)
     assert store.verify(f"drk_{'f' * 12}_{secret}") is None
     assert store.verify(f"drk_{'e' * 12}_{'x' * 43}") is None
     assert len(calls) == 2
@@ -374,8 +374,8 @@ def test_cli_as_a_sub_command(url: str) -> None:
 
 
 def test_cli_and_server_default_to_the_same_database() -> None:
-    from service.db_cli import DEFAULT_DATABASE_URL
-    from service.settings import Settings
+    from service.commands.db import DEFAULT_DATABASE_URL
+    from service.core.settings import Settings
 
     assert Settings.model_fields["database_url"].default == DEFAULT_DATABASE_URL
 

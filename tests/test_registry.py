@@ -15,11 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.examples import EXAMPLE_EPISODE
-from service.model_store import ModelStore
-from service.observability import REQUESTS
-from service.scoring import _SERVING
-from service.settings import Settings
+from service.core.examples import EXAMPLE_EPISODE
+from service.core.observability import REQUESTS
+from service.core.settings import Settings
+from service.scoring.model_store import ModelStore
+from service.scoring.score import _SERVING
 from service.warmup import UNISSUED_TOKEN, WarmUpFailed, warm_up
 from tests.conftest import REPO, create_key, train
 from training.artifact_schema import ModelMetadata
@@ -150,7 +150,7 @@ def test_cli_on_a_bad_registry_exits_2_with_one_message(
 
 @pytest.fixture
 def key_url(tmp_path: Path) -> tuple[str, str]:
-    url = f"sqlite:///{tmp_path / 'service.db'}"
+    url = f"sqlite:///{tmp_path / 'service.storage'}"
     return create_key(url, "clinic-a", ["predict", "models:admin", "models:network"]), url
 
 

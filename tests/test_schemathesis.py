@@ -19,8 +19,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from service.app import create_app
-from service.keys import SCOPES
-from service.settings import Settings
+from service.core.settings import Settings
+from service.security.api_keys import SCOPES
 from tests.conftest import REPO, create_key
 
 TOKEN: dict[str, str] = {}
@@ -30,7 +30,7 @@ TOKEN: dict[str, str] = {}
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     root = tmp_path_factory.mktemp("st")
     shutil.copytree(REPO / "models", root / "models")
-    url = f"sqlite:///{root / 'service.db'}"
+    url = f"sqlite:///{root / 'service.storage'}"
     TOKEN["value"] = create_key(url, "clinic-a", list(SCOPES))
     application = create_app(
         Settings(

@@ -1,4 +1,4 @@
-"""service.scoring: the compiled paths agree with each other and with the model, and
+"""service.scoring.score: the compiled paths agree with each other and with the model, and
 episodes before the first landmark get their reason instead of a risk."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service import scoring
-from service.episodes import grid_from_episodes
+from service.core.schemas import EpisodeIn
 from service.explain import Factor, contributions, explain
-from service.schemas import EpisodeIn
-from service.scoring import NotAtLandmark, score
+from service.scoring import score as scoring
+from service.scoring.episodes import grid_from_episodes
+from service.scoring.score import NotAtLandmark, score
 from training.features import latest_landmark_features
 from training.model import LinearPredictor
 from training.registry import LoadedModel, Registry

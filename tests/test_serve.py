@@ -13,11 +13,11 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive, Scope, Send
 from uvicorn.server import ServerState
 
-from service.http_protocol import HeadLimitedHttpToolsProtocol
-from service.middleware import Metrics
-from service.observability import REQUESTS
-from service.serve import uvicorn_options
-from service.settings import Settings
+from service.commands.serve import uvicorn_options
+from service.core.http_protocol import HeadLimitedHttpToolsProtocol
+from service.core.middleware import Metrics
+from service.core.observability import REQUESTS
+from service.core.settings import Settings
 
 
 def test_the_worker_health_check_timeout_reaches_uvicorns_config(

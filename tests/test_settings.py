@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings, announce_base_url
+from service.core.settings import Settings, announce_base_url
 from training.cli import run
 
 
@@ -87,12 +87,12 @@ def test_serve_hands_the_bind_address_to_the_workers(
 ) -> None:
     """Each worker builds its settings from the environment: `serve --host/--port` must
     reach it, or the base URL would name the default port."""
-    import service.serve
+    import service.commands.serve
 
     for name in ("DROPOUT_RISK_HOST", "DROPOUT_RISK_PORT", "DROPOUT_RISK_MODELS_DIR"):
         monkeypatch.setenv(name, "")  # recorded, so what run_server sets is undone after
         monkeypatch.delenv(name)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setattr(service.serve.uvicorn, "run", lambda *a, **k: None)
-    service.serve.run_server("127.0.0.2", 9123, 1, tmp_path)
+    monkeypatch.setattr(service.commands.serve.uvicorn, "run", lambda *a, **k: None)
+    service.commands.serve.run_server("127.0.0.2", 9123, 1, tmp_path)
     assert Settings().base_url == "http://127.0.0.2:9123"

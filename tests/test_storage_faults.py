@@ -27,11 +27,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, event, make_url, text
 
 from service.app import create_app
-from service.db import repository as repo
-from service.db.engine import StorageUnavailable
-from service.examples import EXAMPLE_EPISODE
-from service.settings import Settings
-from service.storage import Storage
+from service.core.examples import EXAMPLE_EPISODE
+from service.core.settings import Settings
+from service.storage import repository as repo
+from service.storage.database import Storage
+from service.storage.engine import StorageUnavailable
 from tests.conftest import REPO, create_key
 from tests.storage import server_url
 from tests.test_ui import Ui, row_ids, ui  # noqa: F401 (ui: the clinician view's fixture)

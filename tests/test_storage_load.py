@@ -19,8 +19,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from service.db.engine import make_engine
-from service.db.models import SessionRow
+from service.storage.engine import make_engine
+from service.storage.tables import SessionRow
 from tests.conftest import REPO, create_key
 from tests.live import live_server
 

@@ -20,12 +20,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from service.app import create_app
-from service.db import repository as repo
-from service.db.engine import normalise_url
-from service.observability import Pseudonymizer
-from service.records import fingerprint
-from service.schemas import EpisodeIn
-from service.settings import Settings
+from service.core.observability import Pseudonymizer
+from service.core.schemas import EpisodeIn
+from service.core.settings import Settings
+from service.scoring.records import fingerprint
+from service.storage import repository as repo
+from service.storage.engine import normalise_url
 from tests.conftest import REPO, create_key, db_session
 from training.cli import run
 from training.registry import Registry, sha256_of
@@ -506,7 +506,7 @@ LOOSE_INTEGERS = [
 
 def test_path_and_query_integers_are_plain_digits(api: Api) -> None:
     """Python's int() reads " 1", "+1", "01", "1_0" (as 10) and other digits; a URL gets
-    plain ASCII digits only, or a 422 naming the parameter (service/schemas.py)."""
+    plain ASCII digits only, or a 422 naming the parameter (service/core/schemas.py)."""
     api.client("c-1")
     api.session("c-1", 1, HIGHER)
     before = (api.history("c-1"), api.caseload())

@@ -31,24 +31,24 @@ from starlette.routing import NoMatchFound
 
 import service.ui.routes
 from service.app import create_app
-from service.db import repository as repo
-from service.db import ui_sessions
-from service.db.engine import StorageUnavailable, normalise_url
-from service.db.keys import DbKeyStore
-from service.db.models import UiSessionRow
-from service.db.repository import PredictionRecord, SessionRecord
-from service.keys import ApiKey
-from service.observability import Pseudonymizer
-from service.settings import Settings
-from service.storage import Storage
-from service.ui import views
-from service.ui.session import (
+from service.core.observability import Pseudonymizer
+from service.core.settings import Settings
+from service.security.api_keys import ApiKey
+from service.security.key_store import DbKeyStore
+from service.security.session_cookies import (
     SESSION_COOKIE,
     SESSION_SECONDS,
     SessionSecretError,
     SessionSigner,
     load_or_create_secret,
 )
+from service.storage import repository as repo
+from service.storage import ui_sessions
+from service.storage.database import Storage
+from service.storage.engine import StorageUnavailable, normalise_url
+from service.storage.repository import PredictionRecord, SessionRecord
+from service.storage.tables import UiSessionRow
+from service.ui import views
 from tests.conftest import REPO, create_key, db_session
 from training.cli import run
 from training.vocabulary import ID_RULE
@@ -495,7 +495,7 @@ def test_caseload_pages(ui: Ui) -> None:
     "text", ["+10", "%2B10", "010", "1_0", "%201", "1%E2%80%89", "%D9%A1", "0"]
 )
 def test_caseload_numbers_are_plain_digits_in_range(ui: Ui, text: str) -> None:
-    """The API's rule for page numbers and sizes (service/schemas.py): a 422 page naming
+    """The API's rule for page numbers and sizes (service/core/schemas.py): a 422 page naming
     the parameter, never a silent fallback to the default."""
     ui.signed_in("a")
     for name in ("limit", "page"):

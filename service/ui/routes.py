@@ -1,8 +1,8 @@
 """The clinician pages: sign-in, the caseload, one client, acknowledging a flag, sign-out.
 
 Server-rendered (Jinja2, autoescaped), no JavaScript and nothing fetched from outside the
-service. Everything a page shows goes through service.db.repository and is scoped to the
-clinic of the signed-in key, exactly as the JSON API is (service.routes.clients), with the
+service. Everything a page shows goes through service.storage.repository and is scoped to the
+clinic of the signed-in key, exactly as the JSON API is (service.api.clients), with the
 same audit rows under the actor `ui:<key_id>`. Pages wait on the database in a worker thread
 so the event loop keeps serving predictions.
 
@@ -31,17 +31,12 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Receive, Scope, Send
 
-from service import access
-from service.db import repository as repo
-from service.db.engine import StorageUnavailable
-from service.db.keys import DbKeyStore
-from service.keys import ApiKey
-from service.records import Actor, Auditor
-from service.schemas import MAX_OFFSET, PageLimitText, PageNumberText
-from service.storage import Storage
-from service.ui import views
-from service.ui.queries import sessions_of_clients
-from service.ui.session import (
+from service.core.schemas import MAX_OFFSET, PageLimitText, PageNumberText
+from service.scoring.records import Actor, Auditor
+from service.security import access
+from service.security.api_keys import ApiKey
+from service.security.key_store import DbKeyStore
+from service.security.session_cookies import (
     COOKIE_PATH,
     LOGIN_COOKIE,
     LOGIN_SECONDS,
@@ -50,6 +45,11 @@ from service.ui.session import (
     SessionSigner,
     UiSession,
 )
+from service.storage import repository as repo
+from service.storage.database import Storage
+from service.storage.engine import StorageUnavailable
+from service.ui import views
+from service.ui.queries import sessions_of_clients
 from training.vocabulary import ID_RULE, is_id
 
 SCOPE = "clients:read"
@@ -402,7 +402,7 @@ class _BadQuery(Exception):
 
 
 def _int(params: Any, name: str, default: int, rule: TypeAdapter[int]) -> int:
-    """An integer query parameter, by the API's rule for it (service.schemas), or 422."""
+    """An integer query parameter, by the API's rule for it (service.core.schemas), or 422."""
     text = params.get(name)
     if text is None:
         return default
@@ -418,7 +418,7 @@ def _filters(params: Any, key: ApiKey) -> Filters:
 
     An empty `therapist` shows the whole clinic to a clinic-wide key; a therapist's key
     always shows that therapist's clients, and naming another therapist raises
-    OtherTherapist (service.access, as in the JSON API). Unknown levels fall back to all
+    OtherTherapist (service.security.access, as in the JSON API). Unknown levels fall back to all
     levels; a page beyond the API's offset cap is read as the last page within it.
     """
     level = params.get("min_level") or None
