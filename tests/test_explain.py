@@ -12,11 +12,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-import service.explain as explain_module
-from service.actions import ACTIONS, FACTOR_ACTIONS, Action, suggested_actions
+import training.explanation.attribution as explain_module
 from service.core.schemas import EpisodeIn
-from service.explain import FACTOR_GROUPS, GROUP_OF, Factor, contributions, explain
 from service.scoring.score import score
+from training.explanation.actions import ACTIONS, FACTOR_ACTIONS, Action, suggested_actions
+from training.explanation.attribution import FACTOR_GROUPS, GROUP_OF, Factor, contributions, explain
 from training.features import (
     BOND,
     DAY,

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from service.core.schemas import EpisodeIn
-from service.explain import Factor, contributions, explain
 from service.scoring import score as scoring
 from service.scoring.episodes import grid_from_episodes
 from service.scoring.score import NotAtLandmark, score
+from training.explanation.attribution import Factor, contributions, explain
 from training.features import latest_landmark_features
 from training.model import LinearPredictor
 from training.registry import LoadedModel, Registry

@@ -431,8 +431,8 @@ def evaluate(
     ),
 ) -> None:
     """Write the evaluation report of a registered model on any labelled cohort."""
+    from training.cohort_report import evaluate_cohort
     from training.contract import load_cohort
-    from training.evaluate import evaluate_cohort
 
     warnings: list[str] = []
     with _warnings_shown(warnings), _steps("validating the cohort") as step:

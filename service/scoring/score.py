@@ -7,9 +7,10 @@ compiled call for a sigmoid-calibrated linear model (the shipped kind): each cli
 landmark, its feature row from the shared feature kernel, the rows occluded for its
 explanation, the model on all of those rows, the contributions, rounding and level. Any
 other model takes three: `_prepare`, its own `predict`, `_finish`. The kernels chained here
-are the very ones training, batch scoring and `service.explain` run (training.features,
-service.explain, training.model, training.publish); a test holds both paths identical.
-What stays in Python is what is made of words: the factor labels and the answer.
+are the very ones training, batch scoring and `training.explanation.attribution` run
+(training.features, training.explanation.attribution, training.model, training.publish); a
+test holds both paths identical. What stays in Python is what is made of words: the factor
+labels and the answer.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from service.actions import suggested_actions
 from service.core.schemas import EpisodeIn
-from service.explain import (
+from service.scoring.episodes import grid_from_episodes
+from training.errors import DropoutRiskError
+from training.explanation.actions import suggested_actions
+from training.explanation.attribution import (
     OcclusionPlan,
     check_covered,
     occlusion_plan,
@@ -33,8 +36,6 @@ from service.explain import (
     stack_kernel,
     worded,
 )
-from service.scoring.episodes import grid_from_episodes
-from training.errors import DropoutRiskError
 from training.features import SessionGrid, features_kernel, latest_kernel
 from training.model import LinearPredictor, linear_sigmoid_kernel
 from training.publish import LEVELS, publish_kernel, thresholds_of

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.explain import Factor
+from training.explanation.attribution import Factor
 
 
 @dataclass(frozen=True)
