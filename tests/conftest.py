@@ -16,7 +16,7 @@ from training.cli import run
 from training.simulate import write_cohort
 
 REPO = Path(__file__).resolve().parents[1]
-pytest_plugins = ["tests.storage"]
+pytest_plugins = ["tests.support.storage"]
 
 
 @contextmanager

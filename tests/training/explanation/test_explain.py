@@ -15,6 +15,7 @@ import pytest
 import training.explanation.attribution as explain_module
 from service.core.schemas import EpisodeIn
 from service.scoring.score import score
+from tests.conftest import REPO
 from training.explanation.actions import ACTIONS, FACTOR_ACTIONS, Action, suggested_actions
 from training.explanation.attribution import FACTOR_GROUPS, GROUP_OF, Factor, contributions, explain
 from training.features import (
@@ -43,7 +44,7 @@ TYPICAL_WAI = (3.75, 3.75, 4.0)  # goal, task, bond of the shipped reference cli
 
 @pytest.fixture(scope="module")
 def shipped() -> LoadedModel:
-    return Registry(Path(__file__).resolve().parents[1] / "models").load()
+    return Registry(REPO / "models").load()
 
 
 @dataclass
@@ -526,7 +527,7 @@ def test_the_readme_client_gets_reasons_a_therapist_can_act_on(shipped: LoadedMo
     """The README's curl example: every factor that raises its risk leads to an action, a
     skipped measure is worded as the skip, and the working relationship (alliance or session
     rating, whose actions are alliance-building practice) is among the reasons."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = (REPO / "README.md").read_text()
     body = re.search(r"v1/predictions \\\n.*?-d '(\{.*?\})'", text, re.S)
     assert body is not None
     answer = score(shipped, [EpisodeIn.model_validate_json(body.group(1))])[0]

@@ -3,7 +3,6 @@ episodes before the first landmark get their reason instead of a risk."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ from service.core.schemas import EpisodeIn
 from service.scoring import score as scoring
 from service.scoring.episodes import grid_from_episodes
 from service.scoring.score import NotAtLandmark, score
+from tests.conftest import REPO
 from training.explanation.attribution import Factor, contributions, explain
 from training.features import latest_landmark_features
 from training.model import LinearPredictor
@@ -21,7 +21,7 @@ from training.registry import LoadedModel, Registry
 
 @pytest.fixture(scope="module")
 def shipped() -> LoadedModel:
-    return Registry(Path(__file__).resolve().parents[1] / "models").load()
+    return Registry(REPO / "models").load()
 
 
 def _session(rng: np.random.Generator, number: int) -> dict[str, Any]:

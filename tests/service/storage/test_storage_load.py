@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from service.storage.engine import make_engine
 from service.storage.tables import SessionRow
 from tests.conftest import REPO, create_key
-from tests.live import live_server
+from tests.support.live import live_server
 
 WRITERS = 32
 CLIENTS, SESSIONS_EACH = 500, 10  # 5,000 distinct sessions

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from tests.conftest import REPO, create_key, train
-from tests.live import live_server
-from tests.test_api import EXAMPLE
+from tests.service.api.test_api import EXAMPLE
+from tests.support.live import live_server
 from training.registry import Registry
 
 

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -14,11 +12,10 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.utils import estimator_checks
 from sklearn.utils.validation import check_is_fitted
 
+from tests.conftest import REPO
 from training.features import FEATURES
 from training.model import CalibratedModel, candidates, fit_calibrator, predictor
 from training.registry import LoadedModel, Registry
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

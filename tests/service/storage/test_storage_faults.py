@@ -33,8 +33,8 @@ from service.storage import repository as repo
 from service.storage.database import Storage
 from service.storage.engine import StorageUnavailable
 from tests.conftest import REPO, create_key
-from tests.storage import server_url
-from tests.test_ui import Ui, row_ids, ui  # noqa: F401 (ui: the clinician view's fixture)
+from tests.service.ui.test_ui import Ui, row_ids, ui  # noqa: F401 (ui: the clinician view's fixture)
+from tests.support.storage import server_url
 
 SESSION = {"date": "2026-03-02", "wai": {"goal": 3.5, "task": 3.5, "bond": 4.0}}
 

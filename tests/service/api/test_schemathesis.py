@@ -60,7 +60,7 @@ def test_no_server_error_and_schema_conformance(
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     headers = {"Authorization": f"Bearer {TOKEN['value']}"}
     # FHIR and CDS Hooks speak their own formats (FHIR resources, signed JWTs): their
-    # tests are tests/test_fhir_api.py and tests/test_cds_api.py.
+    # tests are tests/service/interop/test_fhir_api.py and tests/service/interop/test_cds_api.py.
     operations = [
         op
         for op in (result.ok() for result in schema.get_all_operations())

@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import REPO, create_key
-from tests.live import live_server
+from tests.support.live import live_server
 from training.cli import run
 
 CHROMIUM = "/usr/bin/chromium"

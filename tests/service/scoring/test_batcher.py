@@ -12,7 +12,7 @@ from service.scoring import batcher as batcher_module
 from service.scoring.batcher import MicroBatcher
 from service.scoring.score import score
 from tests.conftest import REPO
-from tests.test_api import EXAMPLE
+from tests.service.api.test_api import EXAMPLE
 from training.registry import Registry
 
 

@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +18,9 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 from service.core.schemas import EpisodeIn
 from service.interop.fhir import reading as fhir
 from service.scoring.episodes import WAI_SR_ITEMS, wai_subscales
+from tests.conftest import REPO
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "fhir.md"
+DOCS = REPO / "docs" / "fhir.md"
 CATEGORY = [{"coding": [{"system": fhir.CATEGORY_SYSTEM, "code": "survey"}]}]
 ITEMS = [4, 3, 4, 3, 4, 4, 3, 4, 5, 3, 4, 3]
 DAY1, DAY2, DAY3 = "2026-03-02", "2026-03-09", "2026-03-16"

@@ -129,7 +129,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
 
 @pytest.fixture
 def stored_api(database_url: str, tmp_path: Path) -> Iterator[Api]:
-    """Stored clients: on each database kind (tests/storage.py)."""
+    """Stored clients: on each database kind (tests/support/storage.py)."""
     yield from _build(database_url, tmp_path)
 
 
