@@ -19,7 +19,7 @@ from service.core.body import install_openapi
 from service.core.middleware import BodyLimit, Metrics
 from service.core.observability import Pseudonymizer, configure_logging
 from service.core.settings import Settings, announce_base_url, get_settings
-from service.interop.cds.client_jwt import load_issuers
+from service.interop.cds.issuers import load_issuers
 from service.scoring.batcher import MicroBatcher
 from service.scoring.model_store import ModelStore
 from service.scoring.records import Auditor

@@ -23,8 +23,8 @@ from service.api.clients import Audit, Db
 from service.api.predictions import current_model
 from service.core.body import json_body
 from service.core.schemas import EpisodeIn
-from service.interop.cds import client_jwt as cds
-from service.interop.fhir import reading as fhir
+from service.interop.cds import cards, client_jwt, hooks, limits
+from service.interop.fhir import codes, reading
 from service.scoring.records import Actor, Auditor, episode
 from service.scoring.score import NotAtLandmark, score
 from service.storage import repository as repo
@@ -41,7 +41,7 @@ def _json(body: dict[str, Any]) -> Response:
 def _bearer(request: Request) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise cds.CdsAuthError("send the CDS client JWT as 'Authorization: Bearer <jwt>'")
+        raise limits.CdsAuthError("send the CDS client JWT as 'Authorization: Bearer <jwt>'")
     return token.strip()
 
 
@@ -59,11 +59,11 @@ def _base_url(request: Request) -> str:
     return base
 
 
-def caller(request: Request, path: str) -> cds.CdsCaller:
+def caller(request: Request, path: str) -> client_jwt.CdsCaller:
     """The verified caller. The audience is this service's URL for `path` (CDS Hooks 2.0),
     built from the configured base URL: from the request's Host, a token minted for another
     service would pass when sent with that service's Host header."""
-    return cds.verify_client_jwt(
+    return client_jwt.verify_client_jwt(
         _bearer(request),
         _base_url(request) + path,
         request.app.state.cds_issuers,
@@ -75,23 +75,23 @@ def caller(request: Request, path: str) -> cds.CdsCaller:
 def discovery(request: Request) -> Response:
     """The services this endpoint offers (the JWT is checked here too)."""
     caller(request, router.prefix)
-    return _json(cds.discovery())
+    return _json(cards.discovery())
 
 
-PATIENT_VIEW = f"{router.prefix}/{cds.SERVICE_ID}"
+PATIENT_VIEW = f"{router.prefix}/{limits.SERVICE_ID}"
 
 
-@router.post(f"/{cds.SERVICE_ID}")
+@router.post(f"/{limits.SERVICE_ID}")
 async def patient_view(request: Request, db: Db, audit: Audit) -> Response:
     """At most one card: the patient's dropout risk, its main reason and what to do."""
     who = await _run(caller, request, PATIENT_VIEW)
-    hook = await json_body(request, cds.HookRequest)
+    hook = await json_body(request, hooks.HookRequest)
     model = current_model(request)
     result = await _run(_result, db, audit, who, hook, model, request.app.state.settings)
     if result is None:
-        return _json(cds.cards_response([]))
+        return _json(cards.cards_response([]))
     link = f"{_base_url(request)}/ui/clients/{hook.context.patientId}"
-    return _json(cds.cards_response([cds.card(result, link, str(uuid.uuid4()))]))
+    return _json(cards.cards_response([cards.card(result, link, str(uuid.uuid4()))]))
 
 
 async def _run(fn: Callable[..., Any], *args: Any) -> Any:
@@ -102,8 +102,8 @@ async def _run(fn: Callable[..., Any], *args: Any) -> Any:
 def _result(
     db: Storage,
     audit: Auditor,
-    who: cds.CdsCaller,
-    hook: cds.HookRequest,
+    who: client_jwt.CdsCaller,
+    hook: hooks.HookRequest,
     model: LoadedModel,
     settings: Any,
 ) -> dict[str, Any] | None:
@@ -126,7 +126,7 @@ def _result(
     return result
 
 
-_OURS = {(m.system, m.code) for m in fhir.MEASURES}
+_OURS = {(m.system, m.code) for m in codes.MEASURES}
 
 
 def _ours(entry: Any) -> bool:
@@ -156,7 +156,7 @@ def _our_coding(coding: Any) -> bool:
     return isinstance(system, str) and isinstance(code, str) and (system, code) in _OURS
 
 
-def _prefetched(hook: cds.HookRequest) -> EpisodeIn | None:
+def _prefetched(hook: hooks.HookRequest) -> EpisodeIn | None:
     """The episode in the prefetch bundle, if the EHR sent one with our observations."""
     bundle = (hook.prefetch or {}).get("alliance")
     if not isinstance(bundle, dict) or not isinstance(bundle.get("entry"), list):
@@ -164,11 +164,11 @@ def _prefetched(hook: cds.HookRequest) -> EpisodeIn | None:
     entries = [e for e in bundle["entry"] if _ours(e)]
     if not any(e["resource"]["resourceType"] != "Patient" for e in entries):
         return None
-    parsed = fhir.episode_from_bundle({**bundle, "entry": entries})
+    parsed = reading.episode_from_bundle({**bundle, "entry": entries})
     if parsed.patient_id != hook.context.patientId:
-        raise fhir.FhirInputError(
+        raise codes.FhirInputError(
             [
-                fhir.Issue(
+                codes.Issue(
                     "error",
                     "invalid",
                     f"prefetch.alliance: subject Patient/{parsed.patient_id} is not the "

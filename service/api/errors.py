@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.core.body import UnsupportedMediaType
-from service.interop.cds.client_jwt import CdsAuthError
-from service.interop.fhir import reading as fhir
-from service.interop.fhir.reading import FhirInputError
+from service.interop.cds.limits import CdsAuthError
+from service.interop.fhir import writing
+from service.interop.fhir.codes import FhirInputError
 from service.scoring.model_store import ModelUnavailable
 from service.scoring.records import ClientNotFound, NoRiskYet
 from service.security.access import OtherTherapist
@@ -102,7 +102,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(FhirInputError)
     async def bad_fhir(_: Request, exc: FhirInputError) -> Response:
-        body = json.dumps(fhir.operation_outcome(exc.issues))
+        body = json.dumps(writing.operation_outcome(exc.issues))
         return Response(body, 422, media_type="application/fhir+json")
 
     @app.exception_handler(CdsAuthError)

@@ -1,6 +1,6 @@
 """FHIR R4 (docs/fhir.md): a RiskAssessment from a Bundle of one patient's Observations,
 the stored latest as a searchset, and the CapabilityStatement. Resources are built and
-checked by service.interop.fhir.reading (fhir.resources R4B models plus the checks they
+checked by service.interop.fhir (fhir.resources R4B models plus the checks they
 leave out)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from service.api.clients import Audit, Db, actor
 from service.api.predictions import ERRORS, Model
 from service.core.body import json_bytes
 from service.core.schemas import EpisodeIn
-from service.interop.fhir import reading as fhir
+from service.interop.fhir import codes, reading, writing
 from service.scoring.score import NotAtLandmark, score
 from service.security import access
 from service.security.auth import PredictKey, ReadKey
@@ -41,21 +41,21 @@ def _fhir(body: dict[str, Any], status: int = 200) -> Response:
 @router.get("/metadata")
 async def metadata(request: Request) -> Response:
     """The CapabilityStatement: what this FHIR endpoint supports."""
-    return _fhir(fhir.capability_statement(_endpoint(request), "1"))
+    return _fhir(writing.capability_statement(_endpoint(request), "1"))
 
 
 @router.post("/RiskAssessment/$predict", responses=ERRORS)
 async def predict(request: Request, key: PredictKey, model: Model) -> Response:
     """A Bundle of one patient's survey Observations (WAI-SR, SRS, ORS, PHQ-9) and WAI-SR
     QuestionnaireResponses in; a RiskAssessment out. Nothing is stored."""
-    parsed = fhir.episode_from_bundle(await json_bytes(request))  # keys checked there
+    parsed = reading.episode_from_bundle(await json_bytes(request))  # keys checked there
     episode = EpisodeIn.model_validate(parsed.episode)
     result = score(model, [episode], request.app.state.settings.max_landmark)[0]
     if isinstance(result, NotAtLandmark):
-        issue = fhir.Issue("error", "required", str(result), "Bundle.entry")
-        return _fhir(fhir.operation_outcome([issue]), 422)
+        issue = codes.Issue("error", "required", str(result), "Bundle.entry")
+        return _fhir(writing.operation_outcome([issue]), 422)
     subject = f"Patient/{parsed.patient_id}"
-    return _fhir(fhir.risk_assessment(result, subject, datetime.now(UTC), parsed.basis))
+    return _fhir(writing.risk_assessment(result, subject, datetime.now(UTC), parsed.basis))
 
 
 @router.get("/RiskAssessment", responses=ERRORS)
@@ -77,10 +77,10 @@ def search(
         record = repo.latest_prediction(s, who.clinic, client_id) if visible else None
         if record is not None:
             found.append(
-                fhir.risk_assessment(
+                writing.risk_assessment(
                     record.body, subject, record.computed_at, [], f"ra-{record.id}"
                 )
             )
             audit(s, who, "fhir.risk.read", client_id, record.model_version)
     query = f"?{request.url.query}" if request.url.query else ""
-    return _fhir(fhir.searchset(found, f"{_endpoint(request)}/RiskAssessment{query}"))
+    return _fhir(writing.searchset(found, f"{_endpoint(request)}/RiskAssessment{query}"))

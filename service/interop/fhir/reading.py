@@ -1,16 +1,7 @@
-"""FHIR R4 in and out (docs/fhir.md): a Bundle of one patient's survey scores read as an
-episode, and the prediction written as a RiskAssessment.
-
-Every resource is checked by the fhir.resources R4B models (the package's default models
-are R5, whose RiskAssessment differs), and then by the checks those models leave out:
-value-set bindings, invariants, and the rules of this service (which codes, which ranges,
-one patient). Bad input is reported as FhirInputError with every issue found, each naming
-its FHIRPath, so the caller can fix a Bundle in one round trip.
-
-Scale: probabilityDecimal is a probability from 0 to 1, not a percentage. The R4 text says
-decimals are percentages, but the score, its thresholds and the rest of this API are 0-1,
-and a second scale at one edge invites a factor-100 error; invariant ras-2 (<= 100) holds
-either way.
+"""Reading a Bundle of one patient's survey scores as an episode. Every resource is checked
+by the fhir.resources R4B models and then by the checks they leave out (value-set bindings,
+invariants, this service's codes, ranges and one patient); bad input is reported as
+FhirInputError with every issue found, each naming its FHIRPath.
 """
 
 from __future__ import annotations
@@ -18,141 +9,36 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
-from fhir.resources.R4B.capabilitystatement import CapabilityStatement
-from fhir.resources.R4B.operationoutcome import OperationOutcome
-from fhir.resources.R4B.riskassessment import RiskAssessment
 from pydantic import ValidationError
 from pydantic_core import from_json
 
 from service.core.body import unique_keys
 from service.core.schemas import EpisodeIn
-from training.errors import DropoutRiskError
+from service.interop.fhir.codes import (
+    BUNDLE_TYPES,
+    BY_CODING,
+    CATEGORY_SYSTEM,
+    MAX_ENTRIES,
+    MEASURES,
+    OBSERVATION_STATUSES,
+    PATIENT_GENDERS,
+    RESPONSE_STATUSES,
+    SCORE_UNIT,
+    SLOT_LABEL,
+    SURVEY,
+    UCUM,
+    WAI_ITEMS_SLOT,
+    WAI_LINK_IDS,
+    FhirInputError,
+    Issue,
+    IssueCode,
+    Measure,
+    ParsedBundle,
+)
 from training.vocabulary import ID_REGEX, in_date_window, is_id, outside_date_window
-
-MEASURE_SYSTEM = "urn:dropout-risk:codesystem:measures"
-LOINC = "http://loinc.org"
-PHQ9_TOTAL_LOINC = "44261-6"
-CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
-SURVEY = "survey"
-UCUM = "http://unitsofmeasure.org"
-SCORE_UNIT = "{score}"
-RISK_PROBABILITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/risk-probability"
-MODEL_SYSTEM = "urn:dropout-risk:model"
-PREDICT_OPERATION = "urn:dropout-risk:operation:predict"
-FHIR_VERSION = "4.0.1"
-# When the CapabilityStatement last changed: bump it with the capabilities themselves.
-CAPABILITY_DATE = "2026-11-22"
-OUTCOME_TEXT = "Dropout from psychotherapy (ends treatment unilaterally before planned completion)"
-NO_FACTOR = "No single factor stands out"
-MAX_ENTRIES = 200  # one patient's early sessions need far fewer (OWASP API4)
-
-BUNDLE_TYPES = frozenset({"collection", "searchset", "batch", "transaction"})
-OBSERVATION_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
-RESPONSE_STATUSES = frozenset({"completed", "amended"})
-PATIENT_GENDERS = frozenset({"male", "female", "other", "unknown"})
-# ObservationStatus: the binding of RiskAssessment.status.
-ASSESSMENT_STATUSES = frozenset(
-    {
-        "registered",
-        "preliminary",
-        "final",
-        "amended",
-        "corrected",
-        "cancelled",
-        "entered-in-error",
-        "unknown",
-    }
-)
-RISK_PROBABILITY_DISPLAY = {
-    "negligible": "Negligible likelihood",
-    "low": "Low likelihood",
-    "moderate": "Moderate likelihood",
-    "high": "High likelihood",
-    "certain": "Certain",
-}
-# Our risk levels as risk-probability codes: by name (docs/fhir.md on what "high" means).
-RISK_LEVEL_CODES = {"low": "low", "moderate": "moderate", "high": "high"}
-WAI_LINK_IDS = tuple(str(n) for n in range(1, 13))
-
-Severity = Literal["fatal", "error", "warning", "information"]
-IssueCode = Literal[
-    "invalid",
-    "structure",
-    "required",
-    "value",
-    "not-supported",
-    "too-costly",
-    "informational",
-]
-
-
-@dataclass(frozen=True)
-class Issue:
-    """One OperationOutcome issue: what is wrong (diagnostics) and where (a FHIRPath)."""
-
-    severity: Severity
-    code: IssueCode
-    diagnostics: str
-    expression: str
-
-    def __post_init__(self) -> None:
-        # A bad code here would only surface as an invalid OperationOutcome later.
-        if self.severity not in get_args(Severity) or self.code not in get_args(IssueCode):
-            raise ValueError(f"not an issue severity/code: {self.severity!r}/{self.code!r}")
-
-
-class FhirInputError(DropoutRiskError):
-    """A Bundle this service cannot read; `issues` lists every problem found.
-
-    The message names the count and the first place only: values are health data and
-    exception messages end up in logs."""
-
-    def __init__(self, issues: list[Issue]) -> None:
-        self.issues = issues
-        first = issues[0].expression if issues else "Bundle"
-        super().__init__(f"the FHIR input has {len(issues)} problem(s), first at {first}")
-
-
-@dataclass(frozen=True)
-class ParsedBundle:
-    """A Bundle read as one episode: `episode` validates as service.core.schemas.EpisodeIn,
-    `basis` references the Observations and QuestionnaireResponses it was read from."""
-
-    patient_id: str
-    episode: dict[str, Any]
-    basis: list[str]
-
-
-@dataclass(frozen=True)
-class Measure:
-    """One score this service reads: its coding, its place in an episode, its range."""
-
-    system: str
-    code: str
-    display: str
-    slot: str  # "wai.goal" -> session["wai"]["goal"]; "srs" -> session["srs"]["total"]
-    low: float
-    high: float
-    integer: bool = False
-
-
-MEASURES: tuple[Measure, ...] = (
-    Measure(MEASURE_SYSTEM, "wai-sr-goal", "WAI-SR goal subscale (item mean)", "wai.goal", 1, 5),
-    Measure(MEASURE_SYSTEM, "wai-sr-task", "WAI-SR task subscale (item mean)", "wai.task", 1, 5),
-    Measure(MEASURE_SYSTEM, "wai-sr-bond", "WAI-SR bond subscale (item mean)", "wai.bond", 1, 5),
-    Measure(MEASURE_SYSTEM, "srs-total", "Session Rating Scale total", "srs", 0, 40),
-    Measure(MEASURE_SYSTEM, "ors-total", "Outcome Rating Scale total", "ors", 0, 40),
-    Measure(LOINC, PHQ9_TOTAL_LOINC, "PHQ-9 total score", "phq9", 0, 27, integer=True),
-)
-_BY_CODING = {(m.system, m.code): m for m in MEASURES}
-WAI_ITEMS_SLOT = "wai.items"  # a WAI-SR QuestionnaireResponse: the 12 item answers
-_SLOT_LABEL = {m.slot: m.display for m in MEASURES} | {WAI_ITEMS_SLOT: "WAI-SR questionnaire"}
-
-
-# --- reading a Bundle ----------------------------------------------------------------------
 
 
 class _Issues(list[Issue]):
@@ -459,7 +345,7 @@ def _check_category(at: str, category: object, issues: _Issues) -> None:
 
 
 def _measure(at: str, code: object, issues: _Issues) -> Measure | None:
-    found = {_BY_CODING[k] for k in map(_coding, _list(_field(code, "coding"))) if k in _BY_CODING}
+    found = {BY_CODING[k] for k in map(_coding, _list(_field(code, "coding"))) if k in BY_CODING}
     if len(found) == 1:
         return found.pop()
     if found:
@@ -655,7 +541,7 @@ def _clash_message(reading: _Reading, first: _Reading) -> str:
     day = reading.day.isoformat()
     if reading.slot == first.slot:
         return (
-            f"a second {_SLOT_LABEL[reading.slot]} on {day} (the first is {first.at}); "
+            f"a second {SLOT_LABEL[reading.slot]} on {day} (the first is {first.at}); "
             "send one value per measure and date"
         )
     return (
@@ -789,193 +675,3 @@ def _cut(text: str, limit: int = 60) -> str:
 
 def _listed(values: frozenset[str]) -> str:
     return ", ".join(sorted(values))
-
-
-# --- writing resources ---------------------------------------------------------------------
-
-
-def risk_assessment(
-    result: dict[str, Any],
-    subject: str,
-    occurrence: dt.datetime,
-    basis: list[str],
-    assessment_id: str | None = None,
-) -> dict[str, Any]:
-    """A prediction (service.scoring.score.score's body) as an R4 RiskAssessment, JSON-ready.
-
-    probabilityDecimal is 0-1 (see the module docstring). `occurrence` must carry a time
-    zone: a FHIR dateTime with a time requires one. The body is validated with the R4B
-    model and the bindings it does not check; a failure is a bug here, so it raises."""
-    if occurrence.utcoffset() is None:
-        raise ValueError("occurrence must be timezone-aware")
-    body: dict[str, Any] = {"resourceType": "RiskAssessment"}
-    if assessment_id is not None:
-        body["id"] = assessment_id
-    body |= {
-        "status": "final",
-        "subject": {"reference": subject},
-        "occurrenceDateTime": occurrence.isoformat(timespec="seconds"),
-        "method": _method(result),
-    }
-    if basis:  # FHIR JSON has no empty arrays
-        body["basis"] = [{"reference": reference} for reference in basis]
-    body["prediction"] = [_prediction(result)]
-    actions = [str(a["text"]) for a in result.get("suggested_actions") or []]
-    if actions:
-        body["mitigation"] = " ".join(actions)
-    body["note"] = [{"text": str(result["disclaimer"])}]
-    _check_risk_assessment(body)
-    return body
-
-
-def _method(result: dict[str, Any]) -> dict[str, Any]:
-    version = str(result["model"]["version"])
-    th = result["thresholds"]
-    text = (
-        f"Calibrated dropout-risk model {version}, scored at landmark session "
-        f"{result['landmark_session']}; risk levels: moderate from {th['moderate']}, "
-        f"high from {th['high']} (probability 0-1)"
-    )
-    coding = {"system": MODEL_SYSTEM, "code": version, "display": f"dropout-risk model {version}"}
-    return {"coding": [coding], "text": text}
-
-
-def _prediction(result: dict[str, Any]) -> dict[str, Any]:
-    level = str(result["risk_level"])
-    code = RISK_LEVEL_CODES.get(level)
-    if code is None:
-        raise ValueError(f"not a risk level: {level!r}")
-    labels = [str(f["label"]) for f in result.get("factors") or []]
-    return {
-        "outcome": {"text": OUTCOME_TEXT},
-        "probabilityDecimal": float(result["probability"]),
-        "qualitativeRisk": {
-            "coding": [
-                {
-                    "system": RISK_PROBABILITY_SYSTEM,
-                    "code": code,
-                    "display": RISK_PROBABILITY_DISPLAY[code],
-                }
-            ]
-        },
-        "rationale": "; ".join(labels) or NO_FACTOR,
-    }
-
-
-def _check_risk_assessment(body: dict[str, Any]) -> None:
-    """The R4B model, then what it leaves out: the status and qualitativeRisk bindings and
-    our 0-1 probability scale (stricter than ras-2, which allows up to 100)."""
-    RiskAssessment.model_validate(body)
-    if body["status"] not in ASSESSMENT_STATUSES:
-        raise ValueError(f"RiskAssessment.status {body['status']!r} is not an ObservationStatus")
-    for prediction in body["prediction"]:
-        for coding in prediction["qualitativeRisk"]["coding"]:
-            if coding["system"] != RISK_PROBABILITY_SYSTEM:
-                raise ValueError(f"qualitativeRisk system {coding['system']!r}")
-            if coding["code"] not in RISK_PROBABILITY_DISPLAY:
-                raise ValueError(f"qualitativeRisk code {coding['code']!r} not in risk-probability")
-        probability = prediction["probabilityDecimal"]
-        if not 0 <= probability <= 1:
-            raise ValueError(f"probabilityDecimal {probability!r} is outside 0-1")
-
-
-def searchset(resources: list[dict[str, Any]], self_url: str) -> dict[str, Any]:
-    """A searchset Bundle of matches; each fullUrl is the server base + Type/id."""
-    base = _server_base(self_url, resources)
-    bundle: dict[str, Any] = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": len(resources),
-        "link": [{"relation": "self", "url": self_url}],
-    }
-    if resources:
-        bundle["entry"] = [
-            {
-                "fullUrl": f"{base}/{r['resourceType']}/{r['id']}",
-                "resource": r,
-                "search": {"mode": "match"},
-            }
-            for r in resources
-        ]
-    Bundle.model_validate(bundle)
-    return bundle
-
-
-def _server_base(self_url: str, resources: list[dict[str, Any]]) -> str:
-    """`http://host/fhir/r4/RiskAssessment?subject=...` -> `http://host/fhir/r4`."""
-    path = self_url.split("?", 1)[0].rstrip("/")
-    kinds = {str(r["resourceType"]) for r in resources} | {"RiskAssessment"}
-    head, _, last = path.rpartition("/")
-    return head if last in kinds else path
-
-
-def capability_statement(base_url: str, version: str) -> dict[str, Any]:
-    """What this server does: search RiskAssessments by subject, and $predict."""
-    statement: dict[str, Any] = {
-        "resourceType": "CapabilityStatement",
-        "status": "active",
-        "date": CAPABILITY_DATE,
-        "publisher": "dropout-risk",
-        "kind": "instance",
-        "software": {"name": "dropout-risk", "version": version},
-        # cpb-15: an instance statement describes its implementation
-        "implementation": {
-            "description": "Psychotherapy dropout risk (decision support)",
-            "url": base_url,
-        },
-        "fhirVersion": FHIR_VERSION,
-        "format": ["json"],
-        "rest": [_rest()],
-    }
-    CapabilityStatement.model_validate(statement)
-    return statement
-
-
-def _rest() -> dict[str, Any]:
-    return {
-        "mode": "server",
-        "documentation": "Probabilities are decimals from 0 to 1 (see docs/fhir.md).",
-        "security": {"description": "Send an API key as 'Authorization: Bearer <key>'."},
-        "resource": [
-            {
-                "type": "RiskAssessment",
-                "interaction": [{"code": "search-type"}],
-                "searchParam": [
-                    {
-                        "name": "subject",
-                        "type": "reference",
-                        "documentation": "Patient/<id>: the patient's latest stored risk",
-                    }
-                ],
-                "operation": [
-                    {
-                        "name": "predict",
-                        "definition": PREDICT_OPERATION,
-                        "documentation": "POST a Bundle of one patient's survey "
-                        "Observations and WAI-SR QuestionnaireResponses; returns a "
-                        "RiskAssessment (nothing is stored)",
-                    }
-                ],
-            }
-        ],
-    }
-
-
-def operation_outcome(issues: list[Issue]) -> dict[str, Any]:
-    """Issues as an R4 OperationOutcome (which needs at least one issue: with none, an
-    informational one says so)."""
-    listed = issues or [Issue("information", "informational", "no issues", "Bundle")]
-    outcome = {
-        "resourceType": "OperationOutcome",
-        "issue": [
-            {
-                "severity": i.severity,
-                "code": i.code,
-                "diagnostics": i.diagnostics,
-                "expression": [i.expression],
-            }
-            for i in listed
-        ],
-    }
-    OperationOutcome.model_validate(outcome)
-    return outcome

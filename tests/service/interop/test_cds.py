@@ -21,21 +21,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from pydantic import ValidationError
 
-from service.interop.cds.client_jwt import (
+from service.interop.cds.cards import card, cards_response, discovery
+from service.interop.cds.client_jwt import CdsCaller, MemoryJtiCache, verify_client_jwt
+from service.interop.cds.hooks import HookRequest, fhir_server_allowed
+from service.interop.cds.issuers import TrustedIssuer, load_issuers
+from service.interop.cds.limits import (
     MAX_LIFETIME_SECONDS,
     SERVICE_ID,
     CdsAuthError,
-    CdsCaller,
     CdsConfigError,
-    HookRequest,
-    MemoryJtiCache,
-    TrustedIssuer,
-    card,
-    cards_response,
-    discovery,
-    fhir_server_allowed,
-    load_issuers,
-    verify_client_jwt,
 )
 from training.vocabulary import ID_RULE
 

@@ -1,4 +1,4 @@
-"""service.interop.fhir.reading without a server: Bundles in, RiskAssessment and friends out."""
+"""service.interop.fhir without a server: Bundles in, RiskAssessment and friends out."""
 
 from __future__ import annotations
 
@@ -16,18 +16,18 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
 from service.core.schemas import EpisodeIn
-from service.interop.fhir import reading as fhir
+from service.interop.fhir import codes, reading, writing
 from service.scoring.episodes import WAI_SR_ITEMS, wai_subscales
 from tests.conftest import REPO
 
 DOCS = REPO / "docs" / "fhir.md"
-CATEGORY = [{"coding": [{"system": fhir.CATEGORY_SYSTEM, "code": "survey"}]}]
+CATEGORY = [{"coding": [{"system": codes.CATEGORY_SYSTEM, "code": "survey"}]}]
 ITEMS = [4, 3, 4, 3, 4, 4, 3, 4, 5, 3, 4, 3]
 DAY1, DAY2, DAY3 = "2026-03-02", "2026-03-09", "2026-03-16"
 
 
 def observation(
-    obs_id: str | None, code: str, value: float, day: str, system: str = fhir.MEASURE_SYSTEM
+    obs_id: str | None, code: str, value: float, day: str, system: str = codes.MEASURE_SYSTEM
 ) -> dict[str, Any]:
     obs: dict[str, Any] = {"resourceType": "Observation"}
     if obs_id is not None:
@@ -38,7 +38,7 @@ def observation(
         "code": {"coding": [{"system": system, "code": code}]},
         "subject": {"reference": "Patient/A-1001"},
         "effectiveDateTime": f"{day}T10:00:00+01:00",
-        "valueQuantity": {"value": value, "system": fhir.UCUM, "code": "{score}"},
+        "valueQuantity": {"value": value, "system": codes.UCUM, "code": "{score}"},
     }
     return obs
 
@@ -65,7 +65,7 @@ def session_observations(n: int, day: str, scores: tuple[float, ...]) -> list[di
         observation(f"wai-bond-{n}", "wai-sr-bond", bond, day),
         observation(f"srs-{n}", "srs-total", srs, day),
         observation(f"ors-{n}", "ors-total", ors, day),
-        observation(f"phq9-{n}", "44261-6", phq9, day, system=fhir.LOINC),
+        observation(f"phq9-{n}", "44261-6", phq9, day, system=codes.LOINC),
     ]
 
 
@@ -111,9 +111,9 @@ EXPECTED_SESSIONS = [
 ]
 
 
-def issues_of(bundle: dict[str, Any] | bytes) -> list[fhir.Issue]:
-    with pytest.raises(fhir.FhirInputError) as caught:
-        fhir.episode_from_bundle(bundle)
+def issues_of(bundle: dict[str, Any] | bytes) -> list[codes.Issue]:
+    with pytest.raises(codes.FhirInputError) as caught:
+        reading.episode_from_bundle(bundle)
     assert caught.value.issues, "a FhirInputError must carry issues"
     return caught.value.issues
 
@@ -127,7 +127,7 @@ def resource(bundle: dict[str, Any], i: int) -> dict[str, Any]:
 
 
 def test_example_bundle_parses_to_the_episode() -> None:
-    parsed = fhir.episode_from_bundle(example_bundle())
+    parsed = reading.episode_from_bundle(example_bundle())
     assert parsed.patient_id == "A-1001"
     assert parsed.episode == {
         "client_id": "A-1001",
@@ -145,7 +145,7 @@ def test_example_bundle_parses_to_the_episode() -> None:
 
 
 def test_questionnaire_items_give_the_subscale_means() -> None:
-    episode = EpisodeIn.model_validate(fhir.episode_from_bundle(example_bundle()).episode)
+    episode = EpisodeIn.model_validate(reading.episode_from_bundle(example_bundle()).episode)
     wai = episode.sessions[2].wai
     assert wai is not None
     assert wai.items == ITEMS
@@ -161,7 +161,7 @@ def test_questionnaire_items_give_the_subscale_means() -> None:
 def test_sessions_are_numbered_by_date_not_by_entry_order() -> None:
     bundle = example_bundle()
     bundle["entry"].reverse()
-    parsed = fhir.episode_from_bundle(bundle)
+    parsed = reading.episode_from_bundle(bundle)
     assert [s["date"] for s in parsed.episode["sessions"]] == [DAY1, DAY2, DAY3]
     assert [s["number"] for s in parsed.episode["sessions"]] == [1, 2, 3]
     assert parsed.episode["sessions"] == EXPECTED_SESSIONS
@@ -172,7 +172,7 @@ def test_date_is_the_written_local_date() -> None:
     bundle = example_bundle()
     # 23:30 at UTC-05:00 is the next day in UTC; the session still belongs to DAY1
     resource(bundle, 1)["effectiveDateTime"] = f"{DAY1}T23:30:00-05:00"
-    assert fhir.episode_from_bundle(bundle).episode["sessions"][0]["wai"]["goal"] == 3.25
+    assert reading.episode_from_bundle(bundle).episode["sessions"][0]["wai"]["goal"] == 3.25
 
 
 def test_basis_uses_urn_uuid_full_urls_and_leaves_out_the_unnamed() -> None:
@@ -180,7 +180,7 @@ def test_basis_uses_urn_uuid_full_urls_and_leaves_out_the_unnamed() -> None:
     del resource(bundle, 1)["id"]
     bundle["entry"][1]["fullUrl"] = "urn:uuid:0d1c6d5c-7a55-4e5e-9a8e-3f7b0f5d9c11"
     del resource(bundle, 2)["id"]  # no id and no fullUrl: used, but cannot be referenced
-    basis = fhir.episode_from_bundle(bundle).basis
+    basis = reading.episode_from_bundle(bundle).basis
     assert basis[0] == "urn:uuid:0d1c6d5c-7a55-4e5e-9a8e-3f7b0f5d9c11"
     assert basis[1] == "Observation/wai-bond-1"
     assert len(basis) == 12
@@ -189,7 +189,7 @@ def test_basis_uses_urn_uuid_full_urls_and_leaves_out_the_unnamed() -> None:
 def test_without_a_patient_the_subjects_name_the_client() -> None:
     bundle = example_bundle()
     del bundle["entry"][0]
-    parsed = fhir.episode_from_bundle(bundle)
+    parsed = reading.episode_from_bundle(bundle)
     assert parsed.patient_id == "A-1001"
     assert parsed.episode["client_id"] == "A-1001"
     assert "age" not in parsed.episode
@@ -200,17 +200,17 @@ def test_subject_may_be_the_patient_entry_full_url() -> None:
     bundle = example_bundle()
     bundle["entry"][0]["fullUrl"] = "urn:uuid:5f0e1c9a-1111-4c1d-9f00-000000000001"
     resource(bundle, 3)["subject"] = {"reference": "urn:uuid:5f0e1c9a-1111-4c1d-9f00-000000000001"}
-    assert fhir.episode_from_bundle(bundle).episode["sessions"] == EXPECTED_SESSIONS
+    assert reading.episode_from_bundle(bundle).episode["sessions"] == EXPECTED_SESSIONS
 
 
 def test_unknown_gender_is_left_out() -> None:
     bundle = example_bundle()
     resource(bundle, 0)["gender"] = "unknown"
-    assert "gender" not in fhir.episode_from_bundle(bundle).episode
+    assert "gender" not in reading.episode_from_bundle(bundle).episode
 
 
 def test_json_bytes_are_read() -> None:
-    parsed = fhir.episode_from_bundle(json.dumps(example_bundle()).encode())
+    parsed = reading.episode_from_bundle(json.dumps(example_bundle()).encode())
     assert parsed.episode["sessions"] == EXPECTED_SESSIONS
 
 
@@ -244,12 +244,12 @@ def _append(*resources: dict[str, Any]) -> Mutation:
     return mutate
 
 
-LAB = [{"coding": [{"system": fhir.CATEGORY_SYSTEM, "code": "laboratory"}]}]
+LAB = [{"coding": [{"system": codes.CATEGORY_SYSTEM, "code": "laboratory"}]}]
 ERROR_CASES: dict[str, tuple[Mutation, str, str]] = {
     "wrong category": (_set(1, "category", LAB), "Bundle.entry[1].resource.category", "value"),
     "no category": (_delete(1, "category"), "Bundle.entry[1].resource.category", "required"),
     "unknown code": (
-        _set(4, "code", {"coding": [{"system": fhir.LOINC, "code": "70274-6"}]}),
+        _set(4, "code", {"coding": [{"system": codes.LOINC, "code": "70274-6"}]}),
         "Bundle.entry[4].resource.code",
         "not-supported",
     ),
@@ -450,15 +450,15 @@ def test_wai_items_may_sit_in_groups() -> None:
         {"linkId": "part-1", "item": flat[:6]},
         {"linkId": "part-2", "item": flat[6:]},
     ]
-    assert fhir.episode_from_bundle(bundle).episode["sessions"][2]["wai"] == {"items": ITEMS}
+    assert reading.episode_from_bundle(bundle).episode["sessions"][2]["wai"] == {"items": ITEMS}
 
 
 def test_error_message_does_not_echo_values() -> None:
     bundle = example_bundle()
     _set(4, "valueQuantity.value", 39.75)(bundle)
     _set(4, "valueQuantity.code", "%")(bundle)
-    with pytest.raises(fhir.FhirInputError) as caught:
-        fhir.episode_from_bundle(bundle)
+    with pytest.raises(codes.FhirInputError) as caught:
+        reading.episode_from_bundle(bundle)
     assert "39.75" not in str(caught.value)
     assert "1 problem(s)" in str(caught.value)
 
@@ -497,7 +497,7 @@ WHEN = dt.datetime(2026, 3, 9, 12, 30, 15, 123456, tzinfo=dt.UTC)
 
 def test_risk_assessment_fields() -> None:
     basis = ["Observation/srs-1", "QuestionnaireResponse/wai-3"]
-    ra = fhir.risk_assessment(RESULT, "Patient/A-1001", WHEN, basis, "ra-7")
+    ra = writing.risk_assessment(RESULT, "Patient/A-1001", WHEN, basis, "ra-7")
     RiskAssessment.model_validate(ra)
     assert ra["resourceType"] == "RiskAssessment"
     assert ra["id"] == "ra-7"
@@ -536,13 +536,13 @@ def test_risk_assessment_fields() -> None:
 
 @pytest.mark.parametrize("level", ["low", "moderate", "high"])
 def test_levels_map_to_risk_probability_codes(level: str) -> None:
-    ra = fhir.risk_assessment({**RESULT, "risk_level": level}, "Patient/A-1001", WHEN, [])
+    ra = writing.risk_assessment({**RESULT, "risk_level": level}, "Patient/A-1001", WHEN, [])
     assert ra["prediction"][0]["qualitativeRisk"]["coding"][0]["code"] == level
 
 
 def test_risk_assessment_without_factors_actions_or_basis() -> None:
     result = {**RESULT, "factors": [], "suggested_actions": [], "risk_level": "low"}
-    ra = fhir.risk_assessment(result, "Patient/A-1001", WHEN, [])
+    ra = writing.risk_assessment(result, "Patient/A-1001", WHEN, [])
     RiskAssessment.model_validate(ra)
     assert ra["prediction"][0]["rationale"] == "No single factor stands out"
     assert "mitigation" not in ra
@@ -563,21 +563,21 @@ def test_risk_assessment_refuses_what_the_library_would_pass(
     change: dict[str, Any], when: dt.datetime
 ) -> None:
     with pytest.raises(ValueError, match=r"probabilityDecimal|risk level|timezone"):
-        fhir.risk_assessment({**RESULT, **change}, "Patient/A-1001", when, [])
+        writing.risk_assessment({**RESULT, **change}, "Patient/A-1001", when, [])
 
 
 def test_output_is_r4_not_the_r5_default() -> None:
-    assert fhir.RiskAssessment.__module__ == "fhir.resources.R4B.riskassessment"
-    ra = fhir.risk_assessment(RESULT, "Patient/A-1001", WHEN, ["Observation/srs-1"], "ra-1")
+    assert writing.RiskAssessment.__module__ == "fhir.resources.R4B.riskassessment"
+    ra = writing.risk_assessment(RESULT, "Patient/A-1001", WHEN, ["Observation/srs-1"], "ra-1")
     r4_elements = {f.alias or name for name, f in RiskAssessment.model_fields.items()}
     assert set(ra) - {"resourceType"} <= r4_elements
     assert "reason" not in ra  # R5 renamed R4's reasonCode/reasonReference to reason
 
 
 def test_searchset() -> None:
-    ra = fhir.risk_assessment(RESULT, "Patient/A-1001", WHEN, [], "ra-7")
+    ra = writing.risk_assessment(RESULT, "Patient/A-1001", WHEN, [], "ra-7")
     url = "http://testserver/fhir/r4/RiskAssessment?subject=Patient/A-1001"
-    bundle = fhir.searchset([ra], url)
+    bundle = writing.searchset([ra], url)
     Bundle.model_validate(bundle)
     assert bundle["type"] == "searchset"
     assert bundle["total"] == 1
@@ -592,14 +592,14 @@ def test_searchset() -> None:
 
 
 def test_empty_searchset() -> None:
-    bundle = fhir.searchset([], "http://testserver/fhir/r4/RiskAssessment?subject=Patient/X")
+    bundle = writing.searchset([], "http://testserver/fhir/r4/RiskAssessment?subject=Patient/X")
     Bundle.model_validate(bundle)
     assert bundle["total"] == 0
     assert "entry" not in bundle
 
 
 def test_capability_statement() -> None:
-    cs = fhir.capability_statement("http://testserver/fhir/r4", "1.2.3")
+    cs = writing.capability_statement("http://testserver/fhir/r4", "1.2.3")
     CapabilityStatement.model_validate(cs)
     assert (cs["status"], cs["kind"], cs["fhirVersion"]) == ("active", "instance", "4.0.1")
     assert cs["format"] == ["json"]
@@ -619,7 +619,7 @@ def test_capability_statement() -> None:
 def test_operation_outcome_from_input_issues() -> None:
     bundle = example_bundle()
     _set(4, "valueQuantity.value", 45)(bundle)
-    outcome = fhir.operation_outcome(issues_of(bundle))
+    outcome = writing.operation_outcome(issues_of(bundle))
     OperationOutcome.model_validate(outcome)
     (issue,) = outcome["issue"]
     assert issue["severity"] == "error"
@@ -629,14 +629,14 @@ def test_operation_outcome_from_input_issues() -> None:
 
 
 def test_operation_outcome_needs_an_issue() -> None:
-    outcome = fhir.operation_outcome([])
+    outcome = writing.operation_outcome([])
     OperationOutcome.model_validate(outcome)
     assert [i["code"] for i in outcome["issue"]] == ["informational"]
 
 
 def test_issue_codes_are_checked() -> None:
     with pytest.raises(ValueError, match="issue severity/code"):
-        fhir.Issue("error", "bogus", "x", "Bundle")  # type: ignore[arg-type]
+        codes.Issue("error", "bogus", "x", "Bundle")  # type: ignore[arg-type]
 
 
 # --- the documented example ------------------------------------------------------------------
@@ -648,11 +648,11 @@ def test_docs_examples() -> None:
     blocks = re.findall(r"```json\n(.*?)```", DOCS.read_text(encoding="utf-8"), flags=re.DOTALL)
     shown = {b["resourceType"]: b for b in map(json.loads, blocks)}
     assert set(shown) == {"Bundle", "RiskAssessment", "OperationOutcome"}
-    parsed = fhir.episode_from_bundle(shown["Bundle"])
-    assert parsed.episode == fhir.episode_from_bundle(example_bundle()).episode
+    parsed = reading.episode_from_bundle(shown["Bundle"])
+    assert parsed.episode == reading.episode_from_bundle(example_bundle()).episode
     RiskAssessment.model_validate(shown["RiskAssessment"])
     assert shown["RiskAssessment"]["basis"] == [{"reference": r} for r in parsed.basis]
     OperationOutcome.model_validate(shown["OperationOutcome"])
     bad = example_bundle()
     _set(4, "valueQuantity.value", 45)(bad)
-    assert shown["OperationOutcome"] == fhir.operation_outcome(issues_of(bad))
+    assert shown["OperationOutcome"] == writing.operation_outcome(issues_of(bad))
