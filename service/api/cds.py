@@ -19,8 +19,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
-from service.api.clients import Audit, Db
-from service.api.predictions import current_model
+from service.api.deps import Audit, Db, current_model
 from service.core.body import json_body
 from service.core.schemas import EpisodeIn
 from service.interop.cds import cards, client_jwt, hooks, limits

@@ -10,16 +10,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 
-from service.api.predictions import ERRORS, Model
+from service.api.deps import (
+    ERRORS,
+    STORED_ERRORS,
+    Audit,
+    Db,
+    MaxLandmark,
+    Model,
+    ReadKey,
+    WriteKey,
+    actor,
+)
 from service.core.body import JsonBody, documented
 from service.core.schemas import (
     AcknowledgedOut,
     CaseloadOut,
     ClientIn,
     ClientOut,
-    ErrorOut,
     Identifier,
     Level,
     OutcomeIn,
@@ -33,47 +42,16 @@ from service.core.schemas import (
     StoredRiskOut,
 )
 from service.scoring.records import (
-    Actor,
-    Auditor,
     NoRiskYet,
     recompute,
     require_client,
     stored_risk,
 )
 from service.security import access
-from service.security.api_keys import ApiKey
-from service.security.auth import ReadKey, WriteKey
 from service.storage import repository as repo
-from service.storage.database import Storage
 
 router = APIRouter(prefix="/v1", tags=["clients"])
-STORED_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 404: {"model": ErrorOut}}
 ClientId = Annotated[Identifier, Path()]
-
-
-async def _storage(request: Request) -> Storage:
-    storage: Storage = request.app.state.storage
-    return storage
-
-
-async def _auditor(request: Request) -> Auditor:
-    auditor: Auditor = request.app.state.auditor
-    return auditor
-
-
-async def _max_landmark(request: Request) -> int | None:
-    """The landmark cap of the settings: stored risks are scored as posted episodes are."""
-    cap: int | None = request.app.state.settings.max_landmark
-    return cap
-
-
-Db = Annotated[Storage, Depends(_storage)]
-Audit = Annotated[Auditor, Depends(_auditor)]
-MaxLandmark = Annotated[int | None, Depends(_max_landmark)]
-
-
-def actor(key: ApiKey) -> Actor:
-    return Actor(clinic=key.tenant, name=f"key:{key.key_id}")
 
 
 @router.put(

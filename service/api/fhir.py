@@ -11,14 +11,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic_core import to_json
 
-from service.api.clients import Audit, Db, actor
-from service.api.predictions import ERRORS, Model
+from service.api.deps import ERRORS, Audit, Db, Model, PredictKey, ReadKey, actor
 from service.core.body import json_bytes
 from service.core.schemas import EpisodeIn
 from service.interop.fhir import codes, reading, writing
 from service.scoring.score import NotAtLandmark, score
 from service.security import access
-from service.security.auth import PredictKey, ReadKey
 from service.storage import repository as repo
 from training.vocabulary import ID_MAX_LENGTH, ID_REGEX
 

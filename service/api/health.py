@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
+from service.api.deps import Models
 from service.core.observability import METRICS_CONTENT_TYPE, metrics_text
 from service.core.schemas import HealthOut, ReadyOut
-from service.scoring.model_store import ModelStore
 
 router = APIRouter(tags=["health"])
 
@@ -21,9 +21,8 @@ async def healthz() -> Any:
 
 
 @router.get("/readyz", response_model=ReadyOut, responses={503: {"description": "not ready"}})
-async def readyz(request: Request) -> Any:
+async def readyz(store: Models) -> Any:
     """A verified model is loaded."""
-    store: ModelStore = request.app.state.models
     store.refresh()
     if not store.ready:
         return JSONResponse(

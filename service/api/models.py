@@ -5,21 +5,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
 
-from service.api.predictions import ERRORS, Model
+from service.api.deps import ERRORS, Model, Models, ModelsReadKey, NetworkKey
 from service.core.schemas import ErrorOut, Identifier, ModelInfoOut, ModelsOut, PromotedOut
-from service.scoring.model_store import ModelStore
-from service.security.auth import ModelsReadKey, NetworkKey
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 Version = Annotated[Identifier, Path()]
 
 
 @router.get("", response_model=ModelsOut, responses=ERRORS)
-async def list_models(request: Request, key: ModelsReadKey) -> Any:
+async def list_models(store: Models, key: ModelsReadKey) -> Any:
     """Registered versions and the champion."""
-    store: ModelStore = request.app.state.models
     index = store.registry.index()  # a registry that breaks its schema: 503 (registry_invalid)
     return {
         "champion": index.champion,
@@ -45,9 +42,8 @@ async def current(model: Model, key: ModelsReadKey) -> Any:
     response_model=PromotedOut,
     responses={**ERRORS, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}},
 )
-async def promote(request: Request, key: NetworkKey, version: Version) -> Any:
+async def promote(store: Models, key: NetworkKey, version: Version) -> Any:
     """Make a registered version the champion. It is verified first; a version that fails
     its integrity check is refused (409) and the current one keeps serving."""
-    store: ModelStore = request.app.state.models
     previous = store.promote(version)
     return {"champion": store.current.version, "previous": previous}

@@ -7,49 +7,24 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.background import BackgroundTask
 
+from service.api.deps import ERRORS, PredictKey, current_model
 from service.api.errors import error_details
 from service.core.body import documented, json_body, located, parse, raw_json
 from service.core.observability import Pseudonymizer, predictions_counter
-from service.core.schemas import BatchIn, BatchItemsIn, BatchOut, EpisodeIn, ErrorOut, PredictionOut
+from service.core.schemas import BatchIn, BatchItemsIn, BatchOut, EpisodeIn, PredictionOut
 from service.scoring.batcher import MicroBatcher
-from service.scoring.model_store import ModelStore
 from service.scoring.score import NotAtLandmark, score
-from service.security.auth import PredictKey
-from training.registry import LoadedModel
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
 log = logging.getLogger("dropout_risk.predictions")
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut},
-    403: {"model": ErrorOut},
-    413: {"model": ErrorOut},
-    415: {"model": ErrorOut},
-    422: {"model": ErrorOut},
-    503: {"model": ErrorOut},
-}
-
-
-def current_model(request: Request) -> LoadedModel:
-    """The verified champion, read once per request so the whole request uses one model."""
-    store: ModelStore = request.app.state.models
-    return store.current
-
-
-async def _current_model(request: Request) -> LoadedModel:
-    return current_model(request)  # async: a sync dependency would hop to a thread pool
-
-
-Model = Annotated[LoadedModel, Depends(_current_model)]
-
-
 # Counting and logging run as the response's background task: after the answer is sent, so
 # the client does not wait for them (async, so Starlette runs them on the loop, not in a
 # thread). The per-prediction line is DEBUG: like every other route, a prediction leaves no

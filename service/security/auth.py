@@ -1,12 +1,11 @@
-"""Bearer API keys and scopes, as FastAPI dependencies (keys themselves:
-service.security.api_keys)."""
+"""Bearer API keys and scopes: `require` makes the check a route depends on (the routes' key
+dependencies are service.api.deps; keys themselves: service.security.api_keys)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from service.security.api_keys import ApiKey
@@ -49,12 +48,3 @@ def require(*scopes: str) -> Callable[[Request], Awaitable[ApiKey]]:
         return key
 
     return check
-
-
-PredictKey = Annotated[ApiKey, Depends(require("predict"))]
-# model metadata: the keys that are served by the models, and their administrators
-ModelsReadKey = Annotated[ApiKey, Depends(require("predict", "models:admin"))]
-# promotion changes the champion of every clinic: a network-level scope, not a clinic's
-NetworkKey = Annotated[ApiKey, Depends(require("models:network"))]
-WriteKey = Annotated[ApiKey, Depends(require("clients:write"))]
-ReadKey = Annotated[ApiKey, Depends(require("clients:read"))]
