@@ -7,9 +7,9 @@ compiled call for a sigmoid-calibrated linear model (the shipped kind): each cli
 landmark, its feature row from the shared feature kernel, the rows occluded for its
 explanation, the model on all of those rows, the contributions, rounding and level. Any
 other model takes three: `_prepare`, its own `predict`, `_finish`. The kernels chained here
-are the very ones training, batch scoring and `training.explanation.attribution` run
-(training.features, training.explanation.attribution, training.model, training.publish); a
-test holds both paths identical. What stays in Python is what is made of words: the factor
+are the very ones training, batch scoring and `training.explanation` run (training.features,
+training.explanation.attribution, training.model, training.publish); a test holds both
+paths identical. What stays in Python is what is made of words: the factor
 labels and the answer.
 """
 
@@ -28,14 +28,9 @@ from service.core.schemas import EpisodeIn
 from service.scoring.episodes import grid_from_episodes
 from training.errors import DropoutRiskError
 from training.explanation.actions import suggested_actions
-from training.explanation.attribution import (
-    OcclusionPlan,
-    check_covered,
-    occlusion_plan,
-    split_kernel,
-    stack_kernel,
-    worded,
-)
+from training.explanation.attribution import split_kernel, stack_kernel
+from training.explanation.reference import OcclusionPlan, check_covered, occlusion_plan
+from training.explanation.wording import worded
 from training.features import SessionGrid, features_kernel, latest_kernel
 from training.model import LinearPredictor, linear_sigmoid_kernel
 from training.publish import LEVELS, publish_kernel, thresholds_of
@@ -117,7 +112,9 @@ class _Serving:
     linear: tuple[Any, ...] | None  # the terms of a sigmoid-calibrated linear model
 
 
-# model -> cap -> its serving data; an entry goes when its model is no longer loaded.
+# model -> cap -> its serving data; an entry goes when its model is no longer loaded. The one
+# cache of model-derived serving data (the occlusion plan of the model's reference client
+# included), keyed by the model object itself.
 _SERVING: weakref.WeakKeyDictionary[LoadedModel, dict[int | None, _Serving]] = (
     weakref.WeakKeyDictionary()
 )

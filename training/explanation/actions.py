@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from training.explanation.attribution import Factor
+from training.explanation.groups import Factor
 
 
 @dataclass(frozen=True)

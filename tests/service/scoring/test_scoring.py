@@ -13,7 +13,8 @@ from service.scoring import score as scoring
 from service.scoring.episodes import grid_from_episodes
 from service.scoring.score import NotAtLandmark, score
 from tests.conftest import REPO
-from training.explanation.attribution import Factor, contributions, explain
+from training.explanation.attribution import contributions, explain
+from training.explanation.groups import Factor
 from training.features import latest_landmark_features
 from training.model import LinearPredictor
 from training.registry import LoadedModel, Registry

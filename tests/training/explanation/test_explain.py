@@ -17,7 +17,8 @@ from service.core.schemas import EpisodeIn
 from service.scoring.score import score
 from tests.conftest import REPO
 from training.explanation.actions import ACTIONS, FACTOR_ACTIONS, Action, suggested_actions
-from training.explanation.attribution import FACTOR_GROUPS, GROUP_OF, Factor, contributions, explain
+from training.explanation.attribution import contributions, explain
+from training.explanation.groups import FACTOR_GROUPS, GROUP_OF, Factor
 from training.features import (
     BOND,
     DAY,
