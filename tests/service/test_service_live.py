@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO, create_key, train
-from tests.service.api.test_api import EXAMPLE
+from service.core.examples import EXAMPLE_EPISODE as EXAMPLE
+from tests.support.helpers import REPO, create_key, train
 from tests.support.live import live_server
 from training.registry import Registry
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import train
+from tests.support.helpers import train
 from training.cli import run
 
 COMMANDS = [

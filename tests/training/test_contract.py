@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import write_csv
+from tests.support.helpers import write_csv
 from training.cli import run
 from training.contract import (
     MAX_REPORTED,

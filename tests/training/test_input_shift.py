@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO
+from tests.support.helpers import REPO
 from training.cli import run
 from training.features import FEATURES
 from training.input_shift import ShiftTally, shift_warnings, tally, trained_instruments

@@ -12,7 +12,7 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.utils import estimator_checks
 from sklearn.utils.validation import check_is_fitted
 
-from tests.conftest import REPO
+from tests.support.helpers import REPO
 from training.features import FEATURES
 from training.model import CalibratedModel, candidates, fit_calibrator, predictor
 from training.registry import LoadedModel, Registry

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO
+from tests.support.helpers import REPO
 from training.features import grid_from_tables
 from training.predict import score_grid
 from training.registry import LoadedModel, Registry

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import train
+from tests.support.helpers import train
 from training.cli import run
 from training.errors import ArtifactError
 from training.features import FEATURES

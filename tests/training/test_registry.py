@@ -21,7 +21,7 @@ from service.core.settings import Settings
 from service.scoring.model_store import ModelStore
 from service.scoring.score import _SERVING
 from service.warmup import UNISSUED_TOKEN, WarmUpFailed, warm_up
-from tests.conftest import REPO, create_key, train
+from tests.support.helpers import REPO, create_key, train
 from training.artifact_schema import ModelMetadata
 from training.cli import run
 from training.errors import ArtifactError, RegistryError, RegistryInvalid

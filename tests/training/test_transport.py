@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from tests.conftest import train
+from tests.support.helpers import train
 from training.features import FEATURES
 from training.model import (
     CLIP_QUANTILES,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.helpers import REPO
 from training import vocabulary
 from training.vocabulary import (
     ID_PATTERN,

@@ -24,7 +24,7 @@ from service.core.observability import Pseudonymizer, configure_logging
 from service.core.schemas import WaiIn
 from service.core.settings import Settings
 from service.scoring.episodes import wai_subscales
-from tests.conftest import REPO, create_key, train, write_csv
+from tests.support.helpers import REPO, create_key, train, write_csv
 from training.cli import run
 from training.features import grid_from_tables
 from training.predict import score_grid

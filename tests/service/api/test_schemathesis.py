@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
 from service.app import create_app
 from service.core.settings import Settings
 from service.security.api_keys import SCOPES
-from tests.conftest import REPO, create_key
+from tests.support.helpers import REPO, create_key
 
 TOKEN: dict[str, str] = {}
 

@@ -26,7 +26,7 @@ from service.core.settings import Settings
 from service.scoring.records import fingerprint
 from service.storage import repository as repo
 from service.storage.engine import normalise_url
-from tests.conftest import REPO, create_key, db_session
+from tests.support.helpers import REPO, create_key, db_session
 from training.cli import run
 from training.registry import Registry, sha256_of
 from training.vocabulary import ID_RULE, latest_date, outside_date_window

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.storage import repository as repo
-from tests.conftest import REPO, db_session
+from tests.support.helpers import REPO, db_session
 from training.cli import run
 
 

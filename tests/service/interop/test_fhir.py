@@ -18,7 +18,7 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 from service.core.schemas import EpisodeIn
 from service.interop.fhir import codes, reading, writing
 from service.scoring.episodes import WAI_SR_ITEMS, wai_subscales
-from tests.conftest import REPO
+from tests.support.helpers import REPO
 
 DOCS = REPO / "docs" / "fhir.md"
 CATEGORY = [{"coding": [{"system": codes.CATEGORY_SYSTEM, "code": "survey"}]}]

@@ -24,7 +24,7 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 from service.app import create_app
 from service.core.settings import Settings
 from service.interop.fhir.reading import episode_from_bundle
-from tests.conftest import REPO, create_key
+from tests.support.helpers import REPO, create_key
 from training.cli import run
 from training.registry import Registry
 from training.vocabulary import latest_date, outside_date_window

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
+from service.core.examples import EXAMPLE_EPISODE as EXAMPLE
 from service.core.schemas import EpisodeIn
 from service.scoring import batcher as batcher_module
 from service.scoring.batcher import MicroBatcher
 from service.scoring.score import score
-from tests.conftest import REPO
-from tests.service.api.test_api import EXAMPLE
+from tests.support.helpers import REPO
 from training.registry import Registry
 
 

@@ -12,7 +12,7 @@ from service.core.schemas import EpisodeIn
 from service.scoring import score as scoring
 from service.scoring.episodes import grid_from_episodes
 from service.scoring.score import NotAtLandmark, score
-from tests.conftest import REPO
+from tests.support.helpers import REPO
 from training.explanation.attribution import contributions, explain
 from training.explanation.groups import Factor
 from training.features import latest_landmark_features

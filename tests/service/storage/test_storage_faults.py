@@ -32,9 +32,9 @@ from service.core.settings import Settings
 from service.storage import repository as repo
 from service.storage.database import Storage
 from service.storage.engine import StorageUnavailable
-from tests.conftest import REPO, create_key
-from tests.service.ui.test_ui import Ui, row_ids, ui  # noqa: F401 (ui: the clinician view's fixture)
+from tests.support.helpers import REPO, create_key
 from tests.support.storage import server_url
+from tests.support.ui import Ui, row_ids
 
 SESSION = {"date": "2026-03-02", "wai": {"goal": 3.5, "task": 3.5, "bond": 4.0}}
 
@@ -344,7 +344,7 @@ def test_blackholed_postgresql_is_503_not_a_hang(database_url: str, tmp_path: Pa
         proxy.close()
 
 
-def test_read_only_database_is_a_503_page_in_the_clinician_view(ui: Ui) -> None:  # noqa: F811
+def test_read_only_database_is_a_503_page_in_the_clinician_view(ui: Ui) -> None:
     """Issue 11: the clinician view's pages (which audit every read) were a plain-text 500
     on a read-only database; now its 503 page, and the page again once it is writable."""
     ui.signed_in("a")

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from service.storage.engine import make_engine
 from service.storage.tables import SessionRow
-from tests.conftest import REPO, create_key
+from tests.support.helpers import REPO, create_key
 from tests.support.live import live_server
 
 WRITERS = 32

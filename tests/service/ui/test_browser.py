@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.conftest import REPO, create_key
+from tests.support.helpers import REPO, create_key
 from tests.support.live import live_server
 from training.cli import run
 

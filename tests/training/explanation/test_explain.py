@@ -15,7 +15,7 @@ import pytest
 import training.explanation.attribution as explain_module
 from service.core.schemas import EpisodeIn
 from service.scoring.score import score
-from tests.conftest import REPO
+from tests.support.helpers import REPO
 from training.explanation.actions import ACTIONS, FACTOR_ACTIONS, Action, suggested_actions
 from training.explanation.attribution import contributions, explain
 from training.explanation.groups import FACTOR_GROUPS, GROUP_OF, Factor
