@@ -1,8 +1,9 @@
 """The FastAPI application. `service.app:app` is what uvicorn serves.
 
-Follow the names: routes/ (predictions, models, health) -> scoring (features from
-training.features, the model, explain, actions) -> model_store (the verified champion).
-Nothing heavy happens at import; the model and keys are loaded in the lifespan.
+It assembles the rooms (docs/architecture.md, which also follows a prediction through
+them): the routers of service.api and service.ui, the scoring room (the
+verified champion, the micro-batcher), storage, keys and the CDS issuers. Nothing heavy
+happens at import; the model and keys are loaded in the lifespan.
 """
 
 from __future__ import annotations
