@@ -48,7 +48,7 @@ def _free_port() -> int:
 def _start(root: Path, port: int, log_level: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "DROPOUT_RISK_DATABASE_URL": f"sqlite:///{root / 'service.storage'}",
+        "DROPOUT_RISK_DATABASE_URL": f"sqlite:///{root / 'service.db'}",
         "DROPOUT_RISK_PSEUDONYM_KEY_FILE": str(root / "pseudonym.key"),
         "DROPOUT_RISK_LOG_LEVEL": log_level,
         "OMP_NUM_THREADS": "1",
@@ -172,7 +172,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     root = Path(tempfile.mkdtemp(prefix="dropout-service-bench-"))
-    storage = Storage(f"sqlite:///{root / 'service.storage'}")
+    storage = Storage(f"sqlite:///{root / 'service.db'}")
     storage.ensure_migrated()
     token = DbKeyStore(storage.factory).create("bench", "bench", ["predict"])[1]
     storage.close()

@@ -50,7 +50,7 @@ def _serve(root: Path, cache: Path, port: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "NUMBA_CACHE_DIR": str(cache),
-        "DROPOUT_RISK_DATABASE_URL": f"sqlite:///{root / 'service.storage'}",
+        "DROPOUT_RISK_DATABASE_URL": f"sqlite:///{root / 'service.db'}",
         "DROPOUT_RISK_PSEUDONYM_KEY_FILE": str(root / "pseudonym.key"),
         "DROPOUT_RISK_LOG_LEVEL": "warning",
         "OMP_NUM_THREADS": "1",
@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="cold/warm pairs to measure")
     options = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="dropout-coldstart-"))
-    storage = Storage(f"sqlite:///{root / 'service.storage'}")
+    storage = Storage(f"sqlite:///{root / 'service.db'}")
     storage.ensure_migrated()
     token = DbKeyStore(storage.factory).create("bench", "bench", ["predict"])[1]
     storage.close()

@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="dropout-ui-bench-"))
-    url = args.database_url or f"sqlite:///{root / 'service.storage'}"
+    url = args.database_url or f"sqlite:///{root / 'service.db'}"
     storage = Storage(url)
     storage.ensure_migrated()
     seeded = seed_demo(storage, Registry(REPO / "models").load(), "bench", CLIENTS, 11)

@@ -35,7 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, small_cohort: Path) -> Iter
     registry = root / "models"
     shutil.copytree(REPO / "models", registry)
     assert train(small_cohort, registry, "--seed", "11") == 0
-    database = f"sqlite:///{root / 'service.storage'}"
+    database = f"sqlite:///{root / 'service.db'}"
     predict_key = create_key(database, "clinic-a", ["predict"])
     admin_key = create_key(database, "clinic-a", ["models:network"])
     with live_server(root, database, registry, 2, DROPOUT_RISK_RELOAD_SECONDS="0.5") as url:

@@ -150,7 +150,7 @@ def test_cli_on_a_bad_registry_exits_2_with_one_message(
 
 @pytest.fixture
 def key_url(tmp_path: Path) -> tuple[str, str]:
-    url = f"sqlite:///{tmp_path / 'service.storage'}"
+    url = f"sqlite:///{tmp_path / 'service.db'}"
     return create_key(url, "clinic-a", ["predict", "models:admin", "models:network"]), url
 
 

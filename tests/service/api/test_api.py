@@ -44,7 +44,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'service.storage'}"
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'service.db'}"
     return {
         "predict": create_key(url, "clinic-a", ["predict"]),
         "admin": create_key(url, "clinic-a", ["models:admin"]),

@@ -30,7 +30,7 @@ TOKEN: dict[str, str] = {}
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     root = tmp_path_factory.mktemp("st")
     shutil.copytree(REPO / "models", root / "models")
-    url = f"sqlite:///{root / 'service.storage'}"
+    url = f"sqlite:///{root / 'service.db'}"
     TOKEN["value"] = create_key(url, "clinic-a", list(SCOPES))
     application = create_app(
         Settings(

@@ -14,7 +14,7 @@ from training.cli import run
 def test_db_upgrade_creates_every_table_and_is_idempotent(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'fresh' / 'service.storage'}"
+    url = f"sqlite:///{tmp_path / 'fresh' / 'service.db'}"
     for _ in range(2):
         assert run(["db", "upgrade", "--database-url", url]) == 0
         assert capsys.readouterr().out == "database is at the latest migration\n"
@@ -55,7 +55,7 @@ def test_unreachable_database_exits_2_with_one_line(capsys: pytest.CaptureFixtur
 def test_bad_options_exit_2_naming_the_option(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], fragment: str
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'service.storage'}"
+    url = f"sqlite:///{tmp_path / 'service.db'}"
     assert run([*args, "--database-url", url]) == 2
     assert fragment in capsys.readouterr().err
 

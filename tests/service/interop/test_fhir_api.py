@@ -124,7 +124,7 @@ def _build(url: str, folder: Path) -> Iterator[Api]:
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """Stateless $predict and metadata: one SQLite database (for the keys) is enough."""
     folder = tmp_path_factory.mktemp("fhir-api")
-    yield from _build(f"sqlite:///{folder / 'service.storage'}", folder)
+    yield from _build(f"sqlite:///{folder / 'service.db'}", folder)
 
 
 @pytest.fixture
@@ -508,7 +508,7 @@ def test_metadata_never_reflects_a_foreign_host(api: Api) -> None:
 def test_metadata_without_a_public_url_names_the_bind_address(tmp_path: Path) -> None:
     settings = Settings(
         models_dir=REPO / "models",
-        database_url=f"sqlite:///{tmp_path / 'service.storage'}",
+        database_url=f"sqlite:///{tmp_path / 'service.db'}",
         pseudonym_key_file=tmp_path / "pseudonym.key",
         cds_issuers_file=tmp_path / "no-issuers.json",
         host="127.0.0.1",

@@ -24,7 +24,7 @@ TOKEN = re.compile(r"drk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
 @pytest.fixture
 def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'var' / 'service.storage'}"  # var/ does not exist yet
+    return f"sqlite:///{tmp_path / 'var' / 'service.db'}"  # var/ does not exist yet
 
 
 def _store(url: str) -> DbKeyStore:

@@ -35,7 +35,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("browser")
-    database = f"sqlite:///{root / 'service.storage'}"
+    database = f"sqlite:///{root / 'service.db'}"
     seed = ["demo", "--clinic", "demo", "--clients", "30", "--database-url", database]
     assert run([*seed, "--models-dir", str(REPO / "models")]) == 0
     login_key = create_key(database, "demo", ["clients:read"])
