@@ -17,6 +17,7 @@ sign-in) or `CsrfRefused` (a form without its token: 403); service.ui.routes ren
 from __future__ import annotations
 
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -76,24 +77,13 @@ async def _current_model(request: Request) -> LoadedModel:
     return current_model(request)  # async: a sync dependency would hop to a thread pool
 
 
-async def _models(request: Request) -> ModelStore:
-    store: ModelStore = request.app.state.models
-    return store
+def _state(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency that reads what service.app keeps as `app.state.<name>`."""
 
+    async def read(request: Request) -> Any:
+        return getattr(request.app.state, name)
 
-async def _storage(request: Request) -> Storage:
-    storage: Storage = request.app.state.storage
-    return storage
-
-
-async def _auditor(request: Request) -> Auditor:
-    auditor: Auditor = request.app.state.auditor
-    return auditor
-
-
-async def _keys(request: Request) -> DbKeyStore:
-    keys: DbKeyStore = request.app.state.keys
-    return keys
+    return read
 
 
 async def _max_landmark(request: Request) -> int | None:
@@ -103,10 +93,10 @@ async def _max_landmark(request: Request) -> int | None:
 
 
 Model = Annotated[LoadedModel, Depends(_current_model)]
-Models = Annotated[ModelStore, Depends(_models)]
-Db = Annotated[Storage, Depends(_storage)]
-Audit = Annotated[Auditor, Depends(_auditor)]
-Keys = Annotated[DbKeyStore, Depends(_keys)]
+Models = Annotated[ModelStore, Depends(_state("models"))]
+Db = Annotated[Storage, Depends(_state("storage"))]
+Audit = Annotated[Auditor, Depends(_state("auditor"))]
+Keys = Annotated[DbKeyStore, Depends(_state("keys"))]
 MaxLandmark = Annotated[int | None, Depends(_max_landmark)]
 
 # --- the clinician view: the signed-in clinician ------------------------------------------------
