@@ -32,9 +32,9 @@ from typing import Any
 
 import httpx
 
-from service.db.keys import DbKeyStore
-from service.examples import EXAMPLE_EPISODE as EXAMPLE
-from service.storage import Storage
+from service.core.examples import EXAMPLE_EPISODE as EXAMPLE
+from service.security.key_store import DbKeyStore
+from service.storage.database import Storage
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -29,9 +29,9 @@ from statistics import median
 
 import httpx
 
-from service.db.keys import DbKeyStore
-from service.examples import EXAMPLE_EPISODE as EXAMPLE
-from service.storage import Storage
+from service.core.examples import EXAMPLE_EPISODE as EXAMPLE
+from service.security.key_store import DbKeyStore
+from service.storage.database import Storage
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_MS = 50.0

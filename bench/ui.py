@@ -25,10 +25,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from service.app import create_app
-from service.db.keys import DbKeyStore
-from service.demo import seed_demo
-from service.settings import Settings
-from service.storage import Storage
+from service.commands.demo import seed_demo
+from service.core.settings import Settings
+from service.security.key_store import DbKeyStore
+from service.storage.database import Storage
 from training.registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,8 +1,9 @@
 """The FastAPI application. `service.app:app` is what uvicorn serves.
 
-Follow the names: routes/ (predictions, models, health) -> scoring (features from
-training.features, the model, explain, actions) -> model_store (the verified champion).
-Nothing heavy happens at import; the model and keys are loaded in the lifespan.
+It assembles the rooms (docs/architecture.md, which also follows a prediction through
+them): the routers of service.api and service.ui, the scoring room (the
+verified champion, the micro-batcher), storage, keys and the CDS issuers. Nothing heavy
+happens at import; the model and keys are loaded in the lifespan.
 """
 
 from __future__ import annotations
@@ -14,19 +15,18 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from service import errors
-from service.batcher import MicroBatcher
-from service.body import install_openapi
-from service.cds import load_issuers
-from service.db.engine import normalise_url
-from service.db.keys import DbKeyStore
-from service.middleware import BodyLimit, Metrics
-from service.model_store import ModelStore
-from service.observability import Pseudonymizer, configure_logging
-from service.records import Auditor
-from service.routes import cds, clients, fhir, health, models, predictions
-from service.settings import Settings, announce_base_url, get_settings
-from service.storage import Storage
+from service.api import cds, clients, errors, fhir, health, models, predictions
+from service.core.body import install_openapi
+from service.core.middleware import BodyLimit, Metrics
+from service.core.observability import Pseudonymizer, configure_logging
+from service.core.settings import Settings, announce_base_url, get_settings
+from service.interop.cds.issuers import load_issuers
+from service.scoring.batcher import MicroBatcher
+from service.scoring.model_store import ModelStore
+from service.scoring.records import Auditor
+from service.security.key_store import DbKeyStore
+from service.storage.database import Storage
+from service.storage.engine import normalise_url
 from service.ui import routes as ui_routes
 from service.warmup import warm_routes, warm_up
 from training.registry import Registry

@@ -17,9 +17,9 @@ from fastapi import FastAPI
 from pydantic_core import to_json
 from starlette.types import Message
 
-from service.examples import EXAMPLE_EPISODE
-from service.schemas import EpisodeIn
-from service.scoring import NotAtLandmark, score
+from service.core.examples import EXAMPLE_EPISODE
+from service.core.schemas import EpisodeIn
+from service.scoring.score import NotAtLandmark, score
 from training.errors import ArtifactError, DropoutRiskError
 from training.registry import LoadedModel, Registry
 

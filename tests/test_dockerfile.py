@@ -23,7 +23,7 @@ import typer.main
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from service.db_cli import DEFAULT_DATABASE_URL
+from service.commands.db import DEFAULT_DATABASE_URL
 from training.cli import app as cli_app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -248,7 +248,7 @@ def _asgi_get(app: Any, path: str) -> int:
 
 def test_health_check_path_answers_200_without_a_key() -> None:
     from service.app import create_app
-    from service.settings import Settings
+    from service.core.settings import Settings
 
     app = create_app(Settings())
     assert _asgi_get(app, "/healthz") == 200  # what urlopen needs to exit 0
@@ -382,4 +382,4 @@ def test_the_numba_cache_is_baked_into_the_image(tmp_path: Path) -> None:
     )
     assert done.returncode == 0
     kernels = {p.name.split(".")[0] for p in tmp_path.rglob("*.nbi")}
-    assert {"features", "publish", "scoring"} <= {k.split("-")[0] for k in kernels}
+    assert {"features", "publish", "score"} <= {k.split("-")[0] for k in kernels}

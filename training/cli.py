@@ -30,11 +30,11 @@ if TYPE_CHECKING:
 # or shows its help, so the analysts' commands never load SQLAlchemy, Alembic or FastAPI.
 SERVICE_COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "serve"),
-    "keys": ("keys_cli", "keys_app"),
-    "db": ("db_cli", "db_app"),
-    "export": ("db_cli", "export"),
-    "audit": ("db_cli", "audit"),
-    "demo": ("db_cli", "demo"),
+    "keys": ("keys", "keys_app"),
+    "db": ("db", "db_app"),
+    "export": ("db", "export"),
+    "audit": ("db", "audit"),
+    "demo": ("db", "demo"),
 }
 
 
@@ -43,17 +43,17 @@ def service_command(name: str) -> click.Command:
     other): a service command, imported (its module only) when it is run."""
     file, attribute = SERVICE_COMMANDS[name]
     if file == "serve":
-        import service.serve
+        import service.commands.serve
 
-        target = getattr(service.serve, attribute)
-    elif file == "keys_cli":
-        import service.keys_cli
+        target = getattr(service.commands.serve, attribute)
+    elif file == "keys":
+        import service.commands.keys
 
-        target = getattr(service.keys_cli, attribute)
+        target = getattr(service.commands.keys, attribute)
     else:
-        import service.db_cli
+        import service.commands.db
 
-        target = getattr(service.db_cli, attribute)
+        target = getattr(service.commands.db, attribute)
     if isinstance(target, typer.Typer):
         return typer.main.get_group(target)
     single = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -68,7 +68,7 @@ def service_help(name: str) -> str:
     spec = importlib.util.find_spec("service")  # finds the package without importing it
     assert spec is not None
     assert spec.submodule_search_locations is not None
-    source = Path(next(iter(spec.submodule_search_locations))) / f"{file}.py"
+    source = Path(next(iter(spec.submodule_search_locations))) / "commands" / f"{file}.py"
     for node in ast.parse(source.read_text(encoding="utf-8")).body:
         if isinstance(node, ast.FunctionDef) and node.name == attribute:
             return ast.get_docstring(node) or ""
@@ -431,8 +431,8 @@ def evaluate(
     ),
 ) -> None:
     """Write the evaluation report of a registered model on any labelled cohort."""
+    from training.cohort_report import evaluate_cohort
     from training.contract import load_cohort
-    from training.evaluate import evaluate_cohort
 
     warnings: list[str] = []
     with _warnings_shown(warnings), _steps("validating the cohort") as step:

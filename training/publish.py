@@ -1,6 +1,6 @@
 """What a probability looks like once published: rounded to 4 decimals, with its risk level.
 
-Batch scoring (training.predict) and the service (service.scoring) both publish through
+Batch scoring (training.predict) and the service (service.scoring.score) both publish through
 `publish_kernel`, so a client scored either way gets the same number and the same level.
 The level comes from the rounded probability, so the two always agree as shown. The
 kernel is compiled so that the service can run it inside its own scoring kernel; numba's

@@ -38,7 +38,7 @@ class LoadedModel:
     """A verified model, its metadata, and the fastest exact way to score with it.
 
     Compared and hashed by identity (eq=False): two loads of one artifact are two objects,
-    and what is derived from a loaded model can be cached against it (service.scoring).
+    and what is derived from a loaded model can be cached against it (service.scoring.score).
     `metadata` is the document as written; `meta` is the same document typed (it was
     validated when the model was loaded). `probability` gives P(drops out) per row, the
     calibrated probability (the model's `predict_proba(X)[:, 1]`, computed faster); the

@@ -15,7 +15,7 @@ the largest of:
    ln MAPE = -0.508 + 0.259 ln phi + 0.504 ln P - 0.544 ln n.
 
 The Python package `pmsampsize` implements criteria 1-3 but is not installable from PyPI here,
-so the formulas live in this one module; tests/test_sample_size.py checks them against the
+so the formulas live in this one module; tests/training/test_sample_size.py checks them against the
 paper's worked example (P = 24, phi = 0.174, R2 = 0.288: 623, 662 and 221 clients).
 
 Without an earlier model to take R2 from, Riley et al. suggest a conservative anticipated

@@ -35,6 +35,7 @@ from training.baselines import fit_baselines
 from training.comparison import evaluate_with_baselines
 from training.contract import MEASURE_COLUMNS, Cohort
 from training.evaluation import EvalData, Thresholds, auc, brier, level_stats, log_loss
+from training.explanation.reference import reference_clients
 from training.features import (
     DEFAULT_LANDMARKS,
     FEATURES,
@@ -218,22 +219,6 @@ def choose_thresholds(
         "rule": rule,
         "validation": {"moderate": level_stats(y, p, moderate), "high": level_stats(y, p, high)},
     }
-
-
-def reference_clients(
-    X: npt.NDArray[np.float64], landmark: npt.NDArray[np.int64], landmarks: tuple[int, ...]
-) -> dict[str, list[float | None]]:
-    """Median development example per landmark: the 'typical client' explanations compare
-    against (None where a feature is never observed at that landmark)."""
-    out: dict[str, list[float | None]] = {}
-    for k in landmarks:
-        rows = X[landmark == k]
-        medians: list[float | None] = []
-        for column in rows.T:
-            seen = column[~np.isnan(column)]
-            medians.append(float(np.median(seen)) if seen.size else None)
-        out[str(k)] = medians
-    return out
 
 
 def _fingerprint(paths: list[Path]) -> str:

@@ -1,4 +1,4 @@
-"""The one read the clinician pages need that service.db.repository does not offer yet:
+"""The one read the clinician pages need that service.storage.repository does not offer yet:
 the early sessions of a whole caseload page in one query (the sparklines), instead of one
 get_sessions call per client (500 clients: 150 ms on SQLite, 280 ms on PostgreSQL, against
 about 5 ms for this query). Written like the repository (clinic first, frozen records out)
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.db.models import SessionRow
-from service.db.repository import SessionRecord
+from service.storage.repository import SessionRecord
+from service.storage.tables import SessionRow
 
 
 def sessions_of_clients(

@@ -1,8 +1,8 @@
 """The clinician pages: sign-in, the caseload, one client, acknowledging a flag, sign-out.
 
 Server-rendered (Jinja2, autoescaped), no JavaScript and nothing fetched from outside the
-service. Everything a page shows goes through service.db.repository and is scoped to the
-clinic of the signed-in key, exactly as the JSON API is (service.routes.clients), with the
+service. Everything a page shows goes through service.storage.repository and is scoped to the
+clinic of the signed-in key, exactly as the JSON API is (service.api.clients), with the
 same audit rows under the actor `ui:<key_id>`. Pages wait on the database in a worker thread
 so the event loop keeps serving predictions.
 
@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 import jinja2
 from fastapi import APIRouter, Request, Response
@@ -31,32 +30,39 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Receive, Scope, Send
 
-from service import access
-from service.db import repository as repo
-from service.db.engine import StorageUnavailable
-from service.db.keys import DbKeyStore
-from service.keys import ApiKey
-from service.records import Actor, Auditor
-from service.schemas import MAX_OFFSET, PageLimitText, PageNumberText
-from service.storage import Storage
-from service.ui import views
-from service.ui.queries import sessions_of_clients
-from service.ui.session import (
+from service.api.deps import (
+    UI_SCOPE,
+    Audit,
+    Clinician,
+    CsrfRefused,
+    Db,
+    FormViewer,
+    Keys,
+    SignIn,
+    Viewer,
+    cookie_session,
+    form_fields,
+    session_signer,
+)
+from service.core.schemas import MAX_OFFSET, PageLimitText, PageNumberText
+from service.security import access
+from service.security.api_keys import ApiKey
+from service.security.session_cookies import (
     COOKIE_PATH,
     LOGIN_COOKIE,
     LOGIN_SECONDS,
     SESSION_COOKIE,
     SESSION_SECONDS,
-    SessionSigner,
-    UiSession,
 )
+from service.storage import repository as repo
+from service.storage.engine import StorageUnavailable
+from service.ui import views
+from service.ui.queries import sessions_of_clients
 from training.vocabulary import ID_RULE, is_id
 
-SCOPE = "clients:read"
 PAGE_SIZE = 50
 _LIMIT = TypeAdapter(PageLimitText)
 _PAGE = TypeAdapter(PageNumberText)
-MAX_FORM_BYTES = 8192
 # where sign-in may send the browser next: a page of this view, nothing else
 _NEXT_RE = re.compile(r"/ui/[A-Za-z0-9._~/%-]*(\?[A-Za-z0-9._~%=&+-]*)?")
 _HERE = Path(__file__).parent
@@ -92,7 +98,24 @@ templates.globals["id_rule"] = ID_RULE
 
 class UiRoute(APIRoute):
     """Adds SECURITY_HEADERS to every response of the route, error pages and framework
-    errors included (a header the response already set is kept)."""
+    errors included (a header the response already set is kept), and answers what the
+    dependencies of service.api.deps raise: no open session (a redirect to sign-in), a
+    form without its CSRF token (403), the database away (503)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def answered(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except SignIn as sign_in:
+                return _to_login(request, ended=sign_in.ended)
+            except CsrfRefused:
+                return _error(403)
+            except StorageUnavailable:
+                return _unavailable()
+
+        return answered
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def secured(message: Message) -> None:
@@ -110,43 +133,6 @@ router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
 
 # --- plumbing -------------------------------------------------------------------------------
-
-_signer_lock = threading.Lock()
-
-
-def _signer(request: Request) -> SessionSigner:
-    """The app's session signer, made on first use from the settings' secret file."""
-    state = request.app.state
-    signer: SessionSigner | None = getattr(state, "ui_sessions", None)
-    if signer is None:
-        with _signer_lock:
-            signer = getattr(state, "ui_sessions", None)
-            if signer is None:
-                path = getattr(state.settings, "ui_secret_file", Path("var/ui-session.key"))
-                signer = SessionSigner(Path(path))
-                state.ui_sessions = signer
-    return signer
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """The signed-in clinician as the pages need them."""
-
-    key: ApiKey
-    session: UiSession
-    csrf: str
-
-    @property
-    def clinic(self) -> str:
-        return self.key.tenant
-
-    @property
-    def therapist_id(self) -> str | None:
-        return self.key.therapist_id
-
-    @property
-    def actor(self) -> Actor:
-        return Actor(clinic=self.key.tenant, name=f"ui:{self.key.key_id}")
 
 
 def _render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -199,60 +185,17 @@ def _safe_next(path: str | None) -> str | None:
     return None
 
 
-def _cookie_session(request: Request) -> UiSession | None:
-    return _signer(request).read(request.cookies.get(SESSION_COOKIE))
-
-
-def _active(request: Request, session: UiSession) -> Viewer | None:
-    """The viewer if the session is still open (not signed out, not expired) and its key
-    still active, of the same clinic, and may read client records; None ends the session.
-    Queries the database: call in a thread."""
-    keys: DbKeyStore = request.app.state.keys
-    key = keys.session_key(session.session_id, session.key_id)
-    if key is None or key.tenant != session.clinic or SCOPE not in key.scopes:
-        return None
-    return Viewer(key, session, _signer(request).csrf_token(session))
-
-
-def _error(status: int, viewer: Viewer | None = None, detail: str | None = None) -> HTMLResponse:
+def _error(status: int, viewer: Clinician | None = None, detail: str | None = None) -> HTMLResponse:
     """The error page of `status`; `detail` says what was wrong, instead of the usual text."""
     return _render("error.html", status, code=status, viewer=viewer, detail=detail)
 
 
-async def _in_thread(request: Request, work: Callable[[], Response]) -> Response:
-    """Run a page's database work off the event loop; the database being away is a 503
-    page (the JSON API answers 503 too), never a traceback."""
-    try:
-        return await run_in_threadpool(work)
-    except StorageUnavailable:
-        response = _error(503)
-        response.headers["Retry-After"] = "5"
-        return response
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """A URL-encoded form's fields (first value of each); empty for anything else."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "application/x-www-form-urlencoded":
-        return {}
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        return {}
-    try:
-        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=16)
-    except (UnicodeDecodeError, ValueError):
-        return {}
-    return {name: values[0] for name, values in fields.items() if values}
-
-
-def _storage(request: Request) -> Storage:
-    storage: Storage = request.app.state.storage
-    return storage
-
-
-def _auditor(request: Request) -> Auditor:
-    auditor: Auditor = request.app.state.auditor
-    return auditor
+def _unavailable() -> Response:
+    """The database being away is a 503 page (the JSON API answers 503 too), never a
+    traceback."""
+    response = _error(503)
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 # --- sign-in and sign-out -------------------------------------------------------------------
@@ -263,7 +206,7 @@ def _login_page(
 ) -> HTMLResponse:
     """The sign-in form with its double-submit CSRF pair (the nonce cookie is kept if the
     browser has one, so two open sign-in tabs both work)."""
-    signer = _signer(request)
+    signer = session_signer(request)
     nonce = request.cookies.get(LOGIN_COOKIE)
     if not nonce or len(nonce) > 64:
         nonce = signer.login_nonce()
@@ -285,23 +228,22 @@ async def root() -> Response:
 
 @router.get("/login", name="ui_login")
 async def login_form(request: Request) -> Response:
-    if _cookie_session(request) is not None:
+    if cookie_session(request) is not None:
         target = _safe_next(request.query_params.get("next")) or "/ui/caseload"
         return RedirectResponse(target, status_code=303)
     return _login_page(request, next_path=request.query_params.get("next"))
 
 
 @router.post("/login", name="ui_login_submit")
-async def login(request: Request) -> Response:
+async def login(request: Request, keys: Keys) -> Response:
     """Verify the access key once; the session cookie then holds the key id, never the key."""
-    form = await _form(request)
-    signer = _signer(request)
+    form = await form_fields(request)
+    signer = session_signer(request)
     next_path = form.get("next")
     if not signer.check_login(request.cookies.get(LOGIN_COOKIE), form.get("csrf_token")):
         message = "The sign-in form expired. Please enter your access key again."
         return _login_page(request, 403, message, next_path)
     token = form.get("access_key", "").strip()
-    keys: DbKeyStore = request.app.state.keys
 
     def verified() -> ApiKey | None:
         key = keys.verify(token) if token else None
@@ -316,7 +258,7 @@ async def login(request: Request) -> Response:
     if key is None:
         message = "This access key was not accepted. Check it and try again."
         return _login_page(request, 401, message, next_path)
-    if SCOPE not in key.scopes:
+    if UI_SCOPE not in key.scopes:
         message = (
             "This access key does not give access to client records. Ask your "
             "administrator for a key with the clients:read scope."
@@ -342,16 +284,15 @@ def _login_unavailable(request: Request, next_path: str | None) -> Response:
 
 
 @router.post("/logout", name="ui_logout")
-async def logout(request: Request) -> Response:
+async def logout(request: Request, keys: Keys) -> Response:
     """End the session in the database (a copy of the cookie opens nothing afterwards) and
     clear the cookie. A CSRF-protected form: another site cannot sign a clinician out."""
-    session = _cookie_session(request)
+    session = cookie_session(request)
     if session is None:
         return _to_login(request)  # clearing here would let any site sign a clinician out
-    form = await _form(request)
-    if not _signer(request).check_csrf(session, form.get("csrf_token")):
+    form = await form_fields(request)
+    if not session_signer(request).check_csrf(session, form.get("csrf_token")):
         return _error(403)
-    keys: DbKeyStore = request.app.state.keys
 
     def work() -> Response:
         keys.end_session(session.session_id)
@@ -359,7 +300,7 @@ async def logout(request: Request) -> Response:
         _clear_cookie(response, request, SESSION_COOKIE)
         return response
 
-    return await _in_thread(request, work)
+    return await run_in_threadpool(work)  # off the event loop
 
 
 @router.get("/static/ui.css", name="ui_css")
@@ -402,7 +343,7 @@ class _BadQuery(Exception):
 
 
 def _int(params: Any, name: str, default: int, rule: TypeAdapter[int]) -> int:
-    """An integer query parameter, by the API's rule for it (service.schemas), or 422."""
+    """An integer query parameter, by the API's rule for it (service.core.schemas), or 422."""
     text = params.get(name)
     if text is None:
         return default
@@ -418,7 +359,7 @@ def _filters(params: Any, key: ApiKey) -> Filters:
 
     An empty `therapist` shows the whole clinic to a clinic-wide key; a therapist's key
     always shows that therapist's clients, and naming another therapist raises
-    OtherTherapist (service.access, as in the JSON API). Unknown levels fall back to all
+    OtherTherapist (service.security.access, as in the JSON API). Unknown levels fall back to all
     levels; a page beyond the API's offset cap is read as the last page within it.
     """
     level = params.get("min_level") or None
@@ -472,16 +413,10 @@ def _caseload_item(row: repo.CaseloadRow, scores: list[views.Scores]) -> Caseloa
 
 
 @router.get("/caseload", name="ui_caseload")
-async def caseload(request: Request) -> Response:
+async def caseload(request: Request, viewer: Viewer, db: Db, audit: Audit) -> Response:
     """The clinic's clients with a risk, highest first; each client shown is audited."""
-    session = _cookie_session(request)
-    if session is None:
-        return _to_login(request)
 
     def work() -> Response:
-        viewer = _active(request, session)
-        if viewer is None:
-            return _to_login(request, ended=True)
         try:
             filters = _filters(request.query_params, viewer.key)
         except access.OtherTherapist:
@@ -489,8 +424,7 @@ async def caseload(request: Request) -> Response:
         except _BadQuery as bad:
             return _error(bad.status, viewer, bad.message)
         offset = (filters.page - 1) * filters.limit
-        audit = _auditor(request)
-        with _storage(request).session() as s:
+        with db.session() as s:
             rows, total = repo.caseload(
                 s,
                 viewer.clinic,
@@ -521,27 +455,21 @@ async def caseload(request: Request) -> Response:
             early=views.EARLY_SESSIONS,
         )
 
-    return await _in_thread(request, work)
+    return await run_in_threadpool(work)  # off the event loop
 
 
 # --- one client -----------------------------------------------------------------------------
 
 
 @router.get("/clients/{client_id}", name="ui_client")
-async def client_page(request: Request, client_id: str) -> Response:
+async def client_page(client_id: str, viewer: Viewer, db: Db, audit: Audit) -> Response:
     """A client's scores by session, latest risk with its factors and actions, risk by
     landmark, and the acknowledge button; one audit row."""
-    session = _cookie_session(request)
-    if session is None:
-        return _to_login(request)
 
     def work() -> Response:
-        viewer = _active(request, session)
-        if viewer is None:
-            return _to_login(request, ended=True)
         if not is_id(client_id):
             return _error(404, viewer)
-        with _storage(request).session() as s:
+        with db.session() as s:
             client = access.client_of(s, viewer.key, client_id)
             if client is None:
                 return _error(404, viewer)
@@ -549,7 +477,7 @@ async def client_page(request: Request, client_id: str) -> Response:
             history = repo.prediction_history(s, viewer.clinic, client_id)
             latest = history[0] if history else None
             version = None if latest is None else latest.model_version
-            _auditor(request)(s, viewer.actor, "risk.read", client_id, version)
+            audit(s, viewer.actor, "risk.read", client_id, version)
         scores = [views.session_scores(r) for r in records]
         body = latest.body if latest is not None else {}
         return _render(
@@ -568,32 +496,24 @@ async def client_page(request: Request, client_id: str) -> Response:
             fmt=views,
         )
 
-    return await _in_thread(request, work)
+    return await run_in_threadpool(work)  # off the event loop
 
 
 @router.post("/clients/{client_id}/acknowledge", name="ui_acknowledge")
-async def acknowledge(request: Request, client_id: str) -> Response:
-    """The clinician has seen the flag: quiet until a new session changes the level."""
-    session = _cookie_session(request)
-    if session is None:
-        return _to_login(request)
-    form = await _form(request)
-    if not _signer(request).check_csrf(session, form.get("csrf_token")):
-        return _error(403)
+async def acknowledge(client_id: str, viewer: FormViewer, db: Db, audit: Audit) -> Response:
+    """The clinician has seen the flag: quiet until a new session changes the level. The
+    CSRF token is checked before the session (FormViewer)."""
 
     def work() -> Response:
-        viewer = _active(request, session)
-        if viewer is None:
-            return _to_login(request, ended=True)
         if not is_id(client_id):
             return _error(404, viewer)
-        with _storage(request).session() as s:
+        with db.session() as s:
             if access.client_of(s, viewer.key, client_id) is None:
                 return _error(404, viewer)
             ack = repo.acknowledge(s, viewer.clinic, client_id, viewer.actor.name)
             if ack is None:
                 return _error(409, viewer)
-            _auditor(request)(s, viewer.actor, "flag.acknowledge", client_id)
+            audit(s, viewer.actor, "flag.acknowledge", client_id)
         return RedirectResponse(f"/ui/clients/{client_id}", status_code=303)
 
-    return await _in_thread(request, work)
+    return await run_in_threadpool(work)  # off the event loop

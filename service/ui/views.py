@@ -1,7 +1,7 @@
 """What the clinician pages show, computed from stored records: plain data for the templates.
 
 Scores are read from the stored session payloads with the request schemas and the helpers
-the model's features use (service.episodes), so a page shows exactly the values the risk was
+the model's features use (service.scoring.episodes), so a page shows exactly the values the risk was
 computed from. Charts are inline SVG laid out here, in fixed pixel sizes (no layout shift):
 every series has its own marker shape and line pattern besides its colour, and every chart
 carries a text description of its values for screen readers.
@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from service.db.repository import PredictionRecord, SessionRecord
-from service.episodes import srs_total, wai_subscales
-from service.schemas import SrsIn, WaiIn
+from service.core.schemas import SrsIn, WaiIn
+from service.scoring.episodes import srs_total, wai_subscales
+from service.storage.repository import PredictionRecord, SessionRecord
 
 LEVEL_LABELS = {"high": "High", "moderate": "Moderate", "low": "Low"}
 EARLY_SESSIONS = 5  # the caseload's sparkline: alliance over sessions 1 to 5

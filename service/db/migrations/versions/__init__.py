@@ -1,1 +1,0 @@
-"""Migration scripts, applied in revision order by service.db.engine.upgrade."""

@@ -1,0 +1,201 @@
+"""Scoring request episodes: shared features, the verified model, factors and actions.
+
+Why it is shaped this way: a one-client prediction has about a hundred microseconds for all
+of its work (the target is twice a health check), and at that size every numpy or numba
+entry costs more than the arithmetic behind it. So the numbers of a request are one
+compiled call for a sigmoid-calibrated linear model (the shipped kind): each client's
+landmark, its feature row from the shared feature kernel, the rows occluded for its
+explanation, the model on all of those rows, the contributions, rounding and level. Any
+other model takes three: `_prepare`, its own `predict`, `_finish`. The kernels chained here
+are the very ones training, batch scoring and `training.explanation` run (training.features,
+training.explanation.attribution, training.model, training.publish); a test holds both
+paths identical. What stays in Python is what is made of words: the factor
+labels and the answer.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from service.core.schemas import EpisodeIn
+from service.scoring.episodes import grid_from_episodes
+from training.errors import DropoutRiskError
+from training.explanation.actions import suggested_actions
+from training.explanation.attribution import split_kernel, stack_kernel
+from training.explanation.reference import OcclusionPlan, check_covered, occlusion_plan
+from training.explanation.wording import worded
+from training.features import SessionGrid, features_kernel, latest_kernel
+from training.model import LinearPredictor, linear_sigmoid_kernel
+from training.publish import LEVELS, publish_kernel, thresholds_of
+from training.registry import LoadedModel
+
+DISCLAIMER = "Decision support, not a diagnosis."
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class NotAtLandmark(DropoutRiskError):
+    """The episode has not reached the model's first landmark session."""
+
+
+# What the kernels take, as tuples (numba passes tuples of arrays as they are):
+# the grid's arrays and the model's sorted landmarks; the occlusion plan's arrays; the terms
+# of a sigmoid-calibrated linear model (LinearPredictor.sigmoid_terms).
+GridArrays = tuple[FloatArray, FloatArray, IntArray, IntArray, IntArray]
+PlanArrays = tuple[IntArray, npt.NDArray[np.bool_], FloatArray, IntArray]
+Numbers = tuple[IntArray, IntArray, FloatArray, FloatArray, IntArray, FloatArray]
+
+
+def _prepare_loop(
+    grid: GridArrays, plan: PlanArrays
+) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
+    """(the m clients at a landmark, their landmarks, their feature rows (m, F), and those
+    rows stacked with their occluded copies (F, (G + 1) * m))."""
+    values, age, gender, reached, landmarks = grid
+    ks = latest_kernel(reached, landmarks)
+    rows = np.flatnonzero(ks)
+    marks = ks[rows]
+    X = features_kernel(values, age, gender, marks, rows).T
+    return rows, marks, X, stack_kernel(X, marks, plan[0], plan[1], plan[2], plan[3])
+
+
+def _finish_loop(
+    scored: FloatArray, m: int, moderate: float, high: float
+) -> tuple[FloatArray, IntArray, FloatArray]:
+    """(published probability, level index, contributions (m, G)) of m stacked rows."""
+    p, contribution = split_kernel(scored, m)
+    rounded, level = publish_kernel(p, moderate, high)
+    return rounded, level, contribution
+
+
+def _linear_loop(
+    grid: GridArrays, plan: PlanArrays, terms: tuple[Any, ...], moderate: float, high: float
+) -> Numbers:
+    """`_prepare`, the sigmoid-calibrated linear model and `_finish` in one call: the shipped
+    kind of model, scored without a trip back to Python in between."""
+    rows, marks, X, stacked = _prepare(grid, plan)
+    m = rows.shape[0]
+    if m == 0:
+        return rows, marks, X, np.empty(0), np.empty(0, dtype=np.int64), np.empty((0, 1))
+    scored = linear_sigmoid_kernel(stacked.T, *terms)
+    p, level, contribution = _finish(scored, m, moderate, high)
+    return rows, marks, X, p, level, contribution
+
+
+_prepare: Callable[..., tuple[IntArray, IntArray, FloatArray, FloatArray]] = numba.njit(
+    cache=True, nogil=True
+)(_prepare_loop)
+_finish: Callable[..., tuple[FloatArray, IntArray, FloatArray]] = numba.njit(
+    cache=True, nogil=True
+)(_finish_loop)
+_linear: Callable[..., Numbers] = numba.njit(cache=True, nogil=True)(_linear_loop)
+
+
+@dataclass(frozen=True)
+class _Serving:
+    """What scoring needs of one model, read from its metadata once (it is read-only)."""
+
+    landmarks: IntArray  # sorted
+    max_session: int
+    thresholds: tuple[float, float]
+    plan: OcclusionPlan
+    common: dict[str, Any]  # the part of every answer that depends on the model only: shared
+    # by all answers, which are read-only (serialised, stored as JSON, never changed)
+    not_reached: str
+    linear: tuple[Any, ...] | None  # the terms of a sigmoid-calibrated linear model
+
+
+# model -> cap -> its serving data; an entry goes when its model is no longer loaded. The one
+# cache of model-derived serving data (the occlusion plan of the model's reference client
+# included), keyed by the model object itself.
+_SERVING: weakref.WeakKeyDictionary[LoadedModel, dict[int | None, _Serving]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _serving(model: LoadedModel, cap: int | None) -> _Serving:
+    by_cap = _SERVING.get(model)
+    if by_cap is None:
+        by_cap = _SERVING[model] = {}
+    serving = by_cap.get(cap)
+    if serving is None:
+        serving = by_cap[cap] = _serving_of(model, cap)
+    return serving
+
+
+def _serving_of(model: LoadedModel, cap: int | None) -> _Serving:
+    meta = model.metadata
+    marks = tuple(meta["landmarks"])
+    landmarks = tuple(k for k in marks if cap is None or k <= cap) or marks[:1]
+    plan = occlusion_plan(meta["reference"])
+    check_covered(plan, list(landmarks))  # a model without a reference client is refused
+    moderate, high = thresholds_of(meta["thresholds"])
+    return _Serving(
+        landmarks=np.array(sorted(landmarks), dtype=np.int64),
+        max_session=max(landmarks),
+        thresholds=(moderate, high),
+        plan=plan,
+        common={
+            "model": {"version": model.version, "sha256": meta["sha256"]},
+            "thresholds": {"moderate": moderate, "high": high},
+            "disclaimer": DISCLAIMER,
+        },
+        not_reached=(
+            f"the episode has not reached session {min(landmarks)}, the first landmark; "
+            "no risk can be computed yet"
+        ),
+        linear=(
+            model.probability.sigmoid_terms()
+            if isinstance(model.probability, LinearPredictor)
+            else None
+        ),
+    )
+
+
+def _numbers(model: LoadedModel, serving: _Serving, grid: SessionGrid) -> Numbers:
+    """(the m clients at a landmark, their landmarks, feature rows, published probabilities,
+    level indices and contributions (m, G)); m may be 0."""
+    plan = serving.plan
+    arrays = (grid.values, grid.age, grid.gender, grid.reached, serving.landmarks)
+    occlusion = (plan.slot, plan.replace, plan.fill, plan.guard)
+    if serving.linear is not None:
+        return _linear(arrays, occlusion, serving.linear, *serving.thresholds)
+    rows, marks, X, stacked = _prepare(arrays, occlusion)
+    if not rows.shape[0]:  # nothing to predict (a model may not take zero rows)
+        return rows, marks, X, np.empty(0), np.empty(0, dtype=np.int64), np.empty((0, 1))
+    scored = np.asarray(model.probability(stacked.T), dtype=np.float64)
+    return rows, marks, X, *_finish(scored, rows.shape[0], *serving.thresholds)
+
+
+def score(
+    model: LoadedModel, episodes: Sequence[EpisodeIn], max_landmark: int | None = None
+) -> list[dict[str, Any] | NotAtLandmark]:
+    """One response body (or the reason there is none) per episode, in order."""
+    serving = _serving(model, max_landmark)
+    grid = grid_from_episodes(episodes, serving.max_session)
+    rows, marks, X, p, level, C = _numbers(model, serving, grid)
+    out: list[dict[str, Any] | NotAtLandmark] = [NotAtLandmark(serving.not_reached)] * len(episodes)
+    if not rows.shape[0]:
+        return out
+    factors = worded(X, marks, C, serving.plan)
+    common = serving.common
+    for i, k, probability, level_word, reasons in zip(
+        rows.tolist(), marks.tolist(), p.tolist(), LEVELS[level].tolist(), factors, strict=True
+    ):
+        out[i] = {
+            "client_id": episodes[i].client_id,
+            "probability": probability,
+            "risk_level": level_word,
+            "landmark_session": k,
+            **common,
+            "factors": [f.__dict__ for f in reasons],
+            "suggested_actions": [a.__dict__ for a in suggested_actions(reasons)],
+        }
+    return out

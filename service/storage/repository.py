@@ -1,0 +1,674 @@
+"""Every read and write the service makes, as plain functions of a Session and a clinic.
+
+Each function takes the clinic explicitly and filters on it, so one clinic's data can never
+leak into another's answer. Results are frozen dataclasses, never ORM objects, so nothing
+outside this module can lazy-load or accidentally write through them. Upserts are Core
+statements that bypass the ORM's identity map, so ORM reads here use populate_existing:
+a read after a write in the same transaction sees the write.
+
+Writes are safe under concurrency (several workers, EHRs retrying): inserts use the
+dialect's INSERT ... ON CONFLICT, so two writers of the same row never produce a duplicate
+or an IntegrityError, and a PUT that changes nothing writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Literal, TypeAlias, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    ColumnExpressionArgument,
+    CursorResult,
+    Executable,
+    and_,
+    delete,
+    exists,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from service.scoring.episodes import WAI_SR_ITEMS
+from service.storage.tables import (
+    AuditEntry,
+    Base,
+    CdsJti,
+    Client,
+    Clinic,
+    FlagAck,
+    Outcome,
+    Prediction,
+    SessionRow,
+)
+
+Change = Literal["created", "updated", "unchanged"]
+LEVELS: tuple[str, ...] = ("low", "moderate", "high")
+_SRS_ITEMS = ("relationship", "goals", "approach", "overall")
+_Str: TypeAlias = str | ColumnExpressionArgument[str]  # a value, or a column to join on
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    client_id: str
+    age: int | None
+    gender: str | None
+    therapist_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    number: int
+    session_date: date | None
+    payload: dict[str, Any]
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """A stored risk; acknowledged is true only for the latest one, while its ack is active."""
+
+    id: int
+    client_id: str
+    computed_at: datetime
+    model_version: str
+    inputs_sha256: str
+    probability: float
+    risk_level: str
+    landmark: int
+    body: dict[str, Any]
+    acknowledged: bool
+
+
+@dataclass(frozen=True)
+class CaseloadRow:
+    client_id: str
+    therapist_id: str | None
+    probability: float
+    risk_level: str
+    landmark: int
+    computed_at: datetime
+    model_version: str
+    acknowledged: bool
+    last_session_date: date | None
+    main_factor_label: str | None
+
+
+@dataclass(frozen=True)
+class AckRecord:
+    id: int
+    client_id: str
+    prediction_id: int
+    risk_level: str
+    acknowledged_at: datetime
+    actor: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    id: int
+    at: datetime
+    clinic_id: str
+    actor: str
+    action: str
+    client_pseudonym: str | None
+    model_version: str | None
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _dialect(s: Session) -> str:
+    return s.get_bind().dialect.name
+
+
+def _insert(s: Session, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
+    """INSERT with ON CONFLICT support: both backends have it, spelled by their dialects."""
+    name = _dialect(s)
+    if name == "postgresql":
+        return postgresql.insert(model)
+    if name == "sqlite":
+        return sqlite.insert(model)
+    raise NotImplementedError(f"database {name!r} is not supported (SQLite or PostgreSQL)")
+
+
+def _rowcount(s: Session, statement: Executable) -> int:
+    """Rows the statement wrote; preserve_rowcount because SQLAlchemy otherwise keeps the
+    count of UPDATE and DELETE only, and an INSERT ... ON CONFLICT DO NOTHING needs it."""
+    options = {"preserve_rowcount": True}
+    return cast(CursorResult[Any], s.execute(statement, execution_options=options)).rowcount
+
+
+def _is_client(model: Any, clinic_id: _Str, client_id: _Str) -> ColumnElement[bool]:
+    return and_(model.clinic_id == clinic_id, model.client_id == client_id)
+
+
+def _stored(
+    s: Session, model: type[Base], key: dict[str, Any], columns: list[str], lock: bool
+) -> dict[str, Any] | None:
+    """The given columns of one row by primary key; `lock` keeps it until commit (on SQLite
+    the caller already holds the database's write lock)."""
+    query = select(*(getattr(model, c) for c in columns))
+    query = query.where(*(getattr(model, k) == v for k, v in key.items()))
+    if lock:
+        query = query.with_for_update(key_share=True)
+    row = s.execute(query).first()
+    return None if row is None else dict(row._mapping)
+
+
+def _upsert(
+    s: Session,
+    model: type[Base],
+    key: dict[str, Any],
+    values: dict[str, Any],
+    on_insert: dict[str, Any],
+    on_change: dict[str, Any],
+) -> Change:
+    """Create the row, or update it if `values` differ, or do nothing if they are equal.
+
+    A retried PUT (the common case) costs one read and no write. Otherwise the insert
+    either wins (created) or finds the row another writer just made; that row is then
+    locked and compared again, so under any interleaving exactly one writer reports
+    "created" and equal values are never rewritten. `on_insert` and `on_change` are the
+    timestamps written with a new row and with a changed one.
+    """
+    columns = list(values)
+    if _stored(s, model, key, columns, lock=False) == values:
+        return "unchanged"
+    new = _insert(s, model).values({**key, **values, **on_insert})
+    if _rowcount(s, new.on_conflict_do_nothing()) == 1:
+        return "created"
+    if _stored(s, model, key, columns, lock=True) == values:
+        return "unchanged"
+    s.execute(new.on_conflict_do_update(index_elements=list(key), set_={**values, **on_change}))
+    return "updated"
+
+
+def _require_client(s: Session, clinic_id: str, client_id: str) -> None:
+    if not client_exists(s, clinic_id, client_id):
+        raise KeyError("no such client in this clinic")  # no id: exceptions end up in logs
+
+
+def lock_client(s: Session, clinic_id: str, client_id: str) -> bool:
+    """Order the writers of one client until commit; False: no such client.
+
+    Every write that recomputes a risk takes this lock before it writes and before it
+    reads the client's sessions, so the risk it stores is computed from every session
+    committed before it, and the last writer's risk is the one of all stored sessions.
+    PostgreSQL locks the client row (FOR NO KEY UPDATE: the foreign-key checks of session
+    inserts still pass); at READ COMMITTED each later statement takes a fresh snapshot, so
+    a read after the lock sees what the previous holder committed. SQLite has no row
+    locks: a no-op UPDATE takes the database's write lock, after which every read in this
+    transaction is current. Taking it again in the same transaction is harmless.
+    """
+    match = _is_client(Client, clinic_id, client_id)
+    if _dialect(s) == "sqlite":
+        touch = update(Client).where(match).values(updated_at=Client.updated_at)
+        return _rowcount(s, touch.execution_options(synchronize_session=False)) == 1
+    query = select(Client.client_id).where(match).with_for_update(key_share=True)
+    return s.scalar(query) is not None
+
+
+# --- clinics and clients --------------------------------------------------------------------
+
+
+def ensure_clinic(s: Session, clinic_id: str) -> None:
+    """Create the clinic row if it is missing (a read first: it nearly always exists)."""
+    if s.scalar(select(Clinic.id).where(Clinic.id == clinic_id)) is None:
+        row = {"id": clinic_id, "created_at": _now()}
+        s.execute(_insert(s, Clinic).values(row).on_conflict_do_nothing())
+
+
+def upsert_client(
+    s: Session,
+    clinic_id: str,
+    client_id: str,
+    age: int | None,
+    gender: str | None,
+    therapist_id: str | None,
+) -> Change:
+    """Create or update a client's demographics and therapist (and the clinic if new)."""
+    ensure_clinic(s, clinic_id)
+    now = _now()
+    key = {"clinic_id": clinic_id, "client_id": client_id}
+    values = {"age": age, "gender": gender, "therapist_id": therapist_id}
+    stamps = {"created_at": now, "updated_at": now}
+    return _upsert(s, Client, key, values, stamps, {"updated_at": now})
+
+
+def client_exists(s: Session, clinic_id: str, client_id: str) -> bool:
+    query = select(Client.client_id).where(_is_client(Client, clinic_id, client_id))
+    return s.scalar(query) is not None
+
+
+def get_client(
+    s: Session, clinic_id: str, client_id: str, lock: bool = False
+) -> ClientRecord | None:
+    """The client's record; `lock` takes lock_client first (for writers that recompute)."""
+    if lock and not lock_client(s, clinic_id, client_id):
+        return None
+    query = select(Client).where(_is_client(Client, clinic_id, client_id))
+    row = s.scalars(query.execution_options(populate_existing=True)).first()
+    if row is None:
+        return None
+    return ClientRecord(
+        row.client_id, row.age, row.gender, row.therapist_id, row.created_at, row.updated_at
+    )
+
+
+# --- sessions and outcomes ------------------------------------------------------------------
+
+
+def upsert_session(
+    s: Session,
+    clinic_id: str,
+    client_id: str,
+    number: int,
+    session_date: date | None,
+    payload: dict[str, Any],
+) -> Change:
+    """Store one session as received; the same PUT twice stores one row and writes once.
+
+    Raises:
+        KeyError: the clinic has no such client.
+    """
+    _require_client(s, clinic_id, client_id)
+    key = {"clinic_id": clinic_id, "client_id": client_id, "number": number}
+    values = {"session_date": session_date, "payload": payload}
+    stamp = {"updated_at": _now()}
+    return _upsert(s, SessionRow, key, values, stamp, stamp)
+
+
+def get_sessions(s: Session, clinic_id: str, client_id: str) -> list[SessionRecord]:
+    query = select(SessionRow).where(_is_client(SessionRow, clinic_id, client_id))
+    rows = s.scalars(query.order_by(SessionRow.number).execution_options(populate_existing=True))
+    return [SessionRecord(r.number, r.session_date, r.payload, r.updated_at) for r in rows]
+
+
+def set_outcome(
+    s: Session, clinic_id: str, client_id: str, dropout: bool, ended_on: date
+) -> Change:
+    """Record how the episode ended: the label analysts retrain on.
+
+    Raises:
+        KeyError: the clinic has no such client.
+    """
+    _require_client(s, clinic_id, client_id)
+    key = {"clinic_id": clinic_id, "client_id": client_id}
+    values = {"dropout": dropout, "ended_on": ended_on}
+    stamp = {"recorded_at": _now()}
+    return _upsert(s, Outcome, key, values, stamp, stamp)
+
+
+# --- risks and flags ------------------------------------------------------------------------
+
+
+def _latest(s: Session, clinic_id: str, client_id: str) -> Prediction | None:
+    query = select(Prediction).where(_is_client(Prediction, clinic_id, client_id))
+    return s.scalars(query.order_by(Prediction.id.desc()).limit(1)).first()
+
+
+def _acked(s: Session, clinic_id: str, client_id: str) -> bool:
+    query = select(FlagAck.id).where(_is_client(FlagAck, clinic_id, client_id), FlagAck.active)
+    return s.scalar(query.limit(1)) is not None
+
+
+def _prediction(row: Prediction, acknowledged: bool) -> PredictionRecord:
+    return PredictionRecord(
+        id=row.id,
+        client_id=row.client_id,
+        computed_at=row.computed_at,
+        model_version=row.model_version,
+        inputs_sha256=row.inputs_sha256,
+        probability=row.probability,
+        risk_level=row.risk_level,
+        landmark=row.landmark,
+        body=row.body,
+        acknowledged=acknowledged,
+    )
+
+
+def add_prediction(
+    s: Session,
+    clinic_id: str,
+    client_id: str,
+    model_version: str,
+    inputs_sha256: str,
+    probability: float,
+    risk_level: str,
+    landmark: int,
+    body: dict[str, Any],
+) -> PredictionRecord:
+    """Store a risk, unless the latest one was computed on the same inputs by the same model
+    (then that one is returned). A change of level re-opens the client's acknowledged flag:
+    an acknowledgement only silences the level it was made at.
+
+    Raises:
+        KeyError: the clinic has no such client.
+        ValueError: risk_level is not low, moderate or high.
+    """
+    if risk_level not in LEVELS:
+        raise ValueError(f"risk_level: value {risk_level!r} is not one of {', '.join(LEVELS)}")
+    if not lock_client(s, clinic_id, client_id):
+        raise KeyError("no such client in this clinic")
+    latest = _latest(s, clinic_id, client_id)
+    same = latest is not None and latest.inputs_sha256 == inputs_sha256
+    if latest is not None and same and latest.model_version == model_version:
+        return _prediction(latest, _acked(s, clinic_id, client_id))
+    changed = latest is None or latest.risk_level != risk_level
+    row = Prediction(
+        clinic_id=clinic_id,
+        client_id=client_id,
+        computed_at=_now(),
+        model_version=model_version,
+        inputs_sha256=inputs_sha256,
+        probability=probability,
+        risk_level=risk_level,
+        landmark=landmark,
+        body=body,
+        level_changed=changed,
+    )
+    s.add(row)
+    s.flush()
+    if changed:
+        active = and_(_is_client(FlagAck, clinic_id, client_id), FlagAck.active)
+        s.execute(update(FlagAck).where(active).values(active=False))
+    return _prediction(row, not changed and _acked(s, clinic_id, client_id))
+
+
+def latest_prediction(s: Session, clinic_id: str, client_id: str) -> PredictionRecord | None:
+    row = _latest(s, clinic_id, client_id)
+    return None if row is None else _prediction(row, _acked(s, clinic_id, client_id))
+
+
+def prediction_history(
+    s: Session, clinic_id: str, client_id: str, limit: int = 100
+) -> list[PredictionRecord]:
+    """The client's stored risks, newest first."""
+    query = select(Prediction).where(_is_client(Prediction, clinic_id, client_id))
+    rows = list(s.scalars(query.order_by(Prediction.id.desc()).limit(limit)))
+    acked = bool(rows) and _acked(s, clinic_id, client_id)
+    return [_prediction(row, acked and i == 0) for i, row in enumerate(rows)]
+
+
+def acknowledge(s: Session, clinic_id: str, client_id: str, actor: str) -> AckRecord | None:
+    """Silence the client's flag at its current level; None if there is no risk yet."""
+    if not lock_client(s, clinic_id, client_id):
+        return None
+    latest = _latest(s, clinic_id, client_id)
+    if latest is None:
+        return None
+    row = FlagAck(
+        clinic_id=clinic_id,
+        client_id=client_id,
+        prediction_id=latest.id,
+        risk_level=latest.risk_level,
+        acknowledged_at=_now(),
+        actor=actor,
+        active=True,
+    )
+    s.add(row)
+    s.flush()
+    return AckRecord(
+        row.id, client_id, row.prediction_id, row.risk_level, row.acknowledged_at, actor, True
+    )
+
+
+# --- caseload -------------------------------------------------------------------------------
+
+
+def caseload(
+    s: Session,
+    clinic_id: str,
+    therapist_id: str | None,
+    min_level: str | None,
+    acknowledged: bool | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[CaseloadRow], int]:
+    """One page of the clinic's clients with a risk, highest first, and how many match.
+
+    Two queries whatever the page size: the page and the count. Each client's latest risk
+    is found by the (clinic_id, client_id, id) index, not one query per client.
+
+    Raises:
+        ValueError: min_level is not low, moderate or high.
+    """
+    query = _caseload_query(s, clinic_id, therapist_id, min_level, acknowledged)
+    total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = query.order_by(Prediction.probability.desc(), Prediction.client_id)
+    rows = s.execute(page.limit(limit).offset(offset))
+    return [_caseload_row(*row) for row in rows], total
+
+
+def _caseload_row(
+    client_id: str,
+    therapist_id: str | None,
+    probability: float,
+    risk_level: str,
+    landmark: int,
+    computed_at: datetime,
+    model_version: str,
+    acknowledged: Any,
+    last_session_date: date | None,
+    main_factor_label: str | None,
+) -> CaseloadRow:
+    return CaseloadRow(
+        client_id,
+        therapist_id,
+        float(probability),
+        risk_level,
+        landmark,
+        computed_at,
+        model_version,
+        bool(acknowledged),  # SQLite answers EXISTS with 0/1
+        last_session_date,
+        main_factor_label,
+    )
+
+
+def _caseload_query(
+    s: Session,
+    clinic_id: str,
+    therapist_id: str | None,
+    min_level: str | None,
+    acknowledged: bool | None,
+) -> Any:
+    latest = (
+        select(Prediction.client_id, func.max(Prediction.id).label("id"))
+        .where(Prediction.clinic_id == clinic_id)
+        .group_by(Prediction.client_id)
+        .subquery()
+    )
+    last_day = (
+        select(SessionRow.client_id, func.max(SessionRow.session_date).label("day"))
+        .where(SessionRow.clinic_id == clinic_id)
+        .group_by(SessionRow.client_id)
+        .subquery()
+    )
+    acked = exists().where(_is_client(FlagAck, clinic_id, Prediction.client_id), FlagAck.active)
+    factor = Prediction.__table__.c.body[("factors", 0, "label")].as_string()
+    query = (
+        select(
+            Prediction.client_id,
+            Client.therapist_id,
+            Prediction.probability,
+            Prediction.risk_level,
+            Prediction.landmark,
+            Prediction.computed_at,
+            Prediction.model_version,
+            acked,
+            last_day.c.day,
+            factor,
+        )
+        .select_from(latest)
+        .join(Prediction, Prediction.id == latest.c.id)
+        .join(Client, _is_client(Client, clinic_id, Prediction.client_id))
+        .outerjoin(last_day, last_day.c.client_id == Prediction.client_id)
+    )
+    return query.where(*_caseload_filters(therapist_id, min_level, acknowledged, acked))
+
+
+def _caseload_filters(
+    therapist_id: str | None,
+    min_level: str | None,
+    acknowledged: bool | None,
+    acked: ColumnElement[bool],
+) -> list[ColumnElement[bool]]:
+    filters: list[ColumnElement[bool]] = []
+    if therapist_id is not None:
+        filters.append(Client.therapist_id == therapist_id)
+    if min_level is not None:
+        if min_level not in LEVELS:
+            raise ValueError(f"min_level: value {min_level!r} is not one of {', '.join(LEVELS)}")
+        filters.append(Prediction.risk_level.in_(LEVELS[LEVELS.index(min_level) :]))
+    if acknowledged is not None:
+        filters.append(acked if acknowledged else ~acked)
+    return filters
+
+
+# --- audit ----------------------------------------------------------------------------------
+
+
+def add_audit(
+    s: Session,
+    clinic_id: str,
+    actor: str,
+    action: str,
+    client_pseudonym: str | None,
+    model_version: str | None,
+    at: datetime | None = None,
+) -> None:
+    """One audit row, in the caller's transaction: it exists exactly when the action did.
+
+    Not flushed here: a page of 500 caseload reads becomes one multi-row INSERT at commit."""
+    s.add(
+        AuditEntry(
+            at=at or _now(),
+            clinic_id=clinic_id,
+            actor=actor,
+            action=action,
+            client_pseudonym=client_pseudonym,
+            model_version=model_version,
+        )
+    )
+
+
+def list_audit(s: Session, clinic_id: str, since: datetime) -> list[AuditRecord]:
+    """The clinic's audit rows at or after `since` (timezone-aware), oldest first."""
+    query = select(AuditEntry).where(AuditEntry.clinic_id == clinic_id, AuditEntry.at >= since)
+    rows = s.scalars(query.order_by(AuditEntry.at, AuditEntry.id))
+    return [
+        AuditRecord(r.id, r.at, r.clinic_id, r.actor, r.action, r.client_pseudonym, r.model_version)
+        for r in rows
+    ]
+
+
+# --- CDS Hooks replay protection ------------------------------------------------------------
+
+
+def remember_jti(s: Session, iss: str, jti: str, expires_at: datetime) -> bool:
+    """True the first time a JWT id is seen; False for a replay before it expires.
+
+    Shared by every worker through the database; the insert either wins or finds the row,
+    so two workers receiving the same JWT at once cannot both accept it.
+    """
+    s.execute(delete(CdsJti).where(CdsJti.expires_at <= _now()))
+    row = {"iss": iss, "jti": jti, "expires_at": expires_at}
+    return _rowcount(s, _insert(s, CdsJti).values(row).on_conflict_do_nothing()) == 1
+
+
+# --- export to the cohort contract ----------------------------------------------------------
+
+
+def export_tables(s: Session, clinic_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(sessions, clients) rows in the cohort contract's columns (training.contract), so
+    analysts can validate and retrain on what the service collected. Missing values are
+    None; dates are YYYY-MM-DD; dropout is a bool, or None when no outcome is recorded."""
+    sessions = s.scalars(
+        select(SessionRow)
+        .where(SessionRow.clinic_id == clinic_id)
+        .order_by(SessionRow.client_id, SessionRow.number)
+        .execution_options(populate_existing=True)
+    )
+    session_rows = [_session_export(r) for r in sessions]
+    clients = s.execute(
+        select(Client, Outcome)
+        .outerjoin(Outcome, _is_client(Outcome, Client.clinic_id, Client.client_id))
+        .where(Client.clinic_id == clinic_id)
+        .order_by(Client.client_id)
+        .execution_options(populate_existing=True)
+    )
+    return session_rows, [_client_export(c, o) for c, o in clients]
+
+
+def _iso(day: date | None) -> str | None:
+    return None if day is None else day.isoformat()
+
+
+def _session_export(row: SessionRow) -> dict[str, Any]:
+    payload = row.payload
+    goal, task, bond = _wai(payload.get("wai"))
+    return {
+        "client_id": row.client_id,
+        "session_number": row.number,
+        "session_date": _iso(row.session_date),
+        "wai_goal": goal,
+        "wai_task": task,
+        "wai_bond": bond,
+        "srs_total": _srs(payload.get("srs")),
+        "ors_total": _total(payload.get("ors")),
+        "phq9_total": _total(payload.get("phq9")),
+    }
+
+
+def _wai(wai: dict[str, Any] | None) -> tuple[float | None, float | None, float | None]:
+    """(goal, task, bond) item means, given or from the 12 items (as service.scoring.episodes)."""
+    if not wai:
+        return None, None, None
+    items: list[int] | None = wai.get("items")
+    if items is None:
+        return wai.get("goal"), wai.get("task"), wai.get("bond")
+
+    def mean(name: str) -> float:
+        numbers = WAI_SR_ITEMS[name]
+        return sum(float(items[n - 1]) for n in numbers) / len(numbers)
+
+    return mean("goal"), mean("task"), mean("bond")
+
+
+def _srs(srs: dict[str, Any] | None) -> float | None:
+    """The SRS total, given or summed from its four items (as
+    service.scoring.episodes.srs_total)."""
+    if not srs:
+        return None
+    if srs.get("total") is not None:
+        return float(srs["total"])
+    items: list[float | None] = [srs.get(name) for name in _SRS_ITEMS]
+    present = [float(i) for i in items if i is not None]
+    return sum(present) if len(present) == len(items) else None
+
+
+def _total(measure: dict[str, Any] | None) -> Any:
+    return None if not measure else measure.get("total")
+
+
+def _client_export(client: Client, outcome: Outcome | None) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "age": client.age,
+        "gender": client.gender,
+        "therapist_id": client.therapist_id,
+        "dropout": None if outcome is None else outcome.dropout,
+        "ended_on": None if outcome is None else _iso(outcome.ended_on),
+    }

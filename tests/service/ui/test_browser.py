@@ -1,0 +1,163 @@
+"""The clinician view in a real browser (Debian's chromium through Playwright): the real
+server on a free loopback port with the demo caseload; sign in, the high-risk client first
+with its text label, the client page with its charts and actions, acknowledge and see the
+row dimmed, log out and be sent back to sign in. Screenshots go to test-output/browser/.
+
+`make test` installs chromium (apt) when it is missing; these tests are never skipped.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.support.helpers import REPO, create_key
+from tests.support.live import live_server
+from training.cli import run
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = REPO / "test-output" / "browser"
+LOGIN = re.compile(r".*/ui/login(\?next=.*)?$")  # where a missing session lands
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    login_key: str
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("browser")
+    database = f"sqlite:///{root / 'service.db'}"
+    seed = ["demo", "--clinic", "demo", "--clients", "30", "--database-url", database]
+    assert run([*seed, "--models-dir", str(REPO / "models")]) == 0
+    login_key = create_key(database, "demo", ["clients:read"])
+    with live_server(root, database, REPO / "models", 1) as url:
+        yield Server(url, login_key)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert shutil.which(CHROMIUM) or Path(CHROMIUM).exists(), (
+        "Debian's chromium is missing: `make test` installs it (apt-get install chromium)"
+    )
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+def _sign_in(page: Page, server: Server) -> None:
+    page.goto(f"{server.url}/ui/login")
+    page.get_by_label("Access key").fill(server.login_key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{server.url}/ui/caseload")
+
+
+def test_clinician_journey(browser: Browser, server: Server) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"{server.url}/ui/caseload")
+    expect(page).to_have_url(LOGIN)  # no session yet
+    _sign_in(page, server)
+
+    rows = page.locator("table#caseload tr.caseload-row")
+    expect(rows).to_have_count(30)
+    first = rows.first
+    expect(first).to_have_attribute("data-level", "high")
+    expect(first.locator(".flag-text")).to_have_text("High")  # a label, not colour alone
+    probabilities = [
+        float(t.strip().rstrip("%")) for t in rows.locator("td.probability").all_inner_texts()
+    ]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert first.locator("svg.sparkline").get_attribute("aria-label")
+    assert _layout_shift(page) < 0.01  # no layout shift as the page loads
+    page.screenshot(path=str(SHOTS / "caseload-1280.png"), full_page=True)
+
+    client_id = first.get_attribute("data-client-id")
+    assert client_id
+    first.locator("a.client-link").click()
+    expect(page).to_have_url(f"{server.url}/ui/clients/{client_id}")
+    expect(page.locator("#client-id")).to_contain_text(client_id)
+    expect(page.locator("figure.chart svg.chart-svg")).to_have_count(3)
+    expect(page.locator('line.cutoff[data-value="36"]')).to_have_count(1)
+    expect(page.locator("#actions li.action .source").first).not_to_be_empty()
+    expect(page.locator("#disclaimer")).to_contain_text("Decision support, not a diagnosis")
+    expect(page.locator("#model-version")).not_to_be_empty()
+    assert _layout_shift(page) < 0.01
+    page.screenshot(path=str(SHOTS / "client-1280.png"), full_page=True)
+
+    page.get_by_role("button", name="Acknowledge").click()
+    expect(page.locator("#ack-status")).to_contain_text("Acknowledged")
+    page.goto(f"{server.url}/ui/caseload")
+    row = page.locator(f'tr.caseload-row[data-client-id="{client_id}"]')
+    expect(row).to_have_class(re.compile(r"(^|\s)is-acknowledged(\s|$)"))
+    expect(row.locator("td.flag-status")).to_have_text("Acknowledged")
+    # dimmed: greyed cells and muted text (contrast kept), unlike a row not acknowledged
+    style = (
+        "r => [getComputedStyle(r.cells[1]).backgroundColor, getComputedStyle(r.cells[1]).color]"
+    )
+    other = page.locator("tr.caseload-row:not(.is-acknowledged)").first
+    assert row.evaluate(style) != other.evaluate(style)
+    page.screenshot(path=str(SHOTS / "caseload-acknowledged.png"), full_page=True)
+
+    copied = [c for c in context.cookies() if c.get("name") == "drk_ui_session"]
+    assert len(copied) == 1
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(f"{server.url}/ui/login")
+    page.goto(f"{server.url}/ui/caseload")
+    expect(page).to_have_url(LOGIN)
+    context.add_cookies(copied)  # the cookie from before, put back: the session is over
+    page.goto(f"{server.url}/ui/caseload")
+    expect(page).to_have_url(LOGIN)
+    assert errors == []
+    context.close()
+
+
+def _layout_shift(page: Page) -> float:
+    """Cumulative layout shift of the page so far, from the browser's own records."""
+    script = """() => new Promise(done => {
+        let total = 0;
+        new PerformanceObserver(list => {
+            for (const e of list.getEntries()) if (!e.hadRecentInput) total += e.value;
+        }).observe({type: "layout-shift", buffered: true});
+        setTimeout(() => done(total), 300);
+    })"""
+    return float(page.evaluate(script))
+
+
+def test_phone_width_and_keyboard(browser: Browser, server: Server) -> None:
+    """390 px wide: no page-wide horizontal scroll; the whole sign-in and the first client
+    reached with the keyboard alone."""
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto(f"{server.url}/ui/login")
+    page.keyboard.press("Tab")  # skip link first, then the field
+    focused = page.evaluate("document.activeElement.className")
+    assert "skip-link" in focused
+    page.get_by_label("Access key").focus()
+    page.keyboard.type(server.login_key)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{server.url}/ui/caseload")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390
+    page.screenshot(path=str(SHOTS / "caseload-390.png"), full_page=True)
+    page.locator("a.client-link").first.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#client-id")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(SHOTS / "client-390.png"), full_page=True)
+    context.close()

@@ -1,0 +1,131 @@
+"""The command line: every command answers --help, train's last line is the version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support.helpers import train
+from training.cli import run
+
+COMMANDS = [
+    ["validate"],
+    ["simulate"],
+    ["train"],
+    ["evaluate"],
+    ["predict"],
+    ["serve"],
+    ["models"],
+    ["models", "list"],
+    ["models", "promote"],
+    ["models", "report-path"],
+    ["keys"],
+    ["keys", "create"],
+    ["keys", "list"],
+    ["keys", "revoke"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_answers_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([*command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert f"Usage: dropout-risk {' '.join(command)}" in out
+
+
+def test_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["simulate", "--clients", "0", "--seed", "1", "--out", "x"]) == 2
+    assert "--clients" in capsys.readouterr().err
+
+
+def test_train_prints_version_last(
+    small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models = tmp_path / "models"
+    assert train(small_cohort, models, "--seed", "3", "--flag-rates", "0.5,0.2") == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    registry = json.loads((models / "registry.json").read_text())
+    assert out[-1] == registry["champion"] == registry["versions"][0]["version"]
+    assert any(line.startswith("AUC") for line in out)
+    meta = json.loads((models / out[-1] / "metadata.json").read_text())
+    assert meta["thresholds"]["validation"]["high"]["flag_rate"] == pytest.approx(0.2, abs=0.02)
+
+
+def test_bad_option_values_exit_2(
+    small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "train",
+        "--sessions",
+        str(small_cohort / "sessions.csv"),
+        "--clients",
+        str(small_cohort / "clients.csv"),
+        "--models-dir",
+        str(tmp_path),
+    ]
+    assert run([*args, "--thresholds", "0.3,0.2"]) == 2
+    assert "--thresholds: value '0.3,0.2' must satisfy 0 < moderate < high < 1" in (
+        capsys.readouterr().err
+    )
+    assert run([*args, "--landmarks", "0,2"]) == 2
+    assert "--landmarks: value '0,2' must be session numbers from 1 to 12" in (
+        capsys.readouterr().err
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_takes_settings_and_options_override_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import service.commands.serve
+
+    calls: list[tuple[object, ...]] = []
+    monkeypatch.setattr(service.commands.serve, "run_server", lambda *a: calls.append(a))
+    monkeypatch.setenv("DROPOUT_RISK_PORT", "9001")
+    monkeypatch.setenv("DROPOUT_RISK_WORKERS", "3")
+    monkeypatch.setenv("DROPOUT_RISK_MODELS_DIR", "/srv/models")
+    assert run(["serve"]) == 0
+    assert run(["serve", "--port", "9100", "--host", "0.0.0.0"]) == 0
+    assert calls == [
+        ("127.0.0.1", 9001, 3, Path("/srv/models")),
+        ("0.0.0.0", 9100, 3, Path("/srv/models")),
+    ]
+
+
+def test_the_listing_shows_each_service_command_with_its_own_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`dropout-risk --help` reads the service commands' help from their source (without
+    importing them); it must be what the command itself says."""
+    from training.cli import SERVICE_COMMANDS, service_command, service_help
+
+    for name in SERVICE_COMMANDS:
+        real = service_command(name)
+        assert service_help(name) == real.help
+        assert real.help
+    assert run(["--help"]) == 0
+    listed = [
+        line.split()[0]
+        for line in capsys.readouterr().out.split("Commands:")[1].splitlines()
+        if line.strip()
+    ]
+    assert listed == [
+        "validate", "simulate", "train", "evaluate", "predict", "models",
+        "serve", "keys", "db", "export", "audit", "demo",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["keys", "list"]], ids=str)
+def test_an_unreachable_database_is_one_error_line_from_every_group(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The one domain-error handler answers for the lazily loaded service groups too."""
+    url = "postgresql://postgres@127.0.0.1:1/h8_nothing_listens_here"
+    assert run([*command, "--database-url", url]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ")
+    assert captured.err.count("\n") == 1
+    assert "Traceback" not in captured.err
