@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +14,8 @@ from sqlalchemy.orm import Session
 from service.db.keys import DbKeyStore
 from service.storage import Storage
 from training.cli import run
-from training.simulate import write_cohort
+from training.registry import Registry
+from training.simulate import SimulationParams, write_cohort
 
 REPO = Path(__file__).resolve().parents[1]
 pytest_plugins = ["tests.storage"]
@@ -87,3 +89,37 @@ def trained_registry(tmp_path_factory: pytest.TempPathFactory, small_cohort: Pat
     status = train(small_cohort, models, "--seed", "3")
     assert status == 0
     return models
+
+
+# A clinic in another world than the shipped model's: a 35% dropout rate and an SRS-only
+# site (docs/lifecycle.md, the worked example).
+CLINIC = "site-a"
+CLINIC_WORLD = SimulationParams(dropout_rate=0.35, site_mix=(0.0, 0.0, 1.0))
+
+
+@pytest.fixture(scope="session")
+def clinic_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """800 simulated clients of CLINIC_WORLD, labelled."""
+    out = tmp_path_factory.mktemp("clinic")
+    write_cohort(out, 800, seed=11, params=CLINIC_WORLD)
+    return out
+
+
+def cohort_args(cohort: Path) -> list[str]:
+    return ["--sessions", str(cohort / "sessions.csv"), "--clients", str(cohort / "clients.csv")]
+
+
+@pytest.fixture(scope="session")
+def updated_registry(tmp_path_factory: pytest.TempPathFactory, clinic_cohort: Path) -> Path:
+    """A copy of the shipped registry with its champion updated on clinic_cohort for
+    CLINIC by `dropout-risk update --method auto` (registered, not promoted)."""
+    models = tmp_path_factory.mktemp("updated") / "models"
+    shutil.copytree(REPO / "models", models)
+    args = ["update", "--model", "champion", *cohort_args(clinic_cohort), "--clinic", CLINIC]
+    assert run([*args, "--models-dir", str(models)]) == 0
+    return models
+
+
+def updated_version(models: Path) -> str:
+    """The version that `updated_registry` added (the one with a parent)."""
+    return next(v.version for v in Registry(models).index().versions if v.parent)
