@@ -243,3 +243,13 @@ def test_train_promote_is_the_network_bootstrap_path(small_cohort: Path, tmp_pat
         getpass.getuser(),
         False,
     )
+
+
+def test_the_cli_states_the_rule_s_own_margins(capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI leaves the margins to PromotionRule (one definition); its help says them."""
+    assert run(["models", "promote", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    rule = PromotionRule()
+    assert f"the rule's, {rule.subgroup_auc_margin:.2f})" in text
+    assert f"the rule's, {rule.subgroup_calibration_margin:.2f})" in text
+    assert f"the rule's, {rule.min_group_clients})" in text

@@ -776,23 +776,30 @@ def models_promote(
         str | None, typer.Option("--reason", help="Why (recorded in the registry history).")
     ] = None,
     auc_margin: Annotated[
-        float,
-        typer.Option("--subgroup-auc-margin", min=0.0, help="Largest AUC drop in a subgroup."),
-    ] = 0.05,
+        float | None,
+        typer.Option(
+            "--subgroup-auc-margin",
+            min=0.0,
+            help="Largest AUC drop allowed in a subgroup (default: the rule's, 0.05).",
+        ),
+    ] = None,
     calibration_margin: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--subgroup-calibration-margin",
             min=0.0,
-            help="Largest extra distance of a subgroup's observed/expected from 1.",
+            help="Largest extra distance of a subgroup's observed/expected from 1 "
+            "(default: the rule's, 0.10).",
         ),
-    ] = 0.10,
+    ] = None,
     min_group_clients: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--min-group-clients", min=1, help="Subgroups smaller than this are not checked."
+            "--min-group-clients",
+            min=1,
+            help="Subgroups with fewer clients are not checked (default: the rule's, 100).",
         ),
-    ] = 100,
+    ] = None,
     models_dir: ModelsDirOpt = DEFAULT_MODELS,
 ) -> None:
     """Make a registered version the champion of a clinic or the network default, if its
@@ -800,7 +807,12 @@ def models_promote(
     from training.promotion import PromotionRule, promote, scope
     from training.registry import Registry
 
-    rule = PromotionRule(auc_margin, calibration_margin, min_group_clients)
+    given = {
+        "subgroup_auc_margin": auc_margin,
+        "subgroup_calibration_margin": calibration_margin,
+        "min_group_clients": min_group_clients,
+    }
+    rule = PromotionRule(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
     done = promote(
         Registry(models_dir),
         version,
