@@ -12,7 +12,7 @@ Messages name files by their name within the models directory, never by a server
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -20,6 +20,7 @@ from training.errors import DropoutRiskError, field_path
 from training.vocabulary import ID_MAX_LENGTH, ID_PATTERN
 
 Version = Annotated[str, Field(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]  # an id
+ClinicId = Annotated[str, Field(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]  # a tenant id
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Probability = Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)]
 Landmark = Annotated[int, Field(ge=1, le=12)]
@@ -56,7 +57,8 @@ class ModelMetadata(_Document):
 
 
 class RegistryEntry(_Document):
-    """One registered version: where its hashes are recorded."""
+    """One registered version: where its hashes are recorded, and for a local update
+    (training.updating) the version it was updated from and how."""
 
     version: Version
     created_at: str
@@ -64,15 +66,94 @@ class RegistryEntry(_Document):
     metadata_sha256: Sha256
     estimator: str
     auc: float | None = None
+    parent: Version | None = None
+    method: str | None = None
+
+
+Verdict = Literal["better", "worse", "not distinguishable"]
+
+
+class VerdictRecord(_Document):
+    """One aspect of a comparison: the challenger against the champion, with the
+    difference and its 95% interval (training.compare says how each is computed)."""
+
+    verdict: Verdict
+    estimate: float | None = None
+    ci95: list[float | None] = [None, None]
+
+
+class GroupFigures(_Document):
+    """One model in one subgroup: AUC and observed / expected dropouts (point estimates;
+    None where the group has too few clients of an outcome)."""
+
+    auc: float | None = None
+    observed_expected: float | None = None
+
+
+class SubgroupRecord(_Document):
+    """A subgroup's figures for both models: what the promotion rule's margins are
+    checked against."""
+
+    factor: str
+    group: str
+    n_clients: int
+    champion: GroupFigures
+    challenger: GroupFigures
+
+
+class ComparisonRecord(_Document):
+    """The last comparison of a challenger: against which champion, for which clinic
+    (None: the network default), on which data, and its verdicts."""
+
+    challenger: Version
+    champion: Version
+    clinic: ClinicId | None = None
+    compared_at: str
+    fingerprint: Sha256
+    n_clients: int
+    discrimination: VerdictRecord
+    calibration: VerdictRecord
+    subgroups: list[SubgroupRecord] = []
+
+
+class HistoryEvent(_Document):
+    """A change of a champion: who made it, by which path, and, when the promotion rule
+    was overridden, why and what it had refused."""
+
+    at: str
+    version: Version
+    clinic: ClinicId | None = None  # None: the network default
+    previous: Version | None = None
+    actor: str
+    path: str
+    forced: bool = False
+    reason: str | None = None
+    overridden: list[str] = []
 
 
 class RegistryFile(_Document):
-    """models/registry.json: the registered versions and the champion."""
+    """models/registry.json: the registered versions, the network default champion
+    (`champion`), a champion per clinic where one was promoted (every other clinic is
+    served the network default), the last comparison of each challenger, and the history
+    of champion changes. A file written before clinics existed has only the first two."""
 
     model_config = ConfigDict(extra="allow", frozen=False, strict=True)
 
     champion: Version | None = None
+    clinic_champions: dict[ClinicId, Version] = {}
     versions: list[RegistryEntry] = []
+    comparisons: list[ComparisonRecord] = []
+    history: list[HistoryEvent] = []
+
+    def champion_of(self, clinic: str | None) -> str | None:
+        """The champion serving `clinic`: its own, else the network default (None: the
+        network default itself)."""
+        own = self.clinic_champions.get(clinic) if clinic is not None else None
+        return own or self.champion
+
+    def comparison_of(self, challenger: str) -> ComparisonRecord | None:
+        """The last comparison recorded for `challenger`, if any."""
+        return next((c for c in self.comparisons if c.challenger == challenger), None)
 
 
 Doc = TypeVar("Doc", bound=BaseModel)

@@ -127,6 +127,7 @@ app.add_typer(models_app, name="models")
 SessionsOpt = Annotated[Path, typer.Option("--sessions", help="sessions.csv (cohort contract)")]
 ClientsOpt = Annotated[Path, typer.Option("--clients", help="clients.csv (cohort contract)")]
 ModelsDirOpt = Annotated[Path, typer.Option("--models-dir", help="Model registry directory.")]
+ModelOpt = Annotated[str, typer.Option("--model", help="Version or 'champion'.")]
 DEFAULT_MODELS = Path("models")
 
 
@@ -323,7 +324,7 @@ def train(
     with _warnings_shown(warnings), _steps("validating the cohort") as step:
         cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
         inputs = TrainInputs(cohort, sessions, clients, read_sidecar(sessions.parent))
-        result = run_training(inputs, Registry(models_dir), config, promote, step)
+        result = run_training(inputs, Registry(models_dir), config, promote, step, actor())
     _print_baseline_warnings(result.metadata["metrics"])
     _print_summary(result.metadata, result.champion, result.folder, time.perf_counter() - started)
     out.print(result.version)
@@ -420,9 +421,241 @@ def _print_summary(meta: dict[str, Any], champion: bool, folder: Path, seconds: 
         out.print(line, markup=False)
 
 
+ClinicOpt = Annotated[
+    str | None,
+    typer.Option("--clinic", help="Clinic (tenant id): 'champion' is then this clinic's champion."),
+]
+
+
+def _clinic(clinic: str | None) -> str | None:
+    """A clinic id by the project's id rule (training/vocabulary.py), or None."""
+    from training.vocabulary import ID_RULE, is_id
+
+    if clinic is not None and not is_id(clinic):
+        fail(f"--clinic: value {clinic!r} is not a clinic id ({ID_RULE})")
+    return clinic
+
+
+def actor() -> str:
+    """Who runs the command, for the registry's history: the OS user."""
+    import getpass
+    import os
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (a bare container)
+        return f"uid:{os.getuid()}"
+
+
+@app.command()
+def update(
+    model: ModelOpt,
+    sessions: SessionsOpt,
+    clients: ClientsOpt,
+    clinic: ClinicOpt = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="auto (closed test, Vergouwe et al. 2017) or one of keep, intercept, "
+            "recalibrate, revise, refit (docs/lifecycle.md).",
+        ),
+    ] = "auto",
+    models_dir: ModelsDirOpt = DEFAULT_MODELS,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for folds and refits.")] = 0,
+    thresholds: Annotated[
+        str | None,
+        typer.Option("--thresholds", help="Probability cut-offs MOD,HIGH (default: the parent's)."),
+    ] = None,
+) -> None:
+    """Update a registered model on a clinic's labelled clients; prints the new version
+    last (registered, never promoted)."""
+    from training.contract import load_cohort
+    from training.registry import Registry
+    from training.simulate import read_sidecar
+    from training.train import TrainInputs
+    from training.update import UpdateConfig
+    from training.update import update as run_update
+
+    config = UpdateConfig(
+        method=method,
+        clinic=_clinic(clinic),
+        seed=seed,
+        thresholds=_parse_pair(thresholds, "--thresholds") if thresholds else None,
+    )
+    started = time.perf_counter()
+    registry = Registry(models_dir)
+    registry.entry(model, config.clinic)  # an unknown version fails before the cohort is read
+    warnings: list[str] = []
+    with _warnings_shown(warnings), _steps("validating the cohort") as step:
+        cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
+        inputs = TrainInputs(cohort, sessions, clients, read_sidecar(sessions.parent))
+        result = run_update(registry, model, inputs, config, step)
+    _print_baseline_warnings(result.metadata["metrics"])
+    for line in _update_lines(result):
+        out.print(line, markup=False)
+    out.print(f"took        {time.perf_counter() - started:.1f} s", markup=False)
+    out.print(result.version)
+
+
+def _update_lines(result: Any) -> list[str]:
+    """What update found and did: sample, allowed methods, each test, the choice and why,
+    the estimates, and the out-of-fold figures next to the parent's on the same clients."""
+    meta, plan = result.metadata, result.plan
+    lineage, data = meta["lineage"], meta["training_data"]
+    parent = meta["update"]["parent_on_local_data"]
+    where = f" for clinic {lineage['clinic']}" if lineage["clinic"] else ""
+    lines = [
+        f"update      {lineage['parent']} -> {result.version}{where}: {plan.method} "
+        "(registered, not promoted: compare it with the champion, then models promote)",
+        f"data        {data['n_clients']:,} clients, {data['n_sessions']:,} sessions, dropout "
+        f"{data['dropout_rate']:.1%}{'  (SIMULATED cohort)' if data['simulated'] else ''}",
+        "sample      "
+        + "; ".join(
+            f"landmark {s.landmark}: {s.clients:,} clients, {s.dropouts:,} dropouts"
+            for s in plan.sample.per_landmark
+        ),
+        "allowed     "
+        + "; ".join(
+            f"{a.method} {'yes' if a.allowed else 'no'} ({a.rule})" for a in plan.allowances
+        ),
+    ]
+    from training.updating import p_text
+
+    for t in plan.test.tests:
+        lines.append(
+            f"test        {t.hypothesis} vs {t.against}: LR {t.statistic:.1f} on {t.df} df, "
+            f"Rao-Scott LR/{t.design_effect:.2f} on {t.effective_df:.1f} df: "
+            f"{p_text(t.p_value)} -> {'rejected' if t.rejected else 'not rejected'}"
+        )
+    lines.append(f"chosen      {plan.method}: {plan.why}")
+    params = meta["update"]["parameters"]
+    for row in params.get("per_landmark", []):
+        lines.append(
+            f"update k={row['landmark']:<2} logit p = {row['intercept']:.3f} + "
+            f"{row['slope']:.3f} x parent logit"
+            + (" + revision terms" if params.get("revision") else "")
+        )
+    if params.get("revision"):
+        lines.append(
+            f"revision    {len(params['revision']['terms'])} terms, shrunk by "
+            f"{params['shrinkage']:.3f} towards the parent (heuristic shrinkage; listed on the "
+            "model card)"
+        )
+    overall = meta["metrics"]["overall"]
+    lines += [
+        f"figures     {meta['update']['evaluation']}",
+        f"AUC         {_fmt(overall['auc'])}  (parent on these clients {parent['auc']:.3f})",
+        f"Brier       {_fmt(overall['brier'])}  (parent {parent['brier']:.3f})",
+    ]
+    before = {row["landmark"]: row for row in parent["per_landmark"]}
+    for row in meta["metrics"]["per_landmark"]:
+        old = before.get(row["landmark"], {})
+        lines.append(
+            f"cal. k={row['landmark']:<3} slope {_fmt(row['calibration_slope'])}   intercept "
+            f"{_fmt(row['calibration_intercept'])}  (parent: slope "
+            f"{_num(old.get('calibration_slope'))}, intercept "
+            f"{_num(old.get('calibration_intercept'))})"
+        )
+    lines += _baseline_lines(meta["metrics"])
+    lines += [
+        f"report      {result.folder / 'report.html'}",
+        f"model card  {result.folder / 'model_card.md'}",
+    ]
+    return lines
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+@app.command()
+def compare(
+    challenger: Annotated[str, typer.Option("--challenger", help="Version to compare.")],
+    sessions: SessionsOpt,
+    clients: ClientsOpt,
+    champion: Annotated[
+        str, typer.Option("--champion", help="Version, or 'champion' (of --clinic, if given).")
+    ] = "champion",
+    clinic: ClinicOpt = None,
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the page.")] = Path(
+        "compare.html"
+    ),
+    models_dir: ModelsDirOpt = DEFAULT_MODELS,
+) -> None:
+    """Compare a challenger with the champion on the same labelled clients: the verdict
+    first, the page, and the comparison kept in the registry."""
+    import os
+
+    from training.compare import compare as run_compare
+    from training.compare_report import render_comparison
+    from training.contract import load_cohort
+    from training.registry import Registry
+
+    registry = Registry(models_dir)
+    for version, scope in ((champion, _clinic(clinic)), (challenger, None)):
+        registry.entry(version, scope)  # an unknown version fails before the cohort is read
+    warnings: list[str] = []
+    with _warnings_shown(warnings), _steps("validating the cohort") as step:
+        cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
+        result = run_compare(
+            registry, champion, challenger, cohort, (sessions, clients), _clinic(clinic), step
+        )
+        step("writing the page")
+        tmp = out_path.with_name(f".{out_path.name}.partial")
+        tmp.write_text(render_comparison(result))
+        os.replace(tmp, out_path)
+        registry.record_comparison(result.record())
+    for line in _compare_lines(result):
+        out.print(line, markup=False)
+    out.print(f"page        {out_path}", markup=False)
+
+
+def _compare_lines(c: Any) -> list[str]:
+    """The verdict first, then the paired differences and calibration per landmark."""
+
+    def diff(d: Any, digits: int = 3) -> str:
+        if d.estimate is None:
+            return "n/a"
+        interval = (
+            f" (95% CI {d.low:+.{digits}f} to {d.high:+.{digits}f})" if d.low is not None else ""
+        )
+        return (
+            f"{_num(d.champion)} -> {_num(d.challenger)}, difference "
+            f"{d.estimate:+.{digits}f}{interval}"
+        )
+
+    oof = [s.version for s in (c.champion, c.challenger) if s.out_of_fold]
+    lines = [
+        c.verdict_line(),
+        f"data        {c.n_clients:,} clients, {c.n_examples:,} examples ({c.prevalence:.1%} "
+        f"of them of clients who dropped out); paired by {c.unit} ({c.clusters:,} clusters)"
+        + (f"; out of fold (updated on these clients): {', '.join(oof)}" if oof else ""),
+        f"AUC         {diff(c.auc)}  [DeLong, clustered]",
+        f"Brier       {diff(c.brier, 4)}",
+        f"log loss    {diff(c.log_loss, 4)}",
+        f"cal. error  {diff(c.calibration, 4)}  [log loss removable by recalibrating]",
+    ]
+    a = {r["landmark"]: r for r in c.champion.results["per_landmark"]}
+    b = {r["landmark"]: r for r in c.challenger.results["per_landmark"]}
+    for k in sorted(a):
+        lines.append(
+            f"cal. k={k:<3} intercept {_fmt(a[k]['calibration_intercept'])} -> "
+            f"{_fmt(b[k]['calibration_intercept'])}; slope "
+            f"{_fmt(a[k]['calibration_slope'])} -> {_fmt(b[k]['calibration_slope'])}"
+        )
+    for level in ("moderate", "high"):
+        first, second = c.champion.results["overall"][level], c.challenger.results["overall"][level]
+        lines.append(
+            f"{level:<11} flagged {_fmt(first['flag_rate'])} -> {_fmt(second['flag_rate'])}; "
+            f"sensitivity {_fmt(first['sensitivity'])} -> {_fmt(second['sensitivity'])}"
+        )
+    return lines
+
+
 @app.command()
 def evaluate(
-    model: Annotated[str, typer.Option("--model", help="Version or 'champion'.")],
+    model: ModelOpt,
     sessions: SessionsOpt,
     clients: ClientsOpt,
     models_dir: ModelsDirOpt = DEFAULT_MODELS,
@@ -447,7 +680,7 @@ def evaluate(
 
 @app.command()
 def predict(
-    model: Annotated[str, typer.Option("--model", help="Version or 'champion'.")],
+    model: ModelOpt,
     sessions: SessionsOpt,
     out_path: Annotated[Path, typer.Option("--out", help="Output CSV.")],
     clients: Annotated[
@@ -504,33 +737,95 @@ def predict(
 
 @models_app.command("list")
 def models_list(models_dir: ModelsDirOpt = DEFAULT_MODELS) -> None:
-    """List registered versions; the champion is marked with *."""
+    """List registered versions and the champions: * marks the network default, [clinic C]
+    a clinic's own champion (a clinic without one is served the network default)."""
     from training.registry import Registry
 
-    data = Registry(models_dir).read()
-    if not data["versions"]:
+    index = Registry(models_dir).index()
+    if not index.versions:
         out.print(f"no models registered in {models_dir}")
         return
-    for item in data["versions"]:
-        mark = "*" if item["version"] == data.get("champion") else " "
-        auc = item.get("auc")
-        out.print(
-            f"{mark} {item['version']}  {item['created_at']}  {item['estimator']}  AUC {auc:.3f}"
-            if auc is not None
-            else f"{mark} {item['version']}"
-        )
+    clinics: dict[str, list[str]] = {}
+    for clinic, version in sorted(index.clinic_champions.items()):
+        clinics.setdefault(version, []).append(clinic)
+    out.print(f"champions   network default: {index.champion or 'none'}", markup=False)
+    for clinic, version in sorted(index.clinic_champions.items()):
+        out.print(f"            clinic {clinic}: {version}", markup=False)
+    for item in index.versions:
+        mark = "*" if item.version == index.champion else " "
+        parts = [f"{mark} {item.version}"]
+        if item.auc is not None:
+            parts.append(f"{item.created_at}  {item.estimator}  AUC {item.auc:.3f}")
+        if item.parent:
+            parts.append(f"updated from {item.parent} ({item.method})")
+        parts += [f"[clinic {c}]" for c in clinics.get(item.version, [])]
+        out.print("  ".join(parts), markup=False)
 
 
 @models_app.command("promote")
 def models_promote(
     version: Annotated[str, typer.Argument(help="Version to make champion.")],
+    clinic: Annotated[
+        str | None,
+        typer.Option("--clinic", help="Promote for this clinic only (default: network default)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Override the promotion rule (needs --reason).")
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (recorded in the registry history).")
+    ] = None,
+    auc_margin: Annotated[
+        float | None,
+        typer.Option(
+            "--subgroup-auc-margin",
+            min=0.0,
+            help="Largest AUC drop allowed in a subgroup (default: the rule's, 0.05).",
+        ),
+    ] = None,
+    calibration_margin: Annotated[
+        float | None,
+        typer.Option(
+            "--subgroup-calibration-margin",
+            min=0.0,
+            help="Largest extra distance of a subgroup's observed/expected from 1 "
+            "(default: the rule's, 0.10).",
+        ),
+    ] = None,
+    min_group_clients: Annotated[
+        int | None,
+        typer.Option(
+            "--min-group-clients",
+            min=1,
+            help="Subgroups with fewer clients are not checked (default: the rule's, 100).",
+        ),
+    ] = None,
     models_dir: ModelsDirOpt = DEFAULT_MODELS,
 ) -> None:
-    """Make a registered version the champion (its integrity is checked first)."""
+    """Make a registered version the champion of a clinic or the network default, if its
+    last comparison against the current champion allows it (docs/lifecycle.md)."""
+    from training.promotion import PromotionRule, promote, scope
     from training.registry import Registry
 
-    Registry(models_dir).promote(version)
-    out.print(f"champion is now {version}")
+    given = {
+        "subgroup_auc_margin": auc_margin,
+        "subgroup_calibration_margin": calibration_margin,
+        "min_group_clients": min_group_clients,
+    }
+    rule = PromotionRule(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
+    done = promote(
+        Registry(models_dir),
+        version,
+        _clinic(clinic),
+        actor(),
+        "models promote",
+        force,
+        reason,
+        rule,
+    )
+    was = f" (was {done.previous})" if done.previous and done.previous != version else ""
+    forced = " [forced: " + "; ".join(done.check.refusals) + "]" if done.forced else ""
+    out.print(f"champion of {scope(clinic)} is now {version}{was}{forced}", markup=False)
 
 
 @models_app.command("report-path")

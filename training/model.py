@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numba
 import numpy as np
@@ -130,6 +130,15 @@ def _linear_pipeline(logistic: LogisticRegression) -> Pipeline:
             (LOGISTIC_STEP, logistic),
         ]
     )
+
+
+def linear_preprocessing() -> Pipeline:
+    """The linear candidate's preprocessing, unfitted: the clip, median imputation with
+    missingness indicators and scaling whose output its logistic regression is handed.
+    The sample-size rule counts its columns; a local revision (training.updating) fits
+    its terms on them."""
+    preprocessing: Pipeline = _linear_pipeline(LogisticRegression())[:-1]
+    return preprocessing
 
 
 def transport_candidates(
@@ -410,8 +419,64 @@ def feature_clip(model: CalibratedModel, n_features: int) -> tuple[FloatArray, F
     return clip.low_, clip.high_
 
 
-def predictor(model: CalibratedModel) -> Predictor:
+@dataclass(frozen=True)
+class LinearForm:
+    """offset + weight . (X clipped to [low, high] and imputed, then missingness
+    indicators): a fitted clip + imputer + scaler + linear weights as plain numpy, the
+    scaling folded into the weights. `LinearPredictor` holds one for the fitted pipeline;
+    a local update (training.updating) holds one for its revision terms, so both compute
+    the linear part with the same compiled loop."""
+
+    low: FloatArray
+    high: FloatArray
+    kept: npt.NDArray[np.intp]
+    fill: FloatArray
+    indicator: npt.NDArray[np.intp]
+    weight: FloatArray
+    offset: float
+
+    def __call__(self, X: FloatArray) -> FloatArray:
+        out: FloatArray = _linear_logit(
+            X, self.low, self.high, self.kept, self.fill, self.indicator, self.weight, self.offset
+        )
+        return out
+
+
+def linear_form(
+    low: npt.ArrayLike,
+    high: npt.ArrayLike,
+    imputer: Any,
+    scaler: Any,
+    coef: FloatArray,
+    intercept: float,
+) -> LinearForm:
+    """The linear form of `intercept + coef . scaler(imputer(clip(X)))` for a fitted
+    SimpleImputer (with or without indicators) and StandardScaler."""
+    kept = np.flatnonzero(~np.isnan(imputer.statistics_))
+    indicator = getattr(imputer, "indicator_", None)
+    return LinearForm(
+        low=np.asarray(low, dtype=np.float64),
+        high=np.asarray(high, dtype=np.float64),
+        kept=kept,
+        fill=imputer.statistics_[kept],
+        indicator=np.asarray(indicator.features_ if indicator is not None else [], np.intp),
+        weight=coef / scaler.scale_,
+        offset=float(intercept - np.sum(coef * scaler.mean_ / scaler.scale_)),
+    )
+
+
+@runtime_checkable
+class OwnPredictor(Protocol):
+    """A model that knows its own fastest exact scoring function (training.updating's
+    UpdatedModel: the parent's predictor, then the local update)."""
+
+    def predictor(self) -> Predictor: ...
+
+
+def predictor(model: CalibratedModel | OwnPredictor) -> Predictor:
     """The fastest exact way to get calibrated probabilities from a fitted model."""
+    if isinstance(model, OwnPredictor):
+        return model.predictor()
     base = model.base_
     steps = getattr(base, "named_steps", {})
     imputer, scaler, logistic = (
@@ -423,16 +488,5 @@ def predictor(model: CalibratedModel) -> Predictor:
     if extra or imputer is None or scaler is None or logistic is None:
         return lambda X: model.predict_proba(X)[:, 1]
     low, high = feature_clip(model, imputer.statistics_.shape[0])
-    kept = np.flatnonzero(~np.isnan(imputer.statistics_))
-    indicator = getattr(imputer, "indicator_", None)
-    coef = logistic.coef_[0]
-    return LinearPredictor(
-        low=np.asarray(low, dtype=np.float64),
-        high=np.asarray(high, dtype=np.float64),
-        kept=kept,
-        fill=imputer.statistics_[kept],
-        indicator=np.asarray(indicator.features_ if indicator is not None else [], np.intp),
-        weight=coef / scaler.scale_,
-        offset=float(logistic.intercept_[0] - np.sum(coef * scaler.mean_ / scaler.scale_)),
-        calibrator=model.calibrator_,
-    )
+    form = linear_form(low, high, imputer, scaler, logistic.coef_[0], logistic.intercept_[0])
+    return LinearPredictor(**vars(form), calibrator=model.calibrator_)

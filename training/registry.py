@@ -1,4 +1,10 @@
-"""Versioned, hash-checked model artifacts and the registry that names the champion.
+"""Versioned, hash-checked model artifacts and the registry that names the champions.
+
+The registry names a network default champion and, optionally, a champion per clinic
+(tenant id); a clinic without its own is served the network default (`champion_of`).
+Every change of a champion is appended to the registry's history (when, who, by which
+path). Whether a challenger may become a champion at all is the promotion rule's call
+(training/promotion.py); `promote` here only verifies and records.
 
 joblib files are pickles and can run arbitrary code when loaded, so nothing is loaded that
 the registry does not list, and the file's SHA-256 must match the registry's record
@@ -14,7 +20,8 @@ import json
 import os
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -23,9 +30,17 @@ import joblib
 import sklearn
 from sklearn.exceptions import InconsistentVersionWarning
 
-from training.artifact_schema import ModelMetadata, RegistryEntry, RegistryFile, parse_document
+from training.artifact_schema import (
+    ComparisonRecord,
+    HistoryEvent,
+    ModelMetadata,
+    RegistryEntry,
+    RegistryFile,
+    parse_document,
+)
 from training.errors import ArtifactError, RegistryError, RegistryInvalid
 from training.model import Predictor, predictor
+from training.vocabulary import ID_RULE, is_id
 
 REGISTRY_FILE = "registry.json"
 MODEL_FILE = "model.joblib"
@@ -71,6 +86,49 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+# Written only when they hold something, so that a registry without clinics, comparisons
+# or history is the same file it was before they existed (models/registry.json).
+_OPTIONAL_KEYS = ("clinic_champions", "comparisons", "history")
+_OPTIONAL_ENTRY_KEYS = ("parent", "method")
+
+
+def _document(index: RegistryFile) -> dict[str, Any]:
+    data = index.model_dump(mode="json")
+    for key in _OPTIONAL_KEYS:
+        if not data[key]:
+            del data[key]
+    for entry in data["versions"]:
+        for key in _OPTIONAL_ENTRY_KEYS:
+            if entry.get(key) is None:
+                entry.pop(key, None)
+    return data
+
+
+def check_clinic(clinic: str | None) -> str | None:
+    """A clinic (tenant) id by the project's id rule, or None for the network default."""
+    if clinic is not None and not is_id(clinic):
+        raise RegistryError(f"clinic: value {clinic!r} is not a clinic id ({ID_RULE})")
+    return clinic
+
+
+def now() -> str:
+    """The time of a registry event (UTC, seconds)."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+@dataclass(frozen=True)
+class PromotionNote:
+    """Who changes a champion and by which path, for the registry's history; `forced`
+    with the `reason` and the refusals it `overrode` when the promotion rule was
+    overridden (training/promotion.py)."""
+
+    actor: str = "unrecorded"
+    path: str = "registry"
+    forced: bool = False
+    reason: str | None = None
+    overridden: tuple[str, ...] = field(default_factory=tuple)
+
+
 class Registry:
     """The `models/` directory: one folder per version plus registry.json.
 
@@ -98,10 +156,20 @@ class Registry:
         """The checked registry as plain JSON data."""
         return self.index().model_dump(mode="json")
 
-    def entry(self, version: str) -> RegistryEntry:
+    def write(self, index: RegistryFile) -> None:
+        """Replace registry.json atomically with `index`."""
+        _write_json_atomic(self.path, _document(index))
+
+    def champion_of(self, clinic: str | None = None) -> str | None:
+        """The version serving `clinic`: its own champion, else the network default."""
+        return self.index().champion_of(check_clinic(clinic))
+
+    def entry(self, version: str, clinic: str | None = None) -> RegistryEntry:
+        """A registered version; "champion" is the champion of `clinic` (its own, else the
+        network default)."""
         index = self.index()
         if version == CHAMPION:
-            version = index.champion or ""
+            version = index.champion_of(check_clinic(clinic)) or ""
             if not version:
                 raise RegistryError(
                     "no champion model is registered; train one with `dropout-risk train`"
@@ -112,8 +180,20 @@ class Registry:
         known = ", ".join(v.version for v in index.versions) or "none"
         raise RegistryError(f"model version {version!r} is not registered (registered: {known})")
 
-    def register(self, staged: Path, metadata: dict[str, Any], promote: bool) -> bool:
+    def register(
+        self,
+        staged: Path,
+        metadata: dict[str, Any],
+        promote: bool,
+        note: PromotionNote | None = None,
+        first_champion: bool = True,
+    ) -> bool:
         """Move a staged version folder into place and list it; returns True if champion.
+
+        `promote` makes it the network default (train --promote, the network bootstrap
+        path: recorded in the history with `note` when it replaces another champion); the
+        first version of an empty registry becomes the champion unless `first_champion`
+        is False (a local update is never promoted by registering it).
 
         The folder is complete before it is renamed into place and the registry is rewritten
         atomically, so an interrupted run leaves no half-registered version.
@@ -135,24 +215,68 @@ class Registry:
                 "estimator": metadata["estimator"],
                 "auc": metadata["metrics"]["overall"]["auc"]["estimate"],
             }
+            lineage = metadata.get("lineage") or {}
+            entry |= {k: lineage[k] for k in ("parent", "method") if lineage.get(k)}
             index.versions.append(RegistryEntry.model_validate(entry))
-        champion = promote or not index.champion
+        champion = promote or (first_champion and not index.champion)
         if champion:
-            index.champion = version
-        _write_json_atomic(self.path, index.model_dump(mode="json"))
+            self._set_champion(index, version, None, note or PromotionNote(path="register"))
+        self.write(index)
         return champion
 
-    def promote(self, version: str) -> None:
-        """Make a registered, intact version the champion."""
+    def promote(
+        self, version: str, clinic: str | None = None, note: PromotionNote | None = None
+    ) -> str | None:
+        """Make a registered, intact version the champion of `clinic` (None: the network
+        default) and record the change; returns the version that served it before. The
+        promotion rule is not checked here: training.promotion.promote checks it first."""
         self.load(version)
         index = self.index()
-        index.champion = self.entry(version).version
-        _write_json_atomic(self.path, index.model_dump(mode="json"))
+        previous = index.champion_of(check_clinic(clinic))
+        self._set_champion(index, self.entry(version).version, clinic, note or PromotionNote())
+        self.write(index)
+        return previous
 
-    def load(self, version: str = CHAMPION) -> LoadedModel:
-        """Load a registered version after checking its hashes, its metadata's schema and
-        its scikit-learn version."""
-        entry = self.entry(version)
+    @staticmethod
+    def _set_champion(
+        index: RegistryFile, version: str, clinic: str | None, note: PromotionNote
+    ) -> None:
+        """Name `version` the champion of `clinic`, with a history event when that changes
+        anything (the first champion of an empty registry has none: nothing served before)."""
+        own_before = index.champion if clinic is None else index.clinic_champions.get(clinic)
+        previous = index.champion_of(clinic)
+        if clinic is None:
+            index.champion = version
+        else:
+            index.clinic_champions[clinic] = version
+        if own_before == version or previous is None:
+            return
+        index.history.append(
+            HistoryEvent(
+                at=now(),
+                version=version,
+                clinic=clinic,
+                previous=previous,
+                actor=note.actor,
+                path=note.path,
+                forced=note.forced,
+                reason=note.reason,
+                overridden=list(note.overridden),
+            )
+        )
+
+    def record_comparison(self, record: ComparisonRecord) -> None:
+        """Keep `record` as the challenger's last comparison (replacing any earlier one)."""
+        index = self.index()
+        index.comparisons = [c for c in index.comparisons if c.challenger != record.challenger]
+        index.comparisons.append(record)
+        self.write(index)
+
+    def load(self, version: str = CHAMPION, clinic: str | None = None) -> LoadedModel:
+        """Load a registered version ("champion": the champion of `clinic`, else the network
+        default) after checking its hashes, its metadata's schema and its scikit-learn
+        version."""
+        entry = self.entry(version, clinic)
         folder = self.root / entry.version
         model_path, meta_path = folder / MODEL_FILE, folder / METADATA_FILE
         for needed in (model_path, meta_path):

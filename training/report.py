@@ -259,8 +259,11 @@ def _banner(meta: dict[str, Any]) -> str:
 
 
 def _header(results: dict[str, Any], meta: dict[str, Any], title: str) -> str:
+    lineage = meta.get("lineage") or {}
     fields = [
         ("Model version", meta.get("version")),
+        ("Updated from", lineage.get("parent")),
+        ("Update method", lineage.get("method")),
         ("Created", meta.get("created_at")),
         ("Estimator", meta.get("estimator")),
         ("Calibration", meta.get("calibration")),
@@ -533,8 +536,14 @@ def _subgroup_section(results: dict[str, Any]) -> str:
     )
 
 
-def _method_section(results: dict[str, Any]) -> str:
+def _method_section(results: dict[str, Any], meta: dict[str, Any]) -> str:
     boot = results.get("bootstrap") or {}
+    update = meta.get("update") or {}
+    out_of_fold = (
+        f"<li>This is a local update: every figure is {_esc(update['evaluation'])}.</li>"
+        if update.get("evaluation")
+        else ""
+    )
     replicates = boot.get("replicates", "the configured number of")
     unit = (
         f"therapists ({boot.get('clusters', 'n/a')} clusters: all landmark rows of all clients "
@@ -545,7 +554,7 @@ def _method_section(results: dict[str, Any]) -> str:
         "example at each landmark session"
     )
     return (
-        '<section id="method"><h2>How to read this report</h2><ul>'
+        f'<section id="method"><h2>How to read this report</h2><ul>{out_of_fold}'
         f"<li>95% intervals: percentile cluster bootstrap ({_esc(replicates)} replicates) over "
         f"{_esc(unit)}.</li>"
         "<li>Intended use: decision support for psychotherapy clinicians after sessions 1–3, "
@@ -617,7 +626,7 @@ def render_report(
             _plots(data, results, meta),
             _landmark_section(results),
             _subgroup_section(results),
-            _method_section(results),
+            _method_section(results, meta),
         ]
     )
     return (

@@ -30,10 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.base import clone
 
 from training.errors import DropoutRiskError
-from training.model import candidates
+from training.model import linear_preprocessing
 
 SHRINKAGE = 0.9
 OPTIMISM_DELTA = 0.05
@@ -121,7 +120,7 @@ def parameter_count(X: npt.NDArray[np.float64]) -> int:
     """Predictor parameters of the linear candidate on these rows: the columns its
     preprocessing hands the logistic regression (every feature, plus a missingness
     indicator for each feature with a missing value)."""
-    preprocessing = clone(candidates(0)["logistic_regression"][:-1]).fit(X)
+    preprocessing = linear_preprocessing().fit(X)
     return int(preprocessing.transform(X[:1]).shape[1])
 
 

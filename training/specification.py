@@ -23,6 +23,7 @@ from training.features import FEATURES
 from training.model import (
     PROBABILITY_FLOOR,
     CalibratedModel,
+    LinearForm,
     LinearPredictor,
     final_estimator,
     predictor,
@@ -95,7 +96,9 @@ def _calibrator(calibrator: Any) -> CalibratorSpec:
     )
 
 
-def _linear(linear: LinearPredictor, calibrator: CalibratorSpec) -> Specification:
+def linear_terms(linear: LinearForm | LinearPredictor) -> list[LinearTerm]:
+    """The terms of a linear form with their imputed values, weights and clips: the
+    fitted pipeline's (here) and a local revision's (training.update)."""
     kept = [FEATURES[int(j)] for j in linear.kept]
     n_kept = len(kept)
     bounds = [
@@ -114,6 +117,10 @@ def _linear(linear: LinearPredictor, calibrator: CalibratorSpec) -> Specificatio
         LinearTerm(f"{FEATURES[int(j)]}{MISSING_SUFFIX}", None, float(w))
         for j, w in zip(linear.indicator, linear.weight[n_kept:], strict=True)
     ]
+    return terms
+
+
+def _linear(linear: LinearPredictor, calibrator: CalibratorSpec) -> Specification:
     return Specification(
         kind="linear",
         formula="raw = 1 / (1 + exp(-(intercept + sum(weight * value)))), a recorded value "
@@ -122,7 +129,7 @@ def _linear(linear: LinearPredictor, calibrator: CalibratorSpec) -> Specificatio
         calibrator=calibrator,
         probability_floor=PROBABILITY_FLOOR,
         intercept=float(linear.offset),
-        terms=terms,
+        terms=linear_terms(linear),
     )
 
 

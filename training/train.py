@@ -59,7 +59,7 @@ from training.model import (
     transport_candidates,
 )
 from training.model_card import render_model_card
-from training.registry import METADATA_FILE, MODEL_FILE, Registry, sha256_of
+from training.registry import METADATA_FILE, MODEL_FILE, PromotionNote, Registry, sha256_of
 from training.report import render_report
 from training.sample_size import check_sample_size
 from training.specification import card_facts
@@ -327,9 +327,19 @@ class TrainResult:
 
 
 def train(
-    inputs: TrainInputs, registry: Registry, config: TrainConfig, promote: bool, step: Step
+    inputs: TrainInputs,
+    registry: Registry,
+    config: TrainConfig,
+    promote: bool,
+    step: Step,
+    actor: str = "unrecorded",
 ) -> TrainResult:
-    """Select, fit, evaluate and register a model; returns the new version."""
+    """Select, fit, evaluate and register a model; returns the new version.
+
+    `promote` makes it the network default without a comparison: train --promote is the
+    network-scope bootstrap path (docs/lifecycle.md), recorded in the registry's history
+    under `actor` when it replaces another champion. A clinic's champion changes only by
+    `models promote --clinic`, under the promotion rule (training/promotion.py)."""
     step("building landmark features")
     data = labelled_examples(inputs.cohort, config.landmarks)
     owners = data.examples.row_client
@@ -361,10 +371,59 @@ def train(
     meta = _metadata(inputs, data, dev, test, fitted, results, config)
     meta["sample_size"] = dataclasses.asdict(size)
     meta |= card_facts(model, X[dev], X[test])
-    return _write_artifact(registry, model, meta, eval_data, results, promote)
+    note = PromotionNote(actor=actor, path="train --promote (network bootstrap)")
+    return _write_artifact(
+        registry,
+        model,
+        meta,
+        eval_data,
+        results,
+        lambda staged, written: registry.register(staged, written, promote, note),
+    )
 
 
 _grouping = {"clients": "client", "worlds": "world (folds hold out whole worlds)"}
+
+
+def training_data_record(
+    inputs: TrainInputs,
+    data: LabelledExamples,
+    dev: npt.NDArray[np.int64],
+    test: npt.NDArray[np.int64],
+) -> dict[str, Any]:
+    """metadata["training_data"]: the input files, their fingerprint and the sample's size
+    (train, and update on a clinic's data, where `test` is empty: figures are out of fold)."""
+    cohort = inputs.cohort
+    return {
+        "sessions_file": inputs.sessions_path.name,
+        "clients_file": inputs.clients_path.name,
+        "fingerprint": _fingerprint([inputs.sessions_path, inputs.clients_path]),
+        "n_clients": len(cohort.clients),
+        "n_sessions": len(cohort.sessions),
+        "n_examples": int(data.y.shape[0]),
+        "dropout_rate": float(cohort.clients["dropout"].mean()),
+        "development_clients": int(np.unique(data.examples.row_client[dev]).size),
+        "test_clients": int(np.unique(data.examples.row_client[test]).size),
+        "simulated": inputs.simulator is not None,
+        "simulator": inputs.simulator,
+    }
+
+
+def selection_record(fitted: Fitted, folds: int, on: str = "development clients") -> dict[str, Any]:
+    """metadata["selection"]: what fit_model compared and chose, and how."""
+    sel = fitted.selection
+    name, method = sel.best
+    return {
+        "cv": f"{folds}-fold cross-validation grouped by "
+        f"{_grouping[fitted.folds_hold_out]} on {on}; calibration "
+        "cross-fitted on out-of-fold scores; "
+        "lowest Brier wins",
+        "folds_hold_out": fitted.folds_hold_out,
+        "excluded_features": list(fitted.excluded),
+        "known_signs": KNOWN_SIGNS if fitted.folds_hold_out == "worlds" else {},
+        "candidates": sel.rows,
+        "chosen": {"estimator": name, "calibration": method},
+    }
 
 
 def _metadata(
@@ -376,43 +435,18 @@ def _metadata(
     results: dict[str, Any],
     config: TrainConfig,
 ) -> dict[str, Any]:
-    cohort = inputs.cohort
-    sel = fitted.selection
-    name, method = sel.best
     return {
         "created_at": created_at(),
         "sklearn_version": sklearn.__version__,
         "estimator": estimator_kind(fitted.model.base_),
-        "calibration": method,
+        "calibration": fitted.selection.best[1],
         "landmarks": list(config.landmarks),
         "features": list(FEATURES),
-        "instruments": _instruments(cohort.sessions),
+        "instruments": _instruments(inputs.cohort.sessions),
         "feature_range": feature_range(fitted.model),
         "worlds": worlds_trained_on(inputs.simulator),
-        "training_data": {
-            "sessions_file": inputs.sessions_path.name,
-            "clients_file": inputs.clients_path.name,
-            "fingerprint": _fingerprint([inputs.sessions_path, inputs.clients_path]),
-            "n_clients": len(cohort.clients),
-            "n_sessions": len(cohort.sessions),
-            "n_examples": int(data.y.shape[0]),
-            "dropout_rate": float(cohort.clients["dropout"].mean()),
-            "development_clients": int(np.unique(data.examples.row_client[dev]).size),
-            "test_clients": int(np.unique(data.examples.row_client[test]).size),
-            "simulated": inputs.simulator is not None,
-            "simulator": inputs.simulator,
-        },
-        "selection": {
-            "cv": f"{config.folds}-fold cross-validation grouped by "
-            f"{_grouping[fitted.folds_hold_out]} on development clients; calibration "
-            "cross-fitted on out-of-fold scores; "
-            "lowest Brier wins",
-            "folds_hold_out": fitted.folds_hold_out,
-            "excluded_features": list(fitted.excluded),
-            "known_signs": KNOWN_SIGNS if fitted.folds_hold_out == "worlds" else {},
-            "candidates": sel.rows,
-            "chosen": {"estimator": name, "calibration": method},
-        },
+        "training_data": training_data_record(inputs, data, dev, test),
+        "selection": selection_record(fitted, config.folds),
         "metrics": results,
         "thresholds": fitted.thresholds,
         "reference": reference_clients(
@@ -422,14 +456,21 @@ def _metadata(
     }
 
 
+# Registers a complete staged folder with its metadata; True if it became the champion.
+Register = Callable[[Path, dict[str, Any]], bool]
+
+
 def _write_artifact(
     registry: Registry,
-    model: CalibratedModel,
+    model: Any,
     meta: dict[str, Any],
     eval_data: EvalData,
     results: dict[str, Any],
-    promote: bool,
+    register: Register,
 ) -> TrainResult:
+    """Stage the model, metadata, report and card, then hand the complete folder to
+    `register` (a call of Registry.register: train --promote names the champion, update
+    never does); the version is the date and the model file's hash."""
     registry.root.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=".staging-", dir=registry.root))
     try:
@@ -442,7 +483,7 @@ def _write_artifact(
         (staged / METADATA_FILE).write_text(dumps(meta) + "\n")
         (staged / "report.html").write_text(render_report(eval_data, results, meta))
         (staged / "model_card.md").write_text(render_model_card(meta))
-        champion = registry.register(staged, meta, promote)
+        champion = register(staged, meta)
     finally:
         if staged.exists():
             shutil.rmtree(staged)

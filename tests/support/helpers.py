@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 from service.security.key_store import DbKeyStore
 from service.storage.database import Storage
 from training.cli import run
+from training.registry import Registry
+from training.simulate import SimulationParams
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,3 +70,19 @@ def train(cohort: Path, models: Path, *extra: str) -> int:
             *extra,
         ]
     )
+
+
+# A clinic in another world than the shipped model's: a 35% dropout rate and an SRS-only
+# site (docs/lifecycle.md, the worked example).
+CLINIC = "site-a"
+CLINIC_WORLD = SimulationParams(dropout_rate=0.35, site_mix=(0.0, 0.0, 1.0))
+
+
+def cohort_args(cohort: Path) -> list[str]:
+    """The --sessions and --clients options of a cohort folder."""
+    return ["--sessions", str(cohort / "sessions.csv"), "--clients", str(cohort / "clients.csv")]
+
+
+def updated_version(models: Path) -> str:
+    """The version that the `updated_registry` fixture added (the one with a parent)."""
+    return next(v.version for v in Registry(models).index().versions if v.parent)

@@ -14,6 +14,8 @@ COMMANDS = [
     ["validate"],
     ["simulate"],
     ["train"],
+    ["update"],
+    ["compare"],
     ["evaluate"],
     ["predict"],
     ["serve"],
@@ -112,7 +114,7 @@ def test_the_listing_shows_each_service_command_with_its_own_help(
         if line.strip()
     ]
     assert listed == [
-        "validate", "simulate", "train", "evaluate", "predict", "models",
+        "validate", "simulate", "train", "update", "compare", "evaluate", "predict", "models",
         "serve", "keys", "db", "export", "audit", "demo",
     ]  # fmt: skip
 

@@ -171,7 +171,10 @@ def test_promote_and_reproducibility(small_cohort: Path, tmp_path: Path) -> None
     assert first == again
     second = _train(small_cohort, models, "--seed", "4", "--thresholds", "0.2,0.3")
     assert Registry(models).read()["champion"] == first  # a new version is not promoted
-    assert run(["models", "promote", second, "--models-dir", str(models)]) == 0
+    promote = ["models", "promote", second, "--models-dir", str(models)]
+    assert run(promote) == 2  # no comparison against the champion (training/promotion.py)
+    assert Registry(models).read()["champion"] == first
+    assert run([*promote, "--force", "--reason", "test: fixed thresholds 0.2,0.3"]) == 0
     assert Registry(models).read()["champion"] == second
     assert Registry(models).load().metadata["thresholds"]["high"] == 0.3
     third = _train(small_cohort, models, "--seed", "5", "--promote")

@@ -3,6 +3,7 @@ episodes before the first landmark get their reason instead of a risk."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ from service.core.schemas import EpisodeIn
 from service.scoring import score as scoring
 from service.scoring.episodes import grid_from_episodes
 from service.scoring.score import NotAtLandmark, score
-from tests.support.helpers import REPO
+from tests.support.helpers import REPO, updated_version
 from training.explanation.attribution import contributions, explain
 from training.explanation.groups import Factor
 from training.features import latest_landmark_features
@@ -182,3 +183,22 @@ def test_the_service_clips_features_to_the_training_range(shipped: LoadedModel) 
     assert isinstance(inside, dict)
     assert low["probability"] == lower["probability"]
     assert inside["probability"] < low["probability"]  # inside the range SRS still counts
+
+
+def test_the_service_scores_an_updated_model_like_a_trained_one(updated_registry: Path) -> None:
+    """The service's scoring (the generic path: an UpdatedPredictor is not the linear
+    kernel) gives the sklearn estimator's probabilities and contributions, to 1e-9."""
+    loaded = Registry(updated_registry).load(updated_version(updated_registry))
+    episodes = assorted(500, seed=23)
+    serving = scoring._serving(loaded, None)
+    assert serving.linear is None
+    _, marks, X, p, _, C = scoring._numbers(loaded, serving, grid_from_episodes(episodes, 3))
+
+    def sklearn(rows: np.ndarray) -> np.ndarray:
+        return np.asarray(loaded.model.predict_proba(rows)[:, 1])
+
+    expected_p, expected_C = contributions(sklearn, X, marks, loaded.metadata["reference"])
+    assert np.max(np.abs(C - expected_C)) < 1e-9
+    assert np.array_equal(p, np.round(expected_p, 4))
+    answers = [r for r in score(loaded, episodes[:50]) if isinstance(r, dict)]
+    assert {a["model"]["version"] for a in answers} == {loaded.version}
