@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from training.errors import DropoutRiskError, field_path
+from training.profile_schema import ReferenceProfile
 from training.vocabulary import ID_MAX_LENGTH, ID_PATTERN
 
 Version = Annotated[str, Field(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]  # an id
@@ -54,6 +55,9 @@ class ModelMetadata(_Document):
     thresholds: Thresholds
     # The reference client of the explanations: one feature row per landmark (as text).
     reference: dict[str, list[float | None]]
+    # The development data summarised for monitoring; absent from artifacts trained before
+    # it was stored (they still load: monitoring then says "no reference profile").
+    reference_profile: ReferenceProfile | None = None
 
 
 class RegistryEntry(_Document):

@@ -46,6 +46,7 @@ from training.features import (
     SessionGrid,
     grid_from_tables,
     landmark_examples,
+    latest_landmark_features,
 )
 from training.model import (
     CALIBRATION_METHODS,
@@ -59,6 +60,8 @@ from training.model import (
     transport_candidates,
 )
 from training.model_card import render_model_card
+from training.monitoring_profile import build_reference_profile
+from training.profile_schema import ReferenceProfile
 from training.registry import METADATA_FILE, MODEL_FILE, PromotionNote, Registry, sha256_of
 from training.report import render_report
 from training.sample_size import check_sample_size
@@ -370,6 +373,9 @@ def train(
     step("writing the artifact, report and model card")
     meta = _metadata(inputs, data, dev, test, fitted, results, config)
     meta["sample_size"] = dataclasses.asdict(size)
+    meta["reference_profile"] = development_profile(
+        data, ~test_client, fitted, config, size.parameters
+    ).model_dump(mode="json")
     meta |= card_facts(model, X[dev], X[test])
     note = PromotionNote(actor=actor, path="train --promote (network bootstrap)")
     return _write_artifact(
@@ -379,6 +385,30 @@ def train(
         eval_data,
         results,
         lambda staged, written: registry.register(staged, written, promote, note),
+    )
+
+
+def development_profile(
+    data: LabelledExamples,
+    development: npt.NDArray[np.bool_],
+    fitted: Fitted,
+    config: TrainConfig,
+    parameters: int,
+) -> ReferenceProfile:
+    """The reference profile monitoring compares clinics with (training/monitoring.py):
+    the development clients (`development`, per client of the grid), each once at the
+    latest landmark it reached, scored by the fitted model."""
+    X, landmark = latest_landmark_features(data.grid, config.landmarks)
+    rows = np.flatnonzero(development & (landmark > 0))
+    low, high = feature_clip(fitted.model, len(FEATURES))
+    return build_reference_profile(
+        X[rows],
+        landmark[rows],
+        fitted.model.predict_proba(X[rows])[:, 1],
+        Thresholds(fitted.thresholds["moderate"], fitted.thresholds["high"]),
+        low,
+        high,
+        parameters,
     )
 
 
