@@ -61,7 +61,7 @@ from training.monitoring_stats import (
     psi_null_quantile,
     psi_p_value,
 )
-from training.registry import Registry
+from training.registry import LoadedModel, Registry
 from training.simulate import SimulationParams, simulate
 from training.strict_json import dumps
 from training.train import (
@@ -528,10 +528,14 @@ def test_the_stored_profile_is_what_train_computes(
 
 
 def test_an_artifact_without_a_profile_loads_and_monitoring_says_so() -> None:
-    """The shipped model predates profiles: it loads, monitoring reports "no reference
-    profile" instead of failing, and the realised figures still come; a profile computed
-    for it from a simulated development cohort makes the drift figures appear."""
-    loaded = Registry(REPO / "models").load()
+    """An artifact written before profiles (the shipped model's metadata without its
+    profile) loads, monitoring reports "no reference profile" instead of failing, and the
+    realised figures still come; a profile computed for it from a simulated development
+    cohort makes the drift figures appear."""
+    shipped = Registry(REPO / "models").load()
+    assert shipped.meta.reference_profile is not None  # the shipped model carries one
+    older = {k: v for k, v in shipped.metadata.items() if k != "reference_profile"}
+    loaded = LoadedModel(shipped.model, older, shipped.probability)
     assert loaded.meta.reference_profile is None
     plain = MonitoredModel.from_metadata(loaded.meta)
     assert plain.profile is None
