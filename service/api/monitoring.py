@@ -14,10 +14,12 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
 from service.api.deps import ERRORS, Db, Model, MonitoringKey
+from service.core.observability import record_monitoring
 from service.scoring.monitoring_window import WINDOW_RULE, clinic_report, parse_window
-from training.monitoring import MonitoringReport
+from training.monitoring import MonitoringReport, Status
 
 router = APIRouter(prefix="/v1", tags=["monitoring"])
+_STATUS_CODE = {Status.OK: 1, Status.WATCH: 2, Status.ALERT: 3}  # else 0: unrated
 
 
 class FigureOut(BaseModel):
@@ -119,4 +121,9 @@ def monitoring(
     days = parse_window(window)  # InvalidWindow: 422 naming `window` (service.api.errors)
     with db.session() as s:
         report = clinic_report(s, key.tenant, model, days)
+    record_monitoring(
+        report.clinic,
+        report.model_version,
+        [(f.name, f.value, _STATUS_CODE.get(f.status, 0)) for f in report.figures],
+    )
     return report_out(report, days)

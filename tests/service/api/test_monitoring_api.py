@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -161,6 +162,16 @@ def test_a_drifted_clinic_alerts_and_the_cli_exits_1(served: dict[str, Any]) -> 
     figure = next(f for f in body["figures"] if f["name"] == "instrument.wai_sr.all")
     assert "dropout-risk retrain --clinic drifted" in figure["next_step"]
     assert _cli(served, DRIFTED) == 1
+    # the gauges: clinic, model version and figure as the only labels
+    metrics = served["http"].get("/metrics").text
+    series = (
+        'dropout_risk_monitoring_figure_status{clinic="drifted",'
+        f'figure="instrument.wai_sr.all",model_version="{served["model"].version}"}} 3.0'
+    )
+    assert series in metrics
+    lines = [line for line in metrics.splitlines() if line.startswith("dropout_risk_monitoring")]
+    labels = {tuple(re.findall(r'([a-z_]+)="', line.split("}")[0])) for line in lines}
+    assert labels == {("clinic", "figure", "model_version")}
     # the other clinic's key sees its own (empty) clinic: too few, no alert
     calm = _get(served, CALM).json()
     assert calm["clients"] == 0
