@@ -15,7 +15,7 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from service.api import cds, clients, errors, fhir, health, models, predictions
+from service.api import cds, clients, errors, fhir, health, models, monitoring, predictions
 from service.core.body import install_openapi
 from service.core.middleware import BodyLimit, Metrics
 from service.core.observability import Pseudonymizer, configure_logging
@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     install_openapi(app)
-    routers = (predictions, models, clients, fhir, cds, health)
+    routers = (predictions, models, clients, fhir, cds, health, monitoring)
     for router in (r.router for r in routers):
         app.include_router(router)
     app.include_router(ui_routes.router)  # the clinician view (server-rendered, /ui)

@@ -35,6 +35,7 @@ SERVICE_COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("db", "export"),
     "audit": ("db", "audit"),
     "demo": ("db", "demo"),
+    "monitor": ("monitor", "monitor"),
 }
 
 
@@ -50,6 +51,10 @@ def service_command(name: str) -> click.Command:
         import service.commands.keys
 
         target = getattr(service.commands.keys, attribute)
+    elif file == "monitor":
+        import service.commands.monitor
+
+        target = getattr(service.commands.monitor, attribute)
     else:
         import service.commands.db
 

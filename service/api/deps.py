@@ -55,6 +55,8 @@ PredictKey = Annotated[ApiKey, Depends(require("predict"))]
 ModelsReadKey = Annotated[ApiKey, Depends(require("predict", "models:admin"))]
 # promotion changes the champion of every clinic: a network-level scope, not a clinic's
 NetworkKey = Annotated[ApiKey, Depends(require("models:network"))]
+# monitoring a clinic's window (GET /v1/monitoring): its model administrators only
+MonitoringKey = Annotated[ApiKey, Depends(require("models:admin"))]
 WriteKey = Annotated[ApiKey, Depends(require("clients:write"))]
 ReadKey = Annotated[ApiKey, Depends(require("clients:read"))]
 

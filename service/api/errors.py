@@ -18,6 +18,7 @@ from service.interop.cds.limits import CdsAuthError
 from service.interop.fhir import writing
 from service.interop.fhir.codes import FhirInputError
 from service.scoring.model_store import ModelUnavailable
+from service.scoring.monitoring_window import InvalidWindow
 from service.scoring.records import ClientNotFound, NoRiskYet
 from service.security.access import OtherTherapist
 from service.security.auth import Forbidden, Unauthenticated
@@ -118,6 +119,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(NoRiskYet)
     async def no_risk(_: Request, exc: NoRiskYet) -> JSONResponse:
         return _body(404, "path.client_id", str(exc), "no_risk_yet")
+
+    @app.exception_handler(InvalidWindow)
+    async def bad_window(_: Request, exc: InvalidWindow) -> JSONResponse:
+        return _body(422, "query.window", str(exc), "window_invalid")
 
     @app.exception_handler(StorageUnavailable)
     async def storage_down(_: Request, exc: StorageUnavailable) -> JSONResponse:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -39,7 +41,38 @@ REQUEST_SECONDS = Histogram(
 PREDICTIONS = Counter(
     "dropout_risk_predictions_total", "Risks computed", ["model_version", "risk_level"]
 )
+# Monitoring (GET /v1/monitoring): set when a clinic's report is computed, one series per
+# figure. Labels: the clinic, the model version and the figure's name (built from feature,
+# instrument and level names and landmarks only: bounded, no client data). The status is
+# coded 0 too few or no reference profile, 1 ok, 2 watch, 3 alert; a figure without a
+# value keeps no value series.
+MONITORING_LABELS = ["clinic", "model_version", "figure"]
+MONITORING_VALUE = Gauge(
+    "dropout_risk_monitoring_figure_value",
+    "A monitoring figure's value at its last report",
+    MONITORING_LABELS,
+    multiprocess_mode="mostrecent",
+)
+MONITORING_STATUS = Gauge(
+    "dropout_risk_monitoring_figure_status",
+    "A monitoring figure's status at its last report (0 unrated, 1 ok, 2 watch, 3 alert)",
+    MONITORING_LABELS,
+    multiprocess_mode="mostrecent",
+)
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def record_monitoring(
+    clinic: str, model_version: str, figures: list[tuple[str, float | None, int]]
+) -> None:
+    """Set the monitoring gauges of one report: (figure name, value, status code) each."""
+    for name, value, status in figures:
+        MONITORING_STATUS.labels(clinic, model_version, name).set(status)
+        if value is None or value != value:
+            with suppress(KeyError):  # no value now: no stale one from an earlier report
+                MONITORING_VALUE.remove(clinic, model_version, name)
+        else:
+            MONITORING_VALUE.labels(clinic, model_version, name).set(value)
 
 
 @lru_cache(maxsize=64)

@@ -672,3 +672,57 @@ def _client_export(client: Client, outcome: Outcome | None) -> dict[str, Any]:
         "dropout": None if outcome is None else outcome.dropout,
         "ended_on": None if outcome is None else _iso(outcome.ended_on),
     }
+
+
+# --- monitoring: the clients of a window ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WindowClient:
+    """A client of a monitoring window: its record, sessions in number order, and its
+    stored outcome (None: not recorded)."""
+
+    client: ClientRecord
+    sessions: list[SessionRecord]
+    dropout: bool | None
+
+
+def window_clients(s: Session, clinic_id: str, since: datetime) -> list[WindowClient]:
+    """The clinic's clients with a risk stored at or after `since`, with their sessions and
+    outcomes: two queries whatever the number of clients (clients with their outcome; then
+    every session of those clients), in client id order."""
+    recent = exists().where(
+        _is_client(Prediction, clinic_id, Client.client_id), Prediction.computed_at >= since
+    )
+    rows = s.execute(
+        select(Client, Outcome.dropout)
+        .outerjoin(Outcome, _is_client(Outcome, Client.clinic_id, Client.client_id))
+        .where(Client.clinic_id == clinic_id, recent)
+        .order_by(Client.client_id)
+        .execution_options(populate_existing=True)
+    ).all()
+    recent_session = exists().where(
+        _is_client(Prediction, clinic_id, SessionRow.client_id), Prediction.computed_at >= since
+    )
+    by_client: dict[str, list[SessionRecord]] = {}
+    sessions = s.execute(
+        select(
+            SessionRow.client_id,
+            SessionRow.number,
+            SessionRow.session_date,
+            SessionRow.payload,
+            SessionRow.updated_at,
+        )
+        .where(SessionRow.clinic_id == clinic_id, recent_session)
+        .order_by(SessionRow.client_id, SessionRow.number)
+    )
+    for client_id, number, day, payload, updated_at in sessions:
+        by_client.setdefault(client_id, []).append(SessionRecord(number, day, payload, updated_at))
+    return [
+        WindowClient(
+            ClientRecord(c.client_id, c.age, c.gender, c.therapist_id, c.created_at, c.updated_at),
+            by_client.get(c.client_id, []),
+            dropout,
+        )
+        for c, dropout in rows
+    ]

@@ -1,0 +1,228 @@
+"""`GET /v1/monitoring` and `dropout-risk monitor` on a stored simulated clinic (issue 15).
+
+The clinic is 400 simulated clients stored through the repository as the EHR API stores
+them (sessions, the recomputed risk, the outcome), scored by the model of the session's
+`trained_registry` (trained on the 1,500 clients of simulate(1500, 7), with a reference
+profile). The undrifted clinic is 400 of those same clients: a new simulation would bring
+new sites, and with them a legitimately different instrument mix (tests/training/
+test_monitoring.py). The drifted one is the same clients simulated again with SRS-only
+collection (one parameter moved, same seed). The endpoint's figures are compared with
+training.monitoring.monitor on the same clients built directly from the simulator's
+tables (window_from_tables: the training side's own path from the contract's tables to a
+window).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.commands.demo import _session as session_body
+from service.core.settings import Settings
+from service.scoring.monitoring_window import InvalidWindow, parse_window
+from service.scoring.records import recompute, require_client
+from service.storage import repository as repo
+from service.storage.database import Storage
+from tests.support.helpers import REPO, create_key
+from training.cli import run
+from training.monitoring import MonitoredModel, Status, monitor, window_from_tables
+from training.registry import LoadedModel, Registry
+from training.simulate import SimulationParams, simulate
+
+CLIENTS, COHORT, SEED = 400, 1500, 7  # COHORT and SEED: the trained_registry's cohort
+CALM, DRIFTED = "calm", "drifted"
+
+
+def _clinic(params: SimulationParams | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    clients, sessions = simulate(COHORT, SEED, params)
+    chosen = clients.iloc[-CLIENTS:]
+    return chosen, sessions[sessions["client_id"].isin(chosen["client_id"])]
+
+
+def _store(
+    database_url: str,
+    model: LoadedModel,
+    clinic: str,
+    clients: pd.DataFrame,
+    sessions: pd.DataFrame,
+) -> pd.DataFrame:
+    """Store the clinic (clients, sessions with a measure, risk, outcome); returns the
+    sessions stored, in the contract's columns."""
+    bodies = [session_body(r) for r in sessions.to_dict("records")]
+    keep = [len(b) > 1 for b in bodies]  # a session needs a measure besides its date
+    stored = sessions[keep]
+    by_client: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for row, body in zip(
+        stored.to_dict("records"),
+        [b for b, k in zip(bodies, keep, strict=False) if k],
+        strict=False,
+    ):
+        by_client.setdefault(row["client_id"], []).append((int(row["session_number"]), body))
+    storage = Storage(database_url)
+    try:
+        with storage.session() as s:
+            repo.ensure_clinic(s, clinic)
+            for c in clients.to_dict("records"):
+                cid = c["client_id"]
+                if cid not in by_client:
+                    continue
+                age = None if pd.isna(c["age"]) else int(c["age"])
+                gender = None if pd.isna(c["gender"]) else c["gender"]
+                repo.upsert_client(s, clinic, cid, age, gender, None)
+                for number, body in by_client[cid]:
+                    day = pd.Timestamp(body["date"]).date() if body.get("date") else None
+                    repo.upsert_session(s, clinic, cid, number, day, body)
+                recompute(s, clinic, require_client(s, clinic, cid), model, None)
+                if not pd.isna(c["dropout"]):
+                    repo.set_outcome(s, clinic, cid, bool(c["dropout"]), date(2026, 11, 1))
+    finally:
+        storage.close()
+    return stored
+
+
+@pytest.fixture
+def served(database_url: str, trained_registry: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    model = Registry(trained_registry).load()
+    settings = Settings(
+        models_dir=trained_registry,
+        database_url=database_url,
+        pseudonym_key_file=tmp_path / "p.key",
+    )
+    tokens = {
+        CALM: create_key(database_url, CALM, ["models:admin"]),
+        DRIFTED: create_key(database_url, DRIFTED, ["models:admin"]),
+        "reader": create_key(database_url, CALM, ["clients:read", "predict"]),
+    }
+    with TestClient(create_app(settings)) as http:
+        yield {"http": http, "model": model, "tokens": tokens, "url": database_url}
+
+
+def _get(served: dict[str, Any], token: str, window: str = "90d") -> Any:
+    http: TestClient = served["http"]
+    return http.get(
+        f"/v1/monitoring?window={window}",
+        headers={"Authorization": f"Bearer {served['tokens'][token]}"},
+    )
+
+
+def _cli(served: dict[str, Any], clinic: str, *extra: str) -> int:
+    models = served["http"].app.state.settings.models_dir  # type: ignore[attr-defined]
+    args = ["monitor", "--clinic", clinic, "--database-url", served["url"]]
+    return run([*args, "--models-dir", str(models), *extra])
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None or (isinstance(b, float) and math.isnan(b)):
+        return a is None and (b is None or math.isnan(b))
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def test_an_undrifted_clinic_matches_monitor_computed_directly_and_does_not_alert(
+    served: dict[str, Any],
+) -> None:
+    model: LoadedModel = served["model"]
+    clients, sessions = _clinic(None)
+    stored = _store(served["url"], model, CALM, clients, sessions)
+    answer = _get(served, CALM)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    direct_window = window_from_tables(stored, clients, model.probability, (1, 2, 3))
+    direct = monitor(MonitoredModel.from_metadata(model.meta), direct_window, CALM)
+    assert body["clients"] == direct.clients > 300
+    assert body["labelled"] == direct.labelled
+    assert body["model_version"] == model.version
+    assert [f["name"] for f in body["figures"]] == [f.name for f in direct.figures]
+    for got, want in zip(body["figures"], direct.figures, strict=True):
+        assert got["status"] == str(want.status), got["name"]
+        assert _close(got["value"], want.value), (got["name"], got["value"], want.value)
+        assert _close(got["n"], want.n), got["name"]
+    assert body["alerts"] == [], body["alerts"]
+    assert body["status"] != "alert"
+    assert _cli(served, CALM) == 0
+    assert _cli(served, CALM, "--window", "1d") == 0  # every risk was stored just now
+
+
+def test_a_drifted_clinic_alerts_and_the_cli_exits_1(served: dict[str, Any]) -> None:
+    srs_only = dataclasses.replace(SimulationParams(), site_mix=(0.0, 0.0, 1.0))
+    clients, sessions = _clinic(srs_only)
+    _store(served["url"], served["model"], DRIFTED, clients, sessions)
+    body = _get(served, DRIFTED).json()
+    assert body["status"] == "alert"
+    assert "instrument.wai_sr.all" in body["alerts"]
+    figure = next(f for f in body["figures"] if f["name"] == "instrument.wai_sr.all")
+    assert "dropout-risk retrain --clinic drifted" in figure["next_step"]
+    assert _cli(served, DRIFTED) == 1
+    # the gauges: clinic, model version and figure as the only labels
+    metrics = served["http"].get("/metrics").text
+    series = (
+        'dropout_risk_monitoring_figure_status{clinic="drifted",'
+        f'figure="instrument.wai_sr.all",model_version="{served["model"].version}"}} 3.0'
+    )
+    assert series in metrics
+    lines = [line for line in metrics.splitlines() if line.startswith("dropout_risk_monitoring")]
+    labels = {tuple(re.findall(r'([a-z_]+)="', line.split("}")[0])) for line in lines}
+    assert labels == {("clinic", "figure", "model_version")}
+    # the other clinic's key sees its own (empty) clinic: too few, no alert
+    calm = _get(served, CALM).json()
+    assert calm["clients"] == 0
+    assert calm["alerts"] == []
+
+
+@pytest.mark.parametrize("window", ["abc", "0d", "731d", "90", "-1d", "1.5d", "90D"])
+def test_a_bad_window_is_a_422_naming_window_and_exit_2(
+    served: dict[str, Any], window: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answer = _get(served, CALM, window)
+    assert answer.status_code == 422
+    detail = answer.json()["detail"][0]
+    assert detail["loc"] == "query.window"
+    assert repr(window) in detail["msg"]
+    assert "1 to 730" in detail["msg"]
+    assert _cli(served, CALM, "--window", window) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: --window: value"), err
+
+
+def test_a_key_without_models_admin_gets_403(served: dict[str, Any]) -> None:
+    answer = _get(served, "reader")
+    assert answer.status_code == 403
+    assert "models:admin" in answer.json()["detail"][0]["msg"]
+
+
+def test_the_shipped_model_without_a_profile_answers_no_reference_profile(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        models_dir=REPO / "models", database_url=database_url, pseudonym_key_file=tmp_path / "k"
+    )
+    token = create_key(database_url, CALM, ["models:admin"])
+    model = Registry(REPO / "models").load()
+    clients, sessions = simulate(150, 3)
+    _store(database_url, model, CALM, clients, sessions)
+    with TestClient(create_app(settings)) as http:
+        answer = http.get("/v1/monitoring", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["messages"]
+    assert "no reference profile" in body["messages"][0]
+    expected = [f for f in body["figures"] if f["kind"].startswith("expected")]
+    assert expected
+    assert {f["status"] for f in expected} == {str(Status.NO_REFERENCE)}
+
+
+def test_parse_window() -> None:
+    assert parse_window("1d") == 1
+    assert parse_window("730d") == 730
+    with pytest.raises(InvalidWindow, match="window: value 'x'"):
+        parse_window("x")
