@@ -15,8 +15,10 @@ window).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
+import shutil
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -36,7 +38,7 @@ from service.storage.database import Storage
 from tests.support.helpers import REPO, create_key
 from training.cli import run
 from training.monitoring import MonitoredModel, Status, monitor, window_from_tables
-from training.registry import LoadedModel, Registry
+from training.registry import LoadedModel, Registry, sha256_of
 from training.simulate import SimulationParams, simulate
 
 CLIENTS, COHORT, SEED = 400, 1500, 7  # COHORT and SEED: the trained_registry's cohort
@@ -200,14 +202,34 @@ def test_a_key_without_models_admin_gets_403(served: dict[str, Any]) -> None:
     assert "models:admin" in answer.json()["detail"][0]["msg"]
 
 
-def test_the_shipped_model_without_a_profile_answers_no_reference_profile(
+def _registry_without_profile(root: Path) -> Path:
+    """A copy of the shipped registry whose champion's metadata has no reference profile,
+    as an artifact written before profiles existed (hashes in registry.json updated)."""
+    models = root / "models"
+    shutil.copytree(REPO / "models", models)
+    version = Registry(models).read()["champion"]
+    meta_path = models / version / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["reference_profile"]
+    meta_path.write_text(json.dumps(meta, indent=2))
+    index = json.loads((models / "registry.json").read_text())
+    for entry in index["versions"]:
+        if entry["version"] == version:
+            entry["metadata_sha256"] = sha256_of(meta_path)
+    (models / "registry.json").write_text(json.dumps(index, indent=2))
+    return models
+
+
+def test_a_model_without_a_profile_answers_no_reference_profile(
     database_url: str, tmp_path: Path
 ) -> None:
+    models = _registry_without_profile(tmp_path)
     settings = Settings(
-        models_dir=REPO / "models", database_url=database_url, pseudonym_key_file=tmp_path / "k"
+        models_dir=models, database_url=database_url, pseudonym_key_file=tmp_path / "k"
     )
     token = create_key(database_url, CALM, ["models:admin"])
-    model = Registry(REPO / "models").load()
+    model = Registry(models).load()
+    assert model.meta.reference_profile is None
     clients, sessions = simulate(150, 3)
     _store(database_url, model, CALM, clients, sessions)
     with TestClient(create_app(settings)) as http:
