@@ -20,7 +20,6 @@ import pandas as pd
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-DEFAULT_LANDMARKS: tuple[int, ...] = (1, 2, 3)
 SRS_CUTOFF = 36.0  # PCOMS: a session total below 36 signals a possible alliance problem.
 
 GENDER_UNKNOWN, GENDER_FEMALE, GENDER_MALE, GENDER_OTHER = 0, 1, 2, 3
