@@ -179,7 +179,7 @@ def grid_from_tables(
 # cache=True keeps the machine code in __pycache__, so only the first run ever compiles.
 
 N_FEATURES = len(FEATURES)
-# Feature name -> its column in a feature row. The compiled writer (`_write`) names each
+# Feature name -> its column in a feature row. The compiled writer (`_write_loop`) names each
 # column through these module-level ints, which numba folds in as constants: written by
 # name, at no cost at run time.
 COLUMN: dict[str, int] = {name: i for i, name in enumerate(FEATURES)}
@@ -216,7 +216,7 @@ X_PHQ9_MISSING = COLUMN["phq9_missing"]
 WAI, S_GOAL, S_TASK, S_BOND, S_SRS, S_ORS, S_PHQ9, S_DAY = range(8)
 
 
-def _kernel(
+def _features_loop(
     values: FloatArray, age: FloatArray, gender: IntArray, ks: IntArray, rows: IntArray | None
 ) -> FloatArray:
     """(N_FEATURES, len(ks)): features of client rows[i] (client i if rows is None) at
@@ -248,12 +248,12 @@ def _kernel(
             for m in range(3, 7):
                 stack[m + 1, j] = values[m, j, c]
         for r in range(8):
-            _row_stats(stack[r], k, stat[r])
-        _write(out[:, i], stat, stack, k, age[c], gender[c])
+            _row_stats_kernel(stack[r], k, stat[r])
+        _write_kernel(out[:, i], stat, stack, k, age[c], gender[c])
     return out
 
 
-def _row_stats(series: FloatArray, k: int, st: FloatArray) -> None:
+def _row_stats_loop(series: FloatArray, k: int, st: FloatArray) -> None:
     count, total, first, last, low = 0, 0.0, np.nan, np.nan, np.nan
     steps, step_total, fall, rise = 0, 0.0, np.nan, np.nan
     for j in range(k):
@@ -276,7 +276,7 @@ def _row_stats(series: FloatArray, k: int, st: FloatArray) -> None:
     st[5], st[6], st[7] = fall, step_total / steps if steps else np.nan, rise
 
 
-def _write(
+def _write_loop(
     x: FloatArray, st: FloatArray, stack: FloatArray, k: int, age: float, gender: int
 ) -> None:
     """One client's features, each written to its column by name (X_*, from COLUMN): a
@@ -322,11 +322,11 @@ def _latest_loop(reached: IntArray, landmarks: IntArray) -> IntArray:
 latest_kernel: Callable[[IntArray, IntArray], IntArray] = numba.njit(cache=True, nogil=True)(
     _latest_loop
 )
-_row_stats = numba.njit(cache=True, nogil=True)(_row_stats)
-_write = numba.njit(cache=True, nogil=True)(_write)
+_row_stats_kernel = numba.njit(cache=True, nogil=True)(_row_stats_loop)
+_write_kernel = numba.njit(cache=True, nogil=True)(_write_loop)
 features_kernel: Callable[
     [FloatArray, FloatArray, IntArray, IntArray, IntArray | None], FloatArray
-] = numba.njit(cache=True, nogil=True)(_kernel)
+] = numba.njit(cache=True, nogil=True)(_features_loop)
 
 
 def features_at(grid: SessionGrid, ks: IntArray, rows: IntArray | None = None) -> FloatArray:
