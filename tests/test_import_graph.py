@@ -101,9 +101,8 @@ ROOMS: dict[str, set[str]] = {
     "commands": {"core", "storage", "scoring", "security"},
     "app": {"core", "storage", "scoring", "security", "interop", "api", "ui", "commands"},
 }
-# Known and temporary: the WAI-SR item map lives in service/scoring/episodes.py until the
-# vocabulary moves to training/vocabulary.py (issue 13); the repository reads it from there.
-EXCEPTIONS = {("storage/repository.py", "service.scoring.episodes")}
+# None left: the WAI-SR item map, once read by storage from scoring, is training.vocabulary's.
+EXCEPTIONS: set[tuple[str, str]] = set()
 
 
 def _room_of_file(path: Path) -> str:

@@ -18,13 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from training.errors import DropoutRiskError, field_path
 from training.profile_schema import ReferenceProfile
-from training.vocabulary import ID_MAX_LENGTH, ID_PATTERN
+from training.vocabulary import ID_MAX_LENGTH, ID_PATTERN, MAX_LANDMARK
 
 Version = Annotated[str, Field(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]  # an id
 ClinicId = Annotated[str, Field(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]  # a tenant id
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Probability = Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)]
-Landmark = Annotated[int, Field(ge=1, le=12)]
+Landmark = Annotated[int, Field(ge=1, le=MAX_LANDMARK)]
 
 
 class _Document(BaseModel):

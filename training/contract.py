@@ -21,10 +21,16 @@ import pandas as pd
 
 from training.errors import ContractError
 from training.vocabulary import (
+    AGE_RANGE,
     EARLIEST_DATE,
     ID_MAX_LENGTH,
     ID_REGEX,
     ID_RULE,
+    ORS_TOTAL_RANGE,
+    PHQ9_TOTAL_RANGE,
+    SRS_TOTAL_RANGE,
+    WAI_ITEM_RANGE,
+    WAI_SUBSCALES,
     date_window,
     latest_date,
 )
@@ -64,7 +70,7 @@ class Column:
 CLIENT_COLUMNS: tuple[Column, ...] = (
     Column("client_id", "id", required=True),
     Column("therapist_id", "id"),
-    Column("age", "int", low=12, high=100),
+    Column("age", "int", low=AGE_RANGE[0], high=AGE_RANGE[1]),
     Column("gender", "category"),
     Column("dropout", "label"),
 )
@@ -73,12 +79,13 @@ SESSION_COLUMNS: tuple[Column, ...] = (
     Column("client_id", "id", required=True),
     Column("session_number", "int", required=True, low=1),
     Column("session_date", "date"),
-    Column("wai_goal", "float", low=1, high=5),
-    Column("wai_task", "float", low=1, high=5),
-    Column("wai_bond", "float", low=1, high=5),
-    Column("srs_total", "float", low=0, high=40),
-    Column("ors_total", "float", low=0, high=40),
-    Column("phq9_total", "int", low=0, high=27),
+    *(
+        Column(f"wai_{name}", "float", low=WAI_ITEM_RANGE[0], high=WAI_ITEM_RANGE[1])
+        for name in WAI_SUBSCALES
+    ),
+    Column("srs_total", "float", low=SRS_TOTAL_RANGE[0], high=SRS_TOTAL_RANGE[1]),
+    Column("ors_total", "float", low=ORS_TOTAL_RANGE[0], high=ORS_TOTAL_RANGE[1]),
+    Column("phq9_total", "int", low=PHQ9_TOTAL_RANGE[0], high=PHQ9_TOTAL_RANGE[1]),
 )
 
 MEASURE_COLUMNS: tuple[str, ...] = tuple(c.name for c in SESSION_COLUMNS[3:])

@@ -20,7 +20,6 @@ import pandas as pd
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-DEFAULT_LANDMARKS: tuple[int, ...] = (1, 2, 3)
 SRS_CUTOFF = 36.0  # PCOMS: a session total below 36 signals a possible alliance problem.
 
 GENDER_UNKNOWN, GENDER_FEMALE, GENDER_MALE, GENDER_OTHER = 0, 1, 2, 3
@@ -180,11 +179,44 @@ def grid_from_tables(
 # cache=True keeps the machine code in __pycache__, so only the first run ever compiles.
 
 N_FEATURES = len(FEATURES)
+# Feature name -> its column in a feature row. The compiled writer (`_write_loop`) names each
+# column through these module-level ints, which numba folds in as constants: written by
+# name, at no cost at run time.
+COLUMN: dict[str, int] = {name: i for i, name in enumerate(FEATURES)}
+X_LANDMARK = COLUMN["landmark"]
+X_WAI_MEAN = COLUMN["wai_mean"]
+X_WAI_LAST = COLUMN["wai_last"]
+X_WAI_CHANGE = COLUMN["wai_change"]
+X_WAI_MIN = COLUMN["wai_min"]
+X_WAI_DROP_MAX = COLUMN["wai_drop_max"]
+X_WAI_GOAL_LAST = COLUMN["wai_goal_last"]
+X_WAI_TASK_LAST = COLUMN["wai_task_last"]
+X_WAI_BOND_LAST = COLUMN["wai_bond_last"]
+X_SRS_MEAN = COLUMN["srs_mean"]
+X_SRS_LAST = COLUMN["srs_last"]
+X_SRS_CHANGE = COLUMN["srs_change"]
+X_SRS_MIN = COLUMN["srs_min"]
+X_SRS_BELOW36 = COLUMN["srs_below36"]
+X_SRS_DROP_MAX = COLUMN["srs_drop_max"]
+X_ORS_LAST = COLUMN["ors_last"]
+X_ORS_CHANGE = COLUMN["ors_change"]
+X_PHQ9_LAST = COLUMN["phq9_last"]
+X_PHQ9_CHANGE = COLUMN["phq9_change"]
+X_GAP_MEAN_DAYS = COLUMN["gap_mean_days"]
+X_GAP_MAX_DAYS = COLUMN["gap_max_days"]
+X_AGE = COLUMN["age"]
+X_GENDER_FEMALE = COLUMN["gender_female"]
+X_GENDER_MALE = COLUMN["gender_male"]
+X_GENDER_OTHER = COLUMN["gender_other"]
+X_WAI_MISSING = COLUMN["wai_missing"]
+X_SRS_MISSING = COLUMN["srs_missing"]
+X_ORS_MISSING = COLUMN["ors_missing"]
+X_PHQ9_MISSING = COLUMN["phq9_missing"]
 # Statistics rows: the WAI-SR composite, then the grid's measures (S_GOAL.. = grid row + 1).
 WAI, S_GOAL, S_TASK, S_BOND, S_SRS, S_ORS, S_PHQ9, S_DAY = range(8)
 
 
-def _kernel(
+def _features_loop(
     values: FloatArray, age: FloatArray, gender: IntArray, ks: IntArray, rows: IntArray | None
 ) -> FloatArray:
     """(N_FEATURES, len(ks)): features of client rows[i] (client i if rows is None) at
@@ -216,12 +248,12 @@ def _kernel(
             for m in range(3, 7):
                 stack[m + 1, j] = values[m, j, c]
         for r in range(8):
-            _row_stats(stack[r], k, stat[r])
-        _write(out[:, i], stat, stack, k, age[c], gender[c])
+            _row_stats_kernel(stack[r], k, stat[r])
+        _write_kernel(out[:, i], stat, stack, k, age[c], gender[c])
     return out
 
 
-def _row_stats(series: FloatArray, k: int, st: FloatArray) -> None:
+def _row_stats_loop(series: FloatArray, k: int, st: FloatArray) -> None:
     count, total, first, last, low = 0, 0.0, np.nan, np.nan, np.nan
     steps, step_total, fall, rise = 0, 0.0, np.nan, np.nan
     for j in range(k):
@@ -244,10 +276,11 @@ def _row_stats(series: FloatArray, k: int, st: FloatArray) -> None:
     st[5], st[6], st[7] = fall, step_total / steps if steps else np.nan, rise
 
 
-def _write(
+def _write_loop(
     x: FloatArray, st: FloatArray, stack: FloatArray, k: int, age: float, gender: int
 ) -> None:
-    """One client's features, in FEATURES order."""
+    """One client's features, each written to its column by name (X_*, from COLUMN): a
+    feature added to or moved in FEATURES cannot shift the others."""
     change, drop = np.full(8, np.nan), np.full(8, np.nan)
     for r in range(8):
         if st[r, 0] >= 2:
@@ -255,17 +288,23 @@ def _write(
     below = 0.0
     for j in range(k):
         below += stack[S_SRS, j] < SRS_CUTOFF
-    x[0] = k
-    x[1], x[2], x[3], x[4], x[5] = st[WAI, 1], st[WAI, 3], change[WAI], st[WAI, 4], drop[WAI]
-    x[6], x[7], x[8] = st[S_GOAL, 3], st[S_TASK, 3], st[S_BOND, 3]
-    x[9], x[10], x[11], x[12] = st[S_SRS, 1], st[S_SRS, 3], change[S_SRS], st[S_SRS, 4]
-    x[13], x[14] = below if st[S_SRS, 0] > 0 else np.nan, drop[S_SRS]
-    x[15], x[16], x[17], x[18] = st[S_ORS, 3], change[S_ORS], st[S_PHQ9, 3], change[S_PHQ9]
-    x[19], x[20] = st[S_DAY, 6], st[S_DAY, 7]
-    x[21] = age
-    x[22], x[23], x[24] = gender == GENDER_FEMALE, gender == GENDER_MALE, gender == GENDER_OTHER
-    x[25], x[26] = k - st[WAI, 0], k - st[S_SRS, 0]
-    x[27], x[28] = k - st[S_ORS, 0], k - st[S_PHQ9, 0]
+    x[X_LANDMARK] = k
+    x[X_WAI_MEAN], x[X_WAI_LAST], x[X_WAI_CHANGE] = st[WAI, 1], st[WAI, 3], change[WAI]
+    x[X_WAI_MIN], x[X_WAI_DROP_MAX] = st[WAI, 4], drop[WAI]
+    x[X_WAI_GOAL_LAST], x[X_WAI_TASK_LAST] = st[S_GOAL, 3], st[S_TASK, 3]
+    x[X_WAI_BOND_LAST] = st[S_BOND, 3]
+    x[X_SRS_MEAN], x[X_SRS_LAST], x[X_SRS_CHANGE] = st[S_SRS, 1], st[S_SRS, 3], change[S_SRS]
+    x[X_SRS_MIN], x[X_SRS_DROP_MAX] = st[S_SRS, 4], drop[S_SRS]
+    x[X_SRS_BELOW36] = below if st[S_SRS, 0] > 0 else np.nan
+    x[X_ORS_LAST], x[X_ORS_CHANGE] = st[S_ORS, 3], change[S_ORS]
+    x[X_PHQ9_LAST], x[X_PHQ9_CHANGE] = st[S_PHQ9, 3], change[S_PHQ9]
+    x[X_GAP_MEAN_DAYS], x[X_GAP_MAX_DAYS] = st[S_DAY, 6], st[S_DAY, 7]
+    x[X_AGE] = age
+    x[X_GENDER_FEMALE] = gender == GENDER_FEMALE
+    x[X_GENDER_MALE] = gender == GENDER_MALE
+    x[X_GENDER_OTHER] = gender == GENDER_OTHER
+    x[X_WAI_MISSING], x[X_SRS_MISSING] = k - st[WAI, 0], k - st[S_SRS, 0]
+    x[X_ORS_MISSING], x[X_PHQ9_MISSING] = k - st[S_ORS, 0], k - st[S_PHQ9, 0]
 
 
 def _latest_loop(reached: IntArray, landmarks: IntArray) -> IntArray:
@@ -283,11 +322,11 @@ def _latest_loop(reached: IntArray, landmarks: IntArray) -> IntArray:
 latest_kernel: Callable[[IntArray, IntArray], IntArray] = numba.njit(cache=True, nogil=True)(
     _latest_loop
 )
-_row_stats = numba.njit(cache=True, nogil=True)(_row_stats)
-_write = numba.njit(cache=True, nogil=True)(_write)
+_row_stats_kernel = numba.njit(cache=True, nogil=True)(_row_stats_loop)
+_write_kernel = numba.njit(cache=True, nogil=True)(_write_loop)
 features_kernel: Callable[
     [FloatArray, FloatArray, IntArray, IntArray, IntArray | None], FloatArray
-] = numba.njit(cache=True, nogil=True)(_kernel)
+] = numba.njit(cache=True, nogil=True)(_features_loop)
 
 
 def features_at(grid: SessionGrid, ks: IntArray, rows: IntArray | None = None) -> FloatArray:

@@ -352,7 +352,7 @@ def _linear_sigmoid_loop(
     b: float,
 ) -> FloatArray:
     """The linear model's probability, sigmoid-calibrated: apply_calibrator's formulas."""
-    out = _linear_logit(X, low, high, kept, fill, indicator, weight, offset)
+    out = _linear_logit_kernel(X, low, high, kept, fill, indicator, weight, offset)
     for i in range(out.shape[0]):
         q = min(max(1.0 / (1.0 + np.exp(-out[i])), LOGIT_CLIP), 1 - LOGIT_CLIP)
         p = 1.0 / (1.0 + np.exp(-(a + b * np.log(q / (1 - q)))))
@@ -360,7 +360,9 @@ def _linear_sigmoid_loop(
     return out
 
 
-_linear_logit: Callable[..., FloatArray] = numba.njit(cache=True, nogil=True)(_linear_logit_loop)
+_linear_logit_kernel: Callable[..., FloatArray] = numba.njit(cache=True, nogil=True)(
+    _linear_logit_loop
+)
 # Public so that compiled callers (the service's scoring kernel) can score inside their loop.
 linear_sigmoid_kernel: Callable[..., FloatArray] = numba.njit(cache=True, nogil=True)(
     _linear_sigmoid_loop
@@ -387,8 +389,8 @@ class LinearPredictor:
     calibrator: Any
 
     def logit(self, X: FloatArray) -> FloatArray:
-        """The uncalibrated linear predictor (a compiled loop: see _linear_logit)."""
-        out: FloatArray = _linear_logit(
+        """The uncalibrated linear predictor (a compiled loop: see _linear_logit_kernel)."""
+        out: FloatArray = _linear_logit_kernel(
             X, self.low, self.high, self.kept, self.fill, self.indicator, self.weight, self.offset
         )
         return out
@@ -436,7 +438,7 @@ class LinearForm:
     offset: float
 
     def __call__(self, X: FloatArray) -> FloatArray:
-        out: FloatArray = _linear_logit(
+        out: FloatArray = _linear_logit_kernel(
             X, self.low, self.high, self.kept, self.fill, self.indicator, self.weight, self.offset
         )
         return out

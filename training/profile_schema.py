@@ -22,6 +22,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from training.vocabulary import MAX_LANDMARK
+
 PROFILE_VERSION = 1
 
 Share = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -66,7 +68,7 @@ class LandmarkReference(_Document):
     flagged moderate-or-high and high at the model's thresholds, and the AUC the model's
     own probabilities imply among them (confidence-based performance estimation)."""
 
-    landmark: Annotated[int, Field(ge=1, le=12)]
+    landmark: Annotated[int, Field(ge=1, le=MAX_LANDMARK)]
     clients: Annotated[int, Field(ge=0)]
     moderate: Share
     high: Share

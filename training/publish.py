@@ -17,9 +17,11 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from training.vocabulary import RISK_LEVELS
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-LEVELS = np.array(["low", "moderate", "high"], dtype=object)
+LEVELS = np.array(RISK_LEVELS, dtype=object)  # by level index: 0 low, 1 moderate, 2 high
 DECIMALS = 4
 
 

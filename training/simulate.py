@@ -33,6 +33,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from training.vocabulary import ORS_TOTAL_RANGE, PHQ9_TOTAL_RANGE, SRS_TOTAL_RANGE, WAI_ITEM_RANGE
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -276,7 +278,7 @@ def _alliance_paths(
 
 def _quarter(x: FloatArray) -> FloatArray:
     """Round to a 4-item mean (steps of 0.25) within 1-5."""
-    out: FloatArray = np.clip(np.round(x * 4) / 4, 1.0, 5.0)
+    out: FloatArray = np.clip(np.round(x * 4) / 4, *WAI_ITEM_RANGE)
     return out
 
 
@@ -293,7 +295,7 @@ def _measures(
     z = (wai - p.wai_mean) / np.sqrt(p.wai_client_sd**2 + p.wai_session_sd**2)
     rho = p.srs_wai_correlation
     srs = p.srs_centre + p.srs_sd * (rho * z + np.sqrt(1 - rho**2) * rng.standard_normal(z.shape))
-    out["srs_total"] = np.clip(np.round(srs, 1), 0.0, 40.0)
+    out["srs_total"] = np.clip(np.round(srs, 1), *SRS_TOTAL_RANGE)
     gain = (
         p.improvement_mean
         + p.improvement_alliance * c.alliance
@@ -303,10 +305,10 @@ def _measures(
     dose = 1 - np.exp(-np.arange(t_max) / p.improvement_time_constant)
     ors0 = _normal(rng, p.ors_intake_mean, p.ors_intake_sd, n)
     ors = ors0[:, None] + gain[:, None] * dose[None, :] + _normal(rng, 0, 2.0, (n, t_max))
-    out["ors_total"] = np.clip(np.round(ors, 1), 0.0, 40.0)
+    out["ors_total"] = np.clip(np.round(ors, 1), *ORS_TOTAL_RANGE)
     phq0 = _normal(rng, p.phq9_intake_mean, p.phq9_intake_sd, n)
     phq = phq0[:, None] - 0.7 * gain[:, None] * dose[None, :] + _normal(rng, 0, 1.8, (n, t_max))
-    out["phq9_total"] = np.clip(np.round(phq), 0.0, 27.0)
+    out["phq9_total"] = np.clip(np.round(phq), *PHQ9_TOTAL_RANGE)
     return out
 
 

@@ -37,7 +37,6 @@ from training.contract import MEASURE_COLUMNS, Cohort
 from training.evaluation import EvalData, Thresholds, auc, brier, level_stats, log_loss
 from training.explanation.reference import reference_clients
 from training.features import (
-    DEFAULT_LANDMARKS,
     FEATURES,
     GENDER_FEMALE,
     GENDER_MALE,
@@ -68,6 +67,7 @@ from training.sample_size import check_sample_size
 from training.specification import card_facts
 from training.strict_json import dumps, to_strict
 from training.transport import KNOWN_SIGNS, SIGNS, STRENGTHS, unstable_features, world_coefficients
+from training.vocabulary import DEFAULT_LANDMARKS
 from training.worlds import world_of
 
 Step = Callable[[str], None]

@@ -92,6 +92,7 @@ from training.model import (
     linear_preprocessing,
     predictor,
 )
+from training.vocabulary import MAX_LANDMARK
 
 Groups = tuple[tuple[int, ...], ...]
 
@@ -113,7 +114,6 @@ NEWTON_MAX_ITER = 100
 NEWTON_TOL = 1e-9
 RANK_TOL = 1e-7  # a design column explained to this relative residual adds no parameter
 LANDMARK_COLUMN = FEATURES.index("landmark")
-MAX_LANDMARK = 12
 
 
 class UpdateError(DropoutRiskError):

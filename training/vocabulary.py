@@ -1,8 +1,10 @@
-"""The project's vocabulary: what an id is, and which dates are plausible.
+"""The project's vocabulary: ids, plausible dates, the instruments and their ranges, the
+WAI-SR and SRS items, the risk levels and the landmark limits.
 
 Every door that takes these inputs (the JSON API, stored clients, FHIR, CDS Hooks, the
 clinician pages, the CSV contract) reads its rule from here, so a value accepted by one
-door is accepted by all of them, and each error message states the same rule.
+door is accepted by all of them, and each error message states the same rule. A test
+(tests/training/test_vocabulary.py) holds that each of these is written once in the tree.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+from typing import Literal, get_args
 
 # --- ids (clients, therapists, clinics, model versions) ------------------------------------
 
@@ -62,3 +65,62 @@ def date_window() -> str:
 def outside_date_window(day: dt.date) -> str:
     """The message for a date outside the window: the value and the window."""
     return f"{day.isoformat()} is outside the plausible dates, {date_window()}"
+
+
+# --- instruments and their ranges ----------------------------------------------------------
+
+# The instruments a session may carry, by the key the API, storage and monitoring use.
+INSTRUMENT_NAMES: dict[str, str] = {"wai_sr": "WAI-SR", "srs": "SRS", "ors": "ORS", "phq9": "PHQ-9"}
+
+# (low, high), inclusive. Ints, so that JSON Schema and error messages print 1 and 40, not
+# 1.0 and 40.0; a reader wanting floats converts.
+WAI_ITEM_RANGE = (1, 5)  # one WAI-SR answer, and a subscale's item mean
+SRS_TOTAL_RANGE = (0, 40)  # the Session Rating Scale total
+SRS_ITEM_RANGE = (0, 10)  # one of its four visual-analogue items
+ORS_TOTAL_RANGE = (0, 40)  # the Outcome Rating Scale total
+PHQ9_TOTAL_RANGE = (0, 27)  # the PHQ-9 total (an integer)
+AGE_RANGE = (12, 100)  # a client's age in years
+SESSION_NUMBER_MAX = 1000  # a session number is 1..this
+
+# WAI-SR item -> subscale (Hatcher & Gillaspy 2006): which of the 12 answers (1-based) make
+# each subscale. The API's episodes and the stored clients both roll the items up with it.
+WAI_SR_ITEMS: dict[str, tuple[int, ...]] = {
+    "task": (1, 2, 10, 12),
+    "bond": (3, 5, 7, 9),
+    "goal": (4, 6, 8, 11),
+}
+WAI_SR_ITEM_COUNT = 12
+WAI_SUBSCALES = ("goal", "task", "bond")  # the order of the features and the contract
+
+# The SRS's four 0-10 items, as the API names them; their sum is the total.
+SRS_ITEMS = ("relationship", "goals", "approach", "overall")
+
+
+def wai_subscale_means(items: list[int] | list[float]) -> tuple[float, float, float]:
+    """(goal, task, bond) item means of the 12 WAI-SR answers: the one roll-up, so a stored
+    client and a request episode with the same answers get the same subscales."""
+    goal, task, bond = (
+        sum(float(items[n - 1]) for n in WAI_SR_ITEMS[name]) / len(WAI_SR_ITEMS[name])
+        for name in WAI_SUBSCALES
+    )
+    return goal, task, bond
+
+
+def srs_items_total(items: tuple[float | None, ...] | list[float | None]) -> float | None:
+    """The SRS total from its four items, or None unless all four are given."""
+    present = [float(i) for i in items if i is not None]
+    return sum(present) if len(present) == len(SRS_ITEMS) else None
+
+
+# --- risk levels ---------------------------------------------------------------------------
+
+RiskLevel = Literal["low", "moderate", "high"]  # the one spelling; lowest first
+RISK_LEVELS: tuple[RiskLevel, ...] = get_args(RiskLevel)
+
+# --- landmarks -----------------------------------------------------------------------------
+
+# A prediction is made at an early session (the landmark): sessions 1-3 by default, never
+# past MAX_LANDMARK (the metadata schema, the settings and the updating refit all stop there).
+DEFAULT_LANDMARKS: tuple[int, ...] = (1, 2, 3)
+MAX_LANDMARK = 12
+MAX_SESSIONS = 50  # sessions one episode may carry in a request

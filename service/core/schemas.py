@@ -25,14 +25,23 @@ from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 from service.core.examples import EXAMPLE_EPISODE
 from training.vocabulary import (
+    AGE_RANGE,
     ID_MAX_LENGTH,
     ID_PATTERN,
     ID_RULE,
+    MAX_SESSIONS,
+    ORS_TOTAL_RANGE,
+    PHQ9_TOTAL_RANGE,
+    SESSION_NUMBER_MAX,
+    SRS_ITEM_RANGE,
+    SRS_TOTAL_RANGE,
+    WAI_ITEM_RANGE,
+    WAI_SR_ITEM_COUNT,
+    RiskLevel,
     in_date_window,
     outside_date_window,
 )
 
-MAX_SESSIONS = 50
 MAX_BATCH = 1000
 MAX_PAGE_SIZE = 500  # clients per page of a caseload or risk history
 MAX_OFFSET = 1_000_000
@@ -68,10 +77,17 @@ class _IdText:
 
 
 Identifier = Annotated[str, _IdText]
-ItemMean = Annotated[float, Field(ge=1, le=5, allow_inf_nan=False)]
-Score0to40 = Annotated[float, Field(ge=0, le=40, allow_inf_nan=False)]
-Score0to10 = Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)]
-WaiItem = Annotated[int, Field(ge=1, le=5)]
+# The ranges are training.vocabulary's: the CSV contract, FHIR and the pages read the same.
+ItemMean = Annotated[float, Field(ge=WAI_ITEM_RANGE[0], le=WAI_ITEM_RANGE[1], allow_inf_nan=False)]
+SrsTotal = Annotated[
+    float, Field(ge=SRS_TOTAL_RANGE[0], le=SRS_TOTAL_RANGE[1], allow_inf_nan=False)
+]
+SrsItem = Annotated[float, Field(ge=SRS_ITEM_RANGE[0], le=SRS_ITEM_RANGE[1], allow_inf_nan=False)]
+OrsTotal = Annotated[
+    float, Field(ge=ORS_TOTAL_RANGE[0], le=ORS_TOTAL_RANGE[1], allow_inf_nan=False)
+]
+WaiItem = Annotated[int, Field(ge=WAI_ITEM_RANGE[0], le=WAI_ITEM_RANGE[1])]
+Age = Annotated[int, Field(ge=AGE_RANGE[0], le=AGE_RANGE[1])]
 
 
 class _IsoDateText:
@@ -129,7 +145,10 @@ class WaiIn(Strict):
     goal: ItemMean | None = None
     task: ItemMean | None = None
     bond: ItemMean | None = None
-    items: Annotated[list[WaiItem], Field(min_length=12, max_length=12)] | None = None
+    items: (
+        Annotated[list[WaiItem], Field(min_length=WAI_SR_ITEM_COUNT, max_length=WAI_SR_ITEM_COUNT)]
+        | None
+    ) = None
 
     @model_validator(mode="after")
     def one_form(self) -> WaiIn:
@@ -144,11 +163,11 @@ class WaiIn(Strict):
 class SrsIn(Strict):
     """Session Rating Scale as its total (0-40) or its four 0-10 item scores."""
 
-    total: Score0to40 | None = None
-    relationship: Score0to10 | None = None
-    goals: Score0to10 | None = None
-    approach: Score0to10 | None = None
-    overall: Score0to10 | None = None
+    total: SrsTotal | None = None
+    relationship: SrsItem | None = None
+    goals: SrsItem | None = None
+    approach: SrsItem | None = None
+    overall: SrsItem | None = None
 
     @model_validator(mode="after")
     def one_form(self) -> SrsIn:
@@ -168,14 +187,14 @@ class SrsIn(Strict):
 
 
 class OrsIn(Strict):
-    total: Score0to40
+    total: OrsTotal
 
 
 class Phq9In(Strict):
-    total: Annotated[int, Field(ge=0, le=27)]
+    total: Annotated[int, Field(ge=PHQ9_TOTAL_RANGE[0], le=PHQ9_TOTAL_RANGE[1])]
 
 
-SessionNumber = Annotated[int, Field(ge=1, le=1000)]
+SessionNumber = Annotated[int, Field(ge=1, le=SESSION_NUMBER_MAX)]
 
 
 class _PlainDigits:
@@ -246,7 +265,7 @@ class EpisodeIn(Strict):
     )
 
     client_id: Identifier
-    age: Annotated[int, Field(ge=12, le=100)] | None = None
+    age: Age | None = None
     gender: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     therapist_id: Identifier | None = None
     sessions: Annotated[list[SessionIn], Field(min_length=1, max_length=MAX_SESSIONS)]
@@ -318,7 +337,7 @@ class ThresholdsOut(BaseModel):
 class PredictionOut(BaseModel):
     client_id: str
     probability: float
-    risk_level: Literal["low", "moderate", "high"]
+    risk_level: RiskLevel
     landmark_session: int
     model: ModelRef
     thresholds: ThresholdsOut
@@ -380,13 +399,13 @@ class ReadyOut(BaseModel):
 
 # --- stored caseloads (EHR integration) ----------------------------------------------------
 
-Level = Literal["low", "moderate", "high"]
+Level = RiskLevel
 
 
 class ClientIn(Strict):
     """Demographics and therapist, as `PUT /v1/clients/{client_id}` stores them."""
 
-    age: Annotated[int, Field(ge=12, le=100)] | None = None
+    age: Age | None = None
     gender: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     therapist_id: Identifier | None = None
 

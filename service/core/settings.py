@@ -12,6 +12,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from training.errors import DropoutRiskError
+from training.vocabulary import MAX_LANDMARK
 
 logger = logging.getLogger("dropout_risk.settings")
 PUBLIC_URL_MAX = 512
@@ -28,7 +29,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     # Cap the model's landmarks (None: use all of them).
-    max_landmark: int | None = Field(default=None, ge=1, le=12)
+    max_landmark: int | None = Field(default=None, ge=1, le=MAX_LANDMARK)
     log_level: str = Field(default="info", pattern="^(critical|error|warning|info|debug)$")
     body_limit_bytes: int = Field(default=1_048_576, ge=1024)
     # How often each worker looks for a newly promoted champion.

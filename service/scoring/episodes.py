@@ -22,17 +22,11 @@ from training.features import (
     SessionGrid,
     gender_word_code,
 )
+from training.vocabulary import WAI_SR_ITEMS, WAI_SUBSCALES
 
-# WAI-SR item -> subscale (Hatcher & Gillaspy 2006): the one place this mapping lives.
-WAI_SR_ITEMS: dict[str, tuple[int, ...]] = {
-    "task": (1, 2, 10, 12),
-    "bond": (3, 5, 7, 9),
-    "goal": (4, 6, 8, 11),
-}
-# The same table as 0-based positions in the 12 answers, in (goal, task, bond) order.
-_SUBSCALE_POSITIONS = tuple(
-    tuple(n - 1 for n in WAI_SR_ITEMS[name]) for name in ("goal", "task", "bond")
-)
+# training.vocabulary's WAI-SR item map as 0-based positions in the 12 answers, in
+# (goal, task, bond) order: built once, as this runs for every session of every request.
+_SUBSCALE_POSITIONS = tuple(tuple(n - 1 for n in WAI_SR_ITEMS[name]) for name in WAI_SUBSCALES)
 _EPOCH = date(1970, 1, 1).toordinal()
 
 

@@ -6,11 +6,26 @@ entry costs more than the arithmetic behind it. So the numbers of a request are 
 compiled call for a sigmoid-calibrated linear model (the shipped kind): each client's
 landmark, its feature row from the shared feature kernel, the rows occluded for its
 explanation, the model on all of those rows, the contributions, rounding and level. Any
-other model takes three: `_prepare`, its own `predict`, `_finish`. The kernels chained here
-are the very ones training, batch scoring and `training.explanation` run (training.features,
-training.explanation.attribution, training.model, training.publish); a test holds both
-paths identical. What stays in Python is what is made of words: the factor
-labels and the answer.
+other model takes three: `_prepare_kernel`, its own `predict`, `_finish_kernel`. The
+kernels chained here are the very ones training, batch scoring and `training.explanation`
+run (training.features, training.explanation.attribution, training.model,
+training.publish); a test holds both paths identical. What stays in Python is what is
+made of words: the factor labels and the answer.
+
+The kernel map: what one prediction runs, in order (KERNELS below holds the same list, and
+a test holds that each entry is the compiled kernel of the module it names). Every
+compiled function is `<what>_kernel` (private: `_<what>_kernel`), compiled from the plain
+Python `_<what>_loop` beside it, whose name numba's cache files carry.
+
+| step | kernel | defined in |
+| --- | --- | --- |
+| 1 | `_linear_kernel` (or `_prepare_kernel`, `predict`, `_finish_kernel`) | this module |
+| 2 | `latest_kernel`: each client's landmark | training/features.py |
+| 3 | `features_kernel`: the row (`_row_stats_kernel`, `_write_kernel`) | training/features.py |
+| 4 | `stack_kernel`: the row and its occluded copies | training/explanation/attribution.py |
+| 5 | `linear_sigmoid_kernel`: the calibrated model on all rows | training/model.py |
+| 6 | `split_kernel`: probability and contributions | training/explanation/attribution.py |
+| 7 | `publish_kernel`: rounded probability and level | training/publish.py |
 """
 
 from __future__ import annotations
@@ -78,24 +93,40 @@ def _finish_loop(
 def _linear_loop(
     grid: GridArrays, plan: PlanArrays, terms: tuple[Any, ...], moderate: float, high: float
 ) -> Numbers:
-    """`_prepare`, the sigmoid-calibrated linear model and `_finish` in one call: the shipped
-    kind of model, scored without a trip back to Python in between."""
-    rows, marks, X, stacked = _prepare(grid, plan)
+    """`_prepare_kernel`, the sigmoid-calibrated linear model and `_finish_kernel` in one
+    call: the shipped kind of model, scored without a trip back to Python in between."""
+    rows, marks, X, stacked = _prepare_kernel(grid, plan)
     m = rows.shape[0]
     if m == 0:
         return rows, marks, X, np.empty(0), np.empty(0, dtype=np.int64), np.empty((0, 1))
     scored = linear_sigmoid_kernel(stacked.T, *terms)
-    p, level, contribution = _finish(scored, m, moderate, high)
+    p, level, contribution = _finish_kernel(scored, m, moderate, high)
     return rows, marks, X, p, level, contribution
 
 
-_prepare: Callable[..., tuple[IntArray, IntArray, FloatArray, FloatArray]] = numba.njit(
+_prepare_kernel: Callable[..., tuple[IntArray, IntArray, FloatArray, FloatArray]] = numba.njit(
     cache=True, nogil=True
 )(_prepare_loop)
-_finish: Callable[..., tuple[FloatArray, IntArray, FloatArray]] = numba.njit(
+_finish_kernel: Callable[..., tuple[FloatArray, IntArray, FloatArray]] = numba.njit(
     cache=True, nogil=True
 )(_finish_loop)
-_linear: Callable[..., Numbers] = numba.njit(cache=True, nogil=True)(_linear_loop)
+_linear_kernel: Callable[..., Numbers] = numba.njit(cache=True, nogil=True)(_linear_loop)
+
+# The kernel map of the module docstring, in the order a prediction runs them: (module,
+# name). training.model's `_linear_logit_kernel` is the uncalibrated score of batch paths.
+KERNELS: tuple[tuple[str, str], ...] = (
+    (__name__, "_linear_kernel"),
+    (__name__, "_prepare_kernel"),
+    ("training.features", "latest_kernel"),
+    ("training.features", "features_kernel"),
+    ("training.features", "_row_stats_kernel"),
+    ("training.features", "_write_kernel"),
+    ("training.explanation.attribution", "stack_kernel"),
+    ("training.model", "linear_sigmoid_kernel"),
+    (__name__, "_finish_kernel"),
+    ("training.explanation.attribution", "split_kernel"),
+    ("training.publish", "publish_kernel"),
+)
 
 
 @dataclass(frozen=True)
@@ -166,12 +197,12 @@ def _numbers(model: LoadedModel, serving: _Serving, grid: SessionGrid) -> Number
     arrays = (grid.values, grid.age, grid.gender, grid.reached, serving.landmarks)
     occlusion = (plan.slot, plan.replace, plan.fill, plan.guard)
     if serving.linear is not None:
-        return _linear(arrays, occlusion, serving.linear, *serving.thresholds)
-    rows, marks, X, stacked = _prepare(arrays, occlusion)
+        return _linear_kernel(arrays, occlusion, serving.linear, *serving.thresholds)
+    rows, marks, X, stacked = _prepare_kernel(arrays, occlusion)
     if not rows.shape[0]:  # nothing to predict (a model may not take zero rows)
         return rows, marks, X, np.empty(0), np.empty(0, dtype=np.int64), np.empty((0, 1))
     scored = np.asarray(model.probability(stacked.T), dtype=np.float64)
-    return rows, marks, X, *_finish(scored, rows.shape[0], *serving.thresholds)
+    return rows, marks, X, *_finish_kernel(scored, rows.shape[0], *serving.thresholds)
 
 
 def score(

@@ -35,7 +35,6 @@ from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.scoring.episodes import WAI_SR_ITEMS
 from service.storage.tables import (
     AuditEntry,
     Base,
@@ -47,10 +46,10 @@ from service.storage.tables import (
     Prediction,
     SessionRow,
 )
+from training.vocabulary import RISK_LEVELS, SRS_ITEMS, srs_items_total, wai_subscale_means
 
 Change = Literal["created", "updated", "unchanged"]
-LEVELS: tuple[str, ...] = ("low", "moderate", "high")
-_SRS_ITEMS = ("relationship", "goals", "approach", "overall")
+LEVELS: tuple[str, ...] = RISK_LEVELS
 _Str: TypeAlias = str | ColumnExpressionArgument[str]  # a value, or a column to join on
 
 
@@ -636,18 +635,14 @@ def _session_export(row: SessionRow) -> dict[str, Any]:
 
 
 def _wai(wai: dict[str, Any] | None) -> tuple[float | None, float | None, float | None]:
-    """(goal, task, bond) item means, given or from the 12 items (as service.scoring.episodes)."""
+    """(goal, task, bond) item means, given or rolled up from the 12 items by
+    training.vocabulary (as service.scoring.episodes does for a request)."""
     if not wai:
         return None, None, None
     items: list[int] | None = wai.get("items")
     if items is None:
         return wai.get("goal"), wai.get("task"), wai.get("bond")
-
-    def mean(name: str) -> float:
-        numbers = WAI_SR_ITEMS[name]
-        return sum(float(items[n - 1]) for n in numbers) / len(numbers)
-
-    return mean("goal"), mean("task"), mean("bond")
+    return wai_subscale_means(items)
 
 
 def _srs(srs: dict[str, Any] | None) -> float | None:
@@ -657,9 +652,7 @@ def _srs(srs: dict[str, Any] | None) -> float | None:
         return None
     if srs.get("total") is not None:
         return float(srs["total"])
-    items: list[float | None] = [srs.get(name) for name in _SRS_ITEMS]
-    present = [float(i) for i in items if i is not None]
-    return sum(present) if len(present) == len(items) else None
+    return srs_items_total([srs.get(name) for name in SRS_ITEMS])
 
 
 def _total(measure: dict[str, Any] | None) -> Any:

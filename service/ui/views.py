@@ -19,8 +19,9 @@ from pydantic import ValidationError
 from service.core.schemas import SrsIn, WaiIn
 from service.scoring.episodes import srs_total, wai_subscales
 from service.storage.repository import PredictionRecord, SessionRecord
+from training.vocabulary import PHQ9_TOTAL_RANGE, RISK_LEVELS, SRS_TOTAL_RANGE, WAI_ITEM_RANGE
 
-LEVEL_LABELS = {"high": "High", "moderate": "Moderate", "low": "Low"}
+LEVEL_LABELS: dict[str, str] = {level: level.capitalize() for level in RISK_LEVELS}
 EARLY_SESSIONS = 5  # the caseload's sparkline: alliance over sessions 1 to 5
 SRS_CUTOFF = 36.0  # SRS totals below 36 suggest a strained alliance (Duncan & Miller)
 
@@ -116,7 +117,10 @@ def session_scores(record: SessionRecord) -> Scores:
 # --- the caseload's sparkline ---------------------------------------------------------------
 
 SPARK_W, SPARK_H, SPARK_PAD = 96, 32, 4
-SPARK_MIN, SPARK_MAX = 1.0, 5.0  # the WAI-SR's scale; SRS / 10 below 1 is drawn at 1
+SPARK_MIN, SPARK_MAX = (
+    float(WAI_ITEM_RANGE[0]),
+    float(WAI_ITEM_RANGE[1]),
+)  # the WAI-SR's scale; SRS / 10 below 1 is drawn at 1
 
 
 @dataclass(frozen=True)
@@ -294,8 +298,8 @@ def charts(scores: Sequence[Scores]) -> list[Chart]:
             "chart-alliance",
             "Alliance: WAI-SR mean by session",
             "WAI-SR mean (1–5)",
-            (1.0, 5.0),
-            (1, 2, 3, 4, 5),
+            (float(WAI_ITEM_RANGE[0]), float(WAI_ITEM_RANGE[1])),
+            tuple(range(WAI_ITEM_RANGE[0], WAI_ITEM_RANGE[1] + 1)),
             numbers,
             [("WAI-SR mean", "series-wai", "circle", values("wai"))],
         ),
@@ -303,8 +307,8 @@ def charts(scores: Sequence[Scores]) -> list[Chart]:
             "chart-srs-ors",
             "SRS and ORS totals by session",
             "Total (0–40)",
-            (0.0, 40.0),
-            (0, 10, 20, 30, 40),
+            (float(SRS_TOTAL_RANGE[0]), float(SRS_TOTAL_RANGE[1])),
+            tuple(range(SRS_TOTAL_RANGE[0], SRS_TOTAL_RANGE[1] + 1, 10)),
             numbers,
             [
                 ("SRS total", "series-srs", "square", values("srs")),
@@ -316,7 +320,7 @@ def charts(scores: Sequence[Scores]) -> list[Chart]:
             "chart-phq9",
             "PHQ-9 total by session",
             "PHQ-9 total (0–27)",
-            (0.0, 27.0),
+            (float(PHQ9_TOTAL_RANGE[0]), float(PHQ9_TOTAL_RANGE[1])),
             (0, 5, 10, 15, 20, 27),
             numbers,
             [("PHQ-9 total", "series-phq9", "circle", values("phq9"))],

@@ -6,8 +6,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from training import features
 from training.features import (
+    BOND,
+    COLUMN,
+    DAY,
     FEATURES,
+    GENDER_FEMALE,
+    GENDER_MALE,
+    GENDER_OTHER,
+    GOAL,
+    ORS,
+    PHQ9,
+    SRS,
+    TASK,
+    FloatArray,
+    SessionGrid,
     features_at,
     grid_from_tables,
     landmark_examples,
@@ -139,3 +153,92 @@ def test_features_at_mixed_landmarks_and_range() -> None:
         features_at(grid, np.full(grid.n_clients, 4, dtype=np.int64))
     with pytest.raises(ValueError, match="one landmark per row"):
         features_at(grid, ks[:-1])
+
+
+# One client, six sessions, whose every feature but the three gender indicators has its own
+# value (so a feature written to another's column cannot pass). Per session: WAI-SR goal,
+# task, bond; SRS; ORS; PHQ-9; day. WAI-SR is missing once, SRS twice, ORS three times and
+# PHQ-9 four times.
+_DISTINCT_SESSIONS = (
+    (3.0, 3.5, 4.0, 36.5, 20.5, 15.0, 0.0),
+    (2.25, 2.5, 3.0, np.nan, np.nan, np.nan, 7.0),
+    (np.nan, np.nan, np.nan, 39.5, 24.5, np.nan, 10.0),
+    (3.25, 3.75, 4.25, 37.0, np.nan, 11.0, 30.0),
+    (4.0, 4.5, 5.0, np.nan, 29.0, np.nan, 35.0),
+    (3.5, 4.25, 4.75, 38.0, np.nan, np.nan, 62.0),
+)
+# Worked out by hand: the WAI-SR level per session is the mean of its subscales (3.5,
+# 2.5833, -, 3.75, 4.5, 4.1667); the gaps are 7, 3, 20, 5 and 27 days.
+_DISTINCT_FEATURES = {
+    "landmark": 6.0,
+    "wai_mean": 3.7,
+    "wai_last": 12.5 / 3,
+    "wai_change": 12.5 / 3 - 3.5,
+    "wai_min": 7.75 / 3,
+    "wai_drop_max": 3.5 - 7.75 / 3,
+    "wai_goal_last": 3.5,
+    "wai_task_last": 4.25,
+    "wai_bond_last": 4.75,
+    "srs_mean": 37.75,
+    "srs_last": 38.0,
+    "srs_change": 1.5,
+    "srs_min": 36.5,
+    "srs_below36": 0.0,
+    "srs_drop_max": 2.5,
+    "ors_last": 29.0,
+    "ors_change": 8.5,
+    "phq9_last": 11.0,
+    "phq9_change": -4.0,
+    "gap_mean_days": 12.4,
+    "gap_max_days": 27.0,
+    "age": 31.0,
+    "gender_female": 1.0,
+    "gender_male": 0.0,
+    "gender_other": 0.0,
+    "wai_missing": 1.0,
+    "srs_missing": 2.0,
+    "ors_missing": 3.0,
+    "phq9_missing": 4.0,
+}
+_GENDERS = {
+    GENDER_FEMALE: "gender_female",
+    GENDER_MALE: "gender_male",
+    GENDER_OTHER: "gender_other",
+}
+
+
+def _distinct_row(gender: int) -> FloatArray:
+    grid = SessionGrid.empty(1, len(_DISTINCT_SESSIONS))
+    measures = (GOAL, TASK, BOND, SRS, ORS, PHQ9, DAY)
+    for j, session in enumerate(_DISTINCT_SESSIONS):
+        for m, value in zip(measures, session, strict=True):
+            grid.values[m, j, 0] = value + (20_000.0 if m == DAY else 0.0)
+    grid.age[0], grid.gender[0], grid.reached[0] = 31.0, gender, len(_DISTINCT_SESSIONS)
+    row: FloatArray = features_at(grid, np.array([len(_DISTINCT_SESSIONS)]))[0]
+    return row
+
+
+def test_every_feature_is_written_to_its_own_column_by_name() -> None:
+    """Each feature read from the built row by its name (COLUMN) has its own known value; the
+    fixture's values differ per feature, so two features swapped or shifted would fail."""
+    assert set(_DISTINCT_FEATURES) == set(FEATURES) == set(COLUMN)
+    others = [v for name, v in _DISTINCT_FEATURES.items() if name not in _GENDERS.values()]
+    assert len(set(others)) == len(others)  # the fixture really is distinct per feature
+    row = _distinct_row(GENDER_FEMALE)
+    for name, expected in _DISTINCT_FEATURES.items():
+        assert row[COLUMN[name]] == pytest.approx(expected), name
+
+
+@pytest.mark.parametrize("gender", sorted(_GENDERS))
+def test_each_gender_indicator_is_written_to_its_own_column(gender: int) -> None:
+    """The three indicators cannot all differ in one client: one client per gender."""
+    row = _distinct_row(gender)
+    for code, name in _GENDERS.items():
+        assert row[COLUMN[name]] == (1.0 if code == gender else 0.0), name
+
+
+def test_the_writer_names_every_column_once() -> None:
+    """X_<NAME> is COLUMN[name] for every feature, so the writer's names cover the row."""
+    assert [getattr(features, f"X_{name.upper()}") for name in FEATURES] == list(
+        range(len(FEATURES))
+    )

@@ -1,8 +1,11 @@
-"""The vocabulary of ids and dates: one definition, read by every door."""
+"""The vocabulary (ids, dates, instrument ranges, items, risk levels, landmarks): one
+definition, read by every door."""
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
+import itertools
 import re
 from pathlib import Path
 
@@ -25,6 +28,81 @@ _SOURCES = [p for d in ("service", "training", "bench") for p in (REPO / d).rglo
 def _count(text: str) -> dict[Path, int]:
     found = {p: p.read_text(encoding="utf-8").count(text) for p in _SOURCES}
     return {p.relative_to(REPO): n for p, n in found.items() if n}
+
+
+def _literal(node: ast.AST) -> object:
+    """The value of a literal tuple, list or constant; None for anything else."""
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def _hashable(value: object) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _written(values: set[object]) -> dict[Path, list[object]]:
+    """Where any of `values` is written in the source tree: as a tuple or list literal (a
+    `Literal[...]` of several values is one), as the literal bounds of a `Field(ge=, le=)`
+    or a `Column(low=, high=)`, or as two literal positional bounds side by side in a
+    call."""
+    found: dict[Path, list[object]] = {}
+    for path in _SOURCES:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            hits: list[object] = []
+            if isinstance(node, ast.Tuple | ast.List):
+                value = _literal(node)
+                hits.append(tuple(value) if isinstance(value, list | tuple) else None)
+            elif isinstance(node, ast.Call):
+                kw = {k.arg: _literal(k.value) for k in node.keywords}
+                hits += [(kw.get("ge"), kw.get("le")), (kw.get("low"), kw.get("high"))]
+                args = [_literal(a) for a in node.args]
+                hits += list(itertools.pairwise(args))
+            hits = [h for h in hits if isinstance(h, tuple) and _hashable(h) and h in values]
+            if hits:
+                found.setdefault(path.relative_to(REPO), []).extend(hits)
+    return found
+
+
+def test_ranges_items_and_levels_are_written_once_in_the_source_tree() -> None:
+    """The instrument ranges, the WAI-SR item map, the SRS items and the risk levels are
+    written in training/vocabulary.py only: the contract, the API schemas, FHIR, CDS,
+    storage and the pages read them from there. (The two 0-40 totals, SRS and ORS, are
+    each written there once, hence two hits of (0, 40).)"""
+    ranges = {
+        vocabulary.WAI_ITEM_RANGE,
+        vocabulary.SRS_TOTAL_RANGE,
+        vocabulary.SRS_ITEM_RANGE,
+        vocabulary.ORS_TOTAL_RANGE,
+        vocabulary.PHQ9_TOTAL_RANGE,
+        vocabulary.AGE_RANGE,
+    }
+    items = {*vocabulary.WAI_SR_ITEMS.values(), vocabulary.SRS_ITEMS}
+    levels = {vocabulary.RISK_LEVELS}
+    found = _written(ranges | items | levels)
+    assert list(found) == [Path("training/vocabulary.py")], found
+    assert sorted(map(str, found[Path("training/vocabulary.py")])) == sorted(
+        map(str, [*ranges, vocabulary.ORS_TOTAL_RANGE, *items, *levels])
+    )
+
+
+def test_the_roll_ups_follow_the_item_map() -> None:
+    """Each WAI-SR subscale is the mean of its own four items (every item in exactly one),
+    and the SRS total needs all four items."""
+    numbers = sorted(n for group in vocabulary.WAI_SR_ITEMS.values() for n in group)
+    assert numbers == list(range(1, vocabulary.WAI_SR_ITEM_COUNT + 1))
+    answers = [0] * vocabulary.WAI_SR_ITEM_COUNT
+    for value, name in enumerate(vocabulary.WAI_SUBSCALES, start=1):
+        for n in vocabulary.WAI_SR_ITEMS[name]:
+            answers[n - 1] = value
+    assert vocabulary.wai_subscale_means(answers) == (1.0, 2.0, 3.0)
+    assert vocabulary.srs_items_total([9.0, 8.5, 9.0, 9.5]) == 36.0
+    assert vocabulary.srs_items_total([9.0, None, 9.0, 9.5]) is None
 
 
 def test_the_id_pattern_is_written_once_in_the_source_tree() -> None:

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from service.interop.cds.limits import HOOK, SERVICE_ID, SUMMARY_MAX
+from training.vocabulary import RISK_LEVELS
 
 _DISCOVERY: dict[str, Any] = {
     "services": [
@@ -39,7 +40,7 @@ def discovery() -> dict[str, Any]:
     return copy.deepcopy(_DISCOVERY)
 
 
-_INDICATOR = {"low": "info", "moderate": "warning", "high": "critical"}
+_INDICATOR = dict(zip(RISK_LEVELS, ("info", "warning", "critical"), strict=True))
 _TRAILING_NUMBERS = re.compile(r"\s*\([^()]*\)\s*$")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")
 

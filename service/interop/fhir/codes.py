@@ -9,6 +9,13 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from training.errors import DropoutRiskError
+from training.vocabulary import (
+    ORS_TOTAL_RANGE,
+    PHQ9_TOTAL_RANGE,
+    RISK_LEVELS,
+    SRS_TOTAL_RANGE,
+    WAI_ITEM_RANGE,
+)
 
 MEASURE_SYSTEM = "urn:dropout-risk:codesystem:measures"
 LOINC = "http://loinc.org"
@@ -52,7 +59,7 @@ RISK_PROBABILITY_DISPLAY = {
     "certain": "Certain",
 }
 # Our risk levels as risk-probability codes: by name (docs/fhir.md on what "high" means).
-RISK_LEVEL_CODES = {"low": "low", "moderate": "moderate", "high": "high"}
+RISK_LEVEL_CODES: dict[str, str] = {level: level for level in RISK_LEVELS}
 WAI_LINK_IDS = tuple(str(n) for n in range(1, 13))
 
 Severity = Literal["fatal", "error", "warning", "information"]
@@ -118,12 +125,30 @@ class Measure:
 
 
 MEASURES: tuple[Measure, ...] = (
-    Measure(MEASURE_SYSTEM, "wai-sr-goal", "WAI-SR goal subscale (item mean)", "wai.goal", 1, 5),
-    Measure(MEASURE_SYSTEM, "wai-sr-task", "WAI-SR task subscale (item mean)", "wai.task", 1, 5),
-    Measure(MEASURE_SYSTEM, "wai-sr-bond", "WAI-SR bond subscale (item mean)", "wai.bond", 1, 5),
-    Measure(MEASURE_SYSTEM, "srs-total", "Session Rating Scale total", "srs", 0, 40),
-    Measure(MEASURE_SYSTEM, "ors-total", "Outcome Rating Scale total", "ors", 0, 40),
-    Measure(LOINC, PHQ9_TOTAL_LOINC, "PHQ-9 total score", "phq9", 0, 27, integer=True),
+    Measure(
+        MEASURE_SYSTEM,
+        "wai-sr-goal",
+        "WAI-SR goal subscale (item mean)",
+        "wai.goal",
+        *WAI_ITEM_RANGE,
+    ),
+    Measure(
+        MEASURE_SYSTEM,
+        "wai-sr-task",
+        "WAI-SR task subscale (item mean)",
+        "wai.task",
+        *WAI_ITEM_RANGE,
+    ),
+    Measure(
+        MEASURE_SYSTEM,
+        "wai-sr-bond",
+        "WAI-SR bond subscale (item mean)",
+        "wai.bond",
+        *WAI_ITEM_RANGE,
+    ),
+    Measure(MEASURE_SYSTEM, "srs-total", "Session Rating Scale total", "srs", *SRS_TOTAL_RANGE),
+    Measure(MEASURE_SYSTEM, "ors-total", "Outcome Rating Scale total", "ors", *ORS_TOTAL_RANGE),
+    Measure(LOINC, PHQ9_TOTAL_LOINC, "PHQ-9 total score", "phq9", *PHQ9_TOTAL_RANGE, integer=True),
 )
 BY_CODING = {(m.system, m.code): m for m in MEASURES}
 WAI_ITEMS_SLOT = "wai.items"  # a WAI-SR QuestionnaireResponse: the 12 item answers

@@ -17,8 +17,9 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 
 from service.core.schemas import EpisodeIn
 from service.interop.fhir import codes, reading, writing
-from service.scoring.episodes import WAI_SR_ITEMS, wai_subscales
+from service.scoring.episodes import wai_subscales
 from tests.support.helpers import REPO
+from training.vocabulary import WAI_SR_ITEMS
 
 DOCS = REPO / "docs" / "fhir.md"
 CATEGORY = [{"coding": [{"system": codes.CATEGORY_SYSTEM, "code": "survey"}]}]

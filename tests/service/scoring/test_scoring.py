@@ -202,3 +202,27 @@ def test_the_service_scores_an_updated_model_like_a_trained_one(updated_registry
     assert np.array_equal(p, np.round(expected_p, 4))
     answers = [r for r in score(loaded, episodes[:50]) if isinstance(r, dict)]
     assert {a["model"]["version"] for a in answers} == {loaded.version}
+
+
+def test_the_kernel_map_names_each_compiled_kernel_where_it_is_defined() -> None:
+    """KERNELS (and the table in score.py's docstring) lists compiled numba kernels, each
+    found in the module it names, each following the `<what>_kernel` scheme; and every
+    compiled function of those modules is in the map, or is the batch path's own."""
+    import importlib
+
+    from numba.core.registry import CPUDispatcher
+
+    listed = set(scoring.KERNELS)
+    for module, name in scoring.KERNELS:
+        kernel = getattr(importlib.import_module(module), name)
+        assert isinstance(kernel, CPUDispatcher), (module, name)
+        assert name.endswith("_kernel"), name
+        assert kernel.py_func.__name__.endswith("_loop"), name
+        assert f"`{name}`" in (scoring.__doc__ or ""), name
+    for module in {m for m, _ in scoring.KERNELS}:
+        compiled = {
+            (module, n)
+            for n, v in vars(importlib.import_module(module)).items()
+            if isinstance(v, CPUDispatcher) and v.py_func.__module__ == module
+        }
+        assert compiled - listed <= {("training.model", "_linear_logit_kernel")}, module
