@@ -87,7 +87,7 @@ from training.monitoring_stats import (
 from training.profile_schema import Bins, Estimate, ReferenceProfile
 from training.sample_size import required_sample_size
 from training.transport import ECE_BINS, ece
-from training.vocabulary import ID_RULE, is_id
+from training.vocabulary import ID_RULE, INSTRUMENT_NAMES, is_id
 
 P_WATCH = 0.01
 P_ALERT = 0.001
@@ -98,7 +98,6 @@ MIN_LABELLED = 50  # labelled episodes for a realised figure, with MIN_CLIENTS_P
 NEVER_MISSING = frozenset(
     {"gender_female", "gender_male", "gender_other", *INSTRUMENT_MISSING.values()}
 )
-INSTRUMENT_NAMES = {"wai_sr": "WAI-SR", "srs": "SRS", "ors": "ORS", "phq9": "PHQ-9"}
 # What a feature is made of, by its name's first word, for the next steps' wording.
 _FIELD_NAMES = {**{k.split("_")[0]: v for k, v in INSTRUMENT_NAMES.items()}, "gap": "session dates"}
 NO_PROFILE = (
