@@ -66,7 +66,7 @@ def test_no_server_error_and_schema_conformance(
         for op in (result.ok() for result in schema.get_all_operations())
         if not op.path.startswith(("/fhir", "/cds-services"))
     ]
-    assert len(operations) == 15
+    assert len(operations) == 16
     if mode == schemathesis.GenerationMode.NEGATIVE:  # only inputs can be made invalid
         operations = [op for op in operations if op.method.upper() in ("POST", "PUT")]
         assert len(operations) == 7
@@ -101,6 +101,7 @@ def test_schema_has_every_endpoint(app: FastAPI) -> None:
         "/v1/clients/{client_id}/risk/history",
         "/v1/clients/{client_id}/flag/acknowledge",
         "/v1/caseload",
+        "/v1/monitoring",
         "/fhir/r4/metadata",
         "/fhir/r4/RiskAssessment/$predict",
         "/fhir/r4/RiskAssessment",
