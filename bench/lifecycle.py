@@ -1,7 +1,7 @@
 """Local updating and comparison (issue 14): `dropout-risk update` and `dropout-risk
 compare` on 5,000 clients each within 30 s on 2 cores.
 
-The clinic is the worked example of docs/lifecycle.md (a 35% dropout rate, an SRS-only
+The clinic is the worked example of docs/updating.md (a 35% dropout rate, an SRS-only
 site): at 5,000 clients the sample meets the sample-size minimum, so `update --method auto`
 runs the longest path (the closed test up to revise, revise out of fold, then a full refit
 to weigh against it). `compare` scores the shipped champion and the update on a later

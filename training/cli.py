@@ -463,7 +463,7 @@ def update(
         typer.Option(
             "--method",
             help="auto (closed test, Vergouwe et al. 2017) or one of keep, intercept, "
-            "recalibrate, revise, refit (docs/lifecycle.md).",
+            "recalibrate, revise, refit (docs/updating.md).",
         ),
     ] = "auto",
     models_dir: ModelsDirOpt = DEFAULT_MODELS,
@@ -808,7 +808,7 @@ def models_promote(
     models_dir: ModelsDirOpt = DEFAULT_MODELS,
 ) -> None:
     """Make a registered version the champion of a clinic or the network default, if its
-    last comparison against the current champion allows it (docs/lifecycle.md)."""
+    last comparison against the current champion allows it (docs/updating.md)."""
     from training.promotion import PromotionRule, promote, scope
     from training.registry import Registry
 

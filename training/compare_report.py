@@ -254,7 +254,7 @@ def _subgroups(c: Comparison) -> str:
     return (
         '<section id="subgroups"><h2>Subgroups, both models</h2><p>Point estimates: '
         "observed / expected dropouts (ideal 1) and AUC; the promotion rule checks these "
-        "against its margins (docs/lifecycle.md). n/a: too few clients of an outcome.</p>"
+        "against its margins (docs/updating.md). n/a: too few clients of an outcome.</p>"
         f"{''.join(parts)}</section>"
     )
 
@@ -313,7 +313,7 @@ def render_comparison(c: Comparison) -> str:
             '<section id="method"><h2>How to read this comparison</h2><p>Better or worse '
             "means the 95% interval of the difference lies wholly on one side of zero; "
             "otherwise the two are not distinguishable on these clients. See "
-            "docs/lifecycle.md.</p></section>",
+            "docs/updating.md.</p></section>",
         ]
     )
     return (

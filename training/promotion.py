@@ -18,7 +18,7 @@ Nothing is refused when the scope has no champion yet (the first champion of an 
 registry) or when the version already serves it. `force` with a `reason` overrides a
 refusal; who (`actor`), why, and what was overridden go into the registry's history.
 train --promote is the network-scope bootstrap path and does not come through here
-(training/train.py; docs/lifecycle.md).
+(training/train.py; docs/updating.md).
 """
 
 from __future__ import annotations

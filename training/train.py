@@ -340,7 +340,7 @@ def train(
     """Select, fit, evaluate and register a model; returns the new version.
 
     `promote` makes it the network default without a comparison: train --promote is the
-    network-scope bootstrap path (docs/lifecycle.md), recorded in the registry's history
+    network-scope bootstrap path (docs/updating.md), recorded in the registry's history
     under `actor` when it replaces another champion. A clinic's champion changes only by
     `models promote --clinic`, under the promotion rule (training/promotion.py)."""
     step("building landmark features")

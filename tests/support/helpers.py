@@ -73,7 +73,7 @@ def train(cohort: Path, models: Path, *extra: str) -> int:
 
 
 # A clinic in another world than the shipped model's: a 35% dropout rate and an SRS-only
-# site (docs/lifecycle.md, the worked example).
+# site (docs/updating.md, the worked example).
 CLINIC = "site-a"
 CLINIC_WORLD = SimulationParams(dropout_rate=0.35, site_mix=(0.0, 0.0, 1.0))
 
