@@ -26,7 +26,7 @@ from training.cli_support import command_group, fail
 from training.contract import CLIENT_COLUMNS, SESSION_COLUMNS
 from training.errors import DropoutRiskError
 from training.registry import Registry
-from training.vocabulary import ID_RULE, is_id
+from training.vocabulary import ID_RULE, URGENT_FIRST, is_id
 
 DEFAULT_DATABASE_URL = "sqlite:///var/dropout-risk.db"
 
@@ -184,7 +184,7 @@ def demo(
     if seeded.already_there:
         typer.echo(f"clinic {clinic} already has clients; nothing seeded")
         return
-    levels = ", ".join(f"{seeded.by_level.get(k, 0)} {k}" for k in ("high", "moderate", "low"))
+    levels = ", ".join(f"{seeded.by_level.get(k, 0)} {k}" for k in URGENT_FIRST)
     typer.echo(
         f"seeded clinic {clinic}: {seeded.clients} simulated clients ({levels}), "
         f"{seeded.sessions} sessions"

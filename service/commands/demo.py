@@ -21,6 +21,7 @@ from service.storage import repository as repo
 from service.storage.database import Storage
 from training.registry import LoadedModel
 from training.simulate import simulate
+from training.vocabulary import URGENT_FIRST
 
 EARLY_SESSIONS = 3
 POOL = 30  # clients simulated per client kept, to find enough of each level
@@ -92,7 +93,7 @@ def _choose(model: LoadedModel, episodes: list[dict[str, Any]], n: int) -> list[
     scored.sort(key=lambda item: -item[0])
     share = math.ceil(n / 3)
     chosen: list[dict[str, Any]] = []
-    for level in ("high", "moderate", "low"):
+    for level in URGENT_FIRST:
         chosen += [e for _, lv, e in scored if lv == level][:share]
     return chosen[:n]
 
