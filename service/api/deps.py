@@ -69,6 +69,9 @@ def actor(key: ApiKey) -> Actor:
 # --- the model, the database, the audit trail ---------------------------------------------------
 
 
+_NO_KEY: Any = object()
+
+
 def current_model(request: Request, clinic: str | None = None) -> LoadedModel:
     """The verified champion of the caller's clinic (its own, else the network default),
     read once per request so the whole request uses one model. The clinic is `clinic` when
@@ -77,7 +80,9 @@ def current_model(request: Request, clinic: str | None = None) -> LoadedModel:
     default. One dict lookup: the registry is read only when its file changes."""
     store: ModelStore = request.app.state.models
     if clinic is None:
-        clinic = getattr(request.state, "clinic", None)
+        clinic = getattr(request.state, "clinic", _NO_KEY)
+        if clinic is _NO_KEY:  # a route that names its model before its key: a bug, not a 4xx
+            raise RuntimeError("the API key must be checked before the model is resolved")
     return store.for_clinic(clinic)
 
 
