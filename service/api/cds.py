@@ -85,7 +85,7 @@ async def patient_view(request: Request, db: Db, audit: Audit) -> Response:
     """At most one card: the patient's dropout risk, its main reason and what to do."""
     who = await _run(caller, request, PATIENT_VIEW)
     hook = await json_body(request, hooks.HookRequest)
-    model = current_model(request)
+    model = current_model(request, who.clinic)  # the issuer's tenant
     result = await _run(_result, db, audit, who, hook, model, request.app.state.settings)
     if result is None:
         return _json(cards.cards_response([]))

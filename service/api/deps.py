@@ -69,13 +69,25 @@ def actor(key: ApiKey) -> Actor:
 # --- the model, the database, the audit trail ---------------------------------------------------
 
 
-def current_model(request: Request) -> LoadedModel:
-    """The verified champion, read once per request so the whole request uses one model."""
+_NO_KEY: Any = object()
+
+
+def current_model(request: Request, clinic: str | None = None) -> LoadedModel:
+    """The verified champion of the caller's clinic (its own, else the network default),
+    read once per request so the whole request uses one model. The clinic is `clinic` when
+    given (a CDS caller's issuer tenant), else the API key's tenant, which the key check
+    (service.security.auth.require) leaves on the request; no key, no clinic: the network
+    default. One dict lookup: the registry is read only when its file changes."""
     store: ModelStore = request.app.state.models
-    return store.current
+    if clinic is None:
+        clinic = getattr(request.state, "clinic", _NO_KEY)
+        if clinic is _NO_KEY:  # a route that names its model before its key: a bug, not a 4xx
+            raise RuntimeError("the API key must be checked before the model is resolved")
+    return store.for_clinic(clinic)
 
 
 async def _current_model(request: Request) -> LoadedModel:
+    """A route declares its key before `model: Model`, so the key's clinic is known here."""
     return current_model(request)  # async: a sync dependency would hop to a thread pool
 
 

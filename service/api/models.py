@@ -31,8 +31,9 @@ async def list_models(store: Models, key: ModelsReadKey) -> Any:
 
 
 @router.get("/current", response_model=ModelInfoOut, responses=ERRORS)
-async def current(model: Model, key: ModelsReadKey) -> Any:
-    """The model answering on this worker now."""
+async def current(key: ModelsReadKey, model: Model) -> Any:
+    """The model answering this caller on this worker now: its clinic's champion, else the
+    network default (the key comes first: the model is resolved by its tenant)."""
     meta = model.metadata
     return {k: meta[k] for k in ModelInfoOut.model_fields}
 

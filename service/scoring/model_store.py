@@ -1,4 +1,9 @@
-"""The model every request uses, and how a promotion reaches every worker.
+"""The model each request uses (its clinic's champion, else the network default), and how
+a promotion reaches every worker.
+
+One model is loaded per distinct champion version: a clinic champion named by several
+clinics is loaded once and shared. Which version serves which clinic is read from the
+registry only when its file changes, so a request costs one dict lookup, not a read.
 
 Workers are separate processes, so a promotion is written to the registry file and each
 worker notices the change on its own: before handling a request it looks at the file's
@@ -48,16 +53,30 @@ class ModelStore:
         self.registry = registry
         self.reload_seconds = reload_seconds
         self.warm = warm
-        self._model: LoadedModel | None = None
+        self._model: LoadedModel | None = None  # the network default
+        self._clinics: dict[str, LoadedModel] = {}  # clinics with their own champion
         self._seen = _Seen(None, 0.0)
         self.last_error: str | None = None
 
     @property
     def current(self) -> LoadedModel:
+        """The network default champion."""
+        return self.for_clinic(None)
+
+    def for_clinic(self, clinic: str | None) -> LoadedModel:
+        """The champion serving `clinic`: its own when it has one, else the network default."""
         self.refresh()
+        own = self._clinics.get(clinic) if clinic is not None else None
+        if own is not None:
+            return own
         if self._model is None:
             raise ModelUnavailable(self.last_error or "no model is loaded")
         return self._model
+
+    def is_clinic_champion(self, clinic: str) -> bool:
+        """Whether `clinic` is served its own champion (not the network default)."""
+        self.refresh()
+        return clinic in self._clinics
 
     @property
     def ready(self) -> bool:
@@ -71,7 +90,7 @@ class ModelStore:
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def refresh(self, force: bool = False) -> None:
-        """Load the champion if the registry changed since we last looked."""
+        """Load the champions if the registry changed since we last looked."""
         now = time.monotonic()
         if not force and now - self._seen.checked_at < self.reload_seconds:
             return
@@ -79,29 +98,62 @@ class ModelStore:
         changed = stat != self._seen.stat
         self._seen = _Seen(stat, now)
         if changed or self._model is None:
-            self._load_champion()
+            self._load_champions()
 
-    def _load_champion(self) -> None:
+    def _loaded(self) -> dict[str, LoadedModel]:
+        """Every model loaded now, by version (each version once)."""
+        out = {m.version: m for m in self._clinics.values()}
+        if self._model is not None:
+            out[self._model.version] = self._model
+        return out
+
+    def _load(self, version: str, loaded: dict[str, LoadedModel]) -> LoadedModel | None:
+        """`version` loaded, verified and warmed (or already loaded); None when refused."""
+        if version in loaded:
+            return loaded[version]
         try:
-            champion = self.registry.entry("champion").version
-            if self._model is not None and self._model.version == champion:
-                return
-            model = self.registry.load(champion)
+            model = self.registry.load(version)
             self.warm(model)
         except DropoutRiskError as exc:
             self.last_error = str(exc)
             log.error("model not loaded, keeping the previous one: %s", exc)
-            return
-        previous = None if self._model is None else self._model.version
-        self._model, self.last_error = model, None
-        log.info("serving model %s (previous: %s)", model.version, previous)
+            return None
+        loaded[version] = model
+        return model
 
-    def promote(self, version: str) -> str | None:
-        """Verify and promote a version, then serve it here at once; returns the previous."""
+    def _load_champions(self) -> None:
+        """Swap in the registry's champions. A version that cannot be loaded is refused and
+        whatever served before keeps serving the clinics that named it."""
+        try:
+            index = self.registry.index()
+        except DropoutRiskError as exc:
+            self.last_error = str(exc)
+            log.error("registry not read, keeping the previous models: %s", exc)
+            return
+        loaded = self._loaded()
+        self.last_error = None
+        default = self._model
+        if index.champion is not None:
+            default = self._load(index.champion, loaded) or default
+        elif default is None:
+            self.last_error = "no champion model is registered; train one with `dropout-risk train`"
+        clinics: dict[str, LoadedModel] = {}
+        for clinic, version in index.clinic_champions.items():
+            model = self._load(version, loaded) or self._clinics.get(clinic)
+            if model is not None:
+                clinics[clinic] = model
         previous = None if self._model is None else self._model.version
+        self._model, self._clinics = default, clinics
+        if default is not None and default.version != previous:
+            log.info("serving model %s (previous: %s)", default.version, previous)
+
+    def promote(self, version: str, clinic: str | None = None) -> str | None:
+        """Verify and promote a version for `clinic` (None: the network default), then serve
+        it here at once; returns the previous champion of that clinic."""
+        previous = self.registry.champion_of(clinic)
         # A version that cannot score the reference episode is refused (WarmUpFailed, an
         # ArtifactError) before it is named champion, which every worker would then refuse.
         self.warm(self.registry.load(version))
-        self.registry.promote(version)  # loads and verifies before writing the registry
+        self.registry.promote(version, clinic=clinic)  # loads and verifies before writing
         self.refresh(force=True)
         return previous

@@ -45,6 +45,7 @@ def require(*scopes: str) -> Callable[[Request], Awaitable[ApiKey]]:
         if key.scopes.isdisjoint(scopes):
             raise Forbidden(f"this key lacks the {wanted} scope")
         request.state.key_id = key.key_id
+        request.state.clinic = key.tenant  # whose champion serves it: service.api.deps
         return key
 
     return check
