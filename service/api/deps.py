@@ -53,8 +53,9 @@ STORED_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 404: {"model": Error
 PredictKey = Annotated[ApiKey, Depends(require("predict"))]
 # model metadata: the keys that are served by the models, and their administrators
 ModelsReadKey = Annotated[ApiKey, Depends(require("predict", "models:admin"))]
-# promotion changes the champion of every clinic: a network-level scope, not a clinic's
-NetworkKey = Annotated[ApiKey, Depends(require("models:network"))]
+# promotion: a clinic's models:admin promotes its own clinic's champion, models:network the
+# network default served to every clinic without its own
+PromoteKey = Annotated[ApiKey, Depends(require("models:admin", "models:network"))]
 # monitoring a clinic's window (GET /v1/monitoring): its model administrators only
 MonitoringKey = Annotated[ApiKey, Depends(require("models:admin"))]
 WriteKey = Annotated[ApiKey, Depends(require("clients:write"))]

@@ -25,6 +25,7 @@ from service.security.auth import Forbidden, Unauthenticated
 from service.storage.engine import StorageUnavailable
 from training.errors import ArtifactError, RegistryError, RegistryInvalid
 from training.errors import field_path as located_path
+from training.promotion import PromotionRefused
 
 log = logging.getLogger("dropout_risk.errors")
 
@@ -90,6 +91,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RegistryError)
     async def unknown_version(_: Request, exc: RegistryError) -> JSONResponse:
         return _body(404, "path.version", str(exc), "unknown_model_version")
+
+    @app.exception_handler(PromotionRefused)
+    async def promotion_refused(_: Request, exc: PromotionRefused) -> JSONResponse:
+        return _body(409, "path.version", str(exc), "promotion_refused")
 
     @app.exception_handler(RegistryInvalid)
     async def registry_invalid(_: Request, exc: RegistryInvalid) -> JSONResponse:

@@ -1,5 +1,9 @@
 """Model registry endpoints: list and describe the one serving (predict or models:admin),
-promote (models:network: the champion is served to every clinic)."""
+promote: a clinic's models:admin changes its own clinic's champion, models:network the
+network default. Either way the promotion rule of `training.promotion` applies (a
+challenger needs a passing comparison against the champion it replaces, unless forced with
+a reason), the actor is the key, and the change is in the registry history and the audit
+log."""
 
 from __future__ import annotations
 
@@ -7,8 +11,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from service.api.deps import ERRORS, Model, Models, ModelsReadKey, NetworkKey
-from service.core.schemas import ErrorOut, Identifier, ModelInfoOut, ModelsOut, PromotedOut
+from service.api.deps import ERRORS, Audit, Db, Model, Models, ModelsReadKey, PromoteKey, actor
+from service.core.schemas import (
+    ErrorOut,
+    Identifier,
+    ModelInfoOut,
+    ModelsOut,
+    PromotedOut,
+    PromoteIn,
+)
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 Version = Annotated[Identifier, Path()]
@@ -43,8 +54,24 @@ async def current(key: ModelsReadKey, model: Model) -> Any:
     response_model=PromotedOut,
     responses={**ERRORS, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}},
 )
-async def promote(store: Models, key: NetworkKey, version: Version) -> Any:
-    """Make a registered version the champion. It is verified first; a version that fails
-    its integrity check is refused (409) and the current one keeps serving."""
-    previous = store.promote(version)
-    return {"champion": store.current.version, "previous": previous}
+async def promote(
+    store: Models,
+    key: PromoteKey,
+    db: Db,
+    audit: Audit,
+    version: Version,
+    body: PromoteIn | None = None,
+) -> Any:
+    """Make a registered version the champion of the caller's clinic (models:admin) or the
+    network default (models:network). It is verified first and must pass the promotion
+    rule (409 naming the rule otherwise, and nothing changes); a version that fails its
+    integrity check is refused (409) and the current one keeps serving."""
+    clinic = None if "models:network" in key.scopes else key.tenant
+    order = body or PromoteIn()
+    who = actor(key)
+    previous = store.promote(
+        version, clinic, actor=who.name, force=order.force, reason=order.reason
+    )
+    with db.session() as s:
+        audit(s, who, "model.promote" if clinic else "model.promote_network", None, version)
+    return {"champion": store.for_clinic(clinic).version, "previous": previous}

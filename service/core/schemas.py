@@ -16,6 +16,8 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    StrictBool,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -381,6 +383,15 @@ class ModelInfoOut(BaseModel):
     landmarks: list[int]
     instruments: list[str]
     features: list[str]
+
+
+class PromoteIn(BaseModel):
+    """An optional promotion body: override the promotion rule, saying why (recorded)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    force: StrictBool = False
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
 
 
 class PromotedOut(BaseModel):

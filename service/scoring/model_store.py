@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from training import promotion as rules
 from training.errors import DropoutRiskError
 from training.registry import LoadedModel, Registry
 
@@ -147,13 +148,29 @@ class ModelStore:
         if default is not None and default.version != previous:
             log.info("serving model %s (previous: %s)", default.version, previous)
 
-    def promote(self, version: str, clinic: str | None = None) -> str | None:
-        """Verify and promote a version for `clinic` (None: the network default), then serve
-        it here at once; returns the previous champion of that clinic."""
+    def promote(
+        self,
+        version: str,
+        clinic: str | None = None,
+        actor: str = "unrecorded",
+        force: bool = False,
+        reason: str | None = None,
+    ) -> str | None:
+        """Verify and promote a version for `clinic` (None: the network default) under the
+        promotion rule (training.promotion: PromotionRefused when it does not pass and is
+        not forced), then serve it here at once; returns the previous champion there."""
         previous = self.registry.champion_of(clinic)
         # A version that cannot score the reference episode is refused (WarmUpFailed, an
         # ArtifactError) before it is named champion, which every worker would then refuse.
         self.warm(self.registry.load(version))
-        self.registry.promote(version, clinic=clinic)  # loads and verifies before writing
+        rules.promote(
+            self.registry,
+            version,
+            clinic,
+            actor=actor,
+            path="POST /v1/models/{version}/promote",
+            force=force,
+            reason=reason,
+        )  # loads and verifies before it writes the registry
         self.refresh(force=True)
         return previous

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from training.errors import DropoutRiskError
 from training.vocabulary import ID_RULE, is_id
 
-# models:admin reads model metadata; models:network promotes the champion, which changes what
-# every clinic is served (models are not per clinic yet), so it is granted apart from it.
+# models:admin reads model metadata, its clinic's monitoring and promotes its clinic's own
+# champion; models:network promotes the network default, which changes what every clinic
+# without its own champion is served, so it is granted apart from it.
 SCOPES: tuple[str, ...] = (
     "predict",
     "models:admin",

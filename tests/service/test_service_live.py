@@ -66,6 +66,7 @@ def test_promotion_under_load(server: Server) -> None:
     time.sleep(1.0)
     promoted = httpx.post(
         f"{server.url}/v1/models/{new}/promote",
+        json={"force": True, "reason": "test: promotion under load"},  # no comparison
         timeout=10,
         headers={"Authorization": f"Bearer {server.admin_key}"},
     )

@@ -24,6 +24,8 @@ from service.core.observability import Pseudonymizer, configure_logging
 from service.core.schemas import WaiIn
 from service.core.settings import Settings
 from service.scoring.episodes import wai_subscales
+from service.storage import repository as repo
+from service.storage.database import Storage
 from tests.support.helpers import REPO, create_key, train, write_csv
 from training.cli import run
 from training.features import grid_from_tables
@@ -517,19 +519,35 @@ def test_log_lines_are_json_with_the_event_fields(capsys: pytest.CaptureFixture[
     } in lines
 
 
-def test_promotion_needs_the_network_scope(
-    client: TestClient, keys: dict[str, str], registry: Path
-) -> None:
-    """A clinic's models:admin reads model metadata but cannot promote: the champion is
-    served to every clinic, so promotion takes models:network."""
+def test_promotion_scopes(client: TestClient, keys: dict[str, str], registry: Path) -> None:
+    """A clinic's models:admin promotes its own clinic's champion only; the network default
+    takes models:network; a predict key promotes nothing."""
     champion = Registry(registry).read()["champion"]
     listed = client.get("/v1/models", headers=_auth(keys, "admin"))
     assert (listed.status_code, listed.json()["champion"]) == (200, champion)
     current = client.get("/v1/models/current", headers=_auth(keys, "admin"))
     assert (current.status_code, current.json()["version"]) == (200, champion)
-    refused = client.post(f"/v1/models/{champion}/promote", headers=_auth(keys, "admin"))
+    refused = client.post(f"/v1/models/{champion}/promote", headers=_auth(keys))
     assert refused.status_code == 403
-    assert "'models:network'" in refused.json()["detail"][0]["msg"]
+    assert "'models:admin' or 'models:network'" in refused.json()["detail"][0]["msg"]
+    # another clinic's admin (clinic-a's champion stays the network default for later tests)
+    admin_z = {"Authorization": f"Bearer {create_key(keys['url'], 'clinic-z', ['models:admin'])}"}
+    own = client.post(f"/v1/models/{champion}/promote", headers=admin_z)
+    assert own.status_code == 200
+    assert own.json() == {"champion": champion, "previous": champion}  # what served it
+    index = Registry(registry).index()
+    assert (index.champion, index.clinic_champions) == (champion, {"clinic-z": champion})
+    assert index.history[-1].actor.startswith("key:")
+    assert index.history[-1].clinic == "clinic-z"
+    storage = Storage(keys["url"])
+    try:
+        with storage.session() as s:
+            rows = repo.list_audit(s, "clinic-z", dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+    finally:
+        storage.close()
+    assert [(r.action, r.model_version, r.actor) for r in rows] == [
+        ("model.promote", champion, index.history[-1].actor)
+    ]
     promoted = client.post(f"/v1/models/{champion}/promote", headers=_auth(keys, "network"))
     assert promoted.status_code == 200
     assert promoted.json() == {"champion": champion, "previous": champion}
@@ -553,13 +571,24 @@ def test_promotion_and_tampering(
     assert "refusing to load a modified artifact" in refused.json()["detail"][0]["msg"]
     assert _predict(client, keys, EXAMPLE).json()["model"]["version"] == before
     model_file.write_bytes(original)
-    promoted = client.post(f"/v1/models/{new}/promote", headers=_auth(keys, "network"))
-    assert promoted.json() == {"champion": new, "previous": before}
-    assert _predict(client, keys, EXAMPLE).json()["model"]["version"] == new
-    assert (
-        client.post(f"/v1/models/{before}/promote", headers=_auth(keys, "network")).status_code
-        == 200
+    # no comparison against the champion: the promotion rule refuses, and nothing changes
+    unproven = client.post(f"/v1/models/{new}/promote", headers=_auth(keys, "network"))
+    assert unproven.status_code == 409
+    assert unproven.json()["detail"][0]["type"] == "promotion_refused"
+    assert "no comparison" in unproven.json()["detail"][0]["msg"]
+    assert Registry(registry).read()["champion"] == before
+    forced = {"force": True, "reason": "test: tampering check"}
+    empty = client.post(
+        f"/v1/models/{new}/promote", json={"force": True}, headers=_auth(keys, "network")
     )
+    assert empty.status_code == 409
+    assert "--reason" in empty.json()["detail"][0]["msg"]
+    promoted = client.post(f"/v1/models/{new}/promote", json=forced, headers=_auth(keys, "network"))
+    assert promoted.json() == {"champion": new, "previous": before}
+    assert Registry(registry).index().history[-1].reason == "test: tampering check"
+    assert _predict(client, keys, EXAMPLE).json()["model"]["version"] == new
+    back = client.post(f"/v1/models/{before}/promote", json=forced, headers=_auth(keys, "network"))
+    assert back.status_code == 200
 
 
 def test_without_a_model_ready_and_predictions_say_503(
