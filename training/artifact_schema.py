@@ -39,6 +39,15 @@ class Thresholds(_Document):
     high: Probability
 
 
+class Lineage(_Document):
+    """Where a local update came from (training.update): the version it was updated from,
+    how, and on which clinic's data (None: data of no named clinic)."""
+
+    parent: Version
+    method: str
+    clinic: ClinicId | None = None
+
+
 class ModelMetadata(_Document):
     """A version's metadata.json: what scoring, explaining and describing a model read."""
 
@@ -58,6 +67,8 @@ class ModelMetadata(_Document):
     # The development data summarised for monitoring; absent from artifacts trained before
     # it was stored (they still load: monitoring then says "no reference profile").
     reference_profile: ReferenceProfile | None = None
+    # A local update's origin; absent from a model trained from scratch (a network default).
+    lineage: Lineage | None = None
 
 
 class RegistryEntry(_Document):

@@ -118,7 +118,7 @@ def _result(
             body = None if client is None or not sessions else episode(client, sessions)
         if body is None:
             return None
-        result = score(model, [body], settings.max_landmark)[0]
+        result = score(model, [body], settings.max_landmark, who.clinic)[0]
         if isinstance(result, NotAtLandmark):
             return None
         audit(s, actor, "cds.patient_view", patient, model.version)

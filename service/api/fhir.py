@@ -48,7 +48,7 @@ async def predict(request: Request, key: PredictKey, model: Model) -> Response:
     QuestionnaireResponses in; a RiskAssessment out. Nothing is stored."""
     parsed = reading.episode_from_bundle(await json_bytes(request))  # keys checked there
     episode = EpisodeIn.model_validate(parsed.episode)
-    result = score(model, [episode], request.app.state.settings.max_landmark)[0]
+    result = score(model, [episode], request.app.state.settings.max_landmark, key.tenant)[0]
     if isinstance(result, NotAtLandmark):
         issue = codes.Issue("error", "required", str(result), "Bundle.entry")
         return _fhir(writing.operation_outcome([issue]), 422)

@@ -80,7 +80,7 @@ async def predict_one(request: Request, key: PredictKey) -> Response:
     """Risk of dropout for one episode, with the factors behind it and suggested actions."""
     episode = await json_body(request, EpisodeIn)
     batcher: MicroBatcher = request.app.state.batcher
-    result = await batcher.score(current_model(request), episode)
+    result = await batcher.score(current_model(request), episode, key.tenant)
     if isinstance(result, NotAtLandmark):
         raise _not_at_landmark(result)
     return _json(result, BackgroundTask(_record, request, key.key_id, episode.client_id, result))
@@ -118,7 +118,9 @@ async def predict_batch(request: Request, key: PredictKey) -> Response:
         for i, e in enumerate(items)
     ]
     model = current_model(request)
-    scored = score(model, [e for _, e in valid], request.app.state.settings.max_landmark)
+    scored = score(
+        model, [e for _, e in valid], request.app.state.settings.max_landmark, key.tenant
+    )
     answered: list[tuple[str, dict[str, Any]]] = []
     for (i, episode), result in zip(valid, scored, strict=True):
         if isinstance(result, NotAtLandmark):

@@ -346,6 +346,10 @@ class PredictionOut(BaseModel):
     factors: list[FactorOut]
     suggested_actions: list[ActionOut]
     disclaimer: str
+    # the model's standing at the caller's clinic: updated on its data ("local", with the
+    # date), or the network default, not yet checked at this clinic
+    calibration: Literal["local", "network-default"] = "network-default"
+    locally_updated_on: str | None = None
 
 
 class BatchItemOut(BaseModel):

@@ -26,7 +26,7 @@ from service.scoring.score import NotAtLandmark, score
 from training.registry import LoadedModel
 
 Result = dict[str, Any] | NotAtLandmark
-_Item = tuple[LoadedModel, EpisodeIn, "asyncio.Future[Result]"]
+_Item = tuple[LoadedModel, str | None, EpisodeIn, "asyncio.Future[Result]"]  # model, clinic
 
 
 class MicroBatcher:
@@ -38,16 +38,16 @@ class MicroBatcher:
         self._joining: list[_Item] | None = None  # the open batch, while its leader yields
         self._inline = 0  # requests scored inline since the last probe
 
-    async def score(self, model: LoadedModel, episode: EpisodeIn) -> Result:
+    async def score(self, model: LoadedModel, episode: EpisodeIn, clinic: str | None) -> Result:
         if self._joining is None and not self.batching and self._inline < self.probe_every - 1:
             self._inline += 1
-            return score(model, [episode], self.max_landmark)[0]
+            return score(model, [episode], self.max_landmark, clinic)[0]
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         if self._joining is not None:  # a leader is about to score: join its batch
-            self._joining.append((model, episode, future))
+            self._joining.append((model, clinic, episode, future))
             return await future
         self._inline = 0
-        batch: list[_Item] = [(model, episode, future)]
+        batch: list[_Item] = [(model, clinic, episode, future)]
         self._joining = batch
         try:
             await asyncio.sleep(0)  # the requests ready to run now join behind this one
@@ -59,19 +59,19 @@ class MicroBatcher:
         return future.result()  # answered above, without another pass of the loop
 
     def _score(self, batch: list[_Item]) -> None:
-        groups: dict[LoadedModel, list[_Item]] = {}
+        groups: dict[tuple[LoadedModel, str | None], list[_Item]] = {}
         for item in batch:  # a promotion mid-batch: each request keeps its own model
-            groups.setdefault(item[0], []).append(item)
-        for items in groups.values():
+            groups.setdefault((item[0], item[1]), []).append(item)
+        for (model, clinic), items in groups.items():
             for start in range(0, len(items), self.limit):
                 part = items[start : start + self.limit]
                 try:
-                    results = score(part[0][0], [e for _, e, _ in part], self.max_landmark)
+                    results = score(model, [e for _, _, e, _ in part], self.max_landmark, clinic)
                 except Exception as exc:  # handed to every request of the part
-                    for _, _, future in part:
+                    for *_, future in part:
                         if not future.done():  # done: that request was cancelled
                             future.set_exception(exc)
                     continue
-                for (_, _, future), result in zip(part, results, strict=True):
+                for (*_, future), result in zip(part, results, strict=True):
                     if not future.done():
                         future.set_result(result)

@@ -92,7 +92,7 @@ def recompute(
     if not sessions:
         return None
     body = episode(client, sessions)
-    result = score(model, [body], cap)[0]
+    result = score(model, [body], cap, clinic)[0]
     if isinstance(result, NotAtLandmark):
         return None
     return repo.add_prediction(

@@ -141,6 +141,8 @@ class _Serving:
     # by all answers, which are read-only (serialised, stored as JSON, never changed)
     not_reached: str
     linear: tuple[Any, ...] | None  # the terms of a sigmoid-calibrated linear model
+    local_clinic: str | None  # the clinic whose data the model was updated on, if any
+    updated_on: str  # the date the model was made (for a local update: of the update)
 
 
 # model -> cap -> its serving data; an entry goes when its model is no longer loaded. The one
@@ -187,7 +189,18 @@ def _serving_of(model: LoadedModel, cap: int | None) -> _Serving:
             if isinstance(model.probability, LinearPredictor)
             else None
         ),
+        local_clinic=None if model.meta.lineage is None else model.meta.lineage.clinic,
+        updated_on=model.meta.created_at[:10],
     )
+
+
+def standing(serving: _Serving, clinic: str | None) -> dict[str, Any]:
+    """The model's standing at the clinic it answers: "local" when it was updated on this
+    clinic's data (with the date of that update), else "network-default" (not checked at
+    this clinic). The JSON API, stored risks, FHIR, CDS and the UI all say it."""
+    if clinic is not None and serving.local_clinic == clinic:
+        return {"calibration": "local", "locally_updated_on": serving.updated_on}
+    return {"calibration": "network-default", "locally_updated_on": None}
 
 
 def _numbers(model: LoadedModel, serving: _Serving, grid: SessionGrid) -> Numbers:
@@ -206,9 +219,13 @@ def _numbers(model: LoadedModel, serving: _Serving, grid: SessionGrid) -> Number
 
 
 def score(
-    model: LoadedModel, episodes: Sequence[EpisodeIn], max_landmark: int | None = None
+    model: LoadedModel,
+    episodes: Sequence[EpisodeIn],
+    max_landmark: int | None = None,
+    clinic: str | None = None,
 ) -> list[dict[str, Any] | NotAtLandmark]:
-    """One response body (or the reason there is none) per episode, in order."""
+    """One response body (or the reason there is none) per episode, in order, as answered
+    to `clinic` (its model's standing there: `standing`)."""
     serving = _serving(model, max_landmark)
     grid = grid_from_episodes(episodes, serving.max_session)
     rows, marks, X, p, level, C = _numbers(model, serving, grid)
@@ -216,7 +233,7 @@ def score(
     if not rows.shape[0]:
         return out
     factors = worded(X, marks, C, serving.plan)
-    common = serving.common
+    common = {**serving.common, **standing(serving, clinic)}
     for i, k, probability, level_word, reasons in zip(
         rows.tolist(), marks.tolist(), p.tolist(), LEVELS[level].tolist(), factors, strict=True
     ):

@@ -45,6 +45,7 @@ from service.api.deps import (
     session_signer,
 )
 from service.core.schemas import MAX_OFFSET, PageLimitText, PageNumberText
+from service.core.standing import standing_note
 from service.security import access
 from service.security.api_keys import ApiKey
 from service.security.session_cookies import (
@@ -486,6 +487,7 @@ async def client_page(client_id: str, viewer: Viewer, db: Db, audit: Audit) -> R
             client=client,
             latest=latest,
             body=body,
+            standing=standing_note(body) if latest else None,
             level_label=views.level_label(latest.risk_level) if latest else None,
             probability=views.percent(latest.probability) if latest else None,
             computed=views.when(latest.computed_at) if latest else None,

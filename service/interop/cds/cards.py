@@ -9,6 +9,7 @@ import re
 import uuid
 from typing import Any
 
+from service.core.standing import standing_note
 from service.interop.cds.limits import HOOK, SERVICE_ID, SUMMARY_MAX
 from training.vocabulary import RISK_LEVELS
 
@@ -127,4 +128,5 @@ def detail(result: dict[str, Any]) -> str:
         lines += [f"- {_md(a['text'])} (Source: {_md(a['source'])})" for a in actions]
         lines.append("")
     lines.append(f"*{_md(result['disclaimer'])}* Model {_md(result['model']['version'])}.")
+    lines += ["", _md(standing_note(result))]
     return "\n".join(lines)

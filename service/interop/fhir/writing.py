@@ -17,6 +17,7 @@ from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
+from service.core.standing import standing_note
 from service.interop.fhir.codes import (
     ASSESSMENT_STATUSES,
     CAPABILITY_DATE,
@@ -61,7 +62,7 @@ def risk_assessment(
     actions = [str(a["text"]) for a in result.get("suggested_actions") or []]
     if actions:
         body["mitigation"] = " ".join(actions)
-    body["note"] = [{"text": str(result["disclaimer"])}]
+    body["note"] = [{"text": str(result["disclaimer"])}, {"text": standing_note(result)}]
     _check_risk_assessment(body)
     return body
 

@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.core.examples import EXAMPLE_EPISODE
 from service.core.settings import Settings
-from tests.support.helpers import create_key
+from service.core.standing import standing_note
+from tests.support.helpers import CLINIC, create_key
 from training.registry import Registry
 
 
@@ -21,8 +22,8 @@ from training.registry import Registry
 def served(
     updated_registry: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[TestClient, dict[str, str], str, str]]:
-    """A live app over a registry whose clinic-a has its own champion (the updated version)
-    and clinic-b none; the keys of both clinics; the two versions."""
+    """A live app over a registry whose clinic CLINIC has its own champion (the version
+    updated on its data) and clinic-b none; the keys of both clinics; the two versions."""
     models = tmp_path_factory.mktemp("champions") / "models"
     shutil.copytree(updated_registry, models)
     registry = Registry(models)
@@ -30,10 +31,10 @@ def served(
     default = index.champion
     assert default is not None
     local = next(v.version for v in index.versions if v.version != default)
-    registry.promote(local, clinic="clinic-a")
+    registry.promote(local, clinic=CLINIC)
     url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'service.db'}"
     keys = {
-        "a": create_key(url, "clinic-a", ["predict"]),
+        "a": create_key(url, CLINIC, ["predict"]),
         "b": create_key(url, "clinic-b", ["predict"]),
     }
     settings = Settings(
@@ -70,3 +71,18 @@ def test_predictions_are_scored_by_the_callers_champion(
     batch = {"clients": [EXAMPLE_EPISODE]}
     a_batch = client.post("/v1/predictions/batch", json=batch, headers=_auth(keys, "a")).json()
     assert a_batch["results"][0]["prediction"]["model"]["version"] == local
+
+
+def test_each_door_says_the_models_standing_at_the_callers_clinic(
+    served: tuple[TestClient, dict[str, str], str, str],
+) -> None:
+    """Updated on this clinic's data: "local" with the date of the update; the network
+    default: "network-default", and the FHIR note says it is not yet checked here."""
+    client, keys, _, local = served
+    updated_on = Registry(client.app.state.settings.models_dir).load(local).meta.created_at
+    a = client.post("/v1/predictions", json=EXAMPLE_EPISODE, headers=_auth(keys, "a")).json()
+    b = client.post("/v1/predictions", json=EXAMPLE_EPISODE, headers=_auth(keys, "b")).json()
+    assert (a["calibration"], a["locally_updated_on"]) == ("local", updated_on[:10])
+    assert (b["calibration"], b["locally_updated_on"]) == ("network-default", None)
+    assert standing_note(a) == f"Model updated on this clinic's own outcomes ({updated_on[:10]})."
+    assert standing_note(b).startswith("Network default model, not yet checked at this clinic")

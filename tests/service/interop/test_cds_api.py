@@ -316,7 +316,12 @@ def check_card(card: dict[str, Any], expected: dict[str, Any], patient: str) -> 
     for action in expected["suggested_actions"]:
         assert f"- {action['text']} (Source: {action['source']})" in plain
     assert expected["disclaimer"] in plain
-    assert plain.endswith(f"Model {CHAMPION}.")
+    assert f"Model {CHAMPION}.\n\n" in plain
+    # the card says plainly that the network default is not yet checked at this clinic
+    assert plain.endswith(
+        "Network default model, not yet checked at this clinic: its probabilities may be "
+        "off here until it is updated on this clinic's outcomes."
+    )
 
 
 # --- discovery -------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
 from service.core.schemas import EpisodeIn
+from service.core.standing import standing_note
 from service.interop.fhir import codes, reading, writing
 from service.scoring.episodes import wai_subscales
 from tests.support.helpers import REPO
@@ -531,7 +532,11 @@ def test_risk_assessment_fields() -> None:
         "Alliance fell from session 1 to 2 (WAI-SR 3.5 → 3.0); PHQ-9 at 14"
     )
     assert ra["mitigation"] == "Talk about the alliance. Use session feedback."
-    assert ra["note"] == [{"text": "Decision support, not a diagnosis."}]
+    assert ra["note"] == [
+        {"text": "Decision support, not a diagnosis."},
+        {"text": standing_note(RESULT)},
+    ]
+    assert ra["note"][1]["text"].startswith("Network default model, not yet checked")
     json.dumps(ra)  # JSON-ready: no Decimal, no datetime
 
 

@@ -23,6 +23,7 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 
 from service.app import create_app
 from service.core.settings import Settings
+from service.core.standing import standing_note
 from service.interop.fhir.reading import episode_from_bundle
 from tests.support.helpers import REPO, create_key
 from training.cli import run
@@ -183,7 +184,7 @@ def test_predict_docs_example_matches_v1_prediction(api: Api) -> None:
     assert f"landmark session {expected['landmark_session']}" in method["text"]
     actions = " ".join(a["text"] for a in expected["suggested_actions"])
     assert body.get("mitigation", "") == actions
-    assert body["note"] == [{"text": expected["disclaimer"]}]
+    assert body["note"] == [{"text": expected["disclaimer"]}, {"text": standing_note(expected)}]
     occurred = datetime.fromisoformat(body["occurrenceDateTime"])
     assert occurred.utcoffset() is not None
     assert before - timedelta(seconds=2) <= occurred <= datetime.now(UTC) + timedelta(seconds=2)

@@ -33,16 +33,16 @@ def test_concurrent_requests_share_one_scoring_call(monkeypatch: pytest.MonkeyPa
     model = Registry(REPO / "models").load()
     calls: list[int] = []
 
-    def counting(m: Any, episodes: Any, cap: Any) -> Any:
+    def counting(m: Any, episodes: Any, cap: Any, clinic: Any = None) -> Any:
         calls.append(len(episodes))
-        return score(m, episodes, cap)
+        return score(m, episodes, cap, clinic)
 
     monkeypatch.setattr(batcher_module, "score", counting)
     episodes = [_episode(f"C{i}", 30.0 + i) for i in range(10)]
 
     async def run() -> list[Any]:
         batcher = MicroBatcher(None)
-        return await asyncio.gather(*(batcher.score(model, e) for e in episodes))
+        return await asyncio.gather(*(batcher.score(model, e, None) for e in episodes))
 
     results = asyncio.run(run())
     assert calls == [10]
@@ -62,20 +62,43 @@ def test_a_failure_reaches_every_waiting_request(monkeypatch: pytest.MonkeyPatch
     async def run() -> list[Any]:
         batcher = MicroBatcher(None)
         return await asyncio.gather(
-            *(batcher.score(model, _episode("C", 33.0)) for _ in range(3)), return_exceptions=True
+            *(batcher.score(model, _episode("C", 33.0), None) for _ in range(3)),
+            return_exceptions=True,
         )
 
     outcomes = asyncio.run(run())
     assert [str(o) for o in outcomes] == ["scoring failed"] * 3
 
 
+def test_each_clinic_of_a_batch_is_answered_as_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests of two clinics that join one batch are scored apart, each answer with the
+    standing of its own clinic (the shipped model was updated on no clinic's data)."""
+    model = Registry(REPO / "models").load()
+    calls = _scored_calls(monkeypatch)
+    episodes = [_episode(f"C{i}", 30.0 + i) for i in range(4)]
+    clinics = ["x", "y", "x", "y"]
+
+    async def run() -> list[Any]:
+        batcher = MicroBatcher(None)
+        return await asyncio.gather(
+            *(batcher.score(model, e, c) for e, c in zip(episodes, clinics, strict=True))
+        )
+
+    results = asyncio.run(run())
+    assert sorted(calls) == [2, 2]
+    assert [r["client_id"] for r in results] == ["C0", "C1", "C2", "C3"]
+    assert {r["calibration"] for r in results} == {"network-default"}
+    pairs = zip(episodes, clinics, strict=True)
+    assert results == [score(model, [e], None, c)[0] for e, c in pairs]
+
+
 def _scored_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The size of each scoring call the batcher makes (inline calls included)."""
     calls: list[int] = []
 
-    def counting(m: Any, episodes: Any, cap: Any) -> Any:
+    def counting(m: Any, episodes: Any, cap: Any, clinic: Any = None) -> Any:
         calls.append(len(episodes))
-        return score(m, episodes, cap)
+        return score(m, episodes, cap, clinic)
 
     monkeypatch.setattr(batcher_module, "score", counting)
     return calls
@@ -96,7 +119,7 @@ def test_a_lone_client_is_scored_inline_but_for_the_probes(monkeypatch: pytest.M
     episodes = [_episode(f"C{i}", 30.0 + i % 9) for i in range(17)]
 
     async def one_at_a_time() -> list[Any]:
-        return [await batcher.score(model, e) for e in episodes]
+        return [await batcher.score(model, e, None) for e in episodes]
 
     results = asyncio.run(one_at_a_time())
     assert led == [1, 9, 17]  # the first request, then every eighth: a probe for company
@@ -114,10 +137,10 @@ def test_concurrency_after_a_quiet_spell_turns_batching_back_on(
     episodes = [_episode(f"C{i}", 30.0 + i % 9) for i in range(20)]
 
     async def run() -> tuple[list[Any], list[Any]]:
-        await batcher.score(model, episodes[0])  # alone: batching goes off
+        await batcher.score(model, episodes[0], None)  # alone: batching goes off
         assert batcher.batching is False
-        burst = await asyncio.gather(*(batcher.score(model, e) for e in episodes))
-        again = await asyncio.gather(*(batcher.score(model, e) for e in episodes[:10]))
+        burst = await asyncio.gather(*(batcher.score(model, e, None) for e in episodes))
+        again = await asyncio.gather(*(batcher.score(model, e, None) for e in episodes[:10]))
         return burst, again
 
     burst, again = asyncio.run(run())

@@ -390,6 +390,11 @@ def test_client_page_shows_chart_factors_actions_model_and_disclaimer(ui: Ui) ->
     assert f'<dd id="model-version">{risk["model"]["version"]}</dd>' in html
     assert risk["model"]["sha256"] in html
     assert f"<strong>{risk['disclaimer']}</strong>" in html
+    assert risk["calibration"] == "network-default"  # the stored answer's standing, said plainly
+    assert (
+        '<p class="hint" id="standing">Network default model, not yet checked at this clinic: '
+        "its probabilities may be off here until it is updated on this clinic&#39;s outcomes.</p>"
+    ) in html
     landmarks = re.findall(r'<tr class="landmark-row" data-landmark="(\d+)">', html)
     assert landmarks == ["1", "2"]
     assert '<button type="submit" class="button" id="acknowledge">Acknowledge</button>' in html
