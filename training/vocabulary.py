@@ -116,8 +116,6 @@ def srs_items_total(items: tuple[float | None, ...] | list[float | None]) -> flo
 
 RiskLevel = Literal["low", "moderate", "high"]  # the one spelling; lowest first
 RISK_LEVELS: tuple[RiskLevel, ...] = get_args(RiskLevel)
-# The levels that flag a client for the therapist (every level above the lowest).
-FLAG_LEVELS: tuple[RiskLevel, ...] = RISK_LEVELS[1:]
 # Caseloads, summaries and demos list the most urgent first.
 URGENT_FIRST: tuple[RiskLevel, ...] = RISK_LEVELS[::-1]
 
