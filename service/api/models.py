@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path, Request
 
 from service.api.deps import ERRORS, Audit, Db, Model, Models, ModelsReadKey, PromoteKey, actor
+from service.core.body import documented, json_body
 from service.core.schemas import (
     ErrorOut,
     Identifier,
@@ -49,10 +50,23 @@ async def current(key: ModelsReadKey, model: Model) -> Any:
     return {k: meta[k] for k in ModelInfoOut.model_fields}
 
 
+async def _promote_order(request: Request) -> PromoteIn:
+    """The optional body, read by the service's one JSON body rule (415, 422, duplicate
+    keys) when there is one; none: promote under the rule, unforced."""
+    if not await request.body():
+        return PromoteIn()
+    return await json_body(request, PromoteIn)
+
+
+_OPTIONAL_BODY = documented(PromoteIn)
+_OPTIONAL_BODY["requestBody"]["required"] = False
+
+
 @router.post(
     "/{version}/promote",
     response_model=PromotedOut,
     responses={**ERRORS, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}},
+    openapi_extra=_OPTIONAL_BODY,
 )
 async def promote(
     store: Models,
@@ -60,14 +74,13 @@ async def promote(
     db: Db,
     audit: Audit,
     version: Version,
-    body: PromoteIn | None = None,
+    order: Annotated[PromoteIn, Depends(_promote_order)],
 ) -> Any:
     """Make a registered version the champion of the caller's clinic (models:admin) or the
     network default (models:network). It is verified first and must pass the promotion
     rule (409 naming the rule otherwise, and nothing changes); a version that fails its
     integrity check is refused (409) and the current one keeps serving."""
     clinic = None if "models:network" in key.scopes else key.tenant
-    order = body or PromoteIn()
     who = actor(key)
     previous = store.promote(
         version, clinic, actor=who.name, force=order.force, reason=order.reason

@@ -578,6 +578,12 @@ def test_promotion_and_tampering(
     assert "no comparison" in unproven.json()["detail"][0]["msg"]
     assert Registry(registry).read()["champion"] == before
     forced = {"force": True, "reason": "test: tampering check"}
+    bad = client.post(
+        f"/v1/models/{new}/promote", json={"force": "yes"}, headers=_auth(keys, "network")
+    )
+    assert bad.status_code == 422  # the one body rule: no coercion of "yes" to true
+    assert bad.json()["detail"][0]["loc"] == "force"
+    assert Registry(registry).read()["champion"] == before
     empty = client.post(
         f"/v1/models/{new}/promote", json={"force": True}, headers=_auth(keys, "network")
     )
