@@ -14,7 +14,7 @@ from service.app import create_app
 from service.core.examples import EXAMPLE_EPISODE
 from service.core.settings import Settings
 from service.core.standing import standing_note
-from tests.support.helpers import CLINIC, create_key
+from tests.support.helpers import CLINIC, create_key, updated_version
 from training.registry import Registry
 
 
@@ -27,10 +27,8 @@ def served(
     models = tmp_path_factory.mktemp("champions") / "models"
     shutil.copytree(updated_registry, models)
     registry = Registry(models)
-    index = registry.index()
-    default = index.champion
+    default, local = registry.champion_of(None), updated_version(models)
     assert default is not None
-    local = next(v.version for v in index.versions if v.version != default)
     registry.promote(local, clinic=CLINIC)
     url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'service.db'}"
     keys = {

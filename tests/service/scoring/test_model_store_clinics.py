@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from service.scoring.model_store import ModelStore
+from tests.support.helpers import updated_version
 from training.registry import Registry
 
 
@@ -14,10 +15,7 @@ def test_each_clinic_is_served_its_champion(updated_registry: Path, tmp_path: Pa
     models = tmp_path / "models"
     shutil.copytree(updated_registry, models)
     registry = Registry(models)
-    index = registry.index()
-    default = index.champion
-    assert default is not None
-    other = next(v.version for v in index.versions if v.version != default)
+    default, other = registry.champion_of(None), updated_version(models)
     store = ModelStore(registry, reload_seconds=0)
     assert store.for_clinic("clinic-a").version == default
     registry.promote(other, clinic="clinic-a")
