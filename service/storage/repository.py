@@ -102,6 +102,16 @@ class CaseloadRow:
 
 
 @dataclass(frozen=True)
+class CaseloadPage:
+    """One page of a caseload, the number of clients matching, and that number by the
+    model version of their stored risk."""
+
+    rows: list[CaseloadRow]
+    total: int
+    versions: dict[str, int]
+
+
+@dataclass(frozen=True)
 class AckRecord:
     id: int
     client_id: str
@@ -437,20 +447,26 @@ def caseload(
     acknowledged: bool | None,
     limit: int,
     offset: int,
-) -> tuple[list[CaseloadRow], int]:
-    """One page of the clinic's clients with a risk, highest first, and how many match.
+) -> CaseloadPage:
+    """One page of the clinic's clients with a risk, highest first, how many match, and
+    how many of those by each model version (a caseload recomputed after a change of
+    model is mixed until it is done: service.scoring.rescoring).
 
-    Two queries whatever the page size: the page and the count. Each client's latest risk
+    Two queries whatever the page size: the page and the counts. Each client's latest risk
     is found by the (clinic_id, client_id, id) index, not one query per client.
 
     Raises:
         ValueError: min_level is not low, moderate or high.
     """
     query = _caseload_query(s, clinic_id, therapist_id, min_level, acknowledged)
-    total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+    matching = query.subquery()
+    counts = s.execute(
+        select(matching.c.model_version, func.count()).group_by(matching.c.model_version)
+    )
+    versions = {version: int(n) for version, n in counts}
     page = query.order_by(Prediction.probability.desc(), Prediction.client_id)
     rows = s.execute(page.limit(limit).offset(offset))
-    return [_caseload_row(*row) for row in rows], total
+    return CaseloadPage([_caseload_row(*row) for row in rows], sum(versions.values()), versions)
 
 
 def _caseload_row(
@@ -539,6 +555,36 @@ def _caseload_filters(
     return filters
 
 
+# --- recomputing after a change of model -----------------------------------------------------
+
+
+def clinic_ids(s: Session) -> list[str]:
+    """Every clinic with stored data, in order."""
+    return list(s.scalars(select(Clinic.id).order_by(Clinic.id)))
+
+
+def stale_clients(
+    s: Session, clinic_id: str, model_version: str, after: str, limit: int
+) -> list[str]:
+    """Up to `limit` clients of the clinic, in id order after `after`, whose latest stored
+    risk was computed by another model than `model_version`: the work left after a change
+    of model, read again from the rows themselves, so it resumes after a restart."""
+    latest = (
+        select(func.max(Prediction.id).label("id"))
+        .where(Prediction.clinic_id == clinic_id, Prediction.client_id > after)
+        .group_by(Prediction.client_id)
+        .subquery()
+    )
+    query = (
+        select(Prediction.client_id)
+        .join(latest, Prediction.id == latest.c.id)
+        .where(Prediction.model_version != model_version)
+        .order_by(Prediction.client_id)
+        .limit(limit)
+    )
+    return list(s.scalars(query))
+
+
 # --- audit ----------------------------------------------------------------------------------
 
 
@@ -593,25 +639,37 @@ def remember_jti(s: Session, iss: str, jti: str, expires_at: datetime) -> bool:
 # --- export to the cohort contract ----------------------------------------------------------
 
 
-def export_tables(s: Session, clinic_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def export_tables(
+    s: Session, clinic_id: str, labelled_only: bool = False
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(sessions, clients) rows in the cohort contract's columns (training.contract), so
     analysts can validate and retrain on what the service collected. Missing values are
-    None; dates are YYYY-MM-DD; dropout is a bool, or None when no outcome is recorded."""
-    sessions = s.scalars(
+    None; dates are YYYY-MM-DD; dropout is a bool, or None when no outcome is recorded.
+    `labelled_only`: only the clients with a stored outcome, and their sessions (what
+    `retrain` learns from)."""
+    sessions = (
         select(SessionRow)
         .where(SessionRow.clinic_id == clinic_id)
         .order_by(SessionRow.client_id, SessionRow.number)
         .execution_options(populate_existing=True)
     )
-    session_rows = [_session_export(r) for r in sessions]
-    clients = s.execute(
+    clients = (
         select(Client, Outcome)
-        .outerjoin(Outcome, _is_client(Outcome, Client.clinic_id, Client.client_id))
+        .join(
+            Outcome,
+            _is_client(Outcome, Client.clinic_id, Client.client_id),
+            isouter=not labelled_only,
+        )
         .where(Client.clinic_id == clinic_id)
         .order_by(Client.client_id)
         .execution_options(populate_existing=True)
     )
-    return session_rows, [_client_export(c, o) for c, o in clients]
+    if labelled_only:
+        sessions = sessions.where(
+            exists().where(_is_client(Outcome, SessionRow.clinic_id, SessionRow.client_id))
+        )
+    session_rows = [_session_export(r) for r in s.scalars(sessions)]
+    return session_rows, [_client_export(c, o) for c, o in s.execute(clients)]
 
 
 def _iso(day: date | None) -> str | None:
