@@ -650,6 +650,7 @@ def run_compare(
 
 def _compare_lines(c: Any) -> list[str]:
     """The verdict first, then the paired differences and calibration per landmark."""
+    from training.vocabulary import FLAG_LEVELS
 
     def diff(d: Any, digits: int = 3) -> str:
         if d.estimate is None:
@@ -681,7 +682,7 @@ def _compare_lines(c: Any) -> list[str]:
             f"{_fmt(b[k]['calibration_intercept'])}; slope "
             f"{_fmt(a[k]['calibration_slope'])} -> {_fmt(b[k]['calibration_slope'])}"
         )
-    for level in ("moderate", "high"):
+    for level in FLAG_LEVELS:
         first, second = c.champion.results["overall"][level], c.challenger.results["overall"][level]
         lines.append(
             f"{level:<11} flagged {_fmt(first['flag_rate'])} -> {_fmt(second['flag_rate'])}; "

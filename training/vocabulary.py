@@ -118,6 +118,8 @@ RiskLevel = Literal["low", "moderate", "high"]  # the one spelling; lowest first
 RISK_LEVELS: tuple[RiskLevel, ...] = get_args(RiskLevel)
 # Caseloads, summaries and demos list the most urgent first.
 URGENT_FIRST: tuple[RiskLevel, ...] = RISK_LEVELS[::-1]
+# The levels that flag a client, each with its probability cut-off (the thresholds).
+FLAG_LEVELS: tuple[RiskLevel, ...] = RISK_LEVELS[1:]
 
 # --- landmarks -----------------------------------------------------------------------------
 
