@@ -96,13 +96,15 @@ WAI_SUBSCALES = ("goal", "task", "bond")  # the order of the features and the co
 SRS_ITEMS = ("relationship", "goals", "approach", "overall")
 
 
+# The map as 0-based positions in the 12 answers, in WAI_SUBSCALES order: built once, as the
+# roll-up runs for every session of every request and of every stored client read.
+_WAI_POSITIONS = tuple(tuple(n - 1 for n in WAI_SR_ITEMS[name]) for name in WAI_SUBSCALES)
+
+
 def wai_subscale_means(items: list[int] | list[float]) -> tuple[float, float, float]:
     """(goal, task, bond) item means of the 12 WAI-SR answers: the one roll-up, so a stored
     client and a request episode with the same answers get the same subscales."""
-    goal, task, bond = (
-        sum(float(items[n - 1]) for n in WAI_SR_ITEMS[name]) / len(WAI_SR_ITEMS[name])
-        for name in WAI_SUBSCALES
-    )
+    goal, task, bond = (sum(map(items.__getitem__, at)) / len(at) for at in _WAI_POSITIONS)
     return goal, task, bond
 
 
