@@ -17,24 +17,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from service.core.schemas import EpisodeIn, SrsIn, WaiIn
-from training.features import (
-    BOND,
-    DAY,
-    GOAL,
-    MEASURES,
-    ORS,
-    PHQ9,
-    SRS,
-    TASK,
-    SessionGrid,
-    gender_word_code,
-)
+from training.features import DAY, MEASURES, SessionGrid, gender_word_code
 from training.vocabulary import srs_items_total, wai_subscale_means
 
 if TYPE_CHECKING:  # a type only: the layout step itself never reads the database
     from service.storage.repository import StoredWindow
 
 _EPOCH = date(1970, 1, 1).toordinal()
+# One session's values of training.features.MEASURES but the date, in that order (WAI-SR
+# goal, task and bond means, SRS, ORS and PHQ-9 totals); None: not taken.
+Measures = Sequence[float | None]
 
 
 def wai_subscales(wai: WaiIn) -> tuple[float | None, float | None, float | None]:
@@ -72,20 +64,9 @@ class _GridCells:
             self.age[i] = age
         self.gender[i] = gender_word_code(gender)
 
-    def session(
-        self,
-        i: int,
-        number: int,
-        goal: float | None,
-        task: float | None,
-        bond: float | None,
-        srs: float | None,
-        ors: float | None,
-        phq9: float | None,
-        day: date | None,
-    ) -> None:
-        """The one cell writer: session `number` of client i, its WAI-SR subscale means,
-        SRS, ORS and PHQ-9 totals and date. Sessions after max_session only count towards
+    def session(self, i: int, number: int, measures: Measures, day: date | None) -> None:
+        """The one cell writer: session `number` of client i, its `measures` (MEASURES
+        order, the date apart) and its date. Sessions after max_session only count towards
         `reached`, as in training; a measure not taken (None) stays NaN."""
         reached = self.reached
         if number > reached[i]:
@@ -94,18 +75,9 @@ class _GridCells:
             return
         cells, plane = self.cells, self.plane
         at = (number - 1) * self.n + i
-        if goal is not None:
-            cells[GOAL * plane + at] = goal
-        if task is not None:
-            cells[TASK * plane + at] = task
-        if bond is not None:
-            cells[BOND * plane + at] = bond
-        if srs is not None:
-            cells[SRS * plane + at] = srs
-        if ors is not None:
-            cells[ORS * plane + at] = ors
-        if phq9 is not None:
-            cells[PHQ9 * plane + at] = phq9
+        for m, value in enumerate(measures):
+            if value is not None:
+                cells[m * plane + at] = value
         if day is not None:
             cells[DAY * plane + at] = day.toordinal() - _EPOCH
 
@@ -125,17 +97,10 @@ def grid_from_episodes(episodes: Sequence[EpisodeIn], max_session: int) -> Sessi
     for i, episode in enumerate(episodes):
         for s in episode.sessions:
             goal, task, bond = (None, None, None) if s.wai is None else wai_subscales(s.wai)
-            grid.session(
-                i,
-                s.number,
-                goal,
-                task,
-                bond,
-                None if s.srs is None else srs_total(s.srs),
-                None if s.ors is None else s.ors.total,
-                None if s.phq9 is None else s.phq9.total,
-                s.date,
-            )
+            srs = None if s.srs is None else srs_total(s.srs)
+            ors = None if s.ors is None else s.ors.total
+            phq9 = None if s.phq9 is None else s.phq9.total
+            grid.session(i, s.number, (goal, task, bond, srs, ors, phq9), s.date)
         grid.client(i, episode.age, episode.gender)
     return grid.grid()
 
@@ -146,8 +111,8 @@ def grid_from_window(window: StoredWindow, max_session: int) -> SessionGrid:
     that service.scoring.records.episode rebuilds from the same stored rows."""
     grid = _GridCells(len(window.clients), max_session)
     write = grid.session
-    for at, number, day, goal, task, bond, srs, ors, phq9 in window.sessions:
-        write(at, number, goal, task, bond, srs, ors, phq9, day)
+    for at, number, day, *measures in window.sessions:  # WindowSession: MEASURES order
+        write(at, number, measures, day)
     for i, client in enumerate(window.clients):
         grid.client(i, client.age, client.gender)
     return grid.grid()

@@ -688,8 +688,8 @@ class WindowSession(NamedTuple):
     """One stored session of a window's client: the client's position in
     StoredWindow.clients, the session's number and date, and its measures read from the
     stored payload by the export's readers (WAI-SR subscale means, SRS, ORS and PHQ-9
-    totals; None: not taken). A tuple, not a dataclass: a large clinic's window has
-    hundreds of thousands of them."""
+    totals, in the order of training.features.MEASURES; None: not taken). A tuple, not a
+    dataclass: a large clinic's window has hundreds of thousands of them."""
 
     client: int
     number: int

@@ -22,7 +22,7 @@ from service.storage import repository as repo
 from service.storage.engine import session_scope
 from service.storage.tables import Prediction
 from tests.support.helpers import REPO
-from training.features import BOND, DAY, GOAL, ORS, PHQ9, SRS, TASK
+from training.features import BOND, DAY, GOAL, MEASURES, ORS, PHQ9, SRS, TASK
 from training.monitoring import MonitoringReport
 from training.registry import LoadedModel, Registry
 
@@ -112,6 +112,11 @@ def test_the_window_is_the_clinics_clients_with_a_recent_risk(
         (1, 1),
         (1, 3),
     ]
+    # the measures follow the date in the order of the features' measures (the cell
+    # writer takes them so)
+    assert repo.WindowSession._fields[3:] == tuple(
+        m.removeprefix("wai_") for m in MEASURES if m != "day"
+    )
     first = window.sessions[0]
     assert (first.goal, first.task, first.bond) == (3.5, 1.5, 4.75)  # rolled up from ITEMS
     assert (first.srs, first.ors, first.phq9, first.day) == (31.0, 22.5, 11, date(2026, 10, 1))

@@ -163,6 +163,18 @@ def test_migrations_create_exactly_the_models(db_factory: Factory) -> None:
         assert compare_metadata(context, Base.metadata) == []
 
 
+def _assert_at_head(url: str) -> None:
+    """The database is at the last migration, and its schema is exactly the models'."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn)
+            assert context.get_current_revision() == "0003"
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
 def _indexes(url: str, table: str) -> set[str]:
     engine = make_engine(url)
     try:
@@ -180,14 +192,7 @@ def test_migration_0003_adds_the_window_index_and_takes_it_back(database_url: st
     assert "ix_predictions_clinic_client_id" in _indexes(database_url, "predictions")
     upgrade(database_url)
     assert name in _indexes(database_url, "predictions")
-    engine = make_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            context = MigrationContext.configure(conn)
-            assert context.get_current_revision() == "0003"
-            assert compare_metadata(context, Base.metadata) == []
-    finally:
-        engine.dispose()
+    _assert_at_head(database_url)
 
 
 def test_upgrade_twice_is_a_no_op(database_url: str, tx: Callable[[], Any]) -> None:
@@ -203,14 +208,7 @@ def test_concurrent_upgrades_of_an_empty_database(empty_database_url: str) -> No
     url = empty_database_url
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda _: upgrade(url), range(4)))
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            context = MigrationContext.configure(conn)
-            assert context.get_current_revision() == "0003"
-            assert compare_metadata(context, Base.metadata) == []
-    finally:
-        engine.dispose()
+    _assert_at_head(url)
 
 
 # --- clients, sessions, outcomes ------------------------------------------------------------
