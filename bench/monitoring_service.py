@@ -132,8 +132,8 @@ def _seed(storage: Storage, n: int, seed: int) -> int:
             for i in range(0, len(rows), 5_000):
                 s.execute(insert(table), rows[i : i + 5_000])
     if storage.engine.dialect.name == "postgresql":
-        with storage.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-            c.execute(text("ANALYZE clients, sessions, predictions, outcomes"))
+        with storage.session() as s:  # the planner's statistics, as autovacuum would take
+            s.execute(text("ANALYZE clients, sessions, predictions, outcomes"))
     return len(sessions)
 
 
