@@ -7,7 +7,7 @@ computed now, and an outcome for every client. They are written with bulk insert
 the real tables (the repository's per-row upserts would take minutes here; what is timed
 is only the read), then ANALYZEd on PostgreSQL, as autovacuum would after such a load.
 Timed, in rounds that alternate the parts (load from elsewhere on a shared machine hits
-them all), each in its own transaction:
+them all), those that read the database each in its own transaction:
 
 - the reference: a plain read of the clinic's session keys (client id and number of
   every stored session), the floor of any query that visits each session;
