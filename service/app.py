@@ -23,6 +23,7 @@ from service.core.settings import Settings, announce_base_url, get_settings
 from service.interop.cds.issuers import load_issuers
 from service.scoring.batcher import MicroBatcher
 from service.scoring.model_store import ModelStore
+from service.scoring.monitoring_window import ReportCache
 from service.scoring.records import Auditor
 from service.scoring.rescoring import RescoreLimits, Rescorer
 from service.security.key_store import DbKeyStore
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.rescore_idle_seconds > 0:
             rescorer.start()
         app.state.rescorer = rescorer
+        app.state.reports = ReportCache()  # GET /v1/monitoring's; no prediction reads it
         await warm_routes(app)
         # Everything loaded so far (libraries, the model) lives as long as the process:
         # freezing it keeps the garbage collector from re-scanning it on every collection a

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Literal, TypeAlias, cast
+from typing import Any, Literal, NamedTuple, TypeAlias, cast
 
 from pydantic_core import from_json
 from sqlalchemy import (
@@ -733,61 +733,108 @@ def _client_export(client: Client, outcome: Outcome | None) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class WindowClient:
-    """A client of a monitoring window: its record, sessions in number order, and its
-    stored outcome (None: not recorded)."""
+    """A client of a monitoring window: the model's inputs of its record, and its stored
+    outcome (None: not recorded)."""
 
-    client: ClientRecord
-    sessions: list[SessionRecord]
+    client_id: str
+    age: int | None
+    gender: str | None
     dropout: bool | None
 
 
-def window_clients(s: Session, clinic_id: str, since: datetime) -> list[WindowClient]:
-    """The clinic's clients with a risk stored at or after `since`, with their sessions and
-    outcomes: two queries whatever the number of clients (clients with their outcome; then
-    every session of those clients), in client id order. The payloads are read as text and
-    parsed here: the JSON type's own per-row decoding made the read of 140,000 sessions on
-    PostgreSQL about seven times slower (bench/monitoring_service.py)."""
-    recent = exists().where(
-        _is_client(Prediction, clinic_id, Client.client_id), Prediction.computed_at >= since
-    )
-    rows = s.execute(
+class WindowSession(NamedTuple):
+    """One stored session of a window's client: the client's position in
+    StoredWindow.clients, the session's number and date, and its measures read from the
+    stored payload by the export's readers (WAI-SR subscale means, SRS, ORS and PHQ-9
+    totals, in the order of training.features.MEASURES; None: not taken). A tuple, not a
+    dataclass: a large clinic's window has hundreds of thousands of them."""
+
+    client: int
+    number: int
+    day: date | None
+    goal: float | None
+    task: float | None
+    bond: float | None
+    srs: float | None
+    ors: float | None
+    phq9: float | None
+
+
+@dataclass(frozen=True)
+class StoredWindow:
+    """The clinic's clients with a risk stored at or after `since`, each with at least one
+    session, in client id order, and all their sessions in (client, number) order.
+    `earliest`: the oldest of the window's stored risks (None: none), after which the
+    window can lose a client without any write."""
+
+    clients: list[WindowClient]
+    sessions: list[WindowSession]
+    earliest: datetime | None
+
+
+def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
+    """The clinic's window (StoredWindow) in one query of the columns it needs, whatever
+    the number of clients: each session with its client's age, gender and outcome, the
+    clients being those of an uncorrelated `IN (stored risks since ...)` (a semi-join on
+    PostgreSQL, a list built once on SQLite; index ix_predictions_clinic_computed_at); and
+    one indexed look-up of the window's oldest risk. The payloads are read as text and
+    parsed here: the JSON type's own per-row decoding made the read of 140,000 sessions
+    on PostgreSQL about seven times slower (bench/monitoring_service.py)."""
+    in_window = and_(Prediction.clinic_id == clinic_id, Prediction.computed_at >= since)
+    rows = s.connection().execute(  # Core rows: the ORM's per-row work is not needed here
         select(
             Client.client_id,
             Client.age,
             Client.gender,
-            Client.therapist_id,
-            Client.created_at,
-            Client.updated_at,
             Outcome.dropout,
-        )
-        .outerjoin(Outcome, _is_client(Outcome, Client.clinic_id, Client.client_id))
-        .where(Client.clinic_id == clinic_id, recent)
-        .order_by(Client.client_id)
-    ).all()
-    recent_session = exists().where(
-        _is_client(Prediction, clinic_id, SessionRow.client_id), Prediction.computed_at >= since
-    )
-    by_client: dict[str, list[SessionRecord]] = {}
-    sessions = s.execute(
-        select(
-            SessionRow.client_id,
             SessionRow.number,
             SessionRow.session_date,
             cast_(SessionRow.payload, Text),
-            SessionRow.updated_at,
         )
-        .where(SessionRow.clinic_id == clinic_id, recent_session)
-        .order_by(SessionRow.client_id, SessionRow.number)
+        .join(SessionRow, _is_client(SessionRow, Client.clinic_id, Client.client_id))
+        .outerjoin(Outcome, _is_client(Outcome, Client.clinic_id, Client.client_id))
+        .where(
+            Client.clinic_id == clinic_id,
+            Client.client_id.in_(select(Prediction.client_id).where(in_window)),
+        )
+        .order_by(Client.client_id, SessionRow.number)
     )
-    for client_id, number, day, payload, updated_at in sessions:
-        by_client.setdefault(client_id, []).append(
-            SessionRecord(number, day, from_json(payload), updated_at)
+    clients: list[WindowClient] = []
+    sessions: list[WindowSession] = []
+    last = None
+    for client_id, age, gender, dropout, number, day, text in rows:
+        if client_id != last:
+            clients.append(WindowClient(client_id, age, gender, dropout))
+            last = client_id
+        payload = from_json(text)
+        goal, task, bond = _wai(payload.get("wai"))
+        ors, phq9 = _total(payload.get("ors")), _total(payload.get("phq9"))
+        at = len(clients) - 1
+        sessions.append(
+            WindowSession(at, number, day, goal, task, bond, _srs(payload.get("srs")), ors, phq9)
         )
-    return [
-        WindowClient(
-            ClientRecord(client_id, age, gender, therapist, created, updated),
-            by_client.get(client_id, []),
-            dropout,
-        )
-        for client_id, age, gender, therapist, created, updated, dropout in rows
-    ]
+    earliest = s.scalar(select(func.min(Prediction.computed_at)).where(in_window))
+    return StoredWindow(clients, sessions, earliest)
+
+
+@dataclass(frozen=True)
+class ClinicWrites:
+    """What a monitoring report of the clinic depends on, besides the model and the window:
+    every write that can change one adds a stored risk (a client's or a session's change
+    is recomputed and stored when its inputs change) or records an outcome. Counts as well
+    as the latest: a risk inserted by a transaction that committed after a later one's
+    changes the count, not the largest id."""
+
+    predictions: int
+    last_prediction: int | None
+    outcomes: int
+    last_outcome: datetime | None
+
+
+def clinic_writes(s: Session, clinic_id: str) -> ClinicWrites:
+    """The clinic's ClinicWrites: two aggregates, each over the clinic's rows of one index."""
+    risks = select(func.count(), func.max(Prediction.id)).where(Prediction.clinic_id == clinic_id)
+    ends = select(func.count(), func.max(Outcome.recorded_at)).where(Outcome.clinic_id == clinic_id)
+    n_risks, last_risk = s.execute(risks).one()
+    n_ends, last_end = s.execute(ends).one()
+    return ClinicWrites(n_risks, last_risk, n_ends, last_end)

@@ -159,6 +159,9 @@ def test_a_drifted_clinic_alerts_and_the_cli_exits_1(served: dict[str, Any]) -> 
     clients, sessions = _clinic(srs_only)
     _store(served["url"], served["model"], DRIFTED, clients, sessions)
     body = _get(served, DRIFTED).json()
+    reports = served["http"].app.state.reports  # type: ignore[attr-defined]
+    assert len(reports) == 1  # the route keeps the report it computed
+    assert _get(served, DRIFTED).json() == body  # and answers the same from it
     assert body["status"] == "alert"
     assert "instrument.wai_sr.all" in body["alerts"]
     figure = next(f for f in body["figures"] if f["name"] == "instrument.wai_sr.all")
@@ -176,6 +179,7 @@ def test_a_drifted_clinic_alerts_and_the_cli_exits_1(served: dict[str, Any]) -> 
     assert labels == {("clinic", "figure", "model_version")}
     # the other clinic's key sees its own (empty) clinic: too few, no alert
     calm = _get(served, CALM).json()
+    assert len(reports) == 2
     assert calm["clients"] == 0
     assert calm["alerts"] == []
 

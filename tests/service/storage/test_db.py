@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import event, func, insert, select, text
+from sqlalchemy import event, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +26,7 @@ from service.storage import repository as repo
 from service.storage.database import Storage
 from service.storage.engine import (
     StorageUnavailable,
+    alembic_config,
     make_engine,
     normalise_url,
     session_scope,
@@ -157,8 +159,40 @@ def test_connection_lost_mid_transaction_is_storage_unavailable(db_factory: Fact
 def test_migrations_create_exactly_the_models(db_factory: Factory) -> None:
     with db_factory() as s:
         context = MigrationContext.configure(s.connection())
-        assert context.get_current_revision() == "0002"
+        assert context.get_current_revision() == "0003"
         assert compare_metadata(context, Base.metadata) == []
+
+
+def _assert_at_head(url: str) -> None:
+    """The database is at the last migration, and its schema is exactly the models'."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn)
+            assert context.get_current_revision() == "0003"
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def _indexes(url: str, table: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {str(ix["name"]) for ix in inspect(conn).get_indexes(table)}
+    finally:
+        engine.dispose()
+
+
+def test_migration_0003_adds_the_window_index_and_takes_it_back(database_url: str) -> None:
+    name = "ix_predictions_clinic_computed_at"
+    assert name in _indexes(database_url, "predictions")
+    command.downgrade(alembic_config(database_url), "0002")
+    assert name not in _indexes(database_url, "predictions")
+    assert "ix_predictions_clinic_client_id" in _indexes(database_url, "predictions")
+    upgrade(database_url)
+    assert name in _indexes(database_url, "predictions")
+    _assert_at_head(database_url)
 
 
 def test_upgrade_twice_is_a_no_op(database_url: str, tx: Callable[[], Any]) -> None:
@@ -174,14 +208,7 @@ def test_concurrent_upgrades_of_an_empty_database(empty_database_url: str) -> No
     url = empty_database_url
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda _: upgrade(url), range(4)))
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            context = MigrationContext.configure(conn)
-            assert context.get_current_revision() == "0002"
-            assert compare_metadata(context, Base.metadata) == []
-    finally:
-        engine.dispose()
+    _assert_at_head(url)
 
 
 # --- clients, sessions, outcomes ------------------------------------------------------------
