@@ -83,11 +83,12 @@ def _retrain(url: str, models: Path, out: Path) -> tuple[float, str]:
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", "from training.cli import main; main()", *args, "--out", str(out)],
-        check=True,
         capture_output=True,
         text=True,
         timeout=900,
     )
+    if done.returncode != 0:
+        raise SystemExit(f"retrain exited {done.returncode}:\n{done.stderr[-4000:]}")
     return time.perf_counter() - started, done.stdout.strip().splitlines()[-1]
 
 

@@ -91,7 +91,7 @@ def recompute(
     sessions = repo.get_sessions(s, clinic, client.client_id)
     if not sessions:
         return None
-    return _store(s, clinic, [episode(client, sessions)], model, cap)[0]
+    return _store(s, clinic, [episode(client, sessions)], model, cap, rescored=False)[0]
 
 
 def rescore(
@@ -108,13 +108,19 @@ def rescore(
         if client is None or latest is None or latest.model_version == model.version:
             continue
         bodies.append(episode(client, repo.get_sessions(s, clinic, client_id)))
-    return [r for r in _store(s, clinic, bodies, model, cap) if r is not None]
+    return [r for r in _store(s, clinic, bodies, model, cap, rescored=True) if r is not None]
 
 
 def _store(
-    s: Session, clinic: str, bodies: list[EpisodeIn], model: LoadedModel, cap: int | None
+    s: Session,
+    clinic: str,
+    bodies: list[EpisodeIn],
+    model: LoadedModel,
+    cap: int | None,
+    rescored: bool,
 ) -> list[repo.PredictionRecord | None]:
-    """Score the episodes and store each risk (None: not at a landmark)."""
+    """Score the episodes and store each risk (None: not at a landmark); `rescored`: by
+    the background rescorer (repository.add_prediction)."""
     out: list[repo.PredictionRecord | None] = []
     if not bodies:
         return out
@@ -132,6 +138,7 @@ def _store(
             result["risk_level"],
             result["landmark_session"],
             result,
+            rescored,
         )
         out.append(record)
     return out

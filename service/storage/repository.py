@@ -360,10 +360,12 @@ def add_prediction(
     risk_level: str,
     landmark: int,
     body: dict[str, Any],
+    rescored: bool = False,
 ) -> PredictionRecord:
     """Store a risk, unless the latest one was computed on the same inputs by the same model
     (then that one is returned). A change of level re-opens the client's acknowledged flag:
-    an acknowledgement only silences the level it was made at.
+    an acknowledgement only silences the level it was made at. `rescored`: written by the
+    background rescorer after a change of model, not in answer to a write.
 
     Raises:
         KeyError: the clinic has no such client.
@@ -389,6 +391,7 @@ def add_prediction(
         landmark=landmark,
         body=body,
         level_changed=changed,
+        rescored=rescored,
     )
     s.add(row)
     s.flush()
@@ -780,7 +783,11 @@ def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
     one indexed look-up of the window's oldest risk. The payloads are read as text and
     parsed here: the JSON type's own per-row decoding made the read of 140,000 sessions
     on PostgreSQL about seven times slower (bench/monitoring_service.py)."""
-    in_window = and_(Prediction.clinic_id == clinic_id, Prediction.computed_at >= since)
+    in_window = and_(
+        Prediction.clinic_id == clinic_id,
+        Prediction.computed_at >= since,
+        Prediction.rescored.is_(False),  # a rescored risk answered no one (migration 0004)
+    )
     rows = s.connection().execute(  # Core rows: the ORM's per-row work is not needed here
         select(
             Client.client_id,

@@ -25,6 +25,7 @@ from sqlalchemy import (
     MetaData,
     String,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -157,6 +158,8 @@ class Prediction(Base):
     landmark: Mapped[int] = mapped_column(Integer)
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
     level_changed: Mapped[bool] = mapped_column(Boolean)
+    # written by the background rescorer after a change of model, not in answer to a write
+    rescored: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class FlagAck(Base):

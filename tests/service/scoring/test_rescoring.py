@@ -5,10 +5,11 @@ audited, and only for the clinic whose model changed."""
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from service.commands.demo import contract_episodes, store_episodes
 from service.core.observability import Pseudonymizer
@@ -88,4 +89,18 @@ def test_a_change_of_champion_rescores_that_clinics_stored_risks(
     assert len(rescored) == 120
     assert {(r.clinic_id, r.actor, r.model_version) for r in rescored} == {(CLINIC, ACTOR, local)}
     assert all(r.client_pseudonym and "C0" not in r.client_pseudonym for r in rescored)
+
+    # A rescored risk answered no one: the monitoring window, the clients the service
+    # answered for in its days, leaves it out.
+    now = datetime.now(UTC)
+    with storage.session() as s:
+        s.execute(
+            update(Prediction)
+            .where(Prediction.rescored.is_(False))
+            .values(computed_at=now - timedelta(days=100))
+        )
+        assert s.scalar(select(func.count()).where(Prediction.rescored)) == 120
+        recent = repo.window_clients(s, CLINIC, now - timedelta(days=90))
+        longer = repo.window_clients(s, CLINIC, now - timedelta(days=200))
+    assert (len(recent.clients), len(longer.clients)) == (0, 120)
     storage.close()

@@ -159,7 +159,7 @@ def test_connection_lost_mid_transaction_is_storage_unavailable(db_factory: Fact
 def test_migrations_create_exactly_the_models(db_factory: Factory) -> None:
     with db_factory() as s:
         context = MigrationContext.configure(s.connection())
-        assert context.get_current_revision() == "0003"
+        assert context.get_current_revision() == "0004"
         assert compare_metadata(context, Base.metadata) == []
 
 
@@ -169,7 +169,7 @@ def _assert_at_head(url: str) -> None:
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn)
-            assert context.get_current_revision() == "0003"
+            assert context.get_current_revision() == "0004"
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()
@@ -193,6 +193,38 @@ def test_migration_0003_adds_the_window_index_and_takes_it_back(database_url: st
     upgrade(database_url)
     assert name in _indexes(database_url, "predictions")
     _assert_at_head(database_url)
+
+
+def test_migration_0004_marks_existing_risks_as_answers_and_takes_it_back(
+    database_url: str, tx: Callable[[], Any]
+) -> None:
+    command.downgrade(alembic_config(database_url), "0003")
+    with tx() as s:  # a risk stored before the column existed
+        client(s, A, "c1")
+        s.execute(
+            text(
+                "INSERT INTO predictions (clinic_id, client_id, computed_at, model_version, "
+                "inputs_sha256, probability, risk_level, landmark, body, level_changed) "
+                "VALUES (:a, 'c1', :at, 'v1', :sha, 0.5, 'moderate', 1, '{}', true)"
+            ),
+            {"a": A, "at": datetime(2026, 1, 1, tzinfo=UTC), "sha": "a" * 64},
+        )
+    upgrade(database_url)
+    _assert_at_head(database_url)
+    with tx() as s:
+        assert s.scalars(select(Prediction.rescored)).all() == [False]
+    command.downgrade(alembic_config(database_url), "0003")
+    assert "rescored" not in {c["name"] for c in _columns(database_url, "predictions")}
+    upgrade(database_url)
+
+
+def _columns(url: str, table: str) -> list[Any]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(inspect(conn).get_columns(table))
+    finally:
+        engine.dispose()
 
 
 def test_upgrade_twice_is_a_no_op(database_url: str, tx: Callable[[], Any]) -> None:
