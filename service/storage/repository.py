@@ -35,6 +35,7 @@ from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from service.core.prediction import Prediction as Answer  # tables.Prediction is its row
 from service.storage.tables import (
     AuditEntry,
     Base,
@@ -83,7 +84,7 @@ class PredictionRecord:
     probability: float
     risk_level: str
     landmark: int
-    body: dict[str, Any]
+    body: Answer  # the answer as it was given, read back typed
     acknowledged: bool
 
 
@@ -335,7 +336,7 @@ def _prediction(row: Prediction, acknowledged: bool) -> PredictionRecord:
         probability=row.probability,
         risk_level=row.risk_level,
         landmark=row.landmark,
-        body=row.body,
+        body=Answer.from_json(row.body),
         acknowledged=acknowledged,
     )
 
@@ -349,7 +350,7 @@ def add_prediction(
     probability: float,
     risk_level: str,
     landmark: int,
-    body: dict[str, Any],
+    body: Answer,
 ) -> PredictionRecord:
     """Store a risk, unless the latest one was computed on the same inputs by the same model
     (then that one is returned). A change of level re-opens the client's acknowledged flag:
@@ -377,7 +378,7 @@ def add_prediction(
         probability=probability,
         risk_level=risk_level,
         landmark=landmark,
-        body=body,
+        body=body.json_value(),
         level_changed=changed,
     )
     s.add(row)
