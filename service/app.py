@@ -23,7 +23,9 @@ from service.core.settings import Settings, announce_base_url, get_settings
 from service.interop.cds.issuers import load_issuers
 from service.scoring.batcher import MicroBatcher
 from service.scoring.model_store import ModelStore
+from service.scoring.monitoring_window import ReportCache
 from service.scoring.records import Auditor
+from service.scoring.rescoring import RescoreLimits, Rescorer
 from service.security.key_store import DbKeyStore
 from service.storage.database import Storage
 from service.storage.engine import normalise_url
@@ -64,6 +66,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.auditor = Auditor(app.state.pseudonym)
         app.state.cds_issuers = load_issuers(settings.cds_issuers_file)
         app.state.batcher = MicroBatcher(settings.max_landmark)
+        rescorer = Rescorer(
+            app.state.storage,
+            app.state.models,
+            app.state.auditor,
+            settings.max_landmark,
+            RescoreLimits(batch=settings.rescore_batch, idle=settings.rescore_idle_seconds),
+        )
+        if settings.rescore_idle_seconds > 0:
+            rescorer.start()
+        app.state.rescorer = rescorer
+        app.state.reports = ReportCache()  # GET /v1/monitoring's; no prediction reads it
         await warm_routes(app)
         # Everything loaded so far (libraries, the model) lives as long as the process:
         # freezing it keeps the garbage collector from re-scanning it on every collection a
@@ -76,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
         yield
+        rescorer.stop()
         app.state.storage.close()
 
     app = FastAPI(

@@ -24,7 +24,9 @@ from typer.core import TyperCommand
 from training.cli_support import DomainErrorGroup, command_group, err, fail, out
 
 if TYPE_CHECKING:
+    from training.compare import Comparison
     from training.simulate import SimulationParams
+    from training.update import UpdateConfig, UpdateResult
 
 # Service commands: (module under service/, attribute). Loaded only when one of them runs
 # or shows its help, so the analysts' commands never load SQLAlchemy, Alembic or FastAPI.
@@ -36,6 +38,7 @@ SERVICE_COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("db", "audit"),
     "demo": ("db", "demo"),
     "monitor": ("monitor", "monitor"),
+    "retrain": ("retrain", "retrain"),
 }
 
 
@@ -55,6 +58,10 @@ def service_command(name: str) -> click.Command:
         import service.commands.monitor
 
         target = getattr(service.commands.monitor, attribute)
+    elif file == "retrain":
+        import service.commands.retrain
+
+        target = getattr(service.commands.retrain, attribute)
     else:
         import service.commands.db
 
@@ -475,12 +482,7 @@ def update(
 ) -> None:
     """Update a registered model on a clinic's labelled clients; prints the new version
     last (registered, never promoted)."""
-    from training.contract import load_cohort
-    from training.registry import Registry
-    from training.simulate import read_sidecar
-    from training.train import TrainInputs
     from training.update import UpdateConfig
-    from training.update import update as run_update
 
     config = UpdateConfig(
         method=method,
@@ -489,18 +491,33 @@ def update(
         thresholds=_parse_pair(thresholds, "--thresholds") if thresholds else None,
     )
     started = time.perf_counter()
+    result = run_update(models_dir, model, sessions, clients, config)
+    out.print(f"took        {time.perf_counter() - started:.1f} s", markup=False)
+    out.print(result.version)
+
+
+def run_update(
+    models_dir: Path, model: str, sessions: Path, clients: Path, config: UpdateConfig
+) -> UpdateResult:
+    """`update` without its timing line: validate the cohort, update `model`, register the
+    result (never promoted) and print what it found; `retrain` runs it too."""
+    from training.contract import load_cohort
+    from training.registry import Registry
+    from training.simulate import read_sidecar
+    from training.train import TrainInputs
+    from training.update import update as update_model
+
     registry = Registry(models_dir)
     registry.entry(model, config.clinic)  # an unknown version fails before the cohort is read
     warnings: list[str] = []
     with _warnings_shown(warnings), _steps("validating the cohort") as step:
         cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
         inputs = TrainInputs(cohort, sessions, clients, read_sidecar(sessions.parent))
-        result = run_update(registry, model, inputs, config, step)
+        result = update_model(registry, model, inputs, config, step)
     _print_baseline_warnings(result.metadata["metrics"])
     for line in _update_lines(result):
         out.print(line, markup=False)
-    out.print(f"took        {time.perf_counter() - started:.1f} s", markup=False)
-    out.print(result.version)
+    return result
 
 
 def _update_lines(result: Any) -> list[str]:
@@ -590,21 +607,35 @@ def compare(
 ) -> None:
     """Compare a challenger with the champion on the same labelled clients: the verdict
     first, the page, and the comparison kept in the registry."""
+    run_compare(models_dir, champion, challenger, sessions, clients, _clinic(clinic), out_path)
+
+
+def run_compare(
+    models_dir: Path,
+    champion: str,
+    challenger: str,
+    sessions: Path,
+    clients: Path,
+    clinic: str | None,
+    out_path: Path,
+) -> Comparison:
+    """`compare`: both models on the cohort, the page written whole (never half), the
+    comparison kept in the registry, the lines printed; `retrain` runs it too."""
     import os
 
-    from training.compare import compare as run_compare
+    from training.compare import compare as compare_models
     from training.compare_report import render_comparison
     from training.contract import load_cohort
     from training.registry import Registry
 
     registry = Registry(models_dir)
-    for version, scope in ((champion, _clinic(clinic)), (challenger, None)):
+    for version, scope in ((champion, clinic), (challenger, None)):
         registry.entry(version, scope)  # an unknown version fails before the cohort is read
     warnings: list[str] = []
     with _warnings_shown(warnings), _steps("validating the cohort") as step:
         cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
-        result = run_compare(
-            registry, champion, challenger, cohort, (sessions, clients), _clinic(clinic), step
+        result = compare_models(
+            registry, champion, challenger, cohort, (sessions, clients), clinic, step
         )
         step("writing the page")
         tmp = out_path.with_name(f".{out_path.name}.partial")
@@ -614,10 +645,12 @@ def compare(
     for line in _compare_lines(result):
         out.print(line, markup=False)
     out.print(f"page        {out_path}", markup=False)
+    return result
 
 
 def _compare_lines(c: Any) -> list[str]:
     """The verdict first, then the paired differences and calibration per landmark."""
+    from training.vocabulary import FLAG_LEVELS
 
     def diff(d: Any, digits: int = 3) -> str:
         if d.estimate is None:
@@ -649,7 +682,7 @@ def _compare_lines(c: Any) -> list[str]:
             f"{_fmt(b[k]['calibration_intercept'])}; slope "
             f"{_fmt(a[k]['calibration_slope'])} -> {_fmt(b[k]['calibration_slope'])}"
         )
-    for level in ("moderate", "high"):
+    for level in FLAG_LEVELS:
         first, second = c.champion.results["overall"][level], c.challenger.results["overall"][level]
         lines.append(
             f"{level:<11} flagged {_fmt(first['flag_rate'])} -> {_fmt(second['flag_rate'])}; "

@@ -69,6 +69,7 @@ from training.evaluation import (
 from training.registry import LoadedModel, Registry, now
 from training.train import LabelledExamples, _fingerprint, labelled_examples
 from training.update import cross_validated, one_thread
+from training.vocabulary import FLAG_LEVELS
 
 Step = Callable[[str], None]
 
@@ -510,9 +511,8 @@ def compare(
         for name, p in (("champion", a.p), ("challenger", b.p), ("flag everyone", np.ones_like(y)))
     }
     overall = a.results["overall"]
-    rates = {
-        level: float(overall[level]["flag_rate"]["estimate"] or 0.0)
-        for level in ("moderate", "high")
+    rates: dict[str, float] = {
+        level: float(overall[level]["flag_rate"]["estimate"] or 0.0) for level in FLAG_LEVELS
     }
     return Comparison(
         champion=a,

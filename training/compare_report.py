@@ -27,6 +27,7 @@ from training.report import (
     _table,
     _thin,
 )
+from training.vocabulary import FLAG_LEVELS
 
 CHALLENGER_COLOR = "#2e7d32"
 VERDICT_CSS = """
@@ -163,7 +164,7 @@ def _columns(c: Comparison) -> str:
             *(_num(r.log_loss) for r in rules),
         ),
     ]
-    for level in ("moderate", "high"):
+    for level in FLAG_LEVELS:
         rows.append(
             (
                 f"Sensitivity, {level} level",
@@ -194,7 +195,7 @@ def _levels(c: Comparison) -> str:
     rows = []
     for role, s in (("Champion", c.champion), ("Challenger", c.challenger)):
         overall = s.results["overall"]
-        for level in ("moderate", "high"):
+        for level in FLAG_LEVELS:
             cut = getattr(s.thresholds, level)
             rows.append(
                 (

@@ -37,9 +37,9 @@ from training.evaluation import (
     format_metric,
     too_few_clients,
 )
+from training.vocabulary import FLAG_LEVELS
 
 FloatArray = npt.NDArray[np.float64]
-LEVELS = ("moderate", "high")
 _RULES_WITH_A_CUTOFF = (SRS_LAST, SRS_ANY)
 
 
@@ -141,9 +141,9 @@ def compare_with_baselines(
     y = np.asarray(data.y, dtype=np.float64)
     p = np.asarray(data.p, dtype=np.float64)
     overall = results["overall"]
-    rates = {
+    rates: dict[str, float] = {
         level: float(overall[level]["flag_rate"]["estimate"] or 0.0)
-        for level in LEVELS
+        for level in FLAG_LEVELS
         if overall.get(level)
     }
     scores = baselines.scores(data.features)

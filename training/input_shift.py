@@ -36,6 +36,7 @@ import pandas as pd
 
 from training.features import FEATURES
 from training.train import _instruments
+from training.vocabulary import FLAG_LEVELS
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -131,7 +132,7 @@ def _latest_design(meta: Mapping[str, Any], landmarks: dict[int, int]) -> dict[s
     rates = {int(row["landmark"]): row for row in meta.get("metrics", {}).get("per_landmark", [])}
     total = sum(landmarks.values())
     out: dict[str, float] = {}
-    for level in ("moderate", "high"):
+    for level in FLAG_LEVELS:
         at = [_rate(rates.get(k, {}), level) for k in landmarks]
         known = [rate for rate in at if rate is not None]
         if len(known) == len(at):

@@ -134,6 +134,21 @@ class Promotion:
     forced: bool
 
 
+@dataclass(frozen=True)
+class Override:
+    """How the door a promotion came through spells the override, for its messages."""
+
+    door: str  # what refuses: the command, or the route
+    force: str
+    reason: str
+
+
+CLI_OVERRIDE = Override("models promote", "--force", '--reason "..."')
+API_OVERRIDE = Override(
+    "POST /v1/models/{version}/promote", '"force": true', 'a "reason" in the same body'
+)
+
+
 def promote(
     registry: Registry,
     version: str,
@@ -143,22 +158,26 @@ def promote(
     force: bool = False,
     reason: str | None = None,
     rule: PromotionRule = PromotionRule(),
+    override: Override = CLI_OVERRIDE,
 ) -> Promotion:
     """Promote `version` for `clinic` if the rule allows it, or if `force` (with a reason);
-    PromotionRefused otherwise, and nothing is written."""
+    PromotionRefused otherwise, and nothing is written. The messages name the override
+    in the words of the door it came through (`override`)."""
     check_clinic(clinic)
     if force and not (reason or "").strip():
         raise PromotionRefused(
-            '--force: needs --reason "..." (why the promotion rule is overridden; recorded '
-            "in the registry history)"
+            f"{override.force}: needs {override.reason} (why the promotion rule is "
+            "overridden; recorded in the registry history)"
         )
     entry = registry.entry(version)
     check = check_promotion(registry.index(), entry.version, clinic, rule)
     if not check.allowed and not force:
         raise PromotionRefused(
-            f"models promote: {entry.version} may not become the champion of {scope(clinic)}: "
+            f"{override.door}: {entry.version} may not become the champion of "
+            f"{scope(clinic)}: "
             + "; ".join(check.refusals)
-            + '; override with --force --reason "..." (recorded in the registry history)'
+            + f"; override with {override.force} and {override.reason} (recorded in the "
+            "registry history)"
         )
     note = PromotionNote(
         actor=actor,

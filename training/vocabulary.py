@@ -96,14 +96,20 @@ WAI_SUBSCALES = ("goal", "task", "bond")  # the order of the features and the co
 SRS_ITEMS = ("relationship", "goals", "approach", "overall")
 
 
+# The map as 0-based positions in the 12 answers, in WAI_SUBSCALES order: built once, as the
+# roll-up runs for every session of every request and of every stored client read.
+_WAI_POSITIONS = tuple(tuple(n - 1 for n in WAI_SR_ITEMS[name]) for name in WAI_SUBSCALES)
+
+
 def wai_subscale_means(items: list[int] | list[float]) -> tuple[float, float, float]:
     """(goal, task, bond) item means of the 12 WAI-SR answers: the one roll-up, so a stored
     client and a request episode with the same answers get the same subscales."""
-    goal, task, bond = (
-        sum(float(items[n - 1]) for n in WAI_SR_ITEMS[name]) / len(WAI_SR_ITEMS[name])
-        for name in WAI_SUBSCALES
-    )
-    return goal, task, bond
+    goal, task, bond = _WAI_POSITIONS
+    return _mean(items, goal), _mean(items, task), _mean(items, bond)
+
+
+def _mean(items: list[int] | list[float], positions: tuple[int, ...]) -> float:
+    return sum(map(items.__getitem__, positions)) / len(positions)
 
 
 def srs_items_total(items: tuple[float | None, ...] | list[float | None]) -> float | None:
@@ -118,6 +124,8 @@ RiskLevel = Literal["low", "moderate", "high"]  # the one spelling; lowest first
 RISK_LEVELS: tuple[RiskLevel, ...] = get_args(RiskLevel)
 # Caseloads, summaries and demos list the most urgent first.
 URGENT_FIRST: tuple[RiskLevel, ...] = RISK_LEVELS[::-1]
+# The levels that flag a client, each with its probability cut-off (the thresholds).
+FLAG_LEVELS: tuple[RiskLevel, ...] = RISK_LEVELS[1:]
 
 # --- landmarks -----------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from service.core.schemas import (
     SessionStoredOut,
     StoredRiskOut,
 )
+from service.core.standing import caseload_models
 from service.scoring.records import (
     NoRiskYet,
     recompute,
@@ -178,6 +179,7 @@ def get_caseload(
     key: ReadKey,
     db: Db,
     audit: Audit,
+    model: Model,
     therapist_id: Annotated[Identifier | None, Query()] = None,
     min_level: Level | None = None,
     acknowledged: bool | None = None,
@@ -185,19 +187,20 @@ def get_caseload(
     offset: Annotated[PageOffsetText, Query()] = 0,
 ) -> Any:
     """The clinic's clients with a stored risk, highest first, one page at a time; a
-    therapist's key lists that therapist's (another `therapist_id` is a 403)."""
+    therapist's key lists that therapist's (another `therapist_id` is a 403). `models` says
+    which model serves the clinic and, while stored risks are being recomputed after a
+    change of model, how many are still from another."""
     who = actor(key)
     therapist = access.caseload_therapist(key, therapist_id)
     with db.session() as s:
-        rows, total = repo.caseload(
-            s, who.clinic, therapist, min_level, acknowledged, limit, offset
-        )
-        for row in rows:  # each client shown is a read of that client's data
+        page = repo.caseload(s, who.clinic, therapist, min_level, acknowledged, limit, offset)
+        for row in page.rows:  # each client shown is a read of that client's data
             audit(s, who, "caseload.read", row.client_id, row.model_version)
     return {
-        "total": total,
+        "total": page.total,
         "limit": limit,
         "offset": offset,
+        "models": caseload_models(page.versions, model.version),
         "clients": [
             {
                 "client_id": r.client_id,
@@ -213,7 +216,7 @@ def get_caseload(
                 else r.last_session_date.isoformat(),
                 "main_factor": r.main_factor_label,
             }
-            for r in rows
+            for r in page.rows
         ],
     }
 

@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.core.schemas import ErrorOut
 from service.scoring.model_store import ModelStore
+from service.scoring.monitoring_window import ReportCache
 from service.scoring.records import Actor, Auditor
 from service.security.api_keys import ApiKey
 from service.security.auth import require
@@ -112,6 +113,7 @@ Models = Annotated[ModelStore, Depends(_state("models"))]
 Db = Annotated[Storage, Depends(_state("storage"))]
 Audit = Annotated[Auditor, Depends(_state("auditor"))]
 Keys = Annotated[DbKeyStore, Depends(_state("keys"))]
+Reports = Annotated[ReportCache, Depends(_state("reports"))]
 MaxLandmark = Annotated[int | None, Depends(_max_landmark)]
 
 # --- the clinician view: the signed-in clinician ------------------------------------------------

@@ -2,8 +2,10 @@
 
 The report (training.monitoring.monitor) on the clinic's stored window
 (service.scoring.monitoring_window): computed when asked, here, never on a prediction's
-path. The handler is a plain `def`: it waits on the database and the figures' arithmetic,
-so FastAPI runs it in its thread pool and the event loop keeps serving predictions.
+path; the last reports are kept in the app's ReportCache (a repeated request costs two
+aggregates until the clinic's next write). The handler is a plain `def`: it waits on the
+database and the figures' arithmetic, so FastAPI runs it in its thread pool and the event
+loop keeps serving predictions.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
-from service.api.deps import ERRORS, Db, Model, MonitoringKey
+from service.api.deps import ERRORS, Db, Model, MonitoringKey, Reports
 from service.core.observability import record_monitoring
 from service.scoring.monitoring_window import WINDOW_RULE, clinic_report, parse_window
 from training.monitoring import MonitoringReport, Status
@@ -113,6 +115,7 @@ def monitoring(
     key: MonitoringKey,
     db: Db,
     model: Model,
+    reports: Reports,
     window: Annotated[str, Query(description=f"The window: {WINDOW_RULE}.")] = "90d",
 ) -> Any:
     """Drift, expected and realised performance of the serving model at the caller's
@@ -120,7 +123,7 @@ def monitoring(
     no reference profile), with the next step on each alert."""
     days = parse_window(window)  # InvalidWindow: 422 naming `window` (service.api.errors)
     with db.session() as s:
-        report = clinic_report(s, key.tenant, model, days)
+        report = clinic_report(s, key.tenant, model, days, cache=reports)
     record_monitoring(
         report.clinic,
         report.model_version,

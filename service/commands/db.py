@@ -113,9 +113,18 @@ def export(
         with storage.session() as s:
             sessions, clients = repo.export_tables(s, clinic)
         storage.close()
+    write_export(out, sessions, clients)
+    typer.echo(
+        f"exported {len(clients)} clients and {len(sessions)} sessions of clinic {clinic} "
+        f"to {out}/sessions.csv and {out}/clients.csv"
+    )
+
+
+def write_export(out: Path, sessions: list[dict[str, Any]], clients: list[dict[str, Any]]) -> None:
+    """sessions.csv and clients.csv in `out` (created), in the cohort contract's columns.
+    Written beside the target and renamed, so a failed export never leaves half a file."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        # Written beside the target and renamed, so a failed export never leaves half a file.
         with tempfile.TemporaryDirectory(dir=out) as tmp:
             _write_csv(Path(tmp) / "sessions.csv", [c.name for c in SESSION_COLUMNS], sessions)
             _write_csv(Path(tmp) / "clients.csv", [c.name for c in CLIENT_COLUMNS], clients)
@@ -124,10 +133,6 @@ def export(
     except OSError as exc:  # a file in the way, no permission, a full disk
         reason = exc.strerror or type(exc).__name__
         fail(f"--out: cannot write to {str(out)!r} ({reason})")
-    typer.echo(
-        f"exported {len(clients)} clients and {len(sessions)} sessions of clinic {clinic} "
-        f"to {out}/sessions.csv and {out}/clients.csv"
-    )
 
 
 def _since(text: str) -> datetime:

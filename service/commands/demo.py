@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from sqlalchemy.orm import Session
 
 from service.core.prediction import NotAtLandmark
 from service.core.schemas import EpisodeIn
@@ -58,27 +59,41 @@ def _session(row: Any) -> dict[str, Any]:
     return out
 
 
-def _episodes(n: int, seed: int) -> list[dict[str, Any]]:
-    clients, sessions = simulate(n * POOL, seed)
-    early = sessions[sessions["session_number"] <= EARLY_SESSIONS]
-    by_client = dict(list(early.groupby("client_id", sort=False)))
+def contract_episodes(clients: pd.DataFrame, sessions: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each client of a cohort in the contract's columns as the API's episode body (its
+    sessions in number order), with its outcome when the cohort has labels: `outcome`
+    {dropout, ended_on: the last session's date}."""
+    by_client = dict(list(sessions.groupby("client_id", sort=False)))
     out = []
     for c in clients.to_dict("records"):
         rows = by_client.get(c["client_id"])
         if rows is None:
             continue
-        bodies = [{"number": int(r["session_number"]), **_session(r)} for _, r in rows.iterrows()]
-        bodies = [b for b in bodies if len(b) > 2]  # a session needs a measure
-        if bodies:
-            out.append(
-                {
-                    "client_id": c["client_id"],
-                    "age": None if pd.isna(c["age"]) else int(c["age"]),
-                    "gender": None if pd.isna(c["gender"]) else c["gender"],
-                    "therapist_id": None if pd.isna(c["therapist_id"]) else c["therapist_id"],
-                    "sessions": bodies,
-                }
-            )
+        rows = rows.sort_values("session_number")
+        body: dict[str, Any] = {
+            "client_id": c["client_id"],
+            "age": None if pd.isna(c["age"]) else int(c["age"]),
+            "gender": None if pd.isna(c["gender"]) else c["gender"],
+            "therapist_id": None if pd.isna(c["therapist_id"]) else c["therapist_id"],
+            "sessions": [
+                {"number": int(r["session_number"]), **_session(r)} for _, r in rows.iterrows()
+            ],
+        }
+        if "dropout" in c and not pd.isna(c["dropout"]):
+            last = str(rows["session_date"].iloc[-1])[:10]
+            body["outcome"] = {"dropout": bool(c["dropout"]), "ended_on": last}
+        out.append(body)
+    return out
+
+
+def _episodes(n: int, seed: int) -> list[dict[str, Any]]:
+    clients, sessions = simulate(n * POOL, seed)
+    early = sessions[sessions["session_number"] <= EARLY_SESSIONS]
+    out = []
+    for e in contract_episodes(clients.drop(columns="dropout"), early):
+        e["sessions"] = [b for b in e["sessions"] if len(b) > 2]  # a session needs a measure
+        if e["sessions"]:
+            out.append(e)
     return out
 
 
@@ -102,22 +117,35 @@ def _choose(model: LoadedModel, episodes: list[dict[str, Any]], n: int) -> list[
 def seed_demo(storage: Storage, model: LoadedModel, clinic: str, n: int, seed: int) -> Seeded:
     """Store a demo caseload of n clients for `clinic`, unless it already has clients."""
     with storage.session() as s:
-        existing, _ = repo.caseload(s, clinic, None, None, None, 1, 0)
+        existing = repo.caseload(s, clinic, None, None, None, 1, 0).rows
     if existing:
         return Seeded(clinic, 0, 0, {}, True)
     chosen = _choose(model, _episodes(n, seed), n)
-    levels: dict[str, int] = {}
-    sessions = 0
     with storage.session() as s:
-        for e in chosen:
-            repo.upsert_client(s, clinic, e["client_id"], e["age"], e["gender"], e["therapist_id"])
-            for body in e["sessions"]:
-                payload = {k: v for k, v in body.items() if k != "number"}
-                date = pd.Timestamp(payload["date"]).date() if "date" in payload else None
-                repo.upsert_session(s, clinic, e["client_id"], body["number"], date, payload)
-                sessions += 1
+        levels = store_episodes(s, clinic, chosen, model)
+    sessions = sum(len(e["sessions"]) for e in chosen)
+    return Seeded(clinic, len(chosen), sessions, levels, False)
+
+
+def store_episodes(
+    s: Session, clinic: str, episodes: list[dict[str, Any]], model: LoadedModel | None
+) -> dict[str, int]:
+    """Store episode bodies (contract_episodes) by the stored API's repository calls: the
+    client, each session, the outcome if given, and, with a model, the risk; returns how
+    many clients were stored at each level."""
+    levels: dict[str, int] = {}
+    for e in episodes:
+        repo.upsert_client(s, clinic, e["client_id"], e["age"], e["gender"], e["therapist_id"])
+        for body in e["sessions"]:
+            payload = {k: v for k, v in body.items() if k != "number"}
+            day = pd.Timestamp(payload["date"]).date() if "date" in payload else None
+            repo.upsert_session(s, clinic, e["client_id"], body["number"], day, payload)
+        if "outcome" in e:
+            ended = pd.Timestamp(e["outcome"]["ended_on"]).date()
+            repo.set_outcome(s, clinic, e["client_id"], e["outcome"]["dropout"], ended)
+        if model is not None:
             client = require_client(s, clinic, e["client_id"])
             record = recompute(s, clinic, client, model, None)
             if record is not None:
                 levels[record.risk_level] = levels.get(record.risk_level, 0) + 1
-    return Seeded(clinic, len(chosen), sessions, levels, False)
+    return levels

@@ -60,7 +60,9 @@ def monitor(
         days = parse_window(window)
     except InvalidWindow as exc:
         fail(f"--{exc}")
-    model = Registry(models_dir).load()  # a missing or broken registry: exit 2 naming it
+    # the model serving the clinic, as GET /v1/monitoring does: its own champion, else the
+    # network default (a missing or broken registry: exit 2 naming it)
+    model = Registry(models_dir).load("champion", clinic)
     with user_errors():
         storage = open_storage(database_url)
         try:

@@ -483,10 +483,20 @@ class CaseloadItemOut(BaseModel):
     main_factor: str | None
 
 
+class CaseloadModelsOut(BaseModel):
+    """Which model serves the clinic and which computed the listed risks (service.core.
+    standing.caseload_models): `recomputing` while some are from an earlier model."""
+
+    serving: str
+    versions: dict[str, int]
+    recomputing: bool
+
+
 class CaseloadOut(BaseModel):
     total: int
     limit: int
     offset: int
+    models: CaseloadModelsOut
     clients: list[CaseloadItemOut]
 
 

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     # How long a verified API key is trusted from memory before the database is asked again
     # (a revocation takes at most this long to reach every worker).
     key_cache_seconds: float = Field(default=5.0, ge=0.0, le=300.0)
+    # Stored risks recomputed after a change of model (service/scoring/rescoring.py): clients
+    # per transaction, and how often to look for work when there is none (0: never; the
+    # work waits, named by each row's model, until a worker that looks starts).
+    rescore_batch: int = Field(default=50, ge=1, le=1000)
+    rescore_idle_seconds: float = Field(default=5.0, ge=0.0, le=3600.0)
     # CDS Hooks: trusted JWT issuers, each bound to one clinic (docs/cds-hooks.md)
     cds_issuers_file: Path = Path("var/cds-issuers.json")
     # Signs the clinician view's session cookies (created on first start, owner-only)

@@ -9,6 +9,8 @@ say this sentence, so the three cannot drift apart.
 
 from __future__ import annotations
 
+from typing import Any
+
 from service.core.prediction import Prediction
 
 
@@ -21,4 +23,26 @@ def standing_note(answer: Prediction) -> str:
     return (
         "Network default model, not yet checked at this clinic: its probabilities may be "
         "off here until it is updated on this clinic's outcomes."
+    )
+
+
+def caseload_models(versions: dict[str, int], serving: str) -> dict[str, Any]:
+    """A caseload's `models`: the version serving the clinic, how many of the clients that
+    match each version's stored risk is from, and whether some are still being recomputed
+    after a change of model (service.scoring.rescoring), so a mixed list says so."""
+    return {
+        "serving": serving,
+        "versions": dict(sorted(versions.items())),
+        "recomputing": any(version != serving for version in versions),
+    }
+
+
+def recomputing_note(versions: dict[str, int], serving: str) -> str | None:
+    """The clinician view's sentence while a caseload mixes models; None when it does not."""
+    stale = sum(n for version, n in versions.items() if version != serving)
+    if not stale:
+        return None
+    return (
+        f"{stale} of {sum(versions.values())} risks listed were computed by an earlier model "
+        f"and are being recomputed with {serving}; until then each row names its own model."
     )

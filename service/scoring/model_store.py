@@ -168,9 +168,10 @@ class ModelStore:
             version,
             clinic,
             actor=actor,
-            path="POST /v1/models/{version}/promote",
+            path=rules.API_OVERRIDE.door,
             force=force,
             reason=reason,
+            override=rules.API_OVERRIDE,
         )  # loads and verifies before it writes the registry
         self.refresh(force=True)
         return previous

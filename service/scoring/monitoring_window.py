@@ -4,27 +4,32 @@ The window: every client of the clinic with a risk stored in the last N days (by
 stored prediction's `computed_at`: the clients the service answered for in the window,
 whether their sessions were pushed late or on time), each once, at the latest landmark
 its stored sessions reach. The feature rows come from the stored sessions through the
-one feature builder, as a stored risk does (service.scoring.records.episode, then
-service.scoring.episodes.grid_from_episodes, then training.features); the probability
+one feature builder, as a stored risk does: the stored payloads' measures go straight
+into the cells of service.scoring.episodes (grid_from_window, the cell writer of
+grid_from_episodes; no EpisodeIn is rebuilt), then training.features; the probability
 is the monitored model's calibrated one on those rows (not the stored, published one:
 that is rounded, and may come from an older champion). Clients with a stored outcome
 give the `Outcomes` rows: their probability at every landmark they reached.
 
-Two queries whatever the clinic's size (service.storage.repository.window_clients). The
-report is computed on request of `GET /v1/monitoring` or `dropout-risk monitor`, never
-on a prediction's path.
+One query of the window's columns whatever the clinic's size
+(service.storage.repository.window_clients). The report is computed on request of
+`GET /v1/monitoring` or `dropout-risk monitor`, never on a prediction's path; the API
+keeps the last reports in a ReportCache, keyed by what the report depends on (clinic,
+model version, window, the clinic's writes), so asking again costs two aggregates.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from sqlalchemy.orm import Session
 
-from service.scoring.episodes import grid_from_episodes
-from service.scoring.records import episode
+from service.scoring.episodes import grid_from_window
 from service.storage import repository as repo
 from training.errors import DropoutRiskError
 from training.features import FloatArray, landmark_examples, latest_landmark_features
@@ -53,18 +58,16 @@ def _landmarks(model: LoadedModel) -> tuple[int, ...]:
     return tuple(sorted(int(k) for k in model.metadata["landmarks"]))
 
 
-def window_of(clients: list[repo.WindowClient], model: LoadedModel) -> Window:
+def window_of(stored: repo.StoredWindow, model: LoadedModel) -> Window:
     """The window of these stored clients for this model (see the module's docstring)."""
     landmarks = _landmarks(model)
-    with_sessions = [c for c in clients if c.sessions]
-    episodes = [episode(c.client, c.sessions) for c in with_sessions]
-    grid = grid_from_episodes(episodes, max(landmarks))
+    grid = grid_from_window(stored, max(landmarks))
     X, landmark = latest_landmark_features(grid, landmarks)
     keep = landmark > 0
     rows = np.ascontiguousarray(X[keep])
     p = _probability(model, rows)
     y = np.array(
-        [np.nan if c.dropout is None else float(c.dropout) for c in with_sessions],
+        [np.nan if c.dropout is None else float(c.dropout) for c in stored.clients],
         dtype=np.float64,
     )
     outcomes = None
@@ -87,18 +90,100 @@ def _probability(model: LoadedModel, X: FloatArray) -> FloatArray:
     return np.asarray(model.probability(X), dtype=np.float64).reshape(-1)
 
 
+def _since(days: int, now: datetime | None) -> datetime:
+    return (now or datetime.now(UTC)) - timedelta(days=days)
+
+
 def stored_window(
     s: Session, clinic: str, model: LoadedModel, days: int, now: datetime | None = None
 ) -> Window:
     """The clinic's window of the last `days` days (by stored-prediction time)."""
-    since = (now or datetime.now(UTC)) - timedelta(days=days)
-    return window_of(repo.window_clients(s, clinic, since), model)
+    return window_of(repo.window_clients(s, clinic, _since(days, now)), model)
+
+
+def _report(model: LoadedModel, stored: repo.StoredWindow, clinic: str) -> MonitoringReport:
+    """training.monitoring.monitor on the stored window. A model without a reference
+    profile gets the report's "no reference profile" figures, not an error."""
+    return monitor(MonitoredModel.from_metadata(model.meta), window_of(stored, model), clinic)
+
+
+@dataclass(frozen=True)
+class _Cached:
+    report: MonitoringReport
+    since_at_least: datetime | None  # valid while the window starts at or before this
+    until: datetime  # and never after this (ReportCache.max_age after it was computed)
+
+
+class ReportCache:
+    """The last `size` monitoring reports (least recently used out first), each keyed by
+    (clinic, model version, window days, the clinic's writes: repo.ClinicWrites).
+
+    A write that can change a report adds a stored risk or records an outcome, so it
+    changes the key; a report also expires when the window's start passes the oldest
+    risk it was computed from (a client may have left the window without any write),
+    and after `max_age` whatever happens, which bounds what no count or latest value can
+    see (an outcome updated by a transaction that committed after a later one's). Shared
+    by the API's worker threads; a report is immutable, so a hit returns the very object.
+    """
+
+    def __init__(self, size: int = 64, max_age: timedelta = timedelta(minutes=5)) -> None:
+        if size < 1:
+            raise ValueError(f"size: value {size} must be at least 1")
+        self.size, self.max_age = size, max_age
+        self._entries: OrderedDict[tuple[object, ...], _Cached] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(
+        self, key: tuple[object, ...], since: datetime, now: datetime
+    ) -> MonitoringReport | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            fresh = now < entry.until and (
+                entry.since_at_least is None or since <= entry.since_at_least
+            )
+            if not fresh:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry.report
+
+    def put(
+        self,
+        key: tuple[object, ...],
+        report: MonitoringReport,
+        since_at_least: datetime | None,
+        now: datetime,
+    ) -> None:
+        with self._lock:
+            self._entries[key] = _Cached(report, since_at_least, now + self.max_age)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
 
 
 def clinic_report(
-    s: Session, clinic: str, model: LoadedModel, days: int, now: datetime | None = None
+    s: Session,
+    clinic: str,
+    model: LoadedModel,
+    days: int,
+    now: datetime | None = None,
+    cache: ReportCache | None = None,
 ) -> MonitoringReport:
-    """training.monitoring.monitor on the clinic's stored window. A model without a
-    reference profile gets the report's "no reference profile" figures, not an error."""
-    window = stored_window(s, clinic, model, days, now)
-    return monitor(MonitoredModel.from_metadata(model.meta), window, clinic)
+    """training.monitoring.monitor on the clinic's stored window, from `cache` when it
+    holds the report of the clinic's current writes (then only repo.clinic_writes runs)."""
+    now = now or datetime.now(UTC)
+    since = _since(days, now)
+    if cache is None:
+        return _report(model, repo.window_clients(s, clinic, since), clinic)
+    key = (clinic, model.version, days, repo.clinic_writes(s, clinic))
+    report = cache.get(key, since, now)
+    if report is None:
+        stored = repo.window_clients(s, clinic, since)
+        report = _report(model, stored, clinic)
+        cache.put(key, report, stored.earliest, now)
+    return report

@@ -92,21 +92,50 @@ def recompute(
     sessions = repo.get_sessions(s, clinic, client.client_id)
     if not sessions:
         return None
-    body = episode(client, sessions)
-    result = score(model, [body], cap, clinic)[0]
-    if isinstance(result, NotAtLandmark):
-        return None
-    return repo.add_prediction(
-        s,
-        clinic,
-        client.client_id,
-        model.version,
-        fingerprint(body),
-        result.probability,
-        result.risk_level,
-        result.landmark_session,
-        result,
-    )
+    return _store(s, clinic, [episode(client, sessions)], model, cap)[0]
+
+
+def rescore(
+    s: Session, clinic: str, client_ids: list[str], model: LoadedModel, cap: int | None
+) -> list[repo.PredictionRecord]:
+    """Recompute the stored risks of these clients with `model` (one scoring call for all),
+    as `recompute` would one by one; a client whose latest risk is already this model's,
+    or that went away, is left alone. Each client is locked before its sessions are read,
+    in id order (so two rescorers never wait on each other in a cycle)."""
+    bodies = []
+    for client_id in sorted(client_ids):
+        client = repo.get_client(s, clinic, client_id, lock=True)
+        latest = None if client is None else repo.latest_prediction(s, clinic, client_id)
+        if client is None or latest is None or latest.model_version == model.version:
+            continue
+        bodies.append(episode(client, repo.get_sessions(s, clinic, client_id)))
+    return [r for r in _store(s, clinic, bodies, model, cap) if r is not None]
+
+
+def _store(
+    s: Session, clinic: str, bodies: list[EpisodeIn], model: LoadedModel, cap: int | None
+) -> list[repo.PredictionRecord | None]:
+    """Score the episodes and store each risk (None: not at a landmark)."""
+    out: list[repo.PredictionRecord | None] = []
+    if not bodies:
+        return out
+    for body, result in zip(bodies, score(model, bodies, cap, clinic), strict=True):
+        if isinstance(result, NotAtLandmark):
+            out.append(None)
+            continue
+        record = repo.add_prediction(
+            s,
+            clinic,
+            body.client_id,
+            model.version,
+            fingerprint(body),
+            result.probability,
+            result.risk_level,
+            result.landmark_session,
+            result,
+        )
+        out.append(record)
+    return out
 
 
 def stored_risk(record: repo.PredictionRecord) -> dict[str, Any]:

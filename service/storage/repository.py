@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Literal, TypeAlias, cast
+from typing import Any, Literal, NamedTuple, TypeAlias, cast
 
 from pydantic_core import from_json
 from sqlalchemy import (
@@ -100,6 +100,16 @@ class CaseloadRow:
     acknowledged: bool
     last_session_date: date | None
     main_factor_label: str | None
+
+
+@dataclass(frozen=True)
+class CaseloadPage:
+    """One page of a caseload, the number of clients matching, and that number by the
+    model version of their stored risk."""
+
+    rows: list[CaseloadRow]
+    total: int
+    versions: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -438,20 +448,26 @@ def caseload(
     acknowledged: bool | None,
     limit: int,
     offset: int,
-) -> tuple[list[CaseloadRow], int]:
-    """One page of the clinic's clients with a risk, highest first, and how many match.
+) -> CaseloadPage:
+    """One page of the clinic's clients with a risk, highest first, how many match, and
+    how many of those by each model version (a caseload recomputed after a change of
+    model is mixed until it is done: service.scoring.rescoring).
 
-    Two queries whatever the page size: the page and the count. Each client's latest risk
+    Two queries whatever the page size: the page and the counts. Each client's latest risk
     is found by the (clinic_id, client_id, id) index, not one query per client.
 
     Raises:
         ValueError: min_level is not low, moderate or high.
     """
     query = _caseload_query(s, clinic_id, therapist_id, min_level, acknowledged)
-    total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+    matching = query.subquery()
+    counts = s.execute(
+        select(matching.c.model_version, func.count()).group_by(matching.c.model_version)
+    )
+    versions = {version: int(n) for version, n in counts}
     page = query.order_by(Prediction.probability.desc(), Prediction.client_id)
     rows = s.execute(page.limit(limit).offset(offset))
-    return [_caseload_row(*row) for row in rows], total
+    return CaseloadPage([_caseload_row(*row) for row in rows], sum(versions.values()), versions)
 
 
 def _caseload_row(
@@ -540,6 +556,36 @@ def _caseload_filters(
     return filters
 
 
+# --- recomputing after a change of model -----------------------------------------------------
+
+
+def clinic_ids(s: Session) -> list[str]:
+    """Every clinic with stored data, in order."""
+    return list(s.scalars(select(Clinic.id).order_by(Clinic.id)))
+
+
+def stale_clients(
+    s: Session, clinic_id: str, model_version: str, after: str, limit: int
+) -> list[str]:
+    """Up to `limit` clients of the clinic, in id order after `after`, whose latest stored
+    risk was computed by another model than `model_version`: the work left after a change
+    of model, read again from the rows themselves, so it resumes after a restart."""
+    latest = (
+        select(func.max(Prediction.id).label("id"))
+        .where(Prediction.clinic_id == clinic_id, Prediction.client_id > after)
+        .group_by(Prediction.client_id)
+        .subquery()
+    )
+    query = (
+        select(Prediction.client_id)
+        .join(latest, Prediction.id == latest.c.id)
+        .where(Prediction.model_version != model_version)
+        .order_by(Prediction.client_id)
+        .limit(limit)
+    )
+    return list(s.scalars(query))
+
+
 # --- audit ----------------------------------------------------------------------------------
 
 
@@ -594,25 +640,37 @@ def remember_jti(s: Session, iss: str, jti: str, expires_at: datetime) -> bool:
 # --- export to the cohort contract ----------------------------------------------------------
 
 
-def export_tables(s: Session, clinic_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def export_tables(
+    s: Session, clinic_id: str, labelled_only: bool = False
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(sessions, clients) rows in the cohort contract's columns (training.contract), so
     analysts can validate and retrain on what the service collected. Missing values are
-    None; dates are YYYY-MM-DD; dropout is a bool, or None when no outcome is recorded."""
-    sessions = s.scalars(
+    None; dates are YYYY-MM-DD; dropout is a bool, or None when no outcome is recorded.
+    `labelled_only`: only the clients with a stored outcome, and their sessions (what
+    `retrain` learns from)."""
+    sessions = (
         select(SessionRow)
         .where(SessionRow.clinic_id == clinic_id)
         .order_by(SessionRow.client_id, SessionRow.number)
         .execution_options(populate_existing=True)
     )
-    session_rows = [_session_export(r) for r in sessions]
-    clients = s.execute(
+    clients = (
         select(Client, Outcome)
-        .outerjoin(Outcome, _is_client(Outcome, Client.clinic_id, Client.client_id))
+        .join(
+            Outcome,
+            _is_client(Outcome, Client.clinic_id, Client.client_id),
+            isouter=not labelled_only,
+        )
         .where(Client.clinic_id == clinic_id)
         .order_by(Client.client_id)
         .execution_options(populate_existing=True)
     )
-    return session_rows, [_client_export(c, o) for c, o in clients]
+    if labelled_only:
+        sessions = sessions.where(
+            exists().where(_is_client(Outcome, SessionRow.clinic_id, SessionRow.client_id))
+        )
+    session_rows = [_session_export(r) for r in s.scalars(sessions)]
+    return session_rows, [_client_export(c, o) for c, o in s.execute(clients)]
 
 
 def _iso(day: date | None) -> str | None:
@@ -676,61 +734,108 @@ def _client_export(client: Client, outcome: Outcome | None) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class WindowClient:
-    """A client of a monitoring window: its record, sessions in number order, and its
-    stored outcome (None: not recorded)."""
+    """A client of a monitoring window: the model's inputs of its record, and its stored
+    outcome (None: not recorded)."""
 
-    client: ClientRecord
-    sessions: list[SessionRecord]
+    client_id: str
+    age: int | None
+    gender: str | None
     dropout: bool | None
 
 
-def window_clients(s: Session, clinic_id: str, since: datetime) -> list[WindowClient]:
-    """The clinic's clients with a risk stored at or after `since`, with their sessions and
-    outcomes: two queries whatever the number of clients (clients with their outcome; then
-    every session of those clients), in client id order. The payloads are read as text and
-    parsed here: the JSON type's own per-row decoding made the read of 140,000 sessions on
-    PostgreSQL about seven times slower (bench/monitoring_service.py)."""
-    recent = exists().where(
-        _is_client(Prediction, clinic_id, Client.client_id), Prediction.computed_at >= since
-    )
-    rows = s.execute(
+class WindowSession(NamedTuple):
+    """One stored session of a window's client: the client's position in
+    StoredWindow.clients, the session's number and date, and its measures read from the
+    stored payload by the export's readers (WAI-SR subscale means, SRS, ORS and PHQ-9
+    totals, in the order of training.features.MEASURES; None: not taken). A tuple, not a
+    dataclass: a large clinic's window has hundreds of thousands of them."""
+
+    client: int
+    number: int
+    day: date | None
+    goal: float | None
+    task: float | None
+    bond: float | None
+    srs: float | None
+    ors: float | None
+    phq9: float | None
+
+
+@dataclass(frozen=True)
+class StoredWindow:
+    """The clinic's clients with a risk stored at or after `since`, each with at least one
+    session, in client id order, and all their sessions in (client, number) order.
+    `earliest`: the oldest of the window's stored risks (None: none), after which the
+    window can lose a client without any write."""
+
+    clients: list[WindowClient]
+    sessions: list[WindowSession]
+    earliest: datetime | None
+
+
+def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
+    """The clinic's window (StoredWindow) in one query of the columns it needs, whatever
+    the number of clients: each session with its client's age, gender and outcome, the
+    clients being those of an uncorrelated `IN (stored risks since ...)` (a semi-join on
+    PostgreSQL, a list built once on SQLite; index ix_predictions_clinic_computed_at); and
+    one indexed look-up of the window's oldest risk. The payloads are read as text and
+    parsed here: the JSON type's own per-row decoding made the read of 140,000 sessions
+    on PostgreSQL about seven times slower (bench/monitoring_service.py)."""
+    in_window = and_(Prediction.clinic_id == clinic_id, Prediction.computed_at >= since)
+    rows = s.connection().execute(  # Core rows: the ORM's per-row work is not needed here
         select(
             Client.client_id,
             Client.age,
             Client.gender,
-            Client.therapist_id,
-            Client.created_at,
-            Client.updated_at,
             Outcome.dropout,
-        )
-        .outerjoin(Outcome, _is_client(Outcome, Client.clinic_id, Client.client_id))
-        .where(Client.clinic_id == clinic_id, recent)
-        .order_by(Client.client_id)
-    ).all()
-    recent_session = exists().where(
-        _is_client(Prediction, clinic_id, SessionRow.client_id), Prediction.computed_at >= since
-    )
-    by_client: dict[str, list[SessionRecord]] = {}
-    sessions = s.execute(
-        select(
-            SessionRow.client_id,
             SessionRow.number,
             SessionRow.session_date,
             cast_(SessionRow.payload, Text),
-            SessionRow.updated_at,
         )
-        .where(SessionRow.clinic_id == clinic_id, recent_session)
-        .order_by(SessionRow.client_id, SessionRow.number)
+        .join(SessionRow, _is_client(SessionRow, Client.clinic_id, Client.client_id))
+        .outerjoin(Outcome, _is_client(Outcome, Client.clinic_id, Client.client_id))
+        .where(
+            Client.clinic_id == clinic_id,
+            Client.client_id.in_(select(Prediction.client_id).where(in_window)),
+        )
+        .order_by(Client.client_id, SessionRow.number)
     )
-    for client_id, number, day, payload, updated_at in sessions:
-        by_client.setdefault(client_id, []).append(
-            SessionRecord(number, day, from_json(payload), updated_at)
+    clients: list[WindowClient] = []
+    sessions: list[WindowSession] = []
+    last = None
+    for client_id, age, gender, dropout, number, day, text in rows:
+        if client_id != last:
+            clients.append(WindowClient(client_id, age, gender, dropout))
+            last = client_id
+        payload = from_json(text)
+        goal, task, bond = _wai(payload.get("wai"))
+        ors, phq9 = _total(payload.get("ors")), _total(payload.get("phq9"))
+        at = len(clients) - 1
+        sessions.append(
+            WindowSession(at, number, day, goal, task, bond, _srs(payload.get("srs")), ors, phq9)
         )
-    return [
-        WindowClient(
-            ClientRecord(client_id, age, gender, therapist, created, updated),
-            by_client.get(client_id, []),
-            dropout,
-        )
-        for client_id, age, gender, therapist, created, updated, dropout in rows
-    ]
+    earliest = s.scalar(select(func.min(Prediction.computed_at)).where(in_window))
+    return StoredWindow(clients, sessions, earliest)
+
+
+@dataclass(frozen=True)
+class ClinicWrites:
+    """What a monitoring report of the clinic depends on, besides the model and the window:
+    every write that can change one adds a stored risk (a client's or a session's change
+    is recomputed and stored when its inputs change) or records an outcome. Counts as well
+    as the latest: a risk inserted by a transaction that committed after a later one's
+    changes the count, not the largest id."""
+
+    predictions: int
+    last_prediction: int | None
+    outcomes: int
+    last_outcome: datetime | None
+
+
+def clinic_writes(s: Session, clinic_id: str) -> ClinicWrites:
+    """The clinic's ClinicWrites: two aggregates, each over the clinic's rows of one index."""
+    risks = select(func.count(), func.max(Prediction.id)).where(Prediction.clinic_id == clinic_id)
+    ends = select(func.count(), func.max(Outcome.recorded_at)).where(Outcome.clinic_id == clinic_id)
+    n_risks, last_risk = s.execute(risks).one()
+    n_ends, last_end = s.execute(ends).one()
+    return ClinicWrites(n_risks, last_risk, n_ends, last_end)

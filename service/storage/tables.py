@@ -142,6 +142,8 @@ class Prediction(Base):
     __table_args__ = (
         _client_fk(),
         Index("ix_predictions_clinic_client_id", "clinic_id", "client_id", "id"),
+        # the monitoring window: a clinic's risks since a date (migration 0003)
+        Index("ix_predictions_clinic_computed_at", "clinic_id", "computed_at", "client_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -38,6 +38,7 @@ from service.api.deps import (
     Db,
     FormViewer,
     Keys,
+    Models,
     SignIn,
     Viewer,
     cookie_session,
@@ -45,7 +46,7 @@ from service.api.deps import (
     session_signer,
 )
 from service.core.schemas import MAX_OFFSET, PageLimitText, PageNumberText
-from service.core.standing import standing_note
+from service.core.standing import recomputing_note, standing_note
 from service.security import access
 from service.security.api_keys import ApiKey
 from service.security.session_cookies import (
@@ -414,8 +415,11 @@ def _caseload_item(row: repo.CaseloadRow, scores: list[views.Scores]) -> Caseloa
 
 
 @router.get("/caseload", name="ui_caseload")
-async def caseload(request: Request, viewer: Viewer, db: Db, audit: Audit) -> Response:
-    """The clinic's clients with a risk, highest first; each client shown is audited."""
+async def caseload(
+    request: Request, viewer: Viewer, db: Db, audit: Audit, models: Models
+) -> Response:
+    """The clinic's clients with a risk, highest first; each client shown is audited. While
+    stored risks are recomputed after a change of model, the page says the list is mixed."""
 
     def work() -> Response:
         try:
@@ -426,7 +430,7 @@ async def caseload(request: Request, viewer: Viewer, db: Db, audit: Audit) -> Re
             return _error(bad.status, viewer, bad.message)
         offset = (filters.page - 1) * filters.limit
         with db.session() as s:
-            rows, total = repo.caseload(
+            listed = repo.caseload(
                 s,
                 viewer.clinic,
                 filters.therapist,
@@ -435,6 +439,7 @@ async def caseload(request: Request, viewer: Viewer, db: Db, audit: Audit) -> Re
                 filters.limit,
                 offset,
             )
+            rows, total = listed.rows, listed.total
             sessions = early_sessions(s, viewer.clinic, [r.client_id for r in rows])
             for row in rows:  # each client shown is a read of that client's data
                 audit(s, viewer.actor, "caseload.read", row.client_id, row.model_version)
@@ -454,8 +459,10 @@ async def caseload(request: Request, viewer: Viewer, db: Db, audit: Audit) -> Re
             previous=filters.query(filters.page - 1) if filters.page > 1 else None,
             next=filters.query(filters.page + 1) if filters.page < pages else None,
             early=views.EARLY_SESSIONS,
+            recomputing=recomputing_note(listed.versions, serving),
         )
 
+    serving = models.for_clinic(viewer.clinic).version
     return await run_in_threadpool(work)  # off the event loop
 
 

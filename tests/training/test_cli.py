@@ -115,7 +115,7 @@ def test_the_listing_shows_each_service_command_with_its_own_help(
     ]
     assert listed == [
         "validate", "simulate", "train", "update", "compare", "evaluate", "predict", "models",
-        "serve", "keys", "db", "export", "audit", "demo", "monitor",
+        "serve", "keys", "db", "export", "audit", "demo", "monitor", "retrain",
     ]  # fmt: skip
 
 

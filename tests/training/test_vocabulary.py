@@ -89,8 +89,10 @@ def test_ranges_items_and_levels_are_written_once_in_the_source_tree() -> None:
     assert sorted(map(str, found[Path("training/vocabulary.py")])) == sorted(
         map(str, [*ranges, vocabulary.ORS_TOTAL_RANGE, *items, *levels])
     )
-    # The most-urgent-first order is derived from the levels, never written out again.
-    assert _written({vocabulary.URGENT_FIRST}) == {}
+    # The most-urgent-first order and the flagging levels are derived from the levels,
+    # never written out again.
+    assert vocabulary.FLAG_LEVELS == ("moderate", "high")
+    assert _written({vocabulary.URGENT_FIRST, vocabulary.FLAG_LEVELS}) == {}
 
 
 def test_the_roll_ups_follow_the_item_map() -> None:

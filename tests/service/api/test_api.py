@@ -579,6 +579,11 @@ def test_promotion_and_tampering(
     assert unproven.status_code == 409
     assert unproven.json()["detail"][0]["type"] == "promotion_refused"
     assert "no comparison" in unproven.json()["detail"][0]["msg"]
+    assert unproven.json()["detail"][0]["msg"].startswith("POST /v1/models/{version}/promote: ")
+    assert (
+        'override with "force": true and a "reason" in the same body'
+        in (unproven.json()["detail"][0]["msg"])
+    )  # the API's words, not the command line's
     assert Registry(registry).read()["champion"] == before
     forced = {"force": True, "reason": "test: tampering check"}
     bad = client.post(
@@ -591,7 +596,7 @@ def test_promotion_and_tampering(
         f"/v1/models/{new}/promote", json={"force": True}, headers=_auth(keys, "network")
     )
     assert empty.status_code == 409
-    assert "--reason" in empty.json()["detail"][0]["msg"]
+    assert empty.json()["detail"][0]["msg"].startswith('"force": true: needs a "reason" ')
     promoted = client.post(f"/v1/models/{new}/promote", json=forced, headers=_auth(keys, "network"))
     assert promoted.json() == {"champion": new, "previous": before}
     assert Registry(registry).index().history[-1].reason == "test: tampering check"

@@ -35,7 +35,7 @@ from service.scoring.monitoring_window import InvalidWindow, parse_window
 from service.scoring.records import recompute, require_client
 from service.storage import repository as repo
 from service.storage.database import Storage
-from tests.support.helpers import REPO, create_key
+from tests.support.helpers import CLINIC, REPO, create_key, updated_version
 from training.cli import run
 from training.monitoring import MonitoredModel, Status, monitor, window_from_tables
 from training.registry import LoadedModel, Registry, sha256_of
@@ -159,6 +159,9 @@ def test_a_drifted_clinic_alerts_and_the_cli_exits_1(served: dict[str, Any]) -> 
     clients, sessions = _clinic(srs_only)
     _store(served["url"], served["model"], DRIFTED, clients, sessions)
     body = _get(served, DRIFTED).json()
+    reports = served["http"].app.state.reports  # type: ignore[attr-defined]
+    assert len(reports) == 1  # the route keeps the report it computed
+    assert _get(served, DRIFTED).json() == body  # and answers the same from it
     assert body["status"] == "alert"
     assert "instrument.wai_sr.all" in body["alerts"]
     figure = next(f for f in body["figures"] if f["name"] == "instrument.wai_sr.all")
@@ -176,6 +179,7 @@ def test_a_drifted_clinic_alerts_and_the_cli_exits_1(served: dict[str, Any]) -> 
     assert labels == {("clinic", "figure", "model_version")}
     # the other clinic's key sees its own (empty) clinic: too few, no alert
     calm = _get(served, CALM).json()
+    assert len(reports) == 2
     assert calm["clients"] == 0
     assert calm["alerts"] == []
 
@@ -248,3 +252,20 @@ def test_parse_window() -> None:
     assert parse_window("730d") == 730
     with pytest.raises(InvalidWindow, match="window: value 'x'"):
         parse_window("x")
+
+
+def test_monitor_watches_the_model_serving_the_clinic(
+    updated_registry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dropout-risk monitor --clinic C` watches C's own champion when it has one, as
+    GET /v1/monitoring does (the network default otherwise)."""
+    models = tmp_path / "models"
+    shutil.copytree(updated_registry, models)
+    registry = Registry(models)
+    default, local = registry.champion_of(None), updated_version(models)
+    registry.promote(local, clinic=CLINIC)
+    url = f"sqlite:///{tmp_path / 'service.db'}"
+    for clinic, version in ((CLINIC, local), ("clinic-b", default)):
+        args = ["monitor", "--clinic", clinic, "--database-url", url, "--models-dir", str(models)]
+        assert run(args) == 0
+        assert capsys.readouterr().out.startswith(f"clinic {clinic}, model {version}, ")

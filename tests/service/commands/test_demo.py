@@ -20,9 +20,10 @@ def test_demo_seeds_a_mixed_caseload_once(
         f"{_sessions(database_url)} sessions\n"
     )
     with db_session(database_url) as s:
-        rows, total = repo.caseload(s, "demo", None, None, None, 50, 0)
+        page = repo.caseload(s, "demo", None, None, None, 50, 0)
+        rows, total = page.rows, page.total
         first_sessions = repo.get_sessions(s, "demo", rows[0].client_id)
-        other, _ = repo.caseload(s, "clinic-b", None, None, None, 50, 0)
+        other = repo.caseload(s, "clinic-b", None, None, None, 50, 0).rows
     assert total == 12
     assert [r.risk_level for r in rows] == ["high"] * 4 + ["moderate"] * 4 + ["low"] * 4
     assert rows[0].probability == max(r.probability for r in rows)
@@ -34,7 +35,7 @@ def test_demo_seeds_a_mixed_caseload_once(
 
 def _sessions(database_url: str) -> int:
     with db_session(database_url) as s:
-        rows, _ = repo.caseload(s, "demo", None, None, None, 50, 0)
+        rows = repo.caseload(s, "demo", None, None, None, 50, 0).rows
         return sum(len(repo.get_sessions(s, "demo", r.client_id)) for r in rows)
 
 

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from pydantic_core import to_json
-from sqlalchemy import event, func, insert, select, text
+from sqlalchemy import event, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,6 +29,7 @@ from service.storage import repository as repo
 from service.storage.database import Storage
 from service.storage.engine import (
     StorageUnavailable,
+    alembic_config,
     make_engine,
     normalise_url,
     session_scope,
@@ -173,8 +175,40 @@ def test_connection_lost_mid_transaction_is_storage_unavailable(db_factory: Fact
 def test_migrations_create_exactly_the_models(db_factory: Factory) -> None:
     with db_factory() as s:
         context = MigrationContext.configure(s.connection())
-        assert context.get_current_revision() == "0002"
+        assert context.get_current_revision() == "0003"
         assert compare_metadata(context, Base.metadata) == []
+
+
+def _assert_at_head(url: str) -> None:
+    """The database is at the last migration, and its schema is exactly the models'."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn)
+            assert context.get_current_revision() == "0003"
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def _indexes(url: str, table: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {str(ix["name"]) for ix in inspect(conn).get_indexes(table)}
+    finally:
+        engine.dispose()
+
+
+def test_migration_0003_adds_the_window_index_and_takes_it_back(database_url: str) -> None:
+    name = "ix_predictions_clinic_computed_at"
+    assert name in _indexes(database_url, "predictions")
+    command.downgrade(alembic_config(database_url), "0002")
+    assert name not in _indexes(database_url, "predictions")
+    assert "ix_predictions_clinic_client_id" in _indexes(database_url, "predictions")
+    upgrade(database_url)
+    assert name in _indexes(database_url, "predictions")
+    _assert_at_head(database_url)
 
 
 def test_upgrade_twice_is_a_no_op(database_url: str, tx: Callable[[], Any]) -> None:
@@ -190,14 +224,7 @@ def test_concurrent_upgrades_of_an_empty_database(empty_database_url: str) -> No
     url = empty_database_url
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda _: upgrade(url), range(4)))
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            context = MigrationContext.configure(conn)
-            assert context.get_current_revision() == "0002"
-            assert compare_metadata(context, Base.metadata) == []
-    finally:
-        engine.dispose()
+    _assert_at_head(url)
 
 
 # --- clients, sessions, outcomes ------------------------------------------------------------
@@ -240,7 +267,7 @@ def test_clients_are_scoped_by_clinic(tx: Callable[[], Any]) -> None:
         assert repo.latest_prediction(s, B, "c1") is None
         assert repo.prediction_history(s, B, "c1") == []
         assert repo.acknowledge(s, B, "c1", "key:b") is None
-        assert repo.caseload(s, B, None, None, None, 50, 0) == ([], 0)
+        assert repo.caseload(s, B, None, None, None, 50, 0) == repo.CaseloadPage([], 0, {})
         assert repo.list_audit(s, B, utc("2000-01-01")) == []
         assert repo.export_tables(s, B) == ([], [])
         with pytest.raises(KeyError):
@@ -252,7 +279,7 @@ def test_clients_are_scoped_by_clinic(tx: Callable[[], Any]) -> None:
         # the same client id in another clinic is another client
         client(s, B, "c1", therapist="t9")
         assert repo.get_sessions(s, B, "c1") == []
-        assert [r.client_id for r in repo.caseload(s, A, None, None, None, 50, 0)[0]] == ["c1"]
+        assert [r.client_id for r in repo.caseload(s, A, None, None, None, 50, 0).rows] == ["c1"]
 
 
 def test_upsert_session_is_idempotent(tx: Callable[[], Any], db_factory: Factory) -> None:
@@ -504,7 +531,8 @@ def ids(rows: list[repo.CaseloadRow]) -> list[str]:
 @pytest.mark.usefixtures("caseload_data")
 def test_caseload_rows_and_order(tx: Callable[[], Any]) -> None:
     with tx() as s:
-        rows, total = repo.caseload(s, A, None, None, None, 50, 0)
+        page = repo.caseload(s, A, None, None, None, 50, 0)
+        rows, total = page.rows, page.total
     assert total == 5
     assert ids(rows) == ["c1", "c2", "c5", "c3", "c4"]  # ties by client id
     c1, c2, c5 = rows[0], rows[1], rows[2]
@@ -521,13 +549,40 @@ def test_caseload_rows_and_order(tx: Callable[[], Any]) -> None:
 
 
 @pytest.mark.usefixtures("caseload_data")
+def test_caseload_counts_the_model_versions_of_every_matching_client(
+    tx: Callable[[], Any],
+) -> None:
+    with tx() as s:
+        risk(s, A, "c4", "low", 0.1, inputs="c", version="v2")  # c4 recomputed by v2
+        page = repo.caseload(s, A, None, None, None, 2, 0)
+        high = repo.caseload(s, A, None, "high", None, 50, 0)
+    assert (len(page.rows), page.total, page.versions) == (2, 5, {"v1": 4, "v2": 1})
+    assert (high.total, high.versions) == (3, {"v1": 3})
+
+
+@pytest.mark.usefixtures("caseload_data")
+def test_stale_clients_are_those_whose_latest_risk_is_another_models(
+    tx: Callable[[], Any],
+) -> None:
+    with tx() as s:
+        risk(s, A, "c4", "low", 0.1, inputs="c", version="v2")
+        assert repo.stale_clients(s, A, "v2", "", 10) == ["c1", "c2", "c3", "c5"]
+        assert repo.stale_clients(s, A, "v2", "c2", 10) == ["c3", "c5"]  # resumes after c2
+        assert repo.stale_clients(s, A, "v2", "", 1) == ["c1"]
+        assert repo.stale_clients(s, A, "v1", "", 10) == ["c4"]  # the latest risk counts
+        assert repo.stale_clients(s, B, "v2", "", 10) == ["b1"]
+        assert repo.clinic_ids(s) == sorted([A, B])
+
+
+@pytest.mark.usefixtures("caseload_data")
 def test_caseload_filters_and_pages(tx: Callable[[], Any]) -> None:
     with tx() as s:
 
         def page(**kw: Any) -> tuple[list[str], int]:
             args = {"therapist_id": None, "min_level": None, "acknowledged": None}
             args |= {"limit": 50, "offset": 0} | kw
-            rows, total = repo.caseload(s, A, **args)
+            page = repo.caseload(s, A, **args)
+            rows, total = page.rows, page.total
             return ids(rows), total
 
         assert page(therapist_id="t1") == (["c1", "c5", "c3"], 3)
@@ -587,10 +642,11 @@ def test_caseload_of_500_clients_takes_two_queries(tx: Callable[[], Any]) -> Non
         event.listen(engine, "before_cursor_execute", count)
         try:
             started = time.perf_counter()
-            rows, total = repo.caseload(s, A, None, None, None, 500, 0)
+            page = repo.caseload(s, A, None, None, None, 500, 0)
             elapsed = time.perf_counter() - started
         finally:
             event.remove(engine, "before_cursor_execute", count)
+    rows, total = page.rows, page.total
     assert (len(rows), total) == (500, 500)
     assert len(statements) == 2
     assert elapsed < 2.0

@@ -321,6 +321,35 @@ def test_caseload_pages(ui: Ui) -> None:
     assert 'rel="next"' not in second
 
 
+def test_a_caseload_that_mixes_models_says_so(ui: Ui) -> None:
+    """While stored risks are recomputed after a change of model the list says it mixes
+    models; once they are all the serving model's it says nothing."""
+    ui.signed_in("a")
+    assert 'id="caseload-recomputing"' not in ui.page("/ui/caseload")
+    ui.http.app.state.rescorer.stop()  # type: ignore[attr-defined]  # hold the recompute
+    serving = ui.http.app.state.models.for_clinic(A).version  # type: ignore[attr-defined]
+    with ui.db() as s:
+        latest = repo.latest_prediction(s, A, "lo")
+        assert latest is not None
+        repo.add_prediction(
+            s,
+            A,
+            "lo",
+            "20250101-0123abcd",  # an earlier model's risk, as before a promotion
+            latest.inputs_sha256,
+            latest.probability,
+            latest.risk_level,
+            latest.landmark,
+            latest.body,
+        )
+    page = unescape(ui.page("/ui/caseload"))
+    assert (
+        f"1 of 3 risks listed were computed by an earlier model and are being recomputed "
+        f"with {serving}; until then each row names its own model."
+    ) in page
+    assert 'id="caseload-recomputing"' in page
+
+
 @pytest.mark.parametrize(
     "text", ["+10", "%2B10", "010", "1_0", "%201", "1%E2%80%89", "%D9%A1", "0"]
 )

@@ -1,0 +1,254 @@
+"""The monitoring window from stored clients (service.scoring.monitoring_window), on SQLite
+and PostgreSQL: the stored payloads go into the same cells as the EpisodeIn a stored risk
+is computed from, the window is one query of the clinic's clients with a risk since the
+window's start, and the report cache answers until a write, the window's start or its age
+says otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.scoring import monitoring_window as mw
+from service.scoring.episodes import grid_from_episodes, grid_from_window
+from service.scoring.records import episode, recompute, require_client
+from service.storage import repository as repo
+from service.storage.engine import session_scope
+from service.storage.tables import Prediction
+from tests.support.helpers import REPO
+from training.features import BOND, DAY, GOAL, MEASURES, ORS, PHQ9, SRS, TASK
+from training.monitoring import MonitoringReport
+from training.registry import LoadedModel, Registry
+
+CLINIC, OTHER = "clinic-w", "clinic-x"
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+EPOCH = date(1970, 1, 1).toordinal()
+
+# WAI-SR answers whose subscale means differ: goal = items 4, 6, 8, 11; task = 1, 2, 10,
+# 12; bond = 3, 5, 7, 9 (training.vocabulary.WAI_SR_ITEMS).
+ITEMS = [1, 2, 5, 3, 5, 4, 5, 3, 4, 2, 4, 1]  # goal (3+4+3+4)/4, task (1+2+2+1)/4, bond 4.75
+SESSIONS: dict[str, list[tuple[int, dict[str, Any]]]] = {
+    "a": [
+        (
+            1,
+            {
+                "date": "2026-10-01",
+                "wai": {"items": ITEMS},
+                "srs": {"relationship": 9, "goals": 8.5, "approach": 7, "overall": 6.5},
+                "ors": {"total": 22.5},
+                "phq9": {"total": 11},
+            },
+        ),
+        (2, {"date": "2026-10-09", "wai": {"goal": 3.25, "bond": 2.5}, "srs": {"total": 31.5}}),
+        (4, {"date": "2026-10-30", "ors": {"total": 30.0}}),  # past the last landmark
+    ],
+    "b": [(1, {"phq9": {"total": 5}}), (3, {"date": "2026-11-20"})],
+    "c": [(1, {"srs": {"total": 20.0}})],  # its risk is older than the window
+}
+DEMOGRAPHICS = {"a": (34, "female"), "b": (None, "man"), "c": (51, None)}
+
+
+@pytest.fixture
+def tx(db_factory: sessionmaker[Session]) -> Callable[[], Any]:
+    return lambda: session_scope(db_factory)
+
+
+@pytest.fixture(scope="module")
+def model() -> LoadedModel:
+    return Registry(REPO / "models").load()
+
+
+def _store(s: Session, model: LoadedModel, clinic: str, client_id: str) -> None:
+    age, gender = DEMOGRAPHICS[client_id]
+    repo.upsert_client(s, clinic, client_id, age, gender, None)
+    for number, payload in SESSIONS[client_id]:
+        day = date.fromisoformat(payload["date"]) if "date" in payload else None
+        repo.upsert_session(s, clinic, client_id, number, day, payload)
+    assert recompute(s, clinic, require_client(s, clinic, client_id), model, None) is not None
+
+
+@pytest.fixture
+def stored(tx: Callable[[], Any], model: LoadedModel) -> None:
+    """Clients a and b with a risk stored now, c with one stored 40 days ago, a's outcome;
+    and the same client a in another clinic."""
+    with tx() as s:
+        for client_id in ("a", "b", "c"):
+            _store(s, model, CLINIC, client_id)
+        _store(s, model, OTHER, "a")
+        repo.set_outcome(s, CLINIC, "a", True, date(2026, 11, 30))
+        old = datetime.now(UTC) - timedelta(days=40)
+        mine = (Prediction.clinic_id == CLINIC) & (Prediction.client_id == "c")
+        s.execute(update(Prediction).where(mine).values(computed_at=old))
+
+
+def _since(days: int = 30) -> datetime:
+    return datetime.now(UTC) - timedelta(days=days)
+
+
+def test_the_window_is_the_clinics_clients_with_a_recent_risk(
+    tx: Callable[[], Any], stored: None
+) -> None:
+    with tx() as s:
+        window = repo.window_clients(s, CLINIC, _since())
+        latest = s.scalars(
+            select(Prediction.computed_at).where(
+                Prediction.clinic_id == CLINIC, Prediction.client_id.in_(["a", "b"])
+            )
+        ).all()
+    assert window.clients == [
+        repo.WindowClient("a", 34, "female", True),
+        repo.WindowClient("b", None, "man", None),
+    ]
+    assert [(x.client, x.number) for x in window.sessions] == [
+        (0, 1),
+        (0, 2),
+        (0, 4),
+        (1, 1),
+        (1, 3),
+    ]
+    # the measures follow the date in the order of the features' measures (the cell
+    # writer takes them so)
+    assert repo.WindowSession._fields[3:] == tuple(
+        m.removeprefix("wai_") for m in MEASURES if m != "day"
+    )
+    first = window.sessions[0]
+    assert (first.goal, first.task, first.bond) == (3.5, 1.5, 4.75)  # rolled up from ITEMS
+    assert (first.srs, first.ors, first.phq9, first.day) == (31.0, 22.5, 11, date(2026, 10, 1))
+    assert window.earliest == min(latest)
+    with tx() as s:  # a window reaching back 60 days holds c as well
+        assert [c.client_id for c in repo.window_clients(s, CLINIC, _since(60)).clients] == [
+            "a",
+            "b",
+            "c",
+        ]
+        empty = repo.window_clients(s, "nobody", _since())
+    assert (empty.clients, empty.sessions, empty.earliest) == ([], [], None)
+
+
+def test_stored_payloads_and_rebuilt_episodes_give_identical_grids(
+    tx: Callable[[], Any], stored: None
+) -> None:
+    """grid_from_window (payloads straight into the cells) and grid_from_episodes (the
+    EpisodeIn records.episode rebuilds for a stored risk) on the same clients."""
+    with tx() as s:
+        window = repo.window_clients(s, CLINIC, _since(60))
+        episodes = [
+            episode(
+                require_client(s, CLINIC, c.client_id), repo.get_sessions(s, CLINIC, c.client_id)
+            )
+            for c in window.clients
+        ]
+    direct, rebuilt = grid_from_window(window, 3), grid_from_episodes(episodes, 3)
+    assert np.array_equal(direct.values, rebuilt.values, equal_nan=True)
+    assert np.array_equal(direct.age, rebuilt.age, equal_nan=True)
+    assert direct.gender.tolist() == rebuilt.gender.tolist()
+    assert direct.reached.tolist() == rebuilt.reached.tolist() == [4, 3, 1]
+    # and the cells hold each field's own value (a, b, c are columns 0, 1, 2)
+    a1, a2 = direct.values[:, 0, 0], direct.values[:, 1, 0]
+    assert a1.tolist() == [3.5, 1.5, 4.75, 31.0, 22.5, 11.0, date(2026, 10, 1).toordinal() - EPOCH]
+    assert a2[[GOAL, BOND, SRS]].tolist() == [3.25, 2.5, 31.5]
+    assert np.isnan(a2[[TASK, ORS, PHQ9]]).all()
+    assert direct.values[PHQ9, 0, 1] == 5.0
+    assert direct.values[DAY, 2, 1] == date(2026, 11, 20).toordinal() - EPOCH
+    assert np.isnan(direct.values[:, 1, 1]).all()  # b has no session 2
+    assert direct.values[SRS, 0, 2] == 20.0
+    assert direct.age[0] == 34.0
+    assert np.isnan(direct.age[1])
+    assert direct.gender[0] != direct.gender[1]
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = repo.window_clients
+
+    def counted(s: Session, clinic: str, since: datetime) -> repo.StoredWindow:
+        calls.append(1)
+        return real(s, clinic, since)
+
+    monkeypatch.setattr(repo, "window_clients", counted)
+    return calls
+
+
+def test_a_cached_report_answers_until_the_clinic_writes(
+    tx: Callable[[], Any], stored: None, model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = mw.ReportCache()
+    calls = _counting(monkeypatch)
+    with tx() as s:
+        first = mw.clinic_report(s, CLINIC, model, 30, cache=cache)
+        again = mw.clinic_report(s, CLINIC, model, 30, cache=cache)
+        uncached = mw.clinic_report(s, CLINIC, model, 30)
+    assert again is first
+    assert len(calls) == 2  # the first and the uncached one
+    assert first.clients == uncached.clients == 2
+    assert first.labelled == uncached.labelled == 1
+    assert [f.name for f in first.figures] == [f.name for f in uncached.figures]
+    with tx() as s:  # another clinic's write changes nothing here
+        repo.set_outcome(s, OTHER, "a", False, date(2026, 11, 30))
+        assert mw.clinic_report(s, CLINIC, model, 30, cache=cache) is first
+        other = mw.clinic_report(s, OTHER, model, 30, cache=cache)
+    assert other.clients == 1
+    assert len(calls) == 3
+    with tx() as s:  # an outcome recorded: recomputed
+        repo.set_outcome(s, CLINIC, "b", False, date(2026, 11, 30))
+    with tx() as s:
+        labelled = mw.clinic_report(s, CLINIC, model, 30, cache=cache)
+    assert (labelled.clients, labelled.labelled, len(calls)) == (2, 2, 4)
+    with tx() as s:  # a session of c stored: a new risk brings c into the window
+        repo.upsert_session(s, CLINIC, "c", 2, None, {"srs": {"total": 25.0}})
+        recompute(s, CLINIC, require_client(s, CLINIC, "c", lock=True), model, None)
+    with tx() as s:
+        grown = mw.clinic_report(s, CLINIC, model, 30, cache=cache)
+        assert mw.clinic_report(s, CLINIC, model, 30, cache=cache) is grown
+    assert (grown.clients, len(calls)) == (3, 5)
+
+
+def test_a_cached_report_expires_with_its_window_and_its_age(
+    tx: Callable[[], Any], stored: None, model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _counting(monkeypatch)
+    now = datetime.now(UTC)
+    cache = mw.ReportCache(max_age=timedelta(days=30))
+    with tx() as s:
+        wide = mw.clinic_report(s, CLINIC, model, 60, now, cache)  # a, b and c
+        assert mw.clinic_report(s, CLINIC, model, 60, now + timedelta(days=1), cache) is wide
+        # 21 days on, c's risk (40 days old) has left the 60-day window: recomputed
+        later = mw.clinic_report(s, CLINIC, model, 60, now + timedelta(days=21), cache)
+        assert (wide.clients, later.clients, len(calls)) == (3, 2, 2)
+        # a 30-day window is its own entry
+        month = mw.clinic_report(s, CLINIC, model, 30, now, cache)
+        assert mw.clinic_report(s, CLINIC, model, 30, now + timedelta(days=1), cache) is month
+    assert len(calls) == 3
+    cache = mw.ReportCache(max_age=timedelta(minutes=5))
+    with tx() as s:  # and no report outlives max_age
+        month = mw.clinic_report(s, CLINIC, model, 30, now, cache)
+        assert mw.clinic_report(s, CLINIC, model, 30, now + timedelta(minutes=4), cache) is month
+        aged = mw.clinic_report(s, CLINIC, model, 30, now + timedelta(minutes=6), cache)
+    assert aged is not month
+    assert aged.clients == month.clients == 2
+    assert len(calls) == 5
+
+
+def test_the_cache_is_bounded_least_recently_used_out_first(model: LoadedModel) -> None:
+    def report(clinic: str) -> MonitoringReport:
+        return MonitoringReport(clinic, model.version, 0, 0, 0, 0, {}, None, ())
+
+    cache = mw.ReportCache(size=2)
+    reports = {c: report(c) for c in "xyz"}
+    since = NOW - timedelta(days=30)
+    cache.put(("x",), reports["x"], None, NOW)
+    cache.put(("y",), reports["y"], None, NOW)
+    assert cache.get(("x",), since, NOW) is reports["x"]  # x used last: y goes first
+    cache.put(("z",), reports["z"], None, NOW)
+    assert len(cache) == 2
+    assert cache.get(("y",), since, NOW) is None
+    assert cache.get(("x",), since, NOW) is reports["x"]
+    assert cache.get(("z",), since, NOW) is reports["z"]
+    with pytest.raises(ValueError, match="size: value 0 must be at least 1"):
+        mw.ReportCache(size=0)
