@@ -101,10 +101,16 @@ def stored_window(
     return window_of(repo.window_clients(s, clinic, _since(days, now)), model)
 
 
-def _report(model: LoadedModel, stored: repo.StoredWindow, clinic: str) -> MonitoringReport:
-    """training.monitoring.monitor on the stored window. A model without a reference
-    profile gets the report's "no reference profile" figures, not an error."""
-    return monitor(MonitoredModel.from_metadata(model.meta), window_of(stored, model), clinic)
+def _report(
+    s: Session, model: LoadedModel, stored: repo.StoredWindow, clinic: str
+) -> MonitoringReport:
+    """training.monitoring.monitor on the stored window, its next steps counting every
+    labelled episode of the clinic (a retrain exports them all, not just the window's). A
+    model without a reference profile gets the report's "no reference profile" figures,
+    not an error."""
+    meta = MonitoredModel.from_metadata(model.meta)
+    labelled = repo.outcome_counts(s, clinic)
+    return monitor(meta, window_of(stored, model), clinic, labelled_outcomes=labelled)
 
 
 @dataclass(frozen=True)
@@ -179,11 +185,11 @@ def clinic_report(
     now = now or datetime.now(UTC)
     since = _since(days, now)
     if cache is None:
-        return _report(model, repo.window_clients(s, clinic, since), clinic)
+        return _report(s, model, repo.window_clients(s, clinic, since), clinic)
     key = (clinic, model.version, days, repo.clinic_writes(s, clinic))
     report = cache.get(key, since, now)
     if report is None:
         stored = repo.window_clients(s, clinic, since)
-        report = _report(model, stored, clinic)
+        report = _report(s, model, stored, clinic)
         cache.put(key, report, stored.earliest, now)
     return report

@@ -825,6 +825,18 @@ def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
     return StoredWindow(clients, sessions, earliest)
 
 
+def outcome_counts(s: Session, clinic_id: str) -> tuple[int, int]:
+    """(dropouts, completers) among the clinic's stored outcomes: the labelled episodes a
+    retrain of the clinic would learn from (export_tables(labelled_only=True))."""
+    rows = s.execute(
+        select(Outcome.dropout, func.count())
+        .where(Outcome.clinic_id == clinic_id)
+        .group_by(Outcome.dropout)
+    )
+    counts = {bool(dropout): int(n) for dropout, n in rows}
+    return counts.get(True, 0), counts.get(False, 0)
+
+
 @dataclass(frozen=True)
 class ClinicWrites:
     """What a monitoring report of the clinic depends on, besides the model and the window:

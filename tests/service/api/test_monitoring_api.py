@@ -20,13 +20,14 @@ import math
 import re
 import shutil
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from service.app import create_app
 from service.commands.demo import _session as session_body
@@ -35,7 +36,8 @@ from service.scoring.monitoring_window import InvalidWindow, parse_window
 from service.scoring.records import recompute, require_client
 from service.storage import repository as repo
 from service.storage.database import Storage
-from tests.support.helpers import CLINIC, REPO, create_key, updated_version
+from service.storage.tables import Prediction as PredictionRow
+from tests.support.helpers import CLINIC, REPO, create_key, db_session, updated_version
 from training.cli import run
 from training.monitoring import MonitoredModel, Status, monitor, window_from_tables
 from training.registry import LoadedModel, Registry, sha256_of
@@ -269,3 +271,25 @@ def test_monitor_watches_the_model_serving_the_clinic(
         args = ["monitor", "--clinic", clinic, "--database-url", url, "--models-dir", str(models)]
         assert run(args) == 0
         assert capsys.readouterr().out.startswith(f"clinic {clinic}, model {version}, ")
+
+
+def test_the_next_step_counts_every_labelled_episode_of_the_clinic(
+    served: dict[str, Any],
+) -> None:
+    """A retrain learns from every stored outcome of the clinic, not only the window's:
+    `labelled_episodes` counts them all, `labelled` the window's."""
+    clients, sessions = _clinic(None)
+    _store(served["url"], served["model"], CALM, clients, sessions)
+    early = sorted(clients["client_id"])[:150]
+    with db_session(served["url"]) as s:  # their risks were answered four months ago
+        s.execute(
+            update(PredictionRow)
+            .where(PredictionRow.client_id.in_(early))
+            .values(computed_at=datetime.now(UTC) - timedelta(days=120))
+        )
+        dropouts, completers = repo.outcome_counts(s, CALM)
+    body = _get(served, CALM).json()
+    assert dropouts + completers == int(clients["dropout"].notna().sum()) > 300
+    assert body["labelled_episodes"] == dropouts + completers
+    assert body["labelled"] < body["labelled_episodes"]
+    assert body["clients"] < CLIENTS - 100
