@@ -214,5 +214,10 @@ def test_monitoring_page_plots(browser: Browser, monitored: Server) -> None:
     assert all(url.startswith(monitored.url) for url in requested), requested
     assert _layout_shift(page) < 0.01
     page.screenshot(path=str(SHOTS / "monitoring-1280.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing scrolls sideways
+    page.reload()
+    expect(page.locator("figure.plot svg.plot-svg")).to_have_count(4)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(SHOTS / "monitoring-390.png"), full_page=True)
     assert errors == []
     context.close()
