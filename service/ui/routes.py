@@ -68,6 +68,7 @@ from service.storage import repository as repo
 from service.storage.engine import StorageUnavailable
 from service.ui import monitoring_views, views
 from service.ui.queries import sessions_of_clients
+from training.errors import RegistryInvalid
 from training.vocabulary import ID_RULE, is_id
 
 PAGE_SIZE = 50
@@ -561,7 +562,11 @@ async def monitoring_page(
     def work() -> Response:
         with db.session() as s:
             report = clinic_report(s, viewer.clinic, model, days, cache=reports)
-        record = models.registry.index().last_comparison(viewer.clinic)
+        try:
+            record = models.registry.index().last_comparison(viewer.clinic)
+            unreadable = None
+        except RegistryInvalid as exc:  # the served model stays; only the record is missing
+            record, unreadable = None, str(exc)
         profile = model.meta.reference_profile
         overall = f"status-{str(report.status).replace(' ', '-')}"
         return _render(
@@ -577,6 +582,7 @@ async def monitoring_page(
             rows=monitoring_views.figure_rows(report),
             plots=monitoring_views.plots(report, profile),
             comparison=monitoring_views.last_comparison(record),
+            registry_error=unreadable,
         )
 
     return await run_in_threadpool(work)  # off the event loop

@@ -207,3 +207,14 @@ def test_the_last_comparison_of_the_clinic_s_challenger_is_shown(page: Ui) -> No
     assert '<dd id="challenger">v-new</dd>' in text
     assert f'<dd id="champion">{champion}</dd>' in text
     assert "no-comparison" not in text
+
+
+def test_an_unreadable_registry_hides_only_the_comparison(page: Ui) -> None:
+    page.signed_in("lead")
+    models: Path = page.http.app.state.settings.models_dir  # type: ignore[attr-defined]
+    (models / "registry.json").write_text("{not json")
+    text = page.page("/ui/monitoring")
+    assert 'id="registry-error"' in text
+    assert "registry.json" in html.unescape(text)
+    assert 'id="figure-table"' in text  # the report is still shown, from the served model
+    assert "no-comparison" not in text
