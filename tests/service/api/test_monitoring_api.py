@@ -201,7 +201,7 @@ def test_parse_window() -> None:
         parse_window("x")
 
 
-def test_monitor_watches_the_model_serving_theclinic_tables(
+def test_monitor_watches_the_model_serving_the_clinic(
     updated_registry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`dropout-risk monitor --clinic C` watches C's own champion when it has one, as
