@@ -18,8 +18,9 @@ from pydantic_core import to_json
 from starlette.types import Message
 
 from service.core.examples import EXAMPLE_EPISODE
+from service.core.prediction import Prediction
 from service.core.schemas import EpisodeIn
-from service.scoring.score import NotAtLandmark, score
+from service.scoring.score import score
 from training.errors import ArtifactError, DropoutRiskError
 from training.registry import LoadedModel, Registry
 
@@ -50,11 +51,12 @@ def warm_up(model: LoadedModel, max_landmark: int | None = None) -> None:
     episode = EpisodeIn.model_validate_json(reference_body(max(model.meta.landmarks)))
     for episodes in ([episode], [episode, episode]):
         results = score(model, episodes, max_landmark)
-        if any(isinstance(r, NotAtLandmark) for r in results):
-            raise WarmUpFailed(
-                f"model {model.version}: the reference episode does not reach a landmark"
-            )
-        to_json(results)
+        for result in results:
+            if not isinstance(result, Prediction):
+                raise WarmUpFailed(
+                    f"model {model.version}: the reference episode does not reach a landmark"
+                )
+            result.to_json()
 
 
 async def warm_routes(app: FastAPI) -> None:

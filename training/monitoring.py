@@ -87,6 +87,7 @@ from training.monitoring_stats import (
 from training.profile_schema import Bins, Estimate, ReferenceProfile
 from training.sample_size import required_sample_size
 from training.transport import ECE_BINS, ece
+from training.updating import INTERCEPT_SUPPORT
 from training.vocabulary import ID_RULE, INSTRUMENT_NAMES, is_id
 
 P_WATCH = 0.01
@@ -291,7 +292,7 @@ class MonitoringReport:
     clients: int
     labelled: int  # labelled episodes in the window
     labelled_episodes: int  # labelled episodes the clinic has for a retrain
-    labels_required: int  # the sample-size minimum for a retrain (Riley et al. 2020)
+    labels_required: int  # the sample-size minimum for a refit (Riley et al. 2020)
     landmark_clients: dict[int, int]
     cbpe_valid: bool | None  # None: not checked (too few labelled episodes)
     figures: tuple[Figure, ...]
@@ -802,18 +803,33 @@ def _cbpe_note(valid: bool | None, labelled: int) -> str:
 
 
 def labels_required(parameters: int, prevalence: float) -> int:
-    """Labelled episodes a retrain needs: the minimum of training/sample_size.py."""
+    """Labelled episodes a full refit needs: the minimum of training/sample_size.py (the
+    retrain's closed test allows a refit from there; lesser updates need far fewer)."""
     clipped = min(max(prevalence, 0.01), 0.99)
     return required_sample_size(parameters, clipped).minimum
 
 
-def _retrain(clinic: str, have: int, need: int) -> str:
+def _retrain(clinic: str, dropouts: int, completers: int) -> str:
+    """The retrain itself once the clinic's labelled episodes support the least update it
+    can make (an intercept: INTERCEPT_SUPPORT of each outcome, training/updating.py; its
+    closed test decides how far to go, a refit only from the sample-size minimum), else
+    what is missing."""
     command = f"dropout-risk retrain --clinic {clinic}"
-    if have >= need:
+    missing = [
+        (INTERCEPT_SUPPORT - n, what)
+        for n, what in ((dropouts, "dropout"), (completers, "completion"))
+        if n < INTERCEPT_SUPPORT
+    ]
+    short = [
+        f"{k} more labelled episode{'' if k == 1 else 's'} that ended in {what}"
+        for k, what in missing
+    ]
+    if not short:
         return command
     return (
-        f"{need - have} more labelled episodes needed before `{command}` (have {have}, "
-        f"need {need}: Riley et al. 2020)"
+        f"{' and '.join(short)} needed before `{command}` (have {dropouts} dropouts and "
+        f"{completers} completers; the least local update needs {INTERCEPT_SUPPORT} of each: "
+        "docs/updating.md)"
     )
 
 
@@ -841,7 +857,7 @@ def monitor(
     model: MonitoredModel,
     window: Window,
     clinic: str,
-    labelled_episodes: int | None = None,
+    labelled_outcomes: tuple[int, int] | None = None,
     seed: int = 0,
 ) -> MonitoringReport:
     """Every figure of a window, rated, with the next step on each alert.
@@ -850,14 +866,13 @@ def monitor(
         model: the model's thresholds, training range and reference profile.
         window: the clinic's clients, each once at its latest landmark.
         clinic: the clinic's id (it appears in the next steps).
-        labelled_episodes: the clinic's labelled episodes available to a retrain (default:
-            those in the window).
+        labelled_outcomes: the clinic's labelled episodes available to a retrain, as
+            (dropouts, completers) (default: those in the window).
         seed: seeds the draws of ECE's null distribution (same inputs, same report).
     """
     if not is_id(clinic):
         raise ValueError(f"clinic must be an id: {ID_RULE}")
     labelled = window.labelled
-    have = labelled if labelled_episodes is None else labelled_episodes
     messages: list[str] = []
     figures: list[Figure] = []
     if model.profile is None:
@@ -884,7 +899,10 @@ def monitor(
     else:
         prevalence = float(window.p.mean()) if window.clients else 0.5
     need = labels_required(model.parameters, prevalence)
-    retrain = _retrain(clinic, have, need)
+    window_outcomes = (int(y.sum()), int(y.size - y.sum()))
+    dropouts, completers = labelled_outcomes or window_outcomes
+    have = dropouts + completers
+    retrain = _retrain(clinic, dropouts, completers)
     figures = [
         replace(f, next_step=_next_step(f, retrain)) if f.status is Status.ALERT else f
         for f in figures

@@ -21,11 +21,12 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import Audit, Db, current_model
 from service.core.body import json_body
+from service.core.prediction import NotAtLandmark, Prediction
 from service.core.schemas import EpisodeIn
 from service.interop.cds import cards, client_jwt, hooks, limits
 from service.interop.fhir import codes, reading
 from service.scoring.records import Actor, Auditor, episode
-from service.scoring.score import NotAtLandmark, score
+from service.scoring.score import score
 from service.storage import repository as repo
 from service.storage.database import Storage
 from training.registry import LoadedModel
@@ -105,7 +106,7 @@ def _result(
     hook: hooks.HookRequest,
     model: LoadedModel,
     settings: Any,
-) -> dict[str, Any] | None:
+) -> Prediction | None:
     """The risk from the prefetch Observations when the EHR sent them, else from the
     clinic's stored sessions of that patient; None when there is nothing to score."""
     patient = hook.context.patientId

@@ -116,7 +116,7 @@ def put_session(
         "client_id": client_id,
         "number": number,
         "status": status,
-        "risk": None if risk is None else risk.body,
+        "risk": None if risk is None else risk.body.json_value(),
     }
 
 

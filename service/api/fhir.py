@@ -13,9 +13,10 @@ from pydantic_core import to_json
 
 from service.api.deps import ERRORS, Audit, Db, Model, PredictKey, ReadKey, actor
 from service.core.body import json_bytes
+from service.core.prediction import NotAtLandmark
 from service.core.schemas import EpisodeIn
 from service.interop.fhir import codes, reading, writing
-from service.scoring.score import NotAtLandmark, score
+from service.scoring.score import score
 from service.security import access
 from service.storage import repository as repo
 from training.vocabulary import ID_MAX_LENGTH, ID_REGEX
@@ -50,7 +51,7 @@ async def predict(request: Request, key: PredictKey, model: Model) -> Response:
     episode = EpisodeIn.model_validate(parsed.episode)
     result = score(model, [episode], request.app.state.settings.max_landmark, key.tenant)[0]
     if isinstance(result, NotAtLandmark):
-        issue = codes.Issue("error", "required", str(result), "Bundle.entry")
+        issue = codes.Issue("error", "required", result.reason, "Bundle.entry")
         return _fhir(writing.operation_outcome([issue]), 422)
     subject = f"Patient/{parsed.patient_id}"
     return _fhir(writing.risk_assessment(result, subject, datetime.now(UTC), parsed.basis))

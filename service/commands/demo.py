@@ -15,9 +15,10 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from service.core.prediction import NotAtLandmark
 from service.core.schemas import EpisodeIn
 from service.scoring.records import recompute, require_client
-from service.scoring.score import NotAtLandmark, score
+from service.scoring.score import score
 from service.storage import repository as repo
 from service.storage.database import Storage
 from training.registry import LoadedModel
@@ -101,7 +102,7 @@ def _choose(model: LoadedModel, episodes: list[dict[str, Any]], n: int) -> list[
     bodies = [EpisodeIn.model_validate(e) for e in episodes]
     results = score(model, bodies)
     scored = [
-        (r["probability"], r["risk_level"], e)
+        (r.probability, r.risk_level, e)
         for r, e in zip(results, episodes, strict=True)
         if not isinstance(r, NotAtLandmark)
     ]

@@ -2,21 +2,24 @@
 
 An answer says whether its model was updated on this clinic's own outcomes ("local", with
 the date) or is the network default, not yet checked at this clinic
-(service.scoring.score.standing sets the two fields). The JSON answer carries the fields;
-the FHIR RiskAssessment's note, the CDS card and the clinician view say this sentence, so
-the three cannot drift apart.
+(service.scoring.score.standing sets the two fields of the Prediction). The JSON answer
+carries the fields; the FHIR RiskAssessment's note, the CDS card and the clinician view
+say this sentence, so the three cannot drift apart.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from service.core.prediction import Prediction
 
-def standing_note(answer: dict[str, Any]) -> str:
+
+def standing_note(answer: Prediction) -> str:
     """The standing in words, as the FHIR note, the CDS card and the clinician view say it.
-    A risk stored before answers carried a standing was a network default's."""
-    if answer.get("calibration") == "local":
-        return f"Model updated on this clinic's own outcomes ({answer.get('locally_updated_on')})."
+    A risk stored before answers carried a standing was a network default's (it reads back
+    as one: Prediction.from_json)."""
+    if answer.calibration == "local":
+        return f"Model updated on this clinic's own outcomes ({answer.locally_updated_on})."
     return (
         "Network default model, not yet checked at this clinic: its probabilities may be "
         "off here until it is updated on this clinic's outcomes."

@@ -19,13 +19,13 @@ only the probes pay the yield.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
+from service.core.prediction import NotAtLandmark, Prediction
 from service.core.schemas import EpisodeIn
-from service.scoring.score import NotAtLandmark, score
+from service.scoring.score import score
 from training.registry import LoadedModel
 
-Result = dict[str, Any] | NotAtLandmark
+Result = Prediction | NotAtLandmark
 _Item = tuple[LoadedModel, str | None, EpisodeIn, "asyncio.Future[Result]"]  # model, clinic
 
 

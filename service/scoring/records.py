@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from service.core.observability import Pseudonymizer
+from service.core.prediction import NotAtLandmark
 from service.core.schemas import EpisodeIn
-from service.scoring.score import NotAtLandmark, score
+from service.scoring.score import score
 from service.storage import repository as repo
 from training.errors import DropoutRiskError
 from training.registry import LoadedModel
@@ -134,9 +135,9 @@ def _store(
             body.client_id,
             model.version,
             fingerprint(body),
-            result["probability"],
-            result["risk_level"],
-            result["landmark_session"],
+            result.probability,
+            result.risk_level,
+            result.landmark_session,
             result,
             rescored,
         )
@@ -150,7 +151,7 @@ def stored_risk(record: repo.PredictionRecord) -> dict[str, Any]:
         "computed_at": record.computed_at.isoformat(),
         "inputs_sha256": record.inputs_sha256,
         "acknowledged": record.acknowledged,
-        "prediction": record.body,
+        "prediction": record.body.json_value(),
     }
 
 

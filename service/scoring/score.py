@@ -39,9 +39,15 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from service.core.prediction import (
+    Calibration,
+    ModelIdentity,
+    NotAtLandmark,
+    Prediction,
+    Thresholds,
+)
 from service.core.schemas import EpisodeIn
 from service.scoring.episodes import grid_from_episodes
-from training.errors import DropoutRiskError
 from training.explanation.actions import suggested_actions
 from training.explanation.attribution import split_kernel, stack_kernel
 from training.explanation.reference import OcclusionPlan, check_covered, occlusion_plan
@@ -54,10 +60,6 @@ from training.registry import LoadedModel
 DISCLAIMER = "Decision support, not a diagnosis."
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-
-class NotAtLandmark(DropoutRiskError):
-    """The episode has not reached the model's first landmark session."""
 
 
 # What the kernels take, as tuples (numba passes tuples of arrays as they are):
@@ -137,9 +139,11 @@ class _Serving:
     max_session: int
     thresholds: tuple[float, float]
     plan: OcclusionPlan
-    common: dict[str, Any]  # the part of every answer that depends on the model only: shared
-    # by all answers, which are read-only (serialised, stored as JSON, never changed)
-    not_reached: str
+    # the parts of every answer that depend on the model only, shared by all its answers
+    # (immutable values)
+    identity: ModelIdentity
+    levels: Thresholds
+    not_reached: NotAtLandmark
     linear: tuple[Any, ...] | None  # the terms of a sigmoid-calibrated linear model
     local_clinic: str | None  # the clinic whose data the model was updated on, if any
     updated_on: str  # the date the model was made (for a local update: of the update)
@@ -175,12 +179,9 @@ def _serving_of(model: LoadedModel, cap: int | None) -> _Serving:
         max_session=max(landmarks),
         thresholds=(moderate, high),
         plan=plan,
-        common={
-            "model": {"version": model.version, "sha256": meta["sha256"]},
-            "thresholds": {"moderate": moderate, "high": high},
-            "disclaimer": DISCLAIMER,
-        },
-        not_reached=(
+        identity=ModelIdentity(model.version, meta["sha256"]),
+        levels=Thresholds(moderate, high),
+        not_reached=NotAtLandmark(
             f"the episode has not reached session {min(landmarks)}, the first landmark; "
             "no risk can be computed yet"
         ),
@@ -194,13 +195,14 @@ def _serving_of(model: LoadedModel, cap: int | None) -> _Serving:
     )
 
 
-def standing(serving: _Serving, clinic: str | None) -> dict[str, Any]:
-    """The model's standing at the clinic it answers: "local" when it was updated on this
-    clinic's data (with the date of that update), else "network-default" (not checked at
-    this clinic). The JSON API, stored risks, FHIR, CDS and the UI all say it."""
+def standing(serving: _Serving, clinic: str | None) -> tuple[Calibration, str | None]:
+    """The model's standing at the clinic it answers (calibration, locally_updated_on):
+    "local" when it was updated on this clinic's data (with the date of that update), else
+    "network-default" (not checked at this clinic). The JSON API, stored risks, FHIR, CDS
+    and the UI all say it."""
     if clinic is not None and serving.local_clinic == clinic:
-        return {"calibration": "local", "locally_updated_on": serving.updated_on}
-    return {"calibration": "network-default", "locally_updated_on": None}
+        return "local", serving.updated_on
+    return "network-default", None
 
 
 def _numbers(model: LoadedModel, serving: _Serving, grid: SessionGrid) -> Numbers:
@@ -223,27 +225,32 @@ def score(
     episodes: Sequence[EpisodeIn],
     max_landmark: int | None = None,
     clinic: str | None = None,
-) -> list[dict[str, Any] | NotAtLandmark]:
-    """One response body (or the reason there is none) per episode, in order, as answered
-    to `clinic` (its model's standing there: `standing`)."""
+) -> list[Prediction | NotAtLandmark]:
+    """One answer (or the reason there is none: a NotAtLandmark, an immutable value) per
+    episode, in order, as answered to `clinic` (its model's standing there: `standing`)."""
     serving = _serving(model, max_landmark)
     grid = grid_from_episodes(episodes, serving.max_session)
     rows, marks, X, p, level, C = _numbers(model, serving, grid)
-    out: list[dict[str, Any] | NotAtLandmark] = [NotAtLandmark(serving.not_reached)] * len(episodes)
+    out: list[Prediction | NotAtLandmark] = [serving.not_reached] * len(episodes)
     if not rows.shape[0]:
         return out
     factors = worded(X, marks, C, serving.plan)
-    common = {**serving.common, **standing(serving, clinic)}
+    calibration, updated_on = standing(serving, clinic)
+    identity, levels = serving.identity, serving.levels
     for i, k, probability, level_word, reasons in zip(
         rows.tolist(), marks.tolist(), p.tolist(), LEVELS[level].tolist(), factors, strict=True
     ):
-        out[i] = {
-            "client_id": episodes[i].client_id,
-            "probability": probability,
-            "risk_level": level_word,
-            "landmark_session": k,
-            **common,
-            "factors": [f.__dict__ for f in reasons],
-            "suggested_actions": [a.__dict__ for a in suggested_actions(reasons)],
-        }
+        out[i] = Prediction(
+            client_id=episodes[i].client_id,
+            probability=probability,
+            risk_level=level_word,
+            landmark_session=k,
+            model=identity,
+            thresholds=levels,
+            disclaimer=DISCLAIMER,
+            calibration=calibration,
+            locally_updated_on=updated_on,
+            factors=tuple(reasons),
+            suggested_actions=tuple(suggested_actions(reasons)),
+        )
     return out

@@ -35,6 +35,7 @@ from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from service.core.prediction import Prediction as Answer  # tables.Prediction is its row
 from service.storage.tables import (
     AuditEntry,
     Base,
@@ -83,7 +84,7 @@ class PredictionRecord:
     probability: float
     risk_level: str
     landmark: int
-    body: dict[str, Any]
+    body: Answer  # the answer as it was given, read back typed
     acknowledged: bool
 
 
@@ -345,7 +346,7 @@ def _prediction(row: Prediction, acknowledged: bool) -> PredictionRecord:
         probability=row.probability,
         risk_level=row.risk_level,
         landmark=row.landmark,
-        body=row.body,
+        body=Answer.from_json(row.body),
         acknowledged=acknowledged,
     )
 
@@ -359,7 +360,7 @@ def add_prediction(
     probability: float,
     risk_level: str,
     landmark: int,
-    body: dict[str, Any],
+    body: Answer,
     rescored: bool = False,
 ) -> PredictionRecord:
     """Store a risk, unless the latest one was computed on the same inputs by the same model
@@ -389,7 +390,7 @@ def add_prediction(
         probability=probability,
         risk_level=risk_level,
         landmark=landmark,
-        body=body,
+        body=body.json_value(),
         level_changed=changed,
         rescored=rescored,
     )

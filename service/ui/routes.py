@@ -496,14 +496,14 @@ async def client_page(client_id: str, viewer: Viewer, db: Db, audit: Audit) -> R
             version = None if latest is None else latest.model_version
             audit(s, viewer.actor, "risk.read", client_id, version)
         scores = [views.session_scores(r) for r in records]
-        body = latest.body if latest is not None else {}
+        body = latest.body if latest is not None else None
         return _render(
             "client.html",
             viewer=viewer,
             client=client,
             latest=latest,
             body=body,
-            standing=standing_note(body) if latest else None,
+            standing=standing_note(body) if body is not None else None,
             level_label=views.level_label(latest.risk_level) if latest else None,
             probability=views.percent(latest.probability) if latest else None,
             computed=views.when(latest.computed_at) if latest else None,

@@ -9,6 +9,7 @@ import re
 import uuid
 from typing import Any
 
+from service.core.prediction import Prediction
 from service.core.standing import standing_note
 from service.interop.cds.limits import HOOK, SERVICE_ID, SUMMARY_MAX
 from training.vocabulary import RISK_LEVELS
@@ -46,11 +47,11 @@ _TRAILING_NUMBERS = re.compile(r"\s*\([^()]*\)\s*$")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")
 
 
-def card(result: dict[str, Any], link_url: str, card_uuid: str) -> dict[str, Any]:
+def card(result: Prediction, link_url: str, card_uuid: str) -> dict[str, Any]:
     """The one card for a prediction result (service.scoring.score). The summary names the level
     and the main reason only (clinicians scan summaries; details are one click away) and
     never the client id, which the EHR already shows beside it."""
-    level = result["risk_level"]
+    level = result.risk_level
     if level not in _INDICATOR:
         raise ValueError(f"risk_level {level!r} is not one of low, moderate, high")
     return {
@@ -58,7 +59,7 @@ def card(result: dict[str, Any], link_url: str, card_uuid: str) -> dict[str, Any
         "summary": summary(result),
         "indicator": _INDICATOR[level],
         "detail": detail(result),
-        "source": {"label": f"dropout-risk model {result['model']['version']}"},
+        "source": {"label": f"dropout-risk model {result.model.version}"},
         "links": [{"label": "Open in dropout-risk", "url": link_url, "type": "absolute"}],
     }
 
@@ -68,24 +69,24 @@ def cards_response(cards: list[dict[str, Any]]) -> dict[str, Any]:
     return {"cards": cards}
 
 
-def summary(result: dict[str, Any]) -> str:
+def summary(result: Prediction) -> str:
     """'High dropout risk (31%): Alliance fell from session 1 to 2', under 140 characters."""
-    head = f"{result['risk_level'].capitalize()} dropout risk ({result['probability']:.0%})"
+    head = f"{result.risk_level.capitalize()} dropout risk ({result.probability:.0%})"
     reason = _main_reason(result)
     if reason is None:
         return head
     return f"{head}: {_fit(reason, SUMMARY_MAX - len(head) - 2)}"
 
 
-def _main_reason(result: dict[str, Any]) -> str | None:
+def _main_reason(result: Prediction) -> str | None:
     """The largest factor pointing the way the level does (raises for moderate and high,
     lowers for low), without its trailing numbers; None if there is none."""
-    wanted = "lowers" if result["risk_level"] == "low" else "raises"
-    factors = [f for f in result.get("factors", []) if f.get("direction") == wanted]
+    wanted = "lowers" if result.risk_level == "low" else "raises"
+    factors = [f for f in result.factors if f.direction == wanted]
     if not factors:
         return None
-    top = max(factors, key=lambda f: abs(float(f["contribution"])))
-    return _TRAILING_NUMBERS.sub("", str(top["label"])) or None
+    top = max(factors, key=lambda f: abs(f.contribution))
+    return _TRAILING_NUMBERS.sub("", top.label) or None
 
 
 def _fit(text: str, room: int) -> str:
@@ -104,29 +105,28 @@ def _md(text: Any) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
-def detail(result: dict[str, Any]) -> str:
+def detail(result: Prediction) -> str:
     """The card's Markdown: probability, landmark, factors, actions, disclaimer."""
-    th = result["thresholds"]
+    th = result.thresholds
     lines = [
-        f"**Dropout risk {result['probability']:.0%} ({result['risk_level']})** at session "
-        f"{result['landmark_session']}; moderate from {th['moderate']:.0%}, high from "
-        f"{th['high']:.0%}.",
+        f"**Dropout risk {result.probability:.0%} ({result.risk_level})** at session "
+        f"{result.landmark_session}; moderate from {th.moderate:.0%}, high from "
+        f"{th.high:.0%}.",
         "",
     ]
-    factors = result.get("factors", [])
+    factors = result.factors
     if factors:
         lines += ["**Factors** (change in risk, percentage points)", ""]
         lines += [
-            f"- {_md(f['label'])}: {f['direction']} risk, "
-            f"{float(f['contribution']) * 100:+.1f} points"
+            f"- {_md(f.label)}: {f.direction} risk, {f.contribution * 100:+.1f} points"
             for f in factors
         ]
         lines.append("")
-    actions = result.get("suggested_actions", [])
+    actions = result.suggested_actions
     if actions:
         lines += ["**Suggested for the next session**", ""]
-        lines += [f"- {_md(a['text'])} (Source: {_md(a['source'])})" for a in actions]
+        lines += [f"- {_md(a.text)} (Source: {_md(a.source)})" for a in actions]
         lines.append("")
-    lines.append(f"*{_md(result['disclaimer'])}* Model {_md(result['model']['version'])}.")
+    lines.append(f"*{_md(result.disclaimer)}* Model {_md(result.model.version)}.")
     lines += ["", _md(standing_note(result))]
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
+from service.core.prediction import Prediction
 from service.core.standing import standing_note
 from service.interop.fhir.codes import (
     ASSESSMENT_STATUSES,
@@ -34,13 +35,13 @@ from service.interop.fhir.codes import (
 
 
 def risk_assessment(
-    result: dict[str, Any],
+    result: Prediction,
     subject: str,
     occurrence: dt.datetime,
     basis: list[str],
     assessment_id: str | None = None,
 ) -> dict[str, Any]:
-    """A prediction (service.scoring.score.score's body) as an R4 RiskAssessment, JSON-ready.
+    """A prediction (service.scoring.score.score's answer) as an R4 RiskAssessment, JSON-ready.
 
     probabilityDecimal is 0-1 (see the module docstring). `occurrence` must carry a time
     zone: a FHIR dateTime with a time requires one. The body is validated with the R4B
@@ -59,35 +60,35 @@ def risk_assessment(
     if basis:  # FHIR JSON has no empty arrays
         body["basis"] = [{"reference": reference} for reference in basis]
     body["prediction"] = [_prediction(result)]
-    actions = [str(a["text"]) for a in result.get("suggested_actions") or []]
+    actions = [a.text for a in result.suggested_actions]
     if actions:
         body["mitigation"] = " ".join(actions)
-    body["note"] = [{"text": str(result["disclaimer"])}, {"text": standing_note(result)}]
+    body["note"] = [{"text": result.disclaimer}, {"text": standing_note(result)}]
     _check_risk_assessment(body)
     return body
 
 
-def _method(result: dict[str, Any]) -> dict[str, Any]:
-    version = str(result["model"]["version"])
-    th = result["thresholds"]
+def _method(result: Prediction) -> dict[str, Any]:
+    version = result.model.version
+    th = result.thresholds
     text = (
         f"Calibrated dropout-risk model {version}, scored at landmark session "
-        f"{result['landmark_session']}; risk levels: moderate from {th['moderate']}, "
-        f"high from {th['high']} (probability 0-1)"
+        f"{result.landmark_session}; risk levels: moderate from {th.moderate}, "
+        f"high from {th.high} (probability 0-1)"
     )
     coding = {"system": MODEL_SYSTEM, "code": version, "display": f"dropout-risk model {version}"}
     return {"coding": [coding], "text": text}
 
 
-def _prediction(result: dict[str, Any]) -> dict[str, Any]:
-    level = str(result["risk_level"])
+def _prediction(result: Prediction) -> dict[str, Any]:
+    level = result.risk_level
     code = RISK_LEVEL_CODES.get(level)
     if code is None:
         raise ValueError(f"not a risk level: {level!r}")
-    labels = [str(f["label"]) for f in result.get("factors") or []]
+    labels = [f.label for f in result.factors]
     return {
         "outcome": {"text": OUTCOME_TEXT},
-        "probabilityDecimal": float(result["probability"]),
+        "probabilityDecimal": result.probability,
         "qualitativeRisk": {
             "coding": [
                 {

@@ -18,19 +18,22 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from service.api import predictions as predictions_route
 from service.app import create_app
 from service.core.examples import EXAMPLE_EPISODE
 from service.core.observability import Pseudonymizer, configure_logging
 from service.core.schemas import WaiIn
 from service.core.settings import Settings
+from service.scoring import batcher as batcher_module
 from service.scoring.episodes import wai_subscales
+from service.scoring.score import score
 from service.storage import repository as repo
 from service.storage.database import Storage
 from tests.support.helpers import REPO, create_key, train, write_csv
 from training.cli import run
 from training.features import grid_from_tables
 from training.predict import score_grid
-from training.registry import Registry
+from training.registry import LoadedModel, Registry
 from training.vocabulary import ID_RULE, latest_date, outside_date_window
 
 EXAMPLE: dict[str, Any] = EXAMPLE_EPISODE
@@ -635,3 +638,34 @@ def test_unreachable_database_with_an_unknown_key_is_503_not_500(tmp_path: Path)
         )
         assert response.status_code == 503
         assert response.json()["detail"][0]["type"] == "storage_unavailable"
+
+
+def test_an_episode_before_the_first_landmark_gets_its_reason_not_a_risk(
+    client: TestClient, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a model whose first landmark is session 2 (the shipped one, its landmarks
+    moved), a one-session episode is a 422 alone and an item error in a batch, with the
+    reason scoring gives: the same bytes these routes have always sent."""
+
+    def later(model: LoadedModel, *args: Any) -> Any:
+        moved = LoadedModel(model.model, {**model.metadata, "landmarks": [2, 3]}, model.probability)
+        return score(moved, *args)
+
+    monkeypatch.setattr(batcher_module, "score", later)
+    monkeypatch.setattr(predictions_route, "score", later)
+    early = {"client_id": "E-1", "sessions": [EXAMPLE["sessions"][0]]}
+    reason = (
+        b'"msg":"the episode has not reached session 2, the first landmark; no risk can be '
+        b'computed yet","type":"not_at_landmark"}]'
+    )
+    alone = _predict(client, keys, early)
+    assert alone.status_code == 422
+    assert alone.content == b'{"detail":[{"loc":"sessions",' + reason + b"}"
+    batch = client.post(
+        "/v1/predictions/batch", json={"clients": [early, EXAMPLE]}, headers=_auth(keys)
+    )
+    assert batch.status_code == 200
+    head = b'{"results":[{"index":0,"prediction":null,"errors":[{"loc":"sessions",' + reason
+    assert batch.content.startswith(head + b'},{"index":1,"prediction":{"client_id":"A-1001",')
+    assert batch.json()["results"][1]["errors"] is None
+    assert batch.json()["results"][1]["prediction"]["landmark_session"] == 2

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.core.examples import EXAMPLE_EPISODE
+from service.core.prediction import Prediction
 from service.core.settings import Settings
 from service.core.standing import standing_note
 from tests.support.helpers import CLINIC, create_key, updated_version
@@ -82,5 +83,10 @@ def test_each_door_says_the_models_standing_at_the_callers_clinic(
     b = client.post("/v1/predictions", json=EXAMPLE_EPISODE, headers=_auth(keys, "b")).json()
     assert (a["calibration"], a["locally_updated_on"]) == ("local", updated_on[:10])
     assert (b["calibration"], b["locally_updated_on"]) == ("network-default", None)
-    assert standing_note(a) == f"Model updated on this clinic's own outcomes ({updated_on[:10]})."
-    assert standing_note(b).startswith("Network default model, not yet checked at this clinic")
+    assert (
+        standing_note(Prediction.from_json(a))
+        == f"Model updated on this clinic's own outcomes ({updated_on[:10]})."
+    )
+    assert standing_note(Prediction.from_json(b)).startswith(
+        "Network default model, not yet checked at this clinic"
+    )

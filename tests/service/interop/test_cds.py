@@ -9,7 +9,7 @@ import hmac
 import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from pydantic import ValidationError
 
+from service.core.prediction import Prediction
 from service.interop.cds.cards import card, cards_response, discovery
 from service.interop.cds.client_jwt import CdsCaller, MemoryJtiCache, verify_client_jwt
 from service.interop.cds.hooks import HookRequest, fhir_server_allowed
@@ -616,11 +617,12 @@ CARD_UUID = "5d0a9e1c-0d3f-4a7c-9a43-1b2c3d4e5f60"
 LINK = "https://risk.example/ui/clients/ZX-998877"
 
 
-def result(level: str = "high", probability: float = 0.31, **override: Any) -> dict[str, Any]:
+def result(level: str = "high", probability: float = 0.31, **override: Any) -> Prediction:
+    """A Prediction as scoring gives one; `level` is set unchecked (the card checks it)."""
     base: dict[str, Any] = {
         "client_id": "ZX-998877",
         "probability": probability,
-        "risk_level": level,
+        "risk_level": "high",
         "landmark_session": 2,
         "model": {"version": "20261122-68131565", "sha256": "ab" * 32},
         "thresholds": {"moderate": 0.2, "high": 0.3},
@@ -647,7 +649,7 @@ def result(level: str = "high", probability: float = 0.31, **override: Any) -> d
         ],
         "disclaimer": "Decision support, not a diagnosis.",
     }
-    return {**base, **override}
+    return replace(Prediction.from_json({**base, **override}), risk_level=level)
 
 
 def test_card_for_a_high_risk() -> None:

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
+from service.core.prediction import Prediction
 from service.core.schemas import EpisodeIn
 from service.core.standing import standing_note
 from service.interop.fhir import codes, reading, writing
@@ -467,7 +469,7 @@ def test_error_message_does_not_echo_values() -> None:
 
 # --- writing ---------------------------------------------------------------------------------
 
-RESULT: dict[str, Any] = {
+RESULT_JSON: dict[str, Any] = {
     "client_id": "A-1001",
     "probability": 0.31,
     "risk_level": "high",
@@ -494,6 +496,7 @@ RESULT: dict[str, Any] = {
     ],
     "disclaimer": "Decision support, not a diagnosis.",
 }
+RESULT = Prediction.from_json(RESULT_JSON)
 WHEN = dt.datetime(2026, 3, 9, 12, 30, 15, 123456, tzinfo=dt.UTC)
 
 
@@ -542,12 +545,12 @@ def test_risk_assessment_fields() -> None:
 
 @pytest.mark.parametrize("level", ["low", "moderate", "high"])
 def test_levels_map_to_risk_probability_codes(level: str) -> None:
-    ra = writing.risk_assessment({**RESULT, "risk_level": level}, "Patient/A-1001", WHEN, [])
+    ra = writing.risk_assessment(replace(RESULT, risk_level=level), "Patient/A-1001", WHEN, [])
     assert ra["prediction"][0]["qualitativeRisk"]["coding"][0]["code"] == level
 
 
 def test_risk_assessment_without_factors_actions_or_basis() -> None:
-    result = {**RESULT, "factors": [], "suggested_actions": [], "risk_level": "low"}
+    result = replace(RESULT, factors=(), suggested_actions=(), risk_level="low")
     ra = writing.risk_assessment(result, "Patient/A-1001", WHEN, [])
     RiskAssessment.model_validate(ra)
     assert ra["prediction"][0]["rationale"] == "No single factor stands out"
@@ -569,7 +572,7 @@ def test_risk_assessment_refuses_what_the_library_would_pass(
     change: dict[str, Any], when: dt.datetime
 ) -> None:
     with pytest.raises(ValueError, match=r"probabilityDecimal|risk level|timezone"):
-        writing.risk_assessment({**RESULT, **change}, "Patient/A-1001", when, [])
+        writing.risk_assessment(replace(RESULT, **change), "Patient/A-1001", when, [])
 
 
 def test_output_is_r4_not_the_r5_default() -> None:

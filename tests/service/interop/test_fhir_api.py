@@ -22,6 +22,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
 from service.app import create_app
+from service.core.prediction import Prediction
 from service.core.settings import Settings
 from service.core.standing import standing_note
 from service.interop.fhir.reading import episode_from_bundle
@@ -184,7 +185,10 @@ def test_predict_docs_example_matches_v1_prediction(api: Api) -> None:
     assert f"landmark session {expected['landmark_session']}" in method["text"]
     actions = " ".join(a["text"] for a in expected["suggested_actions"])
     assert body.get("mitigation", "") == actions
-    assert body["note"] == [{"text": expected["disclaimer"]}, {"text": standing_note(expected)}]
+    assert body["note"] == [
+        {"text": expected["disclaimer"]},
+        {"text": standing_note(Prediction.from_json(expected))},
+    ]
     occurred = datetime.fromisoformat(body["occurrenceDateTime"])
     assert occurred.utcoffset() is not None
     assert before - timedelta(seconds=2) <= occurred <= datetime.now(UTC) + timedelta(seconds=2)

@@ -48,7 +48,7 @@ def test_concurrent_requests_share_one_scoring_call(monkeypatch: pytest.MonkeyPa
     assert calls == [10]
     alone = [score(model, [e])[0] for e in episodes]
     assert results == alone
-    assert [r["client_id"] for r in results] == [f"C{i}" for i in range(10)]
+    assert [r.client_id for r in results] == [f"C{i}" for i in range(10)]
 
 
 def test_a_failure_reaches_every_waiting_request(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,8 +86,8 @@ def test_each_clinic_of_a_batch_is_answered_as_its_own(monkeypatch: pytest.Monke
 
     results = asyncio.run(run())
     assert sorted(calls) == [2, 2]
-    assert [r["client_id"] for r in results] == ["C0", "C1", "C2", "C3"]
-    assert {r["calibration"] for r in results} == {"network-default"}
+    assert [r.client_id for r in results] == ["C0", "C1", "C2", "C3"]
+    assert {r.calibration for r in results} == {"network-default"}
     pairs = zip(episodes, clinics, strict=True)
     assert results == [score(model, [e], None, c)[0] for e, c in pairs]
 

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 
 from service.commands.demo import contract_episodes, store_episodes
 from service.core.observability import Pseudonymizer
+from service.core.prediction import Prediction as Answer  # tables.Prediction is its row
 from service.core.standing import caseload_models, recomputing_note
 from service.scoring.model_store import ModelStore
 from service.scoring.records import Auditor, episode
@@ -83,8 +84,9 @@ def test_a_change_of_champion_rescores_that_clinics_stored_risks(
         rows = s.scalar(select(func.count()).select_from(Prediction))
         rescored = s.scalars(select(AuditEntry).where(AuditEntry.action == "risk.rescore")).all()
     assert stored is not None
-    assert stored.body["probability"] == expected[0]["probability"]  # type: ignore[index]
-    assert stored.body["calibration"] == "local"
+    assert isinstance(expected[0], Answer)
+    assert stored.body.probability == expected[0].probability
+    assert stored.body.calibration == "local"
     assert rows == 120 + 10 + 120  # each client's old risk kept, one new one each
     assert len(rescored) == 120
     assert {(r.clinic_id, r.actor, r.model_version) for r in rescored} == {(CLINIC, ACTOR, local)}

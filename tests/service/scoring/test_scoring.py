@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from service.core.prediction import NotAtLandmark, Prediction
 from service.core.schemas import EpisodeIn
 from service.scoring import score as scoring
 from service.scoring.episodes import grid_from_episodes
-from service.scoring.score import NotAtLandmark, score
+from service.scoring.score import score
 from tests.support.helpers import REPO, updated_version
 from training.explanation.attribution import contributions, explain
-from training.explanation.groups import Factor
 from training.features import latest_landmark_features
 from training.model import LinearPredictor
 from training.registry import LoadedModel, Registry
@@ -86,10 +86,10 @@ def test_linear_and_generic_paths_give_identical_answers(shipped: LoadedModel) -
     episodes = assorted(400)
     fused = score(shipped, episodes)
     assert fused == score(generic(shipped), episodes)
-    assert all(isinstance(r, dict) for r in fused)
-    probabilities = [r["probability"] for r in fused if isinstance(r, dict)]
+    assert all(isinstance(r, Prediction) for r in fused)
+    probabilities = [r.probability for r in fused if isinstance(r, Prediction)]
     assert len(set(probabilities)) > 200  # real, varied risks, not a constant
-    assert {r["risk_level"] for r in fused if isinstance(r, dict)} == {"low", "moderate", "high"}
+    assert {r.risk_level for r in fused if isinstance(r, Prediction)} == {"low", "moderate", "high"}
 
 
 def test_a_batch_equals_each_episode_alone(shipped: LoadedModel) -> None:
@@ -120,8 +120,8 @@ def test_the_factors_are_those_of_explain(shipped: LoadedModel) -> None:
     episodes = assorted(150, seed=11)
     X, marks = latest_landmark_features(grid_from_episodes(episodes, 3), (1, 2, 3))
     expected = explain(shipped.probability, X, marks, shipped.metadata["reference"])
-    answers = [r for r in score(shipped, episodes) if isinstance(r, dict)]
-    assert [[Factor(**f) for f in r["factors"]] for r in answers] == expected
+    answers = [r for r in score(shipped, episodes) if isinstance(r, Prediction)]
+    assert [list(r.factors) for r in answers] == expected
     assert sum(len(f) for f in expected) > 300  # most clients have three factors
 
 
@@ -137,9 +137,9 @@ def test_episodes_before_the_first_landmark_get_the_reason(shipped: LoadedModel,
     )
     results = score(model, [first_only, two, first_only])
     assert isinstance(results[0], NotAtLandmark)
-    assert "not reached session 2, the first landmark" in str(results[0])
-    assert isinstance(results[1], dict)
-    assert results[1]["landmark_session"] >= 2
+    assert "not reached session 2, the first landmark" in results[0].reason
+    assert isinstance(results[1], Prediction)
+    assert results[1].landmark_session >= 2
     assert isinstance(results[2], NotAtLandmark)
     alone = score(model, [first_only])
     assert len(alone) == 1
@@ -157,13 +157,13 @@ def test_a_landmark_cap_scores_at_the_capped_landmark(shipped: LoadedModel) -> N
         {"client_id": "A", "sessions": [{"number": 1, "srs": {"total": 35.0}}]}
     )
     capped = score(shipped, [three], max_landmark=1)[0]
-    assert isinstance(capped, dict)
-    assert capped["landmark_session"] == 1
+    assert isinstance(capped, Prediction)
+    assert capped.landmark_session == 1
     assert capped == score(shipped, [first])[0]
     uncapped = score(shipped, [three])[0]
-    assert isinstance(uncapped, dict)
-    assert uncapped["landmark_session"] == 3
-    assert uncapped["probability"] != capped["probability"]
+    assert isinstance(uncapped, Prediction)
+    assert uncapped.landmark_session == 3
+    assert uncapped.probability != capped.probability
 
 
 def test_the_service_clips_features_to_the_training_range(shipped: LoadedModel) -> None:
@@ -178,11 +178,11 @@ def test_the_service_clips_features_to_the_training_range(shipped: LoadedModel) 
         return EpisodeIn.model_validate({"client_id": "A", "age": 30, "sessions": sessions})
 
     low, lower, inside = (score(shipped, [episode(s)])[0] for s in (floor - 1.0, 1.0, floor + 8.0))
-    assert isinstance(low, dict)
-    assert isinstance(lower, dict)
-    assert isinstance(inside, dict)
-    assert low["probability"] == lower["probability"]
-    assert inside["probability"] < low["probability"]  # inside the range SRS still counts
+    assert isinstance(low, Prediction)
+    assert isinstance(lower, Prediction)
+    assert isinstance(inside, Prediction)
+    assert low.probability == lower.probability
+    assert inside.probability < low.probability  # inside the range SRS still counts
 
 
 def test_the_service_scores_an_updated_model_like_a_trained_one(updated_registry: Path) -> None:
@@ -200,8 +200,8 @@ def test_the_service_scores_an_updated_model_like_a_trained_one(updated_registry
     expected_p, expected_C = contributions(sklearn, X, marks, loaded.metadata["reference"])
     assert np.max(np.abs(C - expected_C)) < 1e-9
     assert np.array_equal(p, np.round(expected_p, 4))
-    answers = [r for r in score(loaded, episodes[:50]) if isinstance(r, dict)]
-    assert {a["model"]["version"] for a in answers} == {loaded.version}
+    answers = [r for r in score(loaded, episodes[:50]) if isinstance(r, Prediction)]
+    assert {a.model.version for a in answers} == {loaded.version}
 
 
 def test_the_kernel_map_names_each_compiled_kernel_where_it_is_defined() -> None:

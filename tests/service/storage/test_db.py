@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,12 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from pydantic_core import to_json
 from sqlalchemy import event, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.core.prediction import ModelIdentity, Prediction, Thresholds
 from service.core.settings import Settings
 from service.security.api_keys import KeyStoreError
 from service.security.key_store import DbKeyStore
@@ -32,7 +35,10 @@ from service.storage.engine import (
     session_scope,
     upgrade,
 )
-from service.storage.tables import Base, Client, Clinic, FlagAck, Outcome, Prediction, SessionRow
+from service.storage.tables import Base, Client, Clinic, FlagAck, Outcome, SessionRow
+from service.storage.tables import Prediction as PredictionRow  # its row; a body: Prediction
+from training.explanation.actions import ACTIONS
+from training.explanation.groups import Factor
 
 A, B = "clinic-a", "clinic-b"
 Factory = sessionmaker[Session]
@@ -66,8 +72,18 @@ def risk(
     version: str = "v1",
     factor: str | None = "low alliance",
 ) -> repo.PredictionRecord:
-    factors = [] if factor is None else [{"code": "wai", "label": factor}]
-    body = {"client_id": client_id, "risk_level": level, "factors": factors}
+    factors = () if factor is None else (Factor("alliance_low", factor, "raises", 0.05),)
+    body = Prediction(  # unchecked, as scoring builds one: add_prediction checks the level
+        client_id=client_id,
+        probability=probability,
+        risk_level=level,
+        landmark_session=3,
+        model=ModelIdentity(version, "ab" * 32),
+        thresholds=Thresholds(0.2, 0.3),
+        disclaimer="Decision support, not a diagnosis.",
+        factors=factors,
+        suggested_actions=(),
+    )
     sha = inputs * 64 if len(inputs) == 1 else inputs
     return repo.add_prediction(s, clinic, client_id, version, sha, probability, level, 3, body)
 
@@ -375,7 +391,7 @@ def test_set_outcome(tx: Callable[[], Any]) -> None:
 
 
 def level_changed(s: Session, prediction_id: int) -> bool | None:
-    return s.scalar(select(Prediction.level_changed).where(Prediction.id == prediction_id))
+    return s.scalar(select(PredictionRow.level_changed).where(PredictionRow.id == prediction_id))
 
 
 def test_identical_prediction_is_not_stored_twice(tx: Callable[[], Any]) -> None:
@@ -388,6 +404,69 @@ def test_identical_prediction_is_not_stored_twice(tx: Callable[[], Any]) -> None
     assert again == first
     assert other_model.id != first.id
     assert [r.id for r in history] == [other_model.id, first.id]
+
+
+ANSWER = Prediction(
+    client_id="c1",
+    probability=0.4172,
+    risk_level="high",
+    landmark_session=2,
+    model=ModelIdentity("v9", "cd" * 32),
+    thresholds=Thresholds(0.18, 0.35),
+    disclaimer="Decision support, not a diagnosis.",
+    calibration="local",
+    locally_updated_on="2026-11-30",
+    factors=(
+        Factor("alliance_decline", "Alliance fell (WAI-SR 3.5 → 3)", "raises", 0.081),
+        Factor("age", "Older client (age 52)", "lowers", -0.012),
+    ),
+    suggested_actions=(ACTIONS["rupture_repair"],),
+)
+
+
+def test_a_stored_body_reads_back_as_the_prediction_that_was_stored(
+    tx: Callable[[], Any],
+) -> None:
+    """The body is stored as the answer's JSON and read back typed: the same Prediction,
+    and the stored JSON is the answer's to the byte (PostgreSQL's JSON keeps it as sent)."""
+    with tx() as s:
+        client(s, A, "c1")
+        stored = repo.add_prediction(s, A, "c1", "v9", "e" * 64, 0.4172, "high", 2, ANSWER)
+    with tx() as s:
+        latest = repo.latest_prediction(s, A, "c1")
+        value = s.scalar(select(PredictionRow.body).where(PredictionRow.id == stored.id))
+    assert latest is not None
+    assert latest.body == ANSWER
+    assert latest.body.factors[1].direction == "lowers"
+    assert to_json(value) == ANSWER.to_json()  # the stored JSON, keys in the answer's order
+    assert latest.body.to_json() == ANSWER.to_json()
+
+
+def test_a_body_stored_before_answers_carried_a_standing_still_reads(
+    tx: Callable[[], Any],
+) -> None:
+    """Rows written before the standing existed have no calibration fields: they read as a
+    network default's, every other field as stored."""
+    standing = ("calibration", "locally_updated_on")
+    old = {k: v for k, v in ANSWER.json_value().items() if k not in standing}
+    assert len(old) == 9
+    now = datetime.now(UTC)
+    with tx() as s:
+        client(s, A, "c1")
+        s.execute(
+            insert(PredictionRow),
+            [
+                {"clinic_id": A, "client_id": "c1", "computed_at": now, "model_version": "v9"}
+                | {"inputs_sha256": "f" * 64, "probability": 0.4172, "risk_level": "high"}
+                | {"landmark": 2, "level_changed": True, "body": old}
+            ],
+        )
+    with tx() as s:
+        latest = repo.latest_prediction(s, A, "c1")
+    assert latest is not None
+    assert latest.body == replace(ANSWER, calibration="network-default", locally_updated_on=None)
+    keys = list(old)
+    assert list(latest.body.json_value()) == [*keys[:7], *standing, *keys[7:]]
 
 
 def test_prediction_records(tx: Callable[[], Any]) -> None:
@@ -413,7 +492,8 @@ def test_prediction_records(tx: Callable[[], Any]) -> None:
         "moderate",
         "c" * 64,
     )
-    assert latest.body["factors"][0]["label"] == "low alliance"
+    assert latest.body.factors[0].label == "low alliance"
+    assert latest.body.probability == 0.35
     assert latest.computed_at.tzinfo is UTC
     assert not latest.acknowledged
 
@@ -583,7 +663,7 @@ def test_caseload_of_500_clients_takes_two_queries(tx: Callable[[], Any]) -> Non
             for sha, modulo in (("a", 97), ("b", 89))
             for i, c in enumerate(ids_)
         ]
-        s.execute(insert(Prediction), predictions)
+        s.execute(insert(PredictionRow), predictions)
     statements: list[str] = []
     with tx() as s:
         engine = s.get_bind()

@@ -13,6 +13,7 @@ import numpy.typing as npt
 import pytest
 
 import training.explanation.attribution as explain_module
+from service.core.prediction import Prediction
 from service.core.schemas import EpisodeIn
 from service.scoring.score import score
 from tests.support.helpers import REPO
@@ -532,8 +533,8 @@ def test_the_readme_client_gets_reasons_a_therapist_can_act_on(shipped: LoadedMo
     body = re.search(r"v1/predictions \\\n.*?-d '(\{.*?\})'", text, re.S)
     assert body is not None
     answer = score(shipped, [EpisodeIn.model_validate_json(body.group(1))])[0]
-    assert isinstance(answer, dict)
-    factors = [Factor(**f) for f in answer["factors"]]
+    assert isinstance(answer, Prediction)
+    factors = answer.factors
     raising = [f for f in factors if f.direction == "raises"]
     assert raising
     assert all(FACTOR_ACTIONS[f.code] for f in raising)
@@ -542,4 +543,4 @@ def test_the_readme_client_gets_reasons_a_therapist_can_act_on(shipped: LoadedMo
     assert all(named_direction(f.label) == f.direction for f in factors)
     skipped = [f.label for f in factors if f.code == "measures_missing"]
     assert skipped in ([], ["ORS skipped in 1 of 2 sessions; PHQ-9 skipped in 1 of 2 sessions"])
-    assert answer["suggested_actions"]
+    assert answer.suggested_actions
