@@ -408,16 +408,33 @@ def development_profile(
     """The reference profile monitoring compares clinics with (training/monitoring.py):
     the development clients (`development`, per client of the grid), each once at the
     latest landmark it reached, scored by the fitted model."""
-    X, landmark = latest_landmark_features(data.grid, config.landmarks)
-    rows = np.flatnonzero(development & (landmark > 0))
-    low, high = feature_clip(fitted.model, len(FEATURES))
+    cut = Thresholds(fitted.thresholds["moderate"], fitted.thresholds["high"])
+    training_range = feature_clip(fitted.model, len(FEATURES))
+    return clients_profile(
+        data, development, fitted.model, cut, config.landmarks, training_range, parameters
+    )
+
+
+def clients_profile(
+    data: LabelledExamples,
+    chosen: npt.NDArray[np.bool_],
+    model: Any,
+    thresholds: Thresholds,
+    landmarks: tuple[int, ...],
+    training_range: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+    parameters: int,
+) -> ReferenceProfile:
+    """A reference profile of the `chosen` clients of the grid, each once at the latest
+    landmark it reached, scored by `model` (anything with predict_proba): a training run's
+    development clients, or the local clients a model was updated on (training.update)."""
+    X, landmark = latest_landmark_features(data.grid, landmarks)
+    rows = np.flatnonzero(chosen & (landmark > 0))
     return build_reference_profile(
         X[rows],
         landmark[rows],
-        fitted.model.predict_proba(X[rows])[:, 1],
-        Thresholds(fitted.thresholds["moderate"], fitted.thresholds["high"]),
-        low,
-        high,
+        model.predict_proba(X[rows])[:, 1],
+        thresholds,
+        *training_range,
         parameters,
     )
 

@@ -31,7 +31,9 @@ from training.comparison import evaluate_with_baselines
 from training.evaluation import EvalData, Thresholds, evaluate, log_loss
 from training.explanation.reference import reference_clients
 from training.features import FEATURES
+from training.input_shift import clipped_ranges
 from training.model import estimator_kind, grouped_folds, linear_preprocessing
+from training.profile_schema import ReferenceProfile
 from training.registry import LoadedModel, Registry
 from training.sample_size import check_sample_size
 from training.specification import card_facts, linear_terms, predictor_summary
@@ -44,6 +46,7 @@ from training.train import (
     _instruments,
     _write_artifact,
     choose_thresholds,
+    clients_profile,
     created_at,
     feature_range,
     fit_model,
@@ -531,6 +534,22 @@ def one_thread(function: F) -> F:
 
 
 @one_thread
+def _local_profile(
+    parent: LoadedModel, rows: _Rows, model: Any, cut: Thresholds, meta: dict[str, Any]
+) -> ReferenceProfile:
+    """The updated model's reference profile: the local clients it was updated on, each at
+    its latest landmark, so monitoring at this clinic compares the clinic with itself at
+    the time of the update (not with the parent's development data, which the update
+    corrected for). The training range is the one the new metadata records."""
+    ranges = clipped_ranges(meta)
+    low = np.array([ranges.get(f, (-np.inf, np.inf))[0] for f in FEATURES], dtype=np.float64)
+    high = np.array([ranges.get(f, (-np.inf, np.inf))[1] for f in FEATURES], dtype=np.float64)
+    parameters = check_sample_size(rows.X, rows.y_client, allow_small=True).parameters
+    everyone = np.ones(len(rows.data.client_ids), dtype=bool)
+    landmarks = tuple(parent.meta.landmarks)
+    return clients_profile(rows.data, everyone, model, cut, landmarks, (low, high), parameters)
+
+
 def update(
     registry: Registry, parent: str, inputs: TrainInputs, config: UpdateConfig, step: Step
 ) -> UpdateResult:
@@ -563,6 +582,9 @@ def update(
     parent_results = evaluate(rows.eval_data(rows.parent_p), cut, n_boot=0)
     step("writing the artifact, report and model card")
     meta = _metadata(loaded, inputs, rows, fitted, results, parent_results, thresholds, config)
+    meta["reference_profile"] = _local_profile(loaded, rows, fitted.model, cut, meta).model_dump(
+        mode="json"
+    )
     written: TrainResult = _write_artifact(
         registry,
         fitted.model,

@@ -22,6 +22,7 @@ from tests.support.helpers import CLINIC, CLINIC_WORLD, REPO, cohort_args, updat
 from training.cli import run
 from training.contract import Cohort, load_cohort
 from training.model import CalibratedModel, predictor
+from training.monitoring import MonitoredModel, Status, monitor, window_from_tables
 from training.registry import LoadedModel, Registry, sha256_of
 from training.simulate import simulate, write_cohort, write_tables
 from training.train import _fingerprint, labelled_examples
@@ -419,3 +420,26 @@ def test_refit_when_the_sample_meets_the_sample_size_minimum(
     card = (models / version / "model_card.md").read_text()
     assert "Update method:** refit" in card
     assert loaded.metadata["thresholds"]["rule"].startswith("kept from the parent")
+
+
+def test_an_updated_model_carries_the_profile_of_the_clinic_it_was_updated_on(
+    updated_registry: Path, clinic_cohort: Path
+) -> None:
+    """Monitoring at the clinic then compares the clinic with itself at the time of the
+    update: the SRS-only site the update corrected for is no longer a drift."""
+    version = updated_version(updated_registry)
+    updated = Registry(updated_registry).load(version)
+    parent = Registry(updated_registry).load(updated.meta.lineage.parent)  # type: ignore[union-attr]
+    profile = updated.meta.reference_profile
+    assert profile is not None
+    sessions = pd.read_csv(clinic_cohort / "sessions.csv")
+    clients = pd.read_csv(clinic_cohort / "clients.csv")
+    assert profile.clients == sessions["client_id"].nunique()
+    assert profile.instruments["wai_sr"] == 0.0  # an SRS-only site
+    assert parent.meta.reference_profile is not None
+    assert parent.meta.reference_profile.instruments["wai_sr"] > 0.5
+    landmarks = tuple(updated.meta.landmarks)
+    window = window_from_tables(sessions, clients, updated.probability, landmarks)
+    for model, alerted in ((updated, False), (parent, True)):
+        report = monitor(MonitoredModel.from_metadata(model.meta), window, CLINIC)
+        assert (report.figure("instrument.wai_sr.all").status is Status.ALERT) is alerted

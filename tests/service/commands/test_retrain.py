@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import shutil
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update as sql_update
 
 from service.app import create_app
 from service.commands.demo import contract_episodes, store_episodes
 from service.core.examples import EXAMPLE_EPISODE
 from service.core.settings import Settings
+from service.storage.tables import Prediction
 from tests.support.helpers import CLINIC, CLINIC_WORLD, REPO, create_key, db_session
 from training.cli import run
 from training.registry import LoadedModel, Registry
@@ -51,8 +54,13 @@ def test_the_loop_from_stored_outcomes_to_a_local_champion(
     admin = create_key(database_url, CLINIC, ["predict", "models:admin", "clients:read"])
     other = create_key(database_url, OTHER, ["predict", "clients:read"])
     labelled = _store_clinic(database_url, clinic_cohort, Registry(models).load())
-    out = tmp_path / "retrain"
     args = ["--clinic", CLINIC, "--database-url", database_url, "--models-dir", str(models)]
+    # the drift alert that starts the loop: the network default watched at this clinic
+    assert run(["monitor", *args]) == 1
+    before = _alerts(capsys.readouterr().out)
+    assert set(before) >= DRIFT, sorted(before)
+    assert before["instrument.wai_sr.all"].endswith("dropout-risk retrain --clinic site-a")
+    out = tmp_path / "retrain"
     assert run(["retrain", *args, "--out", str(out)]) == 0
     printed = capsys.readouterr().out.splitlines()
     challenger = printed[-1]
@@ -83,6 +91,9 @@ def test_the_loop_from_stored_outcomes_to_a_local_champion(
         other_answer = client.post("/v1/predictions", json=EXAMPLE_EPISODE, headers=theirs).json()
         caseload = _recomputed(client, mine)  # the stored risks follow, in the background
         other_caseload = client.get("/v1/caseload", headers=theirs).json()
+        # the next window: three months on, new clients of the same clinic answered by it
+        _next_window(database_url, client.app.state.models.for_clinic(CLINIC))  # type: ignore[attr-defined]
+        after = client.get("/v1/monitoring?window=90d", headers=mine).json()
     assert (ours["model"]["version"], ours["calibration"]) == (challenger, "local")
     assert (other_answer["model"]["version"], other_answer["calibration"]) == (
         default,
@@ -95,12 +106,42 @@ def test_the_loop_from_stored_outcomes_to_a_local_champion(
     }
     assert other_caseload["models"]["versions"] == {default: 5}
     assert Registry(models).champion_of(OTHER) == default
+    assert (after["model_version"], after["clients"]) == (challenger, NEXT)
+    assert not DRIFT & set(after["alerts"]), after["alerts"]  # the alert cleared
+
+
+# What the SRS-only site raises against the network default: WAI-SR never collected.
+DRIFT = {"instrument.wai_sr.all", "psi.wai_missing.all"}
+NEXT = 300
+
+
+def _alerts(table: str) -> dict[str, str]:
+    """The alerting figures of `dropout-risk monitor`'s table, with their next step."""
+    rows = [line.split("\t") for line in table.splitlines() if line.count("\t") == 4]
+    return {name: step for name, _, _, status, step in rows if status == "alert"}
+
+
+def _next_window(url: str, model: LoadedModel) -> None:
+    """Every stored risk moved three months back, then NEXT new clients of CLINIC_WORLD
+    (sessions 1-3, no outcome yet) stored and answered by `model`, as the EHR's writes
+    would be."""
+    clients, sessions = simulate(NEXT, 23, CLINIC_WORLD)
+    episodes = contract_episodes(
+        clients.drop(columns="dropout"), sessions[sessions["session_number"] <= 3]
+    )
+    for e in episodes:
+        e["client_id"] = f"N-{e['client_id']}"
+    with db_session(url) as s:
+        s.execute(
+            sql_update(Prediction).values(computed_at=datetime.now(UTC) - timedelta(days=100))
+        )
+        store_episodes(s, CLINIC, episodes, model)
 
 
 def _recomputed(client: TestClient, auth: dict[str, str]) -> dict[str, Any]:
-    """The caseload once the rescorer has brought every stored risk over (at most 60 s);
+    """The caseload once the rescorer has brought every stored risk over (at most 300 s);
     meanwhile it says it is mixed."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300
     while True:
         caseload: dict[str, Any] = client.get("/v1/caseload", headers=auth).json()
         models = caseload["models"]

@@ -228,7 +228,7 @@ def test_migration_0004_marks_existing_risks_as_answers_and_takes_it_back(
     upgrade(database_url)
     _assert_at_head(database_url)
     with tx() as s:
-        assert s.scalars(select(Prediction.rescored)).all() == [False]
+        assert s.scalars(select(PredictionRow.rescored)).all() == [False]
     command.downgrade(alembic_config(database_url), "0003")
     assert "rescored" not in {c["name"] for c in _columns(database_url, "predictions")}
     upgrade(database_url)
