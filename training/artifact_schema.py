@@ -130,6 +130,39 @@ class ComparisonRecord(_Document):
     calibration: VerdictRecord
     subgroups: list[SubgroupRecord] = []
 
+    def verdict_line(self) -> str:
+        """The comparison's one line, as `dropout-risk compare` printed it."""
+        return verdict_line(
+            self.challenger,
+            self.champion,
+            self.clinic,
+            self.discrimination.verdict,
+            self.calibration.verdict,
+        )
+
+    @property
+    def kind(self) -> str:
+        """worse, better or "" (not distinguishable on both): verdict_kind."""
+        return verdict_kind(self.discrimination.verdict, self.calibration.verdict)
+
+
+def verdict_kind(discrimination: str, calibration: str) -> str:
+    """A comparison at a glance: "worse" if either verdict is, else "better" if either
+    is, else "" (how the comparison page and the monitoring page colour the verdict)."""
+    words = {discrimination, calibration}
+    return "worse" if "worse" in words else "better" if "better" in words else ""
+
+
+def verdict_line(
+    challenger: str, champion: str, clinic: str | None, discrimination: str, calibration: str
+) -> str:
+    """The one line at the top of a comparison's output, its page and its record."""
+    return (
+        f"verdict: {challenger} against {champion}"
+        f"{f' (clinic {clinic})' if clinic else ''}: discrimination "
+        f"{discrimination}, calibration {calibration}"
+    )
+
 
 class HistoryEvent(_Document):
     """A change of a champion: who made it, by which path, and, when the promotion rule
@@ -169,6 +202,12 @@ class RegistryFile(_Document):
     def comparison_of(self, challenger: str) -> ComparisonRecord | None:
         """The last comparison recorded for `challenger`, if any."""
         return next((c for c in self.comparisons if c.challenger == challenger), None)
+
+    def last_comparison(self, clinic: str) -> ComparisonRecord | None:
+        """The most recent comparison of a challenger for `clinic` (its own champion's
+        challengers: `dropout-risk retrain --clinic` or `compare --clinic`), if any."""
+        mine = [c for c in reversed(self.comparisons) if c.clinic == clinic]  # ties: the later
+        return max(mine, key=lambda c: c.compared_at, default=None)
 
 
 Doc = TypeVar("Doc", bound=BaseModel)

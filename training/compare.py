@@ -51,6 +51,7 @@ from training.artifact_schema import (
     GroupFigures,
     SubgroupRecord,
     VerdictRecord,
+    verdict_line,
 )
 from training.baselines import SRS_LAST, WAI_LOGISTIC, at_flag_rate, at_threshold, fit_baselines
 from training.comparison import evaluate_with_baselines
@@ -349,10 +350,12 @@ class Comparison:
 
     def verdict_line(self) -> str:
         """The one line at the top of the output and of the page."""
-        return (
-            f"verdict: {self.challenger.version} against {self.champion.version}"
-            f"{f' (clinic {self.clinic})' if self.clinic else ''}: discrimination "
-            f"{self.discrimination_verdict}, calibration {self.calibration_verdict}"
+        return verdict_line(
+            self.challenger.version,
+            self.champion.version,
+            self.clinic,
+            self.discrimination_verdict,
+            self.calibration_verdict,
         )
 
     def record(self) -> ComparisonRecord:

@@ -13,7 +13,8 @@ from typing import Any
 import matplotlib
 import numpy as np
 
-from training.compare import BETTER, WORSE, Comparison, Difference, Scored
+from training.artifact_schema import verdict_kind
+from training.compare import Comparison, Difference, Scored
 from training.evaluation import format_metric
 from training.report import (
     COLORS,
@@ -52,8 +53,7 @@ def _difference(d: Difference, digits: int = 3) -> str:
 
 
 def _verdict(c: Comparison) -> str:
-    words = {c.discrimination_verdict, c.calibration_verdict}
-    kind = "worse" if WORSE in words else "better" if BETTER in words else ""
+    kind = verdict_kind(c.discrimination_verdict, c.calibration_verdict)
     return (
         f'<section class="verdict {kind}" id="verdict" role="status"><strong>'
         f"{_esc(c.verdict_line())}</strong></section>"

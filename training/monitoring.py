@@ -297,6 +297,11 @@ class MonitoringReport:
     cbpe_valid: bool | None  # None: not checked (too few labelled episodes)
     figures: tuple[Figure, ...]
     messages: tuple[str, ...] = field(default_factory=tuple)
+    # The window's calibrated probabilities in the reference profile's score bins
+    # (ReferenceProfile.score), reweighted to its landmark mix as the score's PSI is: what
+    # a plot of the distribution now against the reference needs. None without a profile,
+    # or when the score's PSI is not computed (below MIN_WINDOW, a landmark missing).
+    score_shares: tuple[float, ...] | None = None
 
     @property
     def status(self) -> Status:
@@ -914,7 +919,20 @@ def monitor(
         cbpe_valid=valid,
         figures=tuple(figures),
         messages=tuple(messages),
+        score_shares=_score_shares(window, model.profile),
     )
+
+
+def _score_shares(window: Window, profile: ReferenceProfile | None) -> tuple[float, ...] | None:
+    """MonitoringReport.score_shares: the shares the score's PSI compares (_bins_figures),
+    or None where it is not computed."""
+    if profile is None or len(profile.score.shares) < 2:
+        return None
+    w = landmark_weights(window.landmark, profile.landmarks)
+    if w is None or np.count_nonzero(w) < MIN_WINDOW or profile.clients < MIN_WINDOW:
+        return None
+    shares = bin_shares(window.p, np.asarray(profile.score.edges), w)
+    return tuple(float(x) for x in shares)
 
 
 def window_from_tables(

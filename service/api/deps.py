@@ -57,8 +57,10 @@ ModelsReadKey = Annotated[ApiKey, Depends(require("predict", "models:admin"))]
 # promotion: a clinic's models:admin promotes its own clinic's champion, models:network the
 # network default served to every clinic without its own
 PromoteKey = Annotated[ApiKey, Depends(require("models:admin", "models:network"))]
-# monitoring a clinic's window (GET /v1/monitoring): its model administrators only
-MonitoringKey = Annotated[ApiKey, Depends(require("models:admin"))]
+# monitoring a clinic's window (GET /v1/monitoring, the page /ui/monitoring): its model
+# administrators, and the read-only monitoring role of its analysts and clinic leads
+MONITORING_SCOPES = ("models:admin", "monitoring:read")
+MonitoringKey = Annotated[ApiKey, Depends(require(*MONITORING_SCOPES))]
 WriteKey = Annotated[ApiKey, Depends(require("clients:write"))]
 ReadKey = Annotated[ApiKey, Depends(require("clients:read"))]
 
@@ -155,6 +157,11 @@ class Clinician:
     @property
     def actor(self) -> Actor:
         return Actor(clinic=self.key.tenant, name=f"ui:{self.key.key_id}")
+
+    @property
+    def monitors(self) -> bool:
+        """Whether the key may read its clinic's monitoring (MONITORING_SCOPES)."""
+        return not self.key.scopes.isdisjoint(MONITORING_SCOPES)
 
 
 def session_signer(request: Request) -> SessionSigner:

@@ -1,4 +1,5 @@
-"""`GET /v1/monitoring`: the monitoring report of the caller's clinic (models:admin).
+"""`GET /v1/monitoring`: the monitoring report of the caller's clinic (models:admin or
+monitoring:read; the page /ui/monitoring shows the same report).
 
 The report (training.monitoring.monitor) on the clinic's stored window
 (service.scoring.monitoring_window): computed when asked, here, never on a prediction's

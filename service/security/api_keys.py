@@ -19,13 +19,16 @@ from training.vocabulary import ID_RULE, is_id
 
 # models:admin reads model metadata, its clinic's monitoring and promotes its clinic's own
 # champion; models:network promotes the network default, which changes what every clinic
-# without its own champion is served, so it is granted apart from it.
+# without its own champion is served, so it is granted apart from it. monitoring:read
+# reads its clinic's monitoring only (GET /v1/monitoring, the page /ui/monitoring): the
+# role of analysts and clinic leads who watch the model but do not promote one.
 SCOPES: tuple[str, ...] = (
     "predict",
     "models:admin",
     "models:network",
     "clients:write",
     "clients:read",
+    "monitoring:read",
 )
 
 TOKEN_PREFIX = "drk"

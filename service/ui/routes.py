@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Receive, Scope, Send
 
 from service.api.deps import (
+    MONITORING_SCOPES,
     UI_SCOPE,
     Audit,
     Clinician,
@@ -39,6 +40,7 @@ from service.api.deps import (
     FormViewer,
     Keys,
     Models,
+    Reports,
     SignIn,
     Viewer,
     cookie_session,
@@ -47,6 +49,12 @@ from service.api.deps import (
 )
 from service.core.schemas import MAX_OFFSET, PageLimitText, PageNumberText
 from service.core.standing import recomputing_note, standing_note
+from service.scoring.monitoring_window import (
+    WINDOW_RULE,
+    InvalidWindow,
+    clinic_report,
+    parse_window,
+)
 from service.security import access
 from service.security.api_keys import ApiKey
 from service.security.session_cookies import (
@@ -58,8 +66,9 @@ from service.security.session_cookies import (
 )
 from service.storage import repository as repo
 from service.storage.engine import StorageUnavailable
-from service.ui import views
+from service.ui import monitoring_views, views
 from service.ui.queries import sessions_of_clients
+from training.errors import RegistryInvalid
 from training.vocabulary import ID_RULE, is_id
 
 PAGE_SIZE = 50
@@ -524,5 +533,56 @@ async def acknowledge(client_id: str, viewer: FormViewer, db: Db, audit: Audit) 
                 return _error(409, viewer)
             audit(s, viewer.actor, "flag.acknowledge", client_id)
         return RedirectResponse(f"/ui/clients/{client_id}", status_code=303)
+
+    return await run_in_threadpool(work)  # off the event loop
+
+
+# --- monitoring -----------------------------------------------------------------------------
+
+
+@router.get("/monitoring", name="ui_monitoring")
+async def monitoring_page(
+    request: Request, viewer: Viewer, db: Db, models: Models, reports: Reports
+) -> Response:
+    """The clinic's monitoring report over `window` (default 90d), the report of
+    GET /v1/monitoring (the same clinic_report, from the same ReportCache), with its plots
+    and the last comparison of the clinic's challenger. For keys with a monitoring scope
+    (MONITORING_SCOPES); other signed-in viewers get the 403 page."""
+    if not viewer.monitors:
+        scopes = " or ".join(MONITORING_SCOPES)
+        detail = f"This page needs an access key with the {scopes} scope."
+        return _error(403, viewer, detail)
+    text = request.query_params.get("window", "90d")
+    try:
+        days = parse_window(text)
+    except InvalidWindow as bad:
+        return _error(400, viewer, str(bad))
+    model = models.for_clinic(viewer.clinic)
+
+    def work() -> Response:
+        with db.session() as s:
+            report = clinic_report(s, viewer.clinic, model, days, cache=reports)
+        try:
+            record = models.registry.index().last_comparison(viewer.clinic)
+            unreadable = None
+        except RegistryInvalid as exc:  # the served model stays; only the record is missing
+            record, unreadable = None, str(exc)
+        profile = model.meta.reference_profile
+        overall = f"status-{str(report.status).replace(' ', '-')}"
+        return _render(
+            "monitoring.html",
+            viewer=viewer,
+            nav="monitoring",
+            report=report,
+            days=days,
+            window=f"{days}d",
+            window_rule=WINDOW_RULE,
+            overall_css=overall,
+            counts=monitoring_views.status_counts(report),
+            rows=monitoring_views.figure_rows(report),
+            plots=monitoring_views.plots(report, profile),
+            comparison=monitoring_views.last_comparison(record),
+            registry_error=unreadable,
+        )
 
     return await run_in_threadpool(work)  # off the event loop

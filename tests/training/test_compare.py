@@ -134,6 +134,10 @@ def test_compare_gives_the_verdict_first_writes_the_page_and_keeps_the_record(
         assert section in html
     (record,) = Registry(models).index().comparisons
     assert (record.challenger, record.champion, record.clinic) == (version, SHIPPED, CLINIC)
+    assert record.verdict_line() == out[0]  # the record words it as the command did
+    assert record.kind == "better"
+    assert Registry(models).index().last_comparison(CLINIC) == record
+    assert Registry(models).index().last_comparison("another-clinic") is None
     files = [clinic_cohort / "sessions.csv", clinic_cohort / "clients.csv"]
     assert record.fingerprint == _fingerprint(files)
     assert record.calibration.verdict == BETTER

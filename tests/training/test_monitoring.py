@@ -53,7 +53,7 @@ from training.monitoring import (
     monitor,
     window_from_tables,
 )
-from training.monitoring_profile import build_reference_profile
+from training.monitoring_profile import bin_shares, build_reference_profile
 from training.monitoring_stats import (
     ks_from_bins,
     pair_auc,
@@ -605,3 +605,27 @@ def test_window_from_tables_uses_the_feature_builder_and_every_landmark_for_outc
     labelled = pd.Index(ids).isin(clients["client_id"].iloc[100:])
     assert window.outcomes.y.size == int(labelled[examples.row_client].sum())
     assert set(np.unique(window.outcomes.landmark)) == {1, 2, 3}
+
+
+def test_score_shares_are_the_shares_the_score_psi_compares(world: World) -> None:
+    """MonitoringReport.score_shares (what the monitoring page plots): the window's scores
+    in the reference's bins, reweighted to its landmark mix; their PSI is the figure's.
+    None where the score's PSI is not computed."""
+    profile = world.monitored.profile
+    assert profile is not None
+    report = monitor(world.monitored, world.base.window(world.windows[0]), "c")
+    assert report.score_shares is not None
+    shares = np.array(report.score_shares)
+    assert shares.size == len(profile.score.shares)
+    assert shares.sum() == pytest.approx(1.0)
+    figure = report.figure("psi.score.all")
+    assert figure.value is not None
+    again = psi(shares, np.array(profile.score.shares), figure.n, float(profile.clients))
+    assert again == pytest.approx(figure.value, rel=1e-12)
+    # unweighted shares differ: the window's landmark mix is not the reference's
+    window = world.base.window(world.windows[0])
+    plain = bin_shares(window.p, np.asarray(profile.score.edges))
+    assert not np.allclose(plain, shares)
+    small = monitor(world.monitored, world.base.window(world.windows[0][: MIN_WINDOW - 1]), "c")
+    assert small.figure("psi.score.all").status is Status.TOO_FEW
+    assert small.score_shares is None

@@ -20,78 +20,27 @@ import math
 import re
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from service.app import create_app
-from service.commands.demo import _session as session_body
 from service.core.settings import Settings
 from service.scoring.monitoring_window import InvalidWindow, parse_window
-from service.scoring.records import recompute, require_client
 from service.storage import repository as repo
-from service.storage.database import Storage
 from service.storage.tables import Prediction as PredictionRow
 from tests.support.helpers import CLINIC, REPO, create_key, db_session, updated_version
+from tests.support.monitoring import CLIENTS, clinic_tables, store_clinic
 from training.cli import run
 from training.monitoring import MonitoredModel, Status, monitor, window_from_tables
 from training.registry import LoadedModel, Registry, sha256_of
 from training.simulate import SimulationParams, simulate
 
-CLIENTS, COHORT, SEED = 400, 1500, 7  # COHORT and SEED: the trained_registry's cohort
 CALM, DRIFTED = "calm", "drifted"
-
-
-def _clinic(params: SimulationParams | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    clients, sessions = simulate(COHORT, SEED, params)
-    chosen = clients.iloc[-CLIENTS:]
-    return chosen, sessions[sessions["client_id"].isin(chosen["client_id"])]
-
-
-def _store(
-    database_url: str,
-    model: LoadedModel,
-    clinic: str,
-    clients: pd.DataFrame,
-    sessions: pd.DataFrame,
-) -> pd.DataFrame:
-    """Store the clinic (clients, sessions with a measure, risk, outcome); returns the
-    sessions stored, in the contract's columns."""
-    bodies = [session_body(r) for r in sessions.to_dict("records")]
-    keep = [len(b) > 1 for b in bodies]  # a session needs a measure besides its date
-    stored = sessions[keep]
-    by_client: dict[str, list[tuple[int, dict[str, Any]]]] = {}
-    for row, body in zip(
-        stored.to_dict("records"),
-        [b for b, k in zip(bodies, keep, strict=False) if k],
-        strict=False,
-    ):
-        by_client.setdefault(row["client_id"], []).append((int(row["session_number"]), body))
-    storage = Storage(database_url)
-    try:
-        with storage.session() as s:
-            repo.ensure_clinic(s, clinic)
-            for c in clients.to_dict("records"):
-                cid = c["client_id"]
-                if cid not in by_client:
-                    continue
-                age = None if pd.isna(c["age"]) else int(c["age"])
-                gender = None if pd.isna(c["gender"]) else c["gender"]
-                repo.upsert_client(s, clinic, cid, age, gender, None)
-                for number, body in by_client[cid]:
-                    day = pd.Timestamp(body["date"]).date() if body.get("date") else None
-                    repo.upsert_session(s, clinic, cid, number, day, body)
-                recompute(s, clinic, require_client(s, clinic, cid), model, None)
-                if not pd.isna(c["dropout"]):
-                    repo.set_outcome(s, clinic, cid, bool(c["dropout"]), date(2026, 11, 1))
-    finally:
-        storage.close()
-    return stored
 
 
 @pytest.fixture
@@ -135,8 +84,8 @@ def test_an_undrifted_clinic_matches_monitor_computed_directly_and_does_not_aler
     served: dict[str, Any],
 ) -> None:
     model: LoadedModel = served["model"]
-    clients, sessions = _clinic(None)
-    stored = _store(served["url"], model, CALM, clients, sessions)
+    clients, sessions = clinic_tables(None)
+    stored = store_clinic(served["url"], model, CALM, clients, sessions)
     answer = _get(served, CALM)
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -158,8 +107,8 @@ def test_an_undrifted_clinic_matches_monitor_computed_directly_and_does_not_aler
 
 def test_a_drifted_clinic_alerts_and_the_cli_exits_1(served: dict[str, Any]) -> None:
     srs_only = dataclasses.replace(SimulationParams(), site_mix=(0.0, 0.0, 1.0))
-    clients, sessions = _clinic(srs_only)
-    _store(served["url"], served["model"], DRIFTED, clients, sessions)
+    clients, sessions = clinic_tables(srs_only)
+    store_clinic(served["url"], served["model"], DRIFTED, clients, sessions)
     body = _get(served, DRIFTED).json()
     reports = served["http"].app.state.reports  # type: ignore[attr-defined]
     assert len(reports) == 1  # the route keeps the report it computed
@@ -237,7 +186,7 @@ def test_a_model_without_a_profile_answers_no_reference_profile(
     model = Registry(models).load()
     assert model.meta.reference_profile is None
     clients, sessions = simulate(150, 3)
-    _store(database_url, model, CALM, clients, sessions)
+    store_clinic(database_url, model, CALM, clients, sessions)
     with TestClient(create_app(settings)) as http:
         answer = http.get("/v1/monitoring", headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 200, answer.text
@@ -278,8 +227,8 @@ def test_the_next_step_counts_every_labelled_episode_of_the_clinic(
 ) -> None:
     """A retrain learns from every stored outcome of the clinic, not only the window's:
     `labelled_episodes` counts them all, `labelled` the window's."""
-    clients, sessions = _clinic(None)
-    _store(served["url"], served["model"], CALM, clients, sessions)
+    clients, sessions = clinic_tables(None)
+    store_clinic(served["url"], served["model"], CALM, clients, sessions)
     early = sorted(clients["client_id"])[:150]
     with db_session(served["url"]) as s:  # their risks were answered four months ago
         s.execute(

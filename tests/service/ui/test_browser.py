@@ -1,7 +1,8 @@
 """The clinician view in a real browser (Debian's chromium through Playwright): the real
 server on a free loopback port with the demo caseload; sign in, the high-risk client first
 with its text label, the client page with its charts and actions, acknowledge and see the
-row dimmed, log out and be sent back to sign in. Screenshots go to test-output/browser/.
+row dimmed, log out and be sent back to sign in; the analysts' monitoring page of a stored
+simulated clinic with its plots. Screenshots go to test-output/browser/.
 
 `make test` installs chromium (apt) when it is missing; these tests are never skipped.
 """
@@ -19,7 +20,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.support.helpers import REPO, create_key
 from tests.support.live import live_server
+from tests.support.monitoring import clinic_tables, store_clinic
 from training.cli import run
+from training.registry import Registry
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "test-output" / "browser"
@@ -40,6 +43,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     assert run([*seed, "--models-dir", str(REPO / "models")]) == 0
     login_key = create_key(database, "demo", ["clients:read"])
     with live_server(root, database, REPO / "models", 1) as url:
+        yield Server(url, login_key)
+
+
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory: pytest.TempPathFactory, trained_registry: Path) -> Iterator[Server]:
+    """The server on the trained registry (a model with a reference profile) with a clinic
+    of 400 stored simulated clients and their outcomes; a clinic lead's key."""
+    root = tmp_path_factory.mktemp("monitored")
+    database = f"sqlite:///{root / 'service.db'}"
+    clients, sessions = clinic_tables(None)
+    store_clinic(database, Registry(trained_registry).load(), "calm", clients, sessions)
+    login_key = create_key(database, "calm", ["clients:read", "monitoring:read"])
+    with live_server(root, database, trained_registry, 1) as url:
         yield Server(url, login_key)
 
 
@@ -160,4 +176,48 @@ def test_phone_width_and_keyboard(browser: Browser, server: Server) -> None:
     expect(page.locator("#client-id")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(SHOTS / "client-390.png"), full_page=True)
+    context.close()
+
+
+def test_monitoring_page_plots(browser: Browser, monitored: Server) -> None:
+    """The analysts' page: linked from the nav, four inline SVG plots drawn (bars and
+    points, no "nothing to draw"), the status table, no console error (a CSP violation is
+    one), and nothing loaded from anywhere but the service."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    _sign_in(page, monitored)
+    page.get_by_role("link", name="Monitoring").click()
+    expect(page).to_have_url(f"{monitored.url}/ui/monitoring")
+    expect(page.locator("figure.plot svg.plot-svg")).to_have_count(4)
+    expect(page.locator("figure.plot .chart-empty")).to_have_count(0)
+    expect(page.locator("#plot-score rect.bar-window")).to_have_count(
+        page.locator("#plot-score rect.bar-reference").count()
+    )
+    assert page.locator("#plot-score rect.bar-window").count() > 2
+    assert page.locator("#plot-psi rect.bar-psi").count() > 0
+    assert page.locator("#plot-auc .series-realised .marker").count() > 0
+    assert page.locator("#plot-calibration .series-slope .marker").count() > 0
+    for plot_id in ("plot-score", "plot-psi", "plot-auc", "plot-calibration"):
+        svg = page.locator(f"#{plot_id} svg")
+        assert svg.get_attribute("role") == "img"
+        assert page.locator(f"#{plot_id}-title").text_content()
+        box = svg.bounding_box()
+        assert box is not None, plot_id
+        assert box["width"] > 200, plot_id
+        assert box["height"] > 100, plot_id
+    expect(page.locator("#figure-table tr.figure-row").first).to_be_visible()
+    expect(page.locator("#no-comparison")).to_contain_text("dropout-risk retrain --clinic calm")
+    assert all(url.startswith(monitored.url) for url in requested), requested
+    assert _layout_shift(page) < 0.01
+    page.screenshot(path=str(SHOTS / "monitoring-1280.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing scrolls sideways
+    page.reload()
+    expect(page.locator("figure.plot svg.plot-svg")).to_have_count(4)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(SHOTS / "monitoring-390.png"), full_page=True)
+    assert errors == []
     context.close()
