@@ -19,6 +19,7 @@ from service.api.deps import (
     Db,
     MaxLandmark,
     Model,
+    Models,
     ReadKey,
     WriteKey,
     actor,
@@ -179,7 +180,7 @@ def get_caseload(
     key: ReadKey,
     db: Db,
     audit: Audit,
-    model: Model,
+    models: Models,
     therapist_id: Annotated[Identifier | None, Query()] = None,
     min_level: Level | None = None,
     acknowledged: bool | None = None,
@@ -200,7 +201,7 @@ def get_caseload(
         "total": page.total,
         "limit": limit,
         "offset": offset,
-        "models": caseload_models(page.versions, model.version),
+        "models": caseload_models(page.versions, models.serving_version(who.clinic)),
         "clients": [
             {
                 "client_id": r.client_id,

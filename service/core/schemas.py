@@ -487,7 +487,7 @@ class CaseloadModelsOut(BaseModel):
     """Which model serves the clinic and which computed the listed risks (service.core.
     standing.caseload_models): `recomputing` while some are from an earlier model."""
 
-    serving: str
+    serving: str | None  # None while no model is loaded
     versions: dict[str, int]
     recomputing: bool
 

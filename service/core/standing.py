@@ -26,21 +26,23 @@ def standing_note(answer: Prediction) -> str:
     )
 
 
-def caseload_models(versions: dict[str, int], serving: str) -> dict[str, Any]:
-    """A caseload's `models`: the version serving the clinic, how many of the clients that
-    match each version's stored risk is from, and whether some are still being recomputed
-    after a change of model (service.scoring.rescoring), so a mixed list says so."""
+def caseload_models(versions: dict[str, int], serving: str | None) -> dict[str, Any]:
+    """A caseload's `models`: the version serving the clinic (None while no model is
+    loaded: the stored caseload still answers), how many of the clients that match each
+    version's stored risk is from, and whether some are still being recomputed after a
+    change of model (service.scoring.rescoring), so a mixed list says so."""
     return {
         "serving": serving,
         "versions": dict(sorted(versions.items())),
-        "recomputing": any(version != serving for version in versions),
+        "recomputing": serving is not None and any(v != serving for v in versions),
     }
 
 
-def recomputing_note(versions: dict[str, int], serving: str) -> str | None:
-    """The clinician view's sentence while a caseload mixes models; None when it does not."""
+def recomputing_note(versions: dict[str, int], serving: str | None) -> str | None:
+    """The clinician view's sentence while a caseload mixes models; None when it does not
+    (or when no model is loaded to compare with)."""
     stale = sum(n for version, n in versions.items() if version != serving)
-    if not stale:
+    if serving is None or not stale:
         return None
     return (
         f"{stale} of {sum(versions.values())} risks listed were computed by an earlier model "

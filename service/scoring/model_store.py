@@ -74,6 +74,14 @@ class ModelStore:
             raise ModelUnavailable(self.last_error or "no model is loaded")
         return self._model
 
+    def serving_version(self, clinic: str | None) -> str | None:
+        """The version serving `clinic`, or None while no model is loaded: for pages of
+        stored data, which answer without a model (a caseload names its rows' models)."""
+        try:
+            return self.for_clinic(clinic).version
+        except ModelUnavailable:
+            return None
+
     def is_clinic_champion(self, clinic: str) -> bool:
         """Whether `clinic` is served its own champion (not the network default)."""
         self.refresh()

@@ -471,7 +471,7 @@ async def caseload(
             recomputing=recomputing_note(listed.versions, serving),
         )
 
-    serving = models.for_clinic(viewer.clinic).version
+    serving = models.serving_version(viewer.clinic)
     return await run_in_threadpool(work)  # off the event loop
 
 

@@ -621,6 +621,15 @@ def test_without_a_model_ready_and_predictions_say_503(
         response = _predict(empty, keys, EXAMPLE)
         assert response.status_code == 503
         assert response.json()["detail"][0]["type"] == "model_unavailable"
+        # stored data answers without a model: the caseload names no serving model
+        reader = create_key(keys["url"], "clinic-a", ["clients:read"])
+        caseload = empty.get("/v1/caseload", headers={"Authorization": f"Bearer {reader}"})
+        assert caseload.status_code == 200
+        assert caseload.json()["models"] == {
+            "serving": None,
+            "versions": {},
+            "recomputing": False,
+        }
 
 
 def test_unreachable_database_with_an_unknown_key_is_503_not_500(tmp_path: Path) -> None:
