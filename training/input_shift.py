@@ -171,6 +171,17 @@ def clipped_ranges(meta: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
     return {name: (bounds[0], bounds[1]) for name, bounds in ranges.items() if bounds}
 
 
+def range_arrays(
+    meta: Mapping[str, Any],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """clipped_ranges as (low, high) per feature in FEATURES order, unbounded where a
+    feature has no range (what monitoring and a reference profile compare rows with)."""
+    low, high = np.full(len(FEATURES), -np.inf), np.full(len(FEATURES), np.inf)
+    for name, (lo, hi) in clipped_ranges(meta).items():
+        low[FEATURES.index(name)], high[FEATURES.index(name)] = lo, hi
+    return low, high
+
+
 def _outside(meta: Mapping[str, Any], counts: ShiftTally) -> str:
     share = counts.outside / counts.rows
     found = [

@@ -59,7 +59,7 @@ from training.features import (
     landmark_examples,
     latest_landmark_features,
 )
-from training.input_shift import FLAG_RATE_GAP, OUTSIDE_SHARE, clipped_ranges
+from training.input_shift import FLAG_RATE_GAP, OUTSIDE_SHARE, range_arrays
 from training.monitoring_profile import (
     INSTRUMENT_MISSING,
     MONITORED,
@@ -272,10 +272,7 @@ class MonitoredModel:
     @classmethod
     def from_metadata(cls, meta: ModelMetadata) -> MonitoredModel:
         """From a loaded model's typed metadata (training.registry.LoadedModel.meta)."""
-        ranges = clipped_ranges({"feature_range": getattr(meta, "feature_range", None)})
-        low, high = np.full(len(FEATURES), -np.inf), np.full(len(FEATURES), np.inf)
-        for name, (lo, hi) in ranges.items():
-            low[FEATURES.index(name)], high[FEATURES.index(name)] = lo, hi
+        low, high = range_arrays({"feature_range": getattr(meta, "feature_range", None)})
         profile = meta.reference_profile
         recorded = (getattr(meta, "sample_size", None) or {}).get("parameters")
         parameters = profile.parameters if profile else int(recorded or len(FEATURES))

@@ -31,7 +31,7 @@ from training.comparison import evaluate_with_baselines
 from training.evaluation import EvalData, Thresholds, evaluate, log_loss
 from training.explanation.reference import reference_clients
 from training.features import FEATURES
-from training.input_shift import clipped_ranges
+from training.input_shift import range_arrays
 from training.model import estimator_kind, grouped_folds, linear_preprocessing
 from training.profile_schema import ReferenceProfile
 from training.registry import LoadedModel, Registry
@@ -541,9 +541,7 @@ def _local_profile(
     its latest landmark, so monitoring at this clinic compares the clinic with itself at
     the time of the update (not with the parent's development data, which the update
     corrected for). The training range is the one the new metadata records."""
-    ranges = clipped_ranges(meta)
-    low = np.array([ranges.get(f, (-np.inf, np.inf))[0] for f in FEATURES], dtype=np.float64)
-    high = np.array([ranges.get(f, (-np.inf, np.inf))[1] for f in FEATURES], dtype=np.float64)
+    low, high = range_arrays(meta)
     parameters = check_sample_size(rows.X, rows.y_client, allow_small=True).parameters
     everyone = np.ones(len(rows.data.client_ids), dtype=bool)
     landmarks = tuple(parent.meta.landmarks)
