@@ -49,6 +49,7 @@ from service.api.deps import (
 )
 from service.core.schemas import MAX_OFFSET, PageLimitText, PageNumberText
 from service.core.standing import recomputing_note, standing_note
+from service.scoring.model_store import ModelUnavailable
 from service.scoring.monitoring_window import (
     WINDOW_RULE,
     InvalidWindow,
@@ -93,6 +94,10 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = tuple(
     )
 )
 
+NO_MODEL = (
+    "No risk model is being served right now (none is registered, or the registry cannot be "
+    "read). Stored risks stay on the caseload; please try again in a minute."
+)
 _CSS = (_HERE / "static" / "ui.css").read_bytes()
 CSS_VERSION = hashlib.sha256(_CSS).hexdigest()[:12]
 
@@ -111,7 +116,7 @@ class UiRoute(APIRoute):
     """Adds SECURITY_HEADERS to every response of the route, error pages and framework
     errors included (a header the response already set is kept), and answers what the
     dependencies of service.api.deps raise: no open session (a redirect to sign-in), a
-    form without its CSRF token (403), the database away (503)."""
+    form without its CSRF token (403), the database away or no model to serve (503)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -125,6 +130,8 @@ class UiRoute(APIRoute):
                 return _error(403)
             except StorageUnavailable:
                 return _unavailable()
+            except ModelUnavailable:
+                return _unavailable(NO_MODEL)
 
         return answered
 
@@ -201,10 +208,10 @@ def _error(status: int, viewer: Clinician | None = None, detail: str | None = No
     return _render("error.html", status, code=status, viewer=viewer, detail=detail)
 
 
-def _unavailable() -> Response:
-    """The database being away is a 503 page (the JSON API answers 503 too), never a
-    traceback."""
-    response = _error(503)
+def _unavailable(detail: str | None = None) -> Response:
+    """The database being away, or no model to serve, is a 503 page (the JSON API answers
+    503 too), never a traceback; `detail` replaces the page's database text."""
+    response = _error(503, detail=detail)
     response.headers["Retry-After"] = "5"
     return response
 

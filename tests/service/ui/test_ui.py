@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from service.app import create_app
 from service.core.settings import Settings
+from service.scoring.model_store import ModelUnavailable
 from service.security.api_keys import ApiKey
 from service.security.key_store import DbKeyStore
 from service.security.session_cookies import (
@@ -41,7 +42,7 @@ from service.storage.engine import StorageUnavailable, normalise_url
 from service.storage.repository import PredictionRecord, SessionRecord
 from service.storage.tables import UiSessionRow
 from service.ui import views
-from tests.support.helpers import REPO
+from tests.support.helpers import REPO, create_key
 from tests.support.ui import CLIENTS, CSP, A, B, Ui, csrf, include_ui, row_ids, row_of, set_cookies
 from training.cli import run
 from training.vocabulary import ID_RULE
@@ -810,3 +811,23 @@ def test_the_router_is_included_once() -> None:
     assert app.url_path_for("ui_client", client_id="x") == "/ui/clients/x"
     assert all("/ui" not in path for path in app.openapi()["paths"])  # not in the API schema
     assert urlsplit(app.url_path_for("ui_login")).path == "/ui/login"
+
+
+def test_no_model_to_serve_is_a_503_page_not_json(ui: Ui, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page that needs the served model (the monitoring report) while none is loaded
+    answers the view's 503 page, with the view's headers, not the JSON API's error."""
+    ui.tokens["lead"] = create_key(ui.url, A, ["clients:read", "monitoring:read"])
+    ui.signed_in("lead")
+    assert ui.page("/ui/monitoring").count("<svg") >= 1
+
+    def none_loaded(clinic: str) -> None:
+        raise ModelUnavailable("no champion model is registered")
+
+    monkeypatch.setattr(ui.http.app.state.models, "for_clinic", none_loaded)
+    response = ui.http.get("/ui/monitoring", follow_redirects=False)
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-security-policy"] == CSP
+    assert response.headers["retry-after"] == "5"
+    assert "<h1>Service unavailable</h1>" in response.text
+    assert "No risk model is being served right now" in response.text
