@@ -82,9 +82,13 @@ async def promote(
     integrity check is refused (409) and the current one keeps serving."""
     clinic = None if "models:network" in key.scopes else key.tenant
     who = actor(key)
-    previous = store.promote(
-        version, clinic, actor=who.name, force=order.force, reason=order.reason
-    )
     with db.session() as s:
+        # The audit row reaches the database before the registry changes, and is rolled
+        # back if the promotion is refused: no promotion goes unaudited when the database
+        # is away (503, the champion unchanged), and no refusal is recorded as one.
         audit(s, who, "model.promote" if clinic else "model.promote_network", None, version)
+        s.flush()
+        previous = store.promote(
+            version, clinic, actor=who.name, force=order.force, reason=order.reason
+        )
     return {"champion": store.for_clinic(clinic).version, "previous": previous}

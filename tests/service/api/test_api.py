@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import exc as sa_exc
 
 from service.api import predictions as predictions_route
 from service.app import create_app
@@ -556,6 +557,38 @@ def test_promotion_scopes(client: TestClient, keys: dict[str, str], registry: Pa
     assert promoted.json() == {"champion": champion, "previous": champion}
     network_only = client.get("/v1/models", headers=_auth(keys, "network"))
     assert network_only.status_code == 403
+
+
+def test_a_promotion_the_audit_cannot_record_changes_nothing(
+    client: TestClient, keys: dict[str, str], registry: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit row is written before the registry changes: when the database refuses it
+    the promotion is a 503 and the clinic's champion and the registry's history are as
+    they were; once the database takes it, the promotion and its one audit row land."""
+    champion = Registry(registry).read()["champion"]
+    admin_y = {"Authorization": f"Bearer {create_key(keys['url'], 'clinic-y', ['models:admin'])}"}
+    before = Registry(registry).index()
+
+    def refused(*args: object) -> None:
+        raise sa_exc.OperationalError("INSERT INTO audit_log", {}, Exception("read-only"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(repo, "add_audit", refused)
+        answer = client.post(f"/v1/models/{champion}/promote", headers=admin_y)
+    assert answer.status_code == 503
+    after = Registry(registry).index()
+    assert "clinic-y" not in after.clinic_champions
+    assert len(after.history) == len(before.history)
+    landed = client.post(f"/v1/models/{champion}/promote", headers=admin_y)
+    assert landed.status_code == 200
+    assert Registry(registry).index().clinic_champions["clinic-y"] == champion
+    storage = Storage(keys["url"])
+    try:
+        with storage.session() as s:
+            rows = repo.list_audit(s, "clinic-y", dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+    finally:
+        storage.close()
+    assert [(r.action, r.model_version) for r in rows] == [("model.promote", champion)]
 
 
 def test_promotion_and_tampering(
