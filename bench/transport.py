@@ -12,7 +12,12 @@ and scored on the same split. Per held-out world and landmark, on the world's te
   world's training split at that landmark (the update shifts every logit by one constant,
   so it moves the intercept and ECE, never the slope);
 - ECE (10 equal-width bins) raw and updated, and the share flagged high against the design;
-- the baselines' AUC, each next to the model's AUC on the very rows where it applies.
+- the baselines' AUC, each next to the model's AUC on the very rows where it applies, the
+  paired bootstrap 95% interval of the difference (is the model below a rule beyond
+  noise?) and the linear ceiling's margin over the rule: a logistic model on every feature
+  fitted inside the world at that landmark on the rows where the rule applies. Where even
+  that ceiling is barely above a rule, "beats the rule in every world" is a coin toss for
+  any model, which the summary counts.
 
 Targets (issue 12), at every landmark: AUC within 0.02 of the retrain on average and never
 more than 0.04 below it; slope in [0.8, 1.25] after the update; AUC above both baselines
@@ -37,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy.stats import rankdata
 
 from training.baselines import SRS_LAST, WAI_LOGISTIC, at_threshold, fit_baselines
 from training.contract import load_cohort
@@ -45,13 +51,14 @@ from training.model import CalibratedModel
 from training.registry import Registry
 from training.simulate import simulate, write_tables
 from training.train import LabelledExamples, TrainConfig, fit_model, labelled_examples
-from training.transport import ece
+from training.transport import ece, within_world_logistic
 from training.worlds import draw_world, simulate_mixture, world_of, world_seed
 
 FloatArray = npt.NDArray[np.float64]
 HELD_OUT_FROM = 1000  # held-out worlds are 1000, 1001, ...: never among the training worlds
 DESIGN_HIGH = TrainConfig().flag_rates[1]
 TARGET_MEAN_GAP, TARGET_WORST_GAP, SLOPE_RANGE = 0.02, 0.04, (0.8, 1.25)
+CEILING_MARGIN = 0.005  # a rule the world's own linear ceiling beats by less is not beatable
 
 
 def _quiet(_: str) -> None:
@@ -117,7 +124,8 @@ def world_rows(
     retrain = fit_model(X[train], y[train], owner[train], None, TrainConfig(), _quiet)
     p_train, p_test = (model.predict_proba(X[rows])[:, 1] for rows in (train, test))
     p_home = retrain.model.predict_proba(X[test])[:, 1]
-    rules = fit_baselines(X[train], y[train]).scores(X[test])
+    baselines = fit_baselines(X[train], y[train])
+    rules, rules_train = baselines.scores(X[test]), baselines.scores(X[train])
     out = []
     for landmark in np.unique(mark[test]):
         at, fit_at = mark[test] == landmark, mark[train] == landmark
@@ -142,10 +150,44 @@ def world_rows(
         for name, key in ((SRS_LAST, "srs"), (WAI_LOGISTIC, "wai")):
             score = rules[name][at]
             applies = np.isfinite(score)
-            row[f"auc_{key}"] = at_threshold(yk, score, 0.0).auc if applies.any() else np.nan
-            row[f"auc_model_{key}"] = auc(yk[applies], pk[applies]) if applies.any() else np.nan
+            if not applies.any():
+                row.update({f"{key}_{part}": np.nan for part in _RULE_PARTS})
+                row.update({f"{part}_{key}": np.nan for part in _RULE_PARTS_AUC})
+                continue
+            ya, sa = yk[applies], score[applies]
+            rule = at_threshold(ya, sa, 0.0).auc
+            row[f"auc_{key}"] = rule
+            row[f"auc_model_{key}"] = auc(ya, pk[applies])
+            row[f"{key}_low"], row[f"{key}_high"] = difference_interval(
+                ya, pk[applies], sa, np.random.default_rng([k, int(landmark)])
+            )
+            # the linear ceiling: a logistic model on every feature fitted on the world's
+            # own training rows at this landmark where the rule applies
+            fit_rows = fit_at & np.isfinite(rules_train[name])
+            ceiling = within_world_logistic().fit(X[train][fit_rows], y[train][fit_rows])
+            pc = ceiling.predict_proba(X[test][at][applies])[:, 1]
+            row[f"{key}_ceiling"] = auc(ya, pc) - rule
         out.append(row)
     return out
+
+
+_RULE_PARTS = ("low", "high", "ceiling")
+_RULE_PARTS_AUC = ("auc", "auc_model")
+BOOTSTRAP = 200  # paired replicates for the interval of model minus rule
+
+
+def difference_interval(
+    y: npt.NDArray[Any], a: FloatArray, b: FloatArray, rng: np.random.Generator
+) -> tuple[float, float]:
+    """95% interval of AUC(a) - AUC(b) on the same rows (one row per client at a landmark),
+    by a paired bootstrap with Poisson(1) weights: is a model below a rule beyond noise?"""
+    b = rankdata(b) / (b.size + 1)  # a rule's score as a probability-like rank, ties kept
+    reps = np.empty(BOOTSTRAP)
+    for i in range(BOOTSTRAP):
+        w = rng.poisson(1.0, y.size).astype(np.float64)
+        reps[i] = auc(y, a, w) - auc(y, b, w)
+    low, high = np.nanpercentile(reps, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def _f(x: float, digits: int = 3) -> str:
@@ -168,14 +210,36 @@ _COLUMNS = (
     ("high_rate_updated", "high upd.", 2),
     ("auc_srs", "last SRS<36", 3),
     ("auc_model_srs", "model (SRS rows)", 3),
+    ("srs_ci", "model − SRS rule, 95% CI", 3),
+    ("srs_ceiling", "ceiling − SRS rule", 3),
     ("auc_wai", "WAI logistic", 3),
     ("auc_model_wai", "model (WAI rows)", 3),
+    ("wai_ci", "model − WAI rule, 95% CI", 3),
+    ("wai_ceiling", "ceiling − WAI rule", 3),
 )
 
 
 def _cell(row: dict[str, Any], key: str, digits: int | None) -> str:
+    if key.endswith("_ci"):
+        rule = key.removesuffix("_ci")
+        low, high = row[f"{rule}_low"], row[f"{rule}_high"]
+        return "n/a" if not np.isfinite(low) else f"{low:+.3f} to {high:+.3f}"
     value = row["auc"] - row["auc_retrain"] if key == "gap" else row[key]
     return str(value) if digits is None else _f(float(value), digits)
+
+
+def _below_beyond_noise(row: dict[str, Any]) -> bool:
+    """The model is below a rule and the interval of the difference excludes zero."""
+    return any(np.isfinite(row[f"{k}_high"]) and row[f"{k}_high"] < 0 for k in ("srs", "wai"))
+
+
+def _no_linear_margin(row: dict[str, Any]) -> bool:
+    """Even the in-world linear ceiling is less than 0.005 above a rule: beating that rule
+    is then within the noise of any model, however it is trained."""
+    return any(
+        np.isfinite(row[f"{k}_ceiling"]) and row[f"{k}_ceiling"] < CEILING_MARGIN
+        for k in ("srs", "wai")
+    )
 
 
 def _beats_baselines(row: dict[str, Any]) -> bool:
@@ -191,6 +255,8 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         gaps = np.array([r["auc"] - r["auc_retrain"] for r in at])
         slopes = np.array([r["slope"] for r in at])
         beats = sum(_beats_baselines(r) for r in at)
+        below = sum(_below_beyond_noise(r) for r in at)
+        no_margin = sum(_no_linear_margin(r) for r in at)
         out.append(
             {
                 "landmark": k,
@@ -199,6 +265,8 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "slope_min": float(np.nanmin(slopes)),
                 "slope_max": float(np.nanmax(slopes)),
                 "beats": beats,
+                "below": below,
+                "no_margin": no_margin,
                 "worlds": len(at),
                 "auc_met": bool(
                     gaps.mean() >= -TARGET_MEAN_GAP and gaps.min() >= -TARGET_WORST_GAP
@@ -221,15 +289,27 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, seconds: floa
         f"{DESIGN_HIGH:.0%} flagged high. Slopes are unchanged by the intercept-only update.",
         "",
         "| k | AUC − retrain: mean | worst | slope min–max | above both baselines | "
+        "below one beyond noise | no linear margin | "
         "AUC target | slope target | baseline target |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary(rows):
         lines.append(
             f"| {s['landmark']} | {s['mean_gap']:+.3f} | {s['worst_gap']:+.3f} | "
             f"{s['slope_min']:.2f}–{s['slope_max']:.2f} | {s['beats']}/{s['worlds']} | "
+            f"{s['below']}/{s['worlds']} | {s['no_margin']}/{s['worlds']} | "
             f"{yes[s['auc_met']]} | {yes[s['slope_met']]} | {yes[s['baselines_met']]} |"
         )
+    lines += [
+        "",
+        "*Below one beyond noise*: worlds where the model is below a rule and the paired "
+        f"bootstrap 95% interval ({BOOTSTRAP} replicates) of the difference excludes zero. "
+        "*No linear margin*: worlds where a logistic model on every feature fitted at this "
+        "landmark on the world's own training rows where the rule applies (the ceiling) is "
+        "less than "
+        f"{CEILING_MARGIN} AUC above a rule, so that no linear model can be expected to beat "
+        "it there beyond sampling noise.",
+    ]
     lines += ["", "| " + " | ".join(h for _, h, _ in _COLUMNS) + " |"]
     lines.append("|" + "---|" * len(_COLUMNS))
     for r in rows:

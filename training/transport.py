@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from training.features import FEATURES
@@ -46,6 +46,17 @@ AGREEMENT = 0.75  # a free feature is kept when this share of its votes agree on
 MIN_EFFECT = 0.02  # a world votes on a feature's sign when its coefficient is at least this
 
 
+def within_world_logistic() -> Pipeline:
+    """An unconstrained, lightly penalised logistic model on every feature, fitted inside one
+    world: what measures each feature's effect there (world_coefficients) and the linear
+    ceiling a world's own data allow (bench/transport.py)."""
+    return make_pipeline(
+        SimpleImputer(strategy="median", keep_empty_features=True),
+        StandardScaler(),
+        LogisticRegression(C=1.0, max_iter=2000),
+    )
+
+
 def world_coefficients(
     X: FloatArray, y: npt.NDArray[np.int8], worlds: npt.NDArray[np.int64]
 ) -> FloatArray:
@@ -54,11 +65,7 @@ def world_coefficients(
     out = []
     for k in np.unique(worlds):
         rows = worlds == k
-        model = make_pipeline(
-            SimpleImputer(strategy="median", keep_empty_features=True),
-            StandardScaler(),
-            LogisticRegression(C=1.0, max_iter=2000),
-        ).fit(X[rows], y[rows])
+        model = within_world_logistic().fit(X[rows], y[rows])
         coef = model[-1].coef_[0].copy()
         coef[np.isnan(X[rows]).all(axis=0)] = np.nan
         out.append(coef)
