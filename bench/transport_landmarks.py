@@ -1,8 +1,8 @@
 """Would a model per landmark transport better than the pooled default? (issue 12)
 
 The shipped default is one sign-constrained logistic model over the rows of every landmark.
-This experiment trains, on the same mixture of worlds as `make shipped-model` (worlds 0..23,
-2,500 clients each, its seed), one such model per landmark by the same pipeline
+This experiment trains, on the same mixture of worlds as the shipped model (its worlds, clients
+per world and seed, read from its metadata), one such model per landmark by the same pipeline
 (training.train.fit_model with the worlds), and scores both on held-out worlds 1000.. next to
 an in-world "oracle": an unconstrained logistic model on every feature fitted at that
 landmark on the world's own training split (training.transport.within_world_logistic).
@@ -28,19 +28,19 @@ import transport as bench  # bench/transport.py, the leave-one-world-out bench
 
 from training.baselines import SRS_LAST, WAI_LOGISTIC, at_threshold, fit_baselines
 from training.evaluation import auc, calibration_slope_intercept
-from training.registry import Registry
+from training.registry import LoadedModel, Registry
 from training.train import TrainConfig, fit_model
 from training.transport import within_world_logistic
 from training.worlds import simulate_mixture, world_of
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED_WORLDS, SHIPPED_CLIENTS, SHIPPED_SEED = 24, 2500, 20261201  # as the Makefile's
 
 
-def per_landmark_models() -> dict[int, object]:
-    clients, sessions, records = simulate_mixture(
-        list(range(SHIPPED_WORLDS)), SHIPPED_CLIENTS, SHIPPED_SEED
-    )
+def per_landmark_models(shipped: LoadedModel) -> dict[int, object]:
+    """One model per landmark on the shipped model's own mixture (`make shipped-model`)."""
+    worlds = [int(w["world"]) for w in shipped.metadata["worlds"]]
+    per_world = int(shipped.metadata["training_data"]["n_clients"]) // len(worlds)
+    clients, sessions, records = simulate_mixture(worlds, per_world, int(shipped.metadata["seed"]))
     sidecar = {"simulated": True, "worlds": records}
     data = bench._labelled(clients, sessions, sidecar)
     owner = data.examples.row_client
@@ -62,8 +62,8 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=8, help="score on worlds 1000..")
     parser.add_argument("--held-out-clients", type=int, default=8000, help="per held-out world")
     args = parser.parse_args()
-    pooled = Registry(REPO / "models").load().model
-    per = per_landmark_models()
+    shipped = Registry(REPO / "models").load()
+    pooled, per = shipped.model, per_landmark_models(shipped)
     print("world k | rule: AUC, then pooled / per-landmark / oracle minus it | slopes")
     for w in range(bench.HELD_OUT_FROM, bench.HELD_OUT_FROM + args.held_out):
         split = bench.held_out_world(w, args.held_out_clients, 1)
