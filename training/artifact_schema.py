@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from training.errors import DropoutRiskError, field_path
+from training.figures import EvaluationDocument
 from training.profile_schema import ReferenceProfile
 from training.vocabulary import ID_MAX_LENGTH, ID_PATTERN, MAX_LANDMARK
 
@@ -60,7 +61,8 @@ class ModelMetadata(_Document):
     landmarks: Annotated[list[Landmark], Field(min_length=1)]
     features: Annotated[list[str], Field(min_length=1)]
     instruments: list[str]
-    metrics: dict[str, Any]
+    # The evaluation's figures, typed (training.figures reads and writes their layout).
+    metrics: EvaluationDocument
     thresholds: Thresholds
     # The reference client of the explanations: one feature row per landmark (as text).
     reference: dict[str, list[float | None]]

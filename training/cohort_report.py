@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from training.baselines import fit_baselines
 from training.comparison import evaluate_with_baselines
 from training.contract import Cohort
 from training.evaluation import Thresholds
+from training.figures import Evaluation
 from training.input_shift import shift_warnings, tally
 from training.publish import published
 from training.registry import Registry
@@ -26,7 +26,7 @@ def evaluate_cohort(
     step: Callable[[str], None],
     n_boot: int = 200,
     warnings: list[str] | None = None,
-) -> dict[str, Any]:
+) -> Evaluation:
     """Score every landmark example of the cohort and write the report; returns metrics.
     Input-shift warnings (training.input_shift) are added to `warnings` and the report."""
     loaded = Registry(models_dir).load(version)

@@ -31,6 +31,7 @@ from training.comparison import evaluate_with_baselines
 from training.evaluation import EvalData, Thresholds, evaluate, log_loss
 from training.explanation.reference import reference_clients
 from training.features import FEATURES
+from training.figures import Evaluation
 from training.input_shift import range_arrays
 from training.model import estimator_kind, grouped_folds, linear_preprocessing
 from training.profile_schema import ReferenceProfile
@@ -181,8 +182,9 @@ class UpdateResult:
     folder: Path
     metadata: dict[str, Any]
     plan: Plan
-    parent_results: dict[str, Any]
+    parent_results: Evaluation
     refit_check: RefitCheck | None
+    metrics: Evaluation  # metadata["metrics"], typed
 
 
 @dataclass(frozen=True)
@@ -386,20 +388,19 @@ def _fit(loaded: LoadedModel, rows: _Rows, plan: Plan, config: UpdateConfig, ste
     return _Fitted(fitted.model, fitted.selection.calibrated_oof, fitted, check, refit_plan)
 
 
-def _point(results: dict[str, Any]) -> dict[str, Any]:
+def _point(results: Evaluation) -> dict[str, Any]:
     """Point estimates of the headline figures (the parent on the local clients)."""
-    overall = results["overall"]
     return {
-        "auc": overall["auc"]["estimate"],
-        "brier": overall["brier"]["estimate"],
+        "auc": results.overall.auc.estimate,
+        "brier": results.overall.brier.estimate,
         "per_landmark": [
             {
-                "landmark": row["landmark"],
-                "auc": row["auc"]["estimate"],
-                "calibration_intercept": row["calibration_intercept"]["estimate"],
-                "calibration_slope": row["calibration_slope"]["estimate"],
+                "landmark": row.landmark,
+                "auc": row.auc.estimate,
+                "calibration_intercept": row.calibration_intercept.estimate,
+                "calibration_slope": row.calibration_slope.estimate,
             }
-            for row in results["per_landmark"]
+            for row in results.per_landmark
         ],
     }
 
@@ -433,8 +434,8 @@ def _metadata(
     inputs: TrainInputs,
     rows: _Rows,
     fitted: _Fitted,
-    results: dict[str, Any],
-    parent_results: dict[str, Any],
+    results: Evaluation,
+    parent_results: Evaluation,
     thresholds: dict[str, Any],
     config: UpdateConfig,
 ) -> dict[str, Any]:
@@ -455,7 +456,7 @@ def _metadata(
         "worlds": [],
         "training_data": training_data_record(inputs, rows.data, everyone, everyone[:0]),
         "selection": {"cv": EVALUATION, "candidates": []},
-        "metrics": results,
+        "metrics": results.to_json(),
         "thresholds": thresholds,
         "reference": reference_clients(rows.X, rows.landmark, landmarks),
         "seed": config.seed,
@@ -598,6 +599,7 @@ def update(
         fitted.plan,
         parent_results,
         fitted.refit_check,
+        written.metrics,
     )
 
 
