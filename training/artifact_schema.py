@@ -38,6 +38,7 @@ class Thresholds(_Document):
 
     moderate: Probability
     high: Probability
+    rule: str | None = None  # how they were chosen (absent: not recorded)
 
 
 class Lineage(_Document):
@@ -47,6 +48,15 @@ class Lineage(_Document):
     parent: Version
     method: str
     clinic: ClinicId | None = None
+    # The SHA-256 of the files it was updated on (compare scores them out of fold).
+    fingerprint: str | None = None
+
+
+class UpdateRecord(_Document):
+    """What a local update did (training.update writes it in full; the card shows it): the
+    seed of its folds is what compare needs to score it out of fold again."""
+
+    seed: int
 
 
 class ModelMetadata(_Document):
@@ -71,6 +81,7 @@ class ModelMetadata(_Document):
     reference_profile: ReferenceProfile | None = None
     # A local update's origin; absent from a model trained from scratch (a network default).
     lineage: Lineage | None = None
+    update: UpdateRecord | None = None
 
 
 class RegistryEntry(_Document):

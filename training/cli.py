@@ -771,7 +771,7 @@ def predict(
             workers,
         )
     if stats.not_scored:
-        first = min(loaded.metadata["landmarks"])
+        first = min(loaded.meta.landmarks)
         err.print(
             f"warning: {stats.not_scored:,} client(s) have not reached session "
             f"{first}, the model's first landmark, and were not scored",

@@ -443,8 +443,8 @@ def _scores(
     loaded: LoadedModel, data: LabelledExamples, fingerprint: str, step: Step
 ) -> tuple[FloatArray, bool]:
     """The model's scores on the rows; out of fold when it was updated on these files."""
-    lineage = loaded.metadata.get("lineage") or {}
-    if lineage.get("fingerprint") == fingerprint and "update" in loaded.metadata:
+    lineage, update = loaded.meta.lineage, loaded.meta.update
+    if lineage is not None and lineage.fingerprint == fingerprint and update is not None:
         step(f"scoring {loaded.version} out of fold (it was updated on these clients)")
         return cross_validated(loaded, data, step), True
     step(f"scoring with {loaded.version}")
