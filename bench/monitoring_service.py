@@ -51,7 +51,7 @@ from service.scoring.monitoring_window import ReportCache, clinic_report, window
 from service.storage import repository as repo
 from service.storage.database import Storage
 from service.storage.engine import normalise_url
-from service.storage.tables import Client, Outcome, Prediction, SessionRow
+from service.storage.tables import Client, Outcome, PredictionRow, SessionRow
 from training.monitoring import MonitoredModel, monitor
 from training.registry import Registry
 from training.simulate import simulate
@@ -121,14 +121,14 @@ def _rows(n: int, seed: int) -> tuple[list[dict[str, Any]], ...]:
 def _seed(storage: Storage, n: int, seed: int) -> int:
     clients, sessions, predictions, outcomes = _rows(n, seed)
     with storage.session() as s:
-        for table in (Prediction, Outcome, SessionRow, Client):
+        for table in (PredictionRow, Outcome, SessionRow, Client):
             s.execute(delete(table).where(table.clinic_id == CLINIC))
         repo.ensure_clinic(s, CLINIC)
     with storage.session() as s:
         for table, rows in ((Client, clients), (SessionRow, sessions)):
             for i in range(0, len(rows), 5_000):
                 s.execute(insert(table), rows[i : i + 5_000])
-        for table, rows in ((Prediction, predictions), (Outcome, outcomes)):
+        for table, rows in ((PredictionRow, predictions), (Outcome, outcomes)):
             for i in range(0, len(rows), 5_000):
                 s.execute(insert(table), rows[i : i + 5_000])
     if storage.engine.dialect.name == "postgresql":

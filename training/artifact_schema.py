@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from training.errors import DropoutRiskError, field_path
+from training.figures import EvaluationDocument
 from training.profile_schema import ReferenceProfile
 from training.vocabulary import ID_MAX_LENGTH, ID_PATTERN, MAX_LANDMARK
 
@@ -37,6 +38,7 @@ class Thresholds(_Document):
 
     moderate: Probability
     high: Probability
+    rule: str | None = None  # how they were chosen (absent: not recorded)
 
 
 class Lineage(_Document):
@@ -46,6 +48,15 @@ class Lineage(_Document):
     parent: Version
     method: str
     clinic: ClinicId | None = None
+    # The SHA-256 of the files it was updated on (compare scores them out of fold).
+    fingerprint: str | None = None
+
+
+class UpdateRecord(_Document):
+    """What a local update did (training.update writes it in full; the card shows it): the
+    seed of its folds is what compare needs to score it out of fold again."""
+
+    seed: int
 
 
 class ModelMetadata(_Document):
@@ -60,7 +71,8 @@ class ModelMetadata(_Document):
     landmarks: Annotated[list[Landmark], Field(min_length=1)]
     features: Annotated[list[str], Field(min_length=1)]
     instruments: list[str]
-    metrics: dict[str, Any]
+    # The evaluation's figures, typed (training.figures reads and writes their layout).
+    metrics: EvaluationDocument
     thresholds: Thresholds
     # The reference client of the explanations: one feature row per landmark (as text).
     reference: dict[str, list[float | None]]
@@ -69,6 +81,7 @@ class ModelMetadata(_Document):
     reference_profile: ReferenceProfile | None = None
     # A local update's origin; absent from a model trained from scratch (a network default).
     lineage: Lineage | None = None
+    update: UpdateRecord | None = None
 
 
 class RegistryEntry(_Document):

@@ -25,7 +25,9 @@ from training.cli_support import DomainErrorGroup, command_group, err, fail, out
 
 if TYPE_CHECKING:
     from training.compare import Comparison
+    from training.figures import Estimate, Evaluation
     from training.simulate import SimulationParams
+    from training.train import TrainResult
     from training.update import UpdateConfig, UpdateResult
 
 # Service commands: (module under service/, attribute). Loaded only when one of them runs
@@ -337,8 +339,8 @@ def train(
         cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
         inputs = TrainInputs(cohort, sessions, clients, read_sidecar(sessions.parent))
         result = run_training(inputs, Registry(models_dir), config, promote, step, actor())
-    _print_baseline_warnings(result.metadata["metrics"])
-    _print_summary(result.metadata, result.champion, result.folder, time.perf_counter() - started)
+    _print_baseline_warnings(result.metrics)
+    _print_summary(result, time.perf_counter() - started)
     out.print(result.version)
 
 
@@ -352,7 +354,7 @@ def _parse_landmarks(text: str) -> tuple[int, ...]:
     return values
 
 
-def _print_baseline_warnings(results: dict[str, Any]) -> None:
+def _print_baseline_warnings(results: Evaluation) -> None:
     """Say first, on stderr, when a clinic rule does as well as the model (see the report)."""
     from training.comparison import baseline_warnings
 
@@ -360,41 +362,46 @@ def _print_baseline_warnings(results: dict[str, Any]) -> None:
         err.print(f"warning: {line}", markup=False)
 
 
-def _baseline_lines(results: dict[str, Any]) -> list[str]:
+def _baseline_lines(results: Evaluation) -> list[str]:
     """The model against each clinic rule (model / rule), as in the report."""
     from training.comparison import baseline_lines
 
     return [f"rules       {line}" for line in baseline_lines(results)]
 
 
-def _calibration_lines(results: dict[str, Any]) -> list[str]:
+def _calibration_lines(results: Evaluation) -> list[str]:
     """Calibration per landmark first; pooled figures are only a secondary line."""
     lines = [
-        f"cal. k={row['landmark']:<3} slope {_fmt(row['calibration_slope'])}   "
-        f"intercept {_fmt(row['calibration_intercept'])}"
-        for row in results["per_landmark"]
+        f"cal. k={row.landmark:<3} slope {_fmt(row.calibration_slope)}   "
+        f"intercept {_fmt(row.calibration_intercept)}"
+        for row in results.per_landmark
     ]
-    overall = results["overall"]
+    overall = results.overall
     lines.append(
-        f"cal. pooled slope {_fmt(overall['calibration_slope'])}   "
-        f"intercept {_fmt(overall['calibration_intercept'])}  (secondary)"
+        f"cal. pooled slope {_fmt(overall.calibration_slope)}   "
+        f"intercept {_fmt(overall.calibration_intercept)}  (secondary)"
     )
     return lines
 
 
-def _fmt(metric: dict[str, Any]) -> str:
+def _fmt(metric: Estimate | None) -> str:
     from training.evaluation import TOO_FEW
 
-    if metric.get("too_few"):
+    if metric is not None and metric.too_few:
         return TOO_FEW
-    est, (lo, hi) = metric["estimate"], metric["ci95"]
-    if est is None:
+    if metric is None or metric.estimate is None:
         return "n/a"
-    return f"{est:.3f} (95% CI {lo:.3f} to {hi:.3f})" if lo is not None else f"{est:.3f}"
+    est, (lo, hi) = metric.estimate, metric.ci95
+    return (
+        f"{est:.3f} (95% CI {lo:.3f} to {hi:.3f})"
+        if lo is not None and hi is not None
+        else f"{est:.3f}"
+    )
 
 
-def _print_summary(meta: dict[str, Any], champion: bool, folder: Path, seconds: float) -> None:
-    overall = meta["metrics"]["overall"]
+def _print_summary(result: TrainResult, seconds: float) -> None:
+    meta, champion, folder = result.metadata, result.champion, result.folder
+    overall = result.metrics.overall
     data = meta["training_data"]
     th = meta["thresholds"]
     lines = [
@@ -404,10 +411,10 @@ def _print_summary(meta: dict[str, Any], champion: bool, folder: Path, seconds: 
         f"dropout {data['dropout_rate']:.1%}{'  (SIMULATED cohort)' if data['simulated'] else ''}",
         f"held out    {data['test_clients']:,} clients "
         f"(metrics with 95% cluster-bootstrap intervals)",
-        f"AUC         {_fmt(overall['auc'])}",
-        f"Brier       {_fmt(overall['brier'])}",
-        *_calibration_lines(meta["metrics"]),
-        *_baseline_lines(meta["metrics"]),
+        f"AUC         {_fmt(overall.auc)}",
+        f"Brier       {_fmt(overall.brier)}",
+        *_calibration_lines(result.metrics),
+        *_baseline_lines(result.metrics),
         f"thresholds  moderate >= {th['moderate']:.3f}, high >= {th['high']:.3f}  "
         f"(validation: high flags {th['validation']['high']['flag_rate']:.0%}, "
         f"sensitivity {th['validation']['high']['sensitivity']:.0%})",
@@ -514,18 +521,17 @@ def run_update(
         cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
         inputs = TrainInputs(cohort, sessions, clients, read_sidecar(sessions.parent))
         result = update_model(registry, model, inputs, config, step)
-    _print_baseline_warnings(result.metadata["metrics"])
+    _print_baseline_warnings(result.metrics)
     for line in _update_lines(result):
         out.print(line, markup=False)
     return result
 
 
-def _update_lines(result: Any) -> list[str]:
+def _update_lines(result: UpdateResult) -> list[str]:
     """What update found and did: sample, allowed methods, each test, the choice and why,
     the estimates, and the out-of-fold figures next to the parent's on the same clients."""
     meta, plan = result.metadata, result.plan
     lineage, data = meta["lineage"], meta["training_data"]
-    parent = meta["update"]["parent_on_local_data"]
     where = f" for clinic {lineage['clinic']}" if lineage["clinic"] else ""
     lines = [
         f"update      {lineage['parent']} -> {result.version}{where}: {plan.method} "
@@ -564,22 +570,23 @@ def _update_lines(result: Any) -> list[str]:
             f"{params['shrinkage']:.3f} towards the parent (heuristic shrinkage; listed on the "
             "model card)"
         )
-    overall = meta["metrics"]["overall"]
+    overall, parent_figures = result.metrics.overall, result.parent_results
     lines += [
         f"figures     {meta['update']['evaluation']}",
-        f"AUC         {_fmt(overall['auc'])}  (parent on these clients {parent['auc']:.3f})",
-        f"Brier       {_fmt(overall['brier'])}  (parent {parent['brier']:.3f})",
+        f"AUC         {_fmt(overall.auc)}  (parent on these clients "
+        f"{_num(parent_figures.overall.auc.estimate)})",
+        f"Brier       {_fmt(overall.brier)}  "
+        f"(parent {_num(parent_figures.overall.brier.estimate)})",
     ]
-    before = {row["landmark"]: row for row in parent["per_landmark"]}
-    for row in meta["metrics"]["per_landmark"]:
-        old = before.get(row["landmark"], {})
+    for row in result.metrics.per_landmark:
+        old = parent_figures.landmark(row.landmark)
         lines.append(
-            f"cal. k={row['landmark']:<3} slope {_fmt(row['calibration_slope'])}   intercept "
-            f"{_fmt(row['calibration_intercept'])}  (parent: slope "
-            f"{_num(old.get('calibration_slope'))}, intercept "
-            f"{_num(old.get('calibration_intercept'))})"
+            f"cal. k={row.landmark:<3} slope {_fmt(row.calibration_slope)}   intercept "
+            f"{_fmt(row.calibration_intercept)}  (parent: slope "
+            f"{_num(None if old is None else old.calibration_slope.estimate)}, intercept "
+            f"{_num(None if old is None else old.calibration_intercept.estimate)})"
         )
-    lines += _baseline_lines(meta["metrics"])
+    lines += _baseline_lines(result.metrics)
     lines += [
         f"report      {result.folder / 'report.html'}",
         f"model card  {result.folder / 'model_card.md'}",
@@ -674,19 +681,19 @@ def _compare_lines(c: Any) -> list[str]:
         f"log loss    {diff(c.log_loss, 4)}",
         f"cal. error  {diff(c.calibration, 4)}  [log loss removable by recalibrating]",
     ]
-    a = {r["landmark"]: r for r in c.champion.results["per_landmark"]}
-    b = {r["landmark"]: r for r in c.challenger.results["per_landmark"]}
-    for k in sorted(a):
+    for a in sorted(c.champion.results.per_landmark, key=lambda row: row.landmark):
+        b = c.challenger.results.landmark(a.landmark)
         lines.append(
-            f"cal. k={k:<3} intercept {_fmt(a[k]['calibration_intercept'])} -> "
-            f"{_fmt(b[k]['calibration_intercept'])}; slope "
-            f"{_fmt(a[k]['calibration_slope'])} -> {_fmt(b[k]['calibration_slope'])}"
+            f"cal. k={a.landmark:<3} intercept {_fmt(a.calibration_intercept)} -> "
+            f"{_fmt(None if b is None else b.calibration_intercept)}; slope "
+            f"{_fmt(a.calibration_slope)} -> {_fmt(None if b is None else b.calibration_slope)}"
         )
     for level in FLAG_LEVELS:
-        first, second = c.champion.results["overall"][level], c.challenger.results["overall"][level]
+        first = c.champion.results.overall.level(level)
+        second = c.challenger.results.overall.level(level)
         lines.append(
-            f"{level:<11} flagged {_fmt(first['flag_rate'])} -> {_fmt(second['flag_rate'])}; "
-            f"sensitivity {_fmt(first['sensitivity'])} -> {_fmt(second['sensitivity'])}"
+            f"{level:<11} flagged {_fmt(first.flag_rate)} -> {_fmt(second.flag_rate)}; "
+            f"sensitivity {_fmt(first.sensitivity)} -> {_fmt(second.sensitivity)}"
         )
     return lines
 
@@ -710,7 +717,7 @@ def evaluate(
         cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
         results = evaluate_cohort(models_dir, model, cohort, report_path, step, warnings=warnings)
     _print_baseline_warnings(results)
-    out.print(f"AUC {_fmt(results['overall']['auc'])}, Brier {_fmt(results['overall']['brier'])}")
+    out.print(f"AUC {_fmt(results.overall.auc)}, Brier {_fmt(results.overall.brier)}")
     for line in _calibration_lines(results) + _baseline_lines(results):
         out.print(line, markup=False)
     out.print(f"report {report_path}")
@@ -764,7 +771,7 @@ def predict(
             workers,
         )
     if stats.not_scored:
-        first = min(loaded.metadata["landmarks"])
+        first = min(loaded.meta.landmarks)
         err.print(
             f"warning: {stats.not_scored:,} client(s) have not reached session "
             f"{first}, the model's first landmark, and were not scored",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from training.baselines import fit_baselines
 from training.comparison import evaluate_with_baselines
 from training.contract import Cohort
 from training.evaluation import Thresholds
+from training.figures import Evaluation
 from training.input_shift import shift_warnings, tally
 from training.publish import published
 from training.registry import Registry
@@ -26,23 +26,23 @@ def evaluate_cohort(
     step: Callable[[str], None],
     n_boot: int = 200,
     warnings: list[str] | None = None,
-) -> dict[str, Any]:
+) -> Evaluation:
     """Score every landmark example of the cohort and write the report; returns metrics.
     Input-shift warnings (training.input_shift) are added to `warnings` and the report."""
     loaded = Registry(models_dir).load(version)
-    meta = loaded.metadata
+    meta = loaded.metadata  # the document as written, for the report and the shift checks
     step("building landmark features")
-    data = labelled_examples(cohort, tuple(meta["landmarks"]))
+    data = labelled_examples(cohort, tuple(loaded.meta.landmarks))
     step(f"scoring with model {loaded.version}")
     p = loaded.model.predict_proba(data.examples.X)[:, 1]
     rows = data.examples.row_client.argsort(kind="stable")
     eval_data = data.eval_data(rows, p[rows])
-    th = meta["thresholds"]
+    th = loaded.meta.thresholds
     # The WAI logistic baseline is fitted on the evaluation rows themselves: two parameters,
     # so its in-sample advantage is negligible, and it needs no training data.
     baselines = fit_baselines(data.examples.X[rows], data.y[rows])
     results = evaluate_with_baselines(
-        eval_data, Thresholds(th["moderate"], th["high"]), baselines, n_boot=n_boot
+        eval_data, Thresholds(th.moderate, th.high), baselines, n_boot=n_boot
     )
     counts = tally(meta, cohort.sessions, data.examples.X, published(p, th)[1])
     shifted = shift_warnings(meta, counts, "sessions.csv", every_landmark=True)

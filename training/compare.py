@@ -41,7 +41,6 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -67,10 +66,10 @@ from training.evaluation import (
     log_loss,
     net_benefit,
 )
+from training.figures import Evaluation, SubgroupFigures
 from training.registry import LoadedModel, Registry, now
 from training.train import LabelledExamples, _fingerprint, labelled_examples
 from training.update import cross_validated, one_thread
-from training.vocabulary import FLAG_LEVELS
 
 Step = Callable[[str], None]
 
@@ -306,7 +305,7 @@ class Scored:
     p: FloatArray
     out_of_fold: bool  # updated on these very clients: scored out of fold
     thresholds: Thresholds
-    results: dict[str, Any]  # training.evaluation (with baselines) on the rows
+    results: Evaluation  # training.evaluation (with baselines) on the rows
 
 
 @dataclass(frozen=True)
@@ -416,27 +415,25 @@ def _rules(data: EvalData, X: FloatArray, rates: dict[str, float]) -> tuple[Rule
     return tuple(out)
 
 
-def _figures(row: dict[str, Any]) -> GroupFigures:
-    return GroupFigures(
-        auc=(row.get("auc") or {}).get("estimate"),
-        observed_expected=(row.get("observed_expected") or {}).get("estimate"),
-    )
+def _figures(row: SubgroupFigures | None) -> GroupFigures:
+    if row is None:
+        return GroupFigures()
+    return GroupFigures(auc=row.auc.estimate, observed_expected=row.observed_expected.estimate)
 
 
-def _subgroups(a: dict[str, Any], b: dict[str, Any]) -> tuple[SubgroupRecord, ...]:
+def _subgroups(a: Evaluation, b: Evaluation) -> tuple[SubgroupRecord, ...]:
     """Each subgroup's AUC and observed/expected for both models (point estimates)."""
     out = []
-    for factor, rows in (a.get("subgroups") or {}).items():
-        theirs = {r["group"]: r for r in (b.get("subgroups") or {}).get(factor, [])}
+    for factor, rows in a.subgroups.items():
+        theirs = {r.group: r for r in b.subgroups.get(factor, ())}
         for row in rows:
-            other = theirs.get(row["group"], {})
             out.append(
                 SubgroupRecord(
                     factor=factor,
-                    group=str(row["group"]),
-                    n_clients=int(row["n_clients"]),
+                    group=row.group,
+                    n_clients=row.n_clients,
                     champion=_figures(row),
-                    challenger=_figures(other),
+                    challenger=_figures(theirs.get(row.group)),
                 )
             )
     return tuple(out)
@@ -446,8 +443,8 @@ def _scores(
     loaded: LoadedModel, data: LabelledExamples, fingerprint: str, step: Step
 ) -> tuple[FloatArray, bool]:
     """The model's scores on the rows; out of fold when it was updated on these files."""
-    lineage = loaded.metadata.get("lineage") or {}
-    if lineage.get("fingerprint") == fingerprint and "update" in loaded.metadata:
+    lineage, update = loaded.meta.lineage, loaded.meta.update
+    if lineage is not None and lineage.fingerprint == fingerprint and update is not None:
         step(f"scoring {loaded.version} out of fold (it was updated on these clients)")
         return cross_validated(loaded, data, step), True
     step(f"scoring with {loaded.version}")
@@ -513,16 +510,13 @@ def compare(
         name: dict(zip(cuts, net_benefit(y, p, cuts).tolist(), strict=True))
         for name, p in (("champion", a.p), ("challenger", b.p), ("flag everyone", np.ones_like(y)))
     }
-    overall = a.results["overall"]
-    rates: dict[str, float] = {
-        level: float(overall[level]["flag_rate"]["estimate"] or 0.0) for level in FLAG_LEVELS
-    }
+    rates = a.results.overall.flag_rates()
     return Comparison(
         champion=a,
         challenger=b,
         clinic=clinic,
         fingerprint=fingerprint,
-        n_clients=int(a.results["n_clients"]),
+        n_clients=a.results.n_clients,
         n_examples=int(y.size),
         prevalence=float(y.mean()),
         unit=unit,

@@ -108,20 +108,18 @@ def _differences(c: Comparison) -> str:
 
 
 def _per_landmark(c: Comparison) -> str:
-    a = {r["landmark"]: r for r in c.champion.results["per_landmark"]}
-    b = {r["landmark"]: r for r in c.challenger.results["per_landmark"]}
     rows = []
     for k, d in c.auc_per_landmark.items():
-        ra, rb = a.get(k, {}), b.get(k, {})
+        ra, rb = c.champion.results.landmark(k), c.challenger.results.landmark(k)
         rows.append(
             (
                 _esc(f"After session {k}"),
-                _esc(ra.get("n", "n/a")),
+                _esc("n/a" if ra is None else ra.n),
                 _esc(_difference(d)),
-                _esc(format_metric(ra.get("calibration_intercept"), digits=2)),
-                _esc(format_metric(rb.get("calibration_intercept"), digits=2)),
-                _esc(format_metric(ra.get("calibration_slope"), digits=2)),
-                _esc(format_metric(rb.get("calibration_slope"), digits=2)),
+                _esc(format_metric(None if ra is None else ra.calibration_intercept, digits=2)),
+                _esc(format_metric(None if rb is None else rb.calibration_intercept, digits=2)),
+                _esc(format_metric(None if ra is None else ra.calibration_slope, digits=2)),
+                _esc(format_metric(None if rb is None else rb.calibration_slope, digits=2)),
             )
         )
     table = _table(
@@ -145,22 +143,22 @@ def _per_landmark(c: Comparison) -> str:
 
 def _columns(c: Comparison) -> str:
     """The two models with the clinic rules as third and fourth columns."""
-    a, b = c.champion.results["overall"], c.challenger.results["overall"]
+    a, b = c.champion.results.overall, c.challenger.results.overall
     rules = c.rules
     head = ["", "Champion", "Challenger", *(r.label for r in rules)]
     rows = [
         ("Examples scored", f"{c.n_examples:,}", f"{c.n_examples:,}", *(f"{r.n:,}" for r in rules)),
-        ("AUC", format_metric(a["auc"]), format_metric(b["auc"]), *(_num(r.auc) for r in rules)),
+        ("AUC", format_metric(a.auc), format_metric(b.auc), *(_num(r.auc) for r in rules)),
         (
             "Brier score",
-            format_metric(a["brier"]),
-            format_metric(b["brier"]),
+            format_metric(a.brier),
+            format_metric(b.brier),
             *(_num(r.brier) for r in rules),
         ),
         (
             "Log loss",
-            format_metric(a["log_loss"]),
-            format_metric(b["log_loss"]),
+            format_metric(a.log_loss),
+            format_metric(b.log_loss),
             *(_num(r.log_loss) for r in rules),
         ),
     ]
@@ -168,8 +166,8 @@ def _columns(c: Comparison) -> str:
         rows.append(
             (
                 f"Sensitivity, {level} level",
-                format_metric(a[level]["sensitivity"], pct=True),
-                format_metric(b[level]["sensitivity"], pct=True),
+                format_metric(a.level(level).sensitivity, pct=True),
+                format_metric(b.level(level).sensitivity, pct=True),
                 *(_num(r.sensitivity_at.get(level), pct=True) for r in rules),
             )
         )
@@ -194,16 +192,16 @@ def _columns(c: Comparison) -> str:
 def _levels(c: Comparison) -> str:
     rows = []
     for role, s in (("Champion", c.champion), ("Challenger", c.challenger)):
-        overall = s.results["overall"]
         for level in FLAG_LEVELS:
             cut = getattr(s.thresholds, level)
+            figures = s.results.overall.level(level)
             rows.append(
                 (
                     _esc(f"{role}, {level}"),
                     _esc(f"p ≥ {cut:.3f}"),
-                    _esc(format_metric(overall[level]["flag_rate"], pct=True)),
-                    _esc(format_metric(overall[level]["sensitivity"], pct=True)),
-                    _esc(format_metric(overall[level]["ppv"], pct=True)),
+                    _esc(format_metric(figures.flag_rate, pct=True)),
+                    _esc(format_metric(figures.sensitivity, pct=True)),
+                    _esc(format_metric(figures.ppv, pct=True)),
                 )
             )
     levels = _table(["Model and level", "Threshold", "Flagged", "Sensitivity", "PPV"], rows)

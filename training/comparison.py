@@ -37,14 +37,14 @@ from training.evaluation import (
     format_metric,
     too_few_clients,
 )
-from training.vocabulary import FLAG_LEVELS
+from training.figures import Estimate, Evaluation
 
 FloatArray = npt.NDArray[np.float64]
 _RULES_WITH_A_CUTOFF = (SRS_LAST, SRS_ANY)
 
 
 @dataclass(frozen=True)
-class LevelFigures:
+class RuleLevelFigures:
     """Sensitivity and PPV of the model and of a baseline flagging the same share of rows."""
 
     flag_rate: float
@@ -65,7 +65,7 @@ class BaselineComparison:
     model_auc: float | None
     baseline_auc: float | None
     model_beats_it: bool | None  # None when an AUC is undefined or too few clients
-    levels: dict[str, LevelFigures]
+    levels: dict[str, RuleLevelFigures]
     own_cutoff: dict[str, float | None] | None  # the SRS rule as applied: flag rate, sens, PPV
     too_few: bool  # fewer than MIN_CLIENTS_PER_CLASS clients of an outcome: no figures
 
@@ -74,8 +74,8 @@ def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def _level(rate: float, model: ScoreStats, baseline: ScoreStats) -> LevelFigures:
-    return LevelFigures(
+def _level(rate: float, model: ScoreStats, baseline: ScoreStats) -> RuleLevelFigures:
+    return RuleLevelFigures(
         rate,
         _finite(model.sensitivity),
         _finite(model.ppv),
@@ -133,19 +133,14 @@ def _compare(
 
 
 def compare_with_baselines(
-    data: EvalData, baselines: Baselines, results: dict[str, Any]
+    data: EvalData, baselines: Baselines, results: Evaluation
 ) -> dict[str, Any]:
     """Every baseline next to the model, at the model's flag rates in `results` (JSON-ready)."""
     if data.features is None:
         raise ValueError("comparing with the baselines needs the rows' features")
     y = np.asarray(data.y, dtype=np.float64)
     p = np.asarray(data.p, dtype=np.float64)
-    overall = results["overall"]
-    rates: dict[str, float] = {
-        level: float(overall[level]["flag_rate"]["estimate"] or 0.0)
-        for level in FLAG_LEVELS
-        if overall.get(level)
-    }
+    rates = results.overall.flag_rates()
     scores = baselines.scores(data.features)
     client = np.asarray(data.client).astype(str)
     rows = [_compare(name, y, p, client, score, rates) for name, score in scores.items()]
@@ -162,20 +157,20 @@ def evaluate_with_baselines(
     baselines: Baselines,
     n_boot: int = 200,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> Evaluation:
     """`training.evaluation.evaluate` plus the "baselines" comparison: what reports show."""
     results = evaluate(data, thresholds, n_boot=n_boot, seed=seed)
-    results["baselines"] = compare_with_baselines(data, baselines, results)
-    return results
+    return dataclasses.replace(results, baselines=compare_with_baselines(data, baselines, results))
 
 
-def baseline_warnings(results: Mapping[str, Any]) -> list[str]:
-    """One sentence per baseline the model does not beat on AUC (empty when it beats all)."""
+def baseline_warnings(results: Evaluation | None) -> list[str]:
+    """One sentence per baseline the model does not beat on AUC (empty when it beats all,
+    or when there are no figures or no comparison)."""
     lines = []
-    for row in (results.get("baselines") or {}).get("rules") or []:
+    for row in _comparison(results).get("rules") or []:
         if row.get("model_beats_it") is False:
-            model = format_metric({"estimate": row["model_auc"], "ci95": []})
-            rule = format_metric({"estimate": row["baseline_auc"], "ci95": []})
+            model = format_metric(Estimate(estimate=row["model_auc"]))
+            rule = format_metric(Estimate(estimate=row["baseline_auc"]))
             lines.append(
                 f'The model does not beat the clinic rule "{row["label"]}": AUC {model} for '
                 f"the model against {rule} for the rule, on the same {row['n_examples']:,} "
@@ -184,22 +179,27 @@ def baseline_warnings(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _comparison(results: Evaluation | None) -> Mapping[str, Any]:
+    """The comparison with the clinic rules of an evaluation ({} when it has none)."""
+    return (results.baselines if results is not None else None) or {}
+
+
 def _pct(x: float | None) -> str:
-    return format_metric({"estimate": x, "ci95": []}, pct=True)
+    return format_metric(Estimate(estimate=x), pct=True)
 
 
-def baseline_lines(results: Mapping[str, Any]) -> list[str]:
+def baseline_lines(results: Evaluation) -> list[str]:
     """One line per baseline for the command line: AUC, then sensitivity and PPV at each of
     the model's flag rates, model first and rule second."""
-    comparison = results.get("baselines") or {}
+    comparison = _comparison(results)
     rates: Mapping[str, float] = comparison.get("flag_rates") or {}
     lines = []
     for row in comparison.get("rules") or []:
         if row.get("too_few"):
             lines.append(f"vs {row['label']} ({row['n_examples']:,} examples): {TOO_FEW}")
             continue
-        model = format_metric({"estimate": row["model_auc"], "ci95": []})
-        rule = format_metric({"estimate": row["baseline_auc"], "ci95": []})
+        model = format_metric(Estimate(estimate=row["model_auc"]))
+        rule = format_metric(Estimate(estimate=row["baseline_auc"]))
         parts = [f"vs {row['label']} ({row['n_examples']:,} examples): AUC {model} / {rule}"]
         for level, rate in rates.items():
             fig = row["levels"][level]

@@ -30,6 +30,15 @@ import numpy as np
 import numpy.typing as npt
 
 from training.features import FEATURES
+from training.figures import (
+    Bootstrap,
+    Estimate,
+    Evaluation,
+    LandmarkFigures,
+    LevelFigures,
+    OverallFigures,
+    SubgroupFigures,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -58,7 +67,7 @@ _NEEDS_BOTH_CLASSES = frozenset(
         "moderate.ppv",
         "high.sensitivity",
         "high.ppv",
-        "false_negative_rate_moderate",
+        "moderate.false_negative_rate",
     }
 )
 
@@ -309,27 +318,27 @@ def level_stats(
     return _level(s, weights, threshold)
 
 
-def format_metric(m: dict[str, Any] | None, pct: bool = False, digits: int = 3) -> str:
-    """'estimate (lo–hi)' for an evaluate() summary, as the report and model card print it.
+def format_metric(m: Estimate | None, pct: bool = False, digits: int = 3) -> str:
+    """'estimate (lo–hi)' for an evaluate() figure, as the report and model card print it.
 
     Args:
-        m: {"estimate": float | None, "ci95": [lo, hi]} or None.
+        m: the figure, or None where its panel does not report it ("n/a").
         pct: print as percentages with one decimal.
         digits: decimals otherwise.
     """
-    if m and m.get("too_few"):
+    if m is not None and m.too_few:
         return TOO_FEW
-    if not m or m.get("estimate") is None:
+    if m is None or m.estimate is None:
         return "n/a"
 
     def number(x: float) -> str:
         return f"{100 * x:.1f}%" if pct else f"{x:.{digits}f}"
 
-    lo, hi = [*(m.get("ci95") or []), None, None][:2]
+    lo, hi = m.ci95
     if lo is None or hi is None:
-        return number(m["estimate"])
+        return number(m.estimate)
     sep = " to " if min(lo, hi) < 0 else "–"  # "-0.05–0.13" would read as a range of minus
-    return f"{number(m['estimate'])} ({number(lo)}{sep}{number(hi)})"
+    return f"{number(m.estimate)} ({number(lo)}{sep}{number(hi)})"
 
 
 # (rows, weights, thresholds, full-sample estimate or NaN) -> value; the estimate warm-starts fits
@@ -350,7 +359,7 @@ _METRICS: dict[str, _Metric] = {
     "high.flag_rate": lambda s, w, th, _: _level(s, w, th.high)["flag_rate"],
     "high.sensitivity": lambda s, w, th, _: _level(s, w, th.high)["sensitivity"],
     "high.ppv": lambda s, w, th, _: _level(s, w, th.high)["ppv"],
-    "false_negative_rate_moderate": lambda s, w, th, _: _level(s, w, th.moderate)[
+    "moderate.false_negative_rate": lambda s, w, th, _: _level(s, w, th.moderate)[
         "false_negative_rate"
     ],
 }
@@ -382,7 +391,7 @@ _SUBGROUP = (
     "observed_expected",
     "moderate.flag_rate",
     "high.flag_rate",
-    "false_negative_rate_moderate",
+    "moderate.false_negative_rate",
 )
 
 
@@ -455,29 +464,27 @@ def _json_float(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def _summary(estimate: float, reps: FloatArray) -> dict[str, Any]:
+def _summary(estimate: float, reps: FloatArray) -> Estimate:
     """Estimate and percentile 95% interval over the replicates where the metric is defined."""
     finite = reps[np.isfinite(reps)]
-    ci: list[float | None] = [None, None]
     if np.isfinite(estimate) and finite.size >= max(2, MIN_FINITE_SHARE * reps.size):
         lo, hi = np.percentile(finite, [2.5, 97.5])
-        ci = [float(lo), float(hi)]
-    return {"estimate": _json_float(estimate), "ci95": ci}
+        return Estimate(estimate=float(estimate), ci95=(float(lo), float(hi)))
+    return Estimate(estimate=_json_float(estimate))
 
 
-def _panel_results(
-    panel: _Panel, estimates: FloatArray, reps: FloatArray
-) -> dict[str, dict[str, Any]]:
+def _panel_results(panel: _Panel, estimates: FloatArray, reps: FloatArray) -> dict[str, Estimate]:
     """Estimate and interval per panel metric, keyed by metric name."""
     return {m: _summary(float(estimates[j]), reps[:, j]) for j, m in enumerate(panel.metrics)}
 
 
-def _get(summary: dict[str, dict[str, Any]], metric: str, panel: _Panel) -> dict[str, Any]:
-    """A metric's summary; one left out of a panel with too few clients says so."""
-    if metric in summary:
-        return summary[metric]
-    missing: dict[str, Any] = {"estimate": None, "ci95": [None, None]}
-    return {**missing, "too_few": True} if panel.too_few else missing
+def _getter(summary: dict[str, Estimate], panel: _Panel) -> Callable[[str], Estimate]:
+    """A panel's figure by metric name; one left out of a panel with too few clients says so."""
+
+    def get(metric: str) -> Estimate:
+        return summary.get(metric) or Estimate(too_few=panel.too_few)
+
+    return get
 
 
 def _age_band(age: FloatArray) -> npt.NDArray[np.object_]:
@@ -561,21 +568,9 @@ def _check(data: EvalData) -> tuple[FloatArray, FloatArray]:
     return y, p
 
 
-def _nest(flat: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Turn {"moderate.flag_rate": M} into {"moderate": {"flag_rate": M}}."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        head, _, tail = key.partition(".")
-        if tail:
-            out.setdefault(head, {})[tail] = value
-        else:
-            out[head] = value
-    return out
-
-
 def evaluate(
     data: EvalData, thresholds: Thresholds, n_boot: int = 200, seed: int = 0
-) -> dict[str, Any]:
+) -> Evaluation:
     """Overall, per-landmark and subgroup metrics, each with a cluster-bootstrap 95% CI.
 
     Args:
@@ -585,13 +580,13 @@ def evaluate(
         seed: seed of numpy's default_rng; same inputs and seed give identical output.
 
     Returns:
-        A JSON-serialisable dict with NaN replaced by None: n_examples, n_clients, prevalence,
-        overall, per_landmark, subgroups, and bootstrap (replicates, seed, unit: "therapist"
-        or "client", clusters). Replicates in which a metric is undefined are left out of its
-        interval; with fewer than half of them defined the interval is None, and with fewer
-        than MIN_CLUSTERS_FOR_INTERVALS clusters no replicate is drawn. A metric that
-        needs both outcomes on a panel with too few clients of one is {"estimate": None,
-        "ci95": [None, None], "too_few": True}.
+        The typed figures (training.figures; `to_json` gives metadata.json's "metrics"),
+        NaN given as None: n_examples, n_clients, prevalence, overall, per_landmark,
+        subgroups, and bootstrap (replicates, seed, unit: "therapist" or "client",
+        clusters). Replicates in which a metric is undefined are left out of its interval;
+        with fewer than half of them defined the interval is None, and with fewer than
+        MIN_CLUSTERS_FOR_INTERVALS clusters no replicate is drawn. A metric that needs both
+        outcomes on a panel with too few clients of one is Estimate(too_few=True).
     """
     y, p = _check(data)
     client_str = np.asarray(data.client).astype(str)
@@ -611,62 +606,65 @@ def evaluate(
     replicates = n_boot if n_clusters >= MIN_CLUSTERS_FOR_INTERVALS else 0
     reps = _bootstrap(panels, estimates, cluster_idx, thresholds, replicates, seed)
     summaries = [_panel_results(*args) for args in zip(panels, estimates, reps, strict=True)]
-    return {
-        "n_examples": int(y.size),
-        "n_clients": int(clients.size),
-        "prevalence": float(y.mean()),
-        "overall": _nest({m: _get(summaries[0], m, overall) for m in _OVERALL}),
-        "per_landmark": [
+    return Evaluation(
+        n_examples=int(y.size),
+        n_clients=int(clients.size),
+        prevalence=float(y.mean()),
+        overall=_overall(summaries[0], overall),
+        per_landmark=tuple(
             _landmark_row(k, panel, summary)
             for k, panel, summary in zip(
                 landmark_values, landmarks, summaries[1 : 1 + len(landmarks)], strict=True
             )
-        ],
-        "subgroups": _subgroup_rows(subgroups, summaries[1 + len(landmarks) :], client_idx),
-        "bootstrap": {
-            "replicates": int(replicates),
-            "seed": int(seed),
-            "unit": unit,
-            "clusters": n_clusters,
-        },
-    }
+        ),
+        subgroups=_subgroup_rows(subgroups, summaries[1 + len(landmarks) :], client_idx),
+        bootstrap=Bootstrap(
+            replicates=int(replicates), seed=int(seed), unit=unit, clusters=n_clusters
+        ),
+    )
 
 
-def _landmark_row(k: int, panel: _Panel, summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "landmark": k,
-        "n": int(panel.rows.size),
-        "prevalence": float(panel.scored.y.mean()),
-        "auc": _get(summary, "auc", panel),
-        "brier": _get(summary, "brier", panel),
-        "calibration_slope": _get(summary, "calibration_slope", panel),
-        "calibration_intercept": _get(summary, "calibration_intercept", panel),
-        "high_flag_rate": _get(summary, "high.flag_rate", panel),
-        "high_sensitivity": _get(summary, "high.sensitivity", panel),
-    }
+def _figures(metrics: Sequence[str], summary: dict[str, Estimate], panel: _Panel) -> dict[str, Any]:
+    """A panel's figures as the keyword arguments of its type: a plain metric under its
+    name, a level's ("high.flag_rate") gathered into that level's LevelFigures. The metric
+    tuples (_OVERALL, _LANDMARK, _SUBGROUP) are thus the one list of what each reports."""
+    get = _getter(summary, panel)
+    levels: dict[str, dict[str, Estimate]] = {}
+    for metric in metrics:
+        level, _, figure = metric.partition(".")
+        if figure:
+            levels.setdefault(level, {})[figure] = get(metric)
+    plain = {m: get(m) for m in metrics if "." not in m}
+    return {**plain, **{level: LevelFigures(**found) for level, found in levels.items()}}
+
+
+def _overall(summary: dict[str, Estimate], panel: _Panel) -> OverallFigures:
+    return OverallFigures(**_figures(_OVERALL, summary, panel))
+
+
+def _landmark_row(k: int, panel: _Panel, summary: dict[str, Estimate]) -> LandmarkFigures:
+    return LandmarkFigures(
+        landmark=k,
+        n=int(panel.rows.size),
+        prevalence=float(panel.scored.y.mean()),
+        **_figures(_LANDMARK, summary, panel),
+    )
 
 
 def _subgroup_rows(
     subgroups: Sequence[tuple[str, str, _Panel]],
-    summaries: Sequence[dict[str, dict[str, Any]]],
+    summaries: Sequence[dict[str, Estimate]],
     client_idx: IntArray,
-) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {"gender": [], "age_band": [], "therapist_volume": []}
+) -> dict[str, tuple[SubgroupFigures, ...]]:
+    out: dict[str, list[SubgroupFigures]] = {"gender": [], "age_band": [], "therapist_volume": []}
     for (factor, group, panel), summary in zip(subgroups, summaries, strict=True):
         out.setdefault(factor, []).append(
-            {
-                "group": group,
-                "n": int(panel.rows.size),
-                "n_clients": int(np.unique(client_idx[panel.rows]).size),
-                "prevalence": float(panel.scored.y.mean()),
-                "auc": _get(summary, "auc", panel),
-                "calibration_intercept": _get(summary, "calibration_intercept", panel),
-                "observed_expected": _get(summary, "observed_expected", panel),
-                "moderate_flag_rate": _get(summary, "moderate.flag_rate", panel),
-                "high_flag_rate": _get(summary, "high.flag_rate", panel),
-                "false_negative_rate_moderate": _get(
-                    summary, "false_negative_rate_moderate", panel
-                ),
-            }
+            SubgroupFigures(
+                group=group,
+                n=int(panel.rows.size),
+                n_clients=int(np.unique(client_idx[panel.rows]).size),
+                prevalence=float(panel.scored.y.mean()),
+                **_figures(_SUBGROUP, summary, panel),
+            )
         )
-    return out
+    return {factor: tuple(rows) for factor, rows in out.items()}

@@ -35,8 +35,9 @@ import numpy.typing as npt
 import pandas as pd
 
 from training.features import FEATURES
+from training.figures import LandmarkFigures, figures_from_json
 from training.train import _instruments
-from training.vocabulary import FLAG_LEVELS
+from training.vocabulary import FLAG_LEVELS, RiskLevel
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -129,11 +130,12 @@ def _design(meta: Mapping[str, Any]) -> dict[str, float]:
 def _latest_design(meta: Mapping[str, Any], landmarks: dict[int, int]) -> dict[str, float]:
     """Per level, the test set's flag rate at each landmark, weighted by the rows scored
     there; a level missing at any of those landmarks is left out."""
-    rates = {int(row["landmark"]): row for row in meta.get("metrics", {}).get("per_landmark", [])}
+    metrics = meta.get("metrics")
+    figures = figures_from_json(metrics) if metrics else None
     total = sum(landmarks.values())
     out: dict[str, float] = {}
     for level in FLAG_LEVELS:
-        at = [_rate(rates.get(k, {}), level) for k in landmarks]
+        at = [_rate(None if figures is None else figures.landmark(k), level) for k in landmarks]
         known = [rate for rate in at if rate is not None]
         if len(known) == len(at):
             weights = [n / total for n in landmarks.values()]
@@ -141,13 +143,10 @@ def _latest_design(meta: Mapping[str, Any], landmarks: dict[int, int]) -> dict[s
     return out
 
 
-def _rate(row: Mapping[str, Any], level: str) -> float | None:
-    """A per-landmark flag rate, `{level}_flag_rate` or `{level: {flag_rate}}`, as a number
-    or {"estimate": number}."""
-    value = row.get(f"{level}_flag_rate", (row.get(level) or {}).get("flag_rate"))
-    if isinstance(value, Mapping):
-        value = value.get("estimate")
-    return None if value is None else float(value)
+def _rate(row: LandmarkFigures | None, level: RiskLevel) -> float | None:
+    """A landmark's flag rate at `level`; None where the row does not report it."""
+    figures = row.level(level) if row is not None else None
+    return None if figures is None else figures.flag_rate.estimate
 
 
 def _absent_instruments(meta: Mapping[str, Any], counts: ShiftTally, file: str) -> str:

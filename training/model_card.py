@@ -2,7 +2,8 @@
 
 Everything numeric comes from the metadata written at train time, so the card cannot drift
 from the artifact it describes. Metadata written by older or other code may lack keys: every
-lookup is defensive and says "not recorded" rather than failing or inventing a value.
+lookup is defensive and says "not recorded" rather than failing or inventing a value. The
+figures (metadata "metrics") are read typed (training.figures), or not at all when absent.
 """
 
 from __future__ import annotations
@@ -13,6 +14,15 @@ from typing import Any
 
 from training.comparison import baseline_warnings
 from training.evaluation import MIN_CLIENTS_PER_CLASS, TOO_FEW, format_metric
+from training.figures import (
+    Estimate,
+    Evaluation,
+    LandmarkFigures,
+    OverallFigures,
+    SubgroupFigures,
+    figures_from_json,
+)
+from training.vocabulary import FLAG_LEVELS, flag_label
 
 NOT_RECORDED = "not recorded in the model metadata"
 TO_FILL = "to be completed by the organisation that deploys the model"
@@ -78,8 +88,10 @@ def _training(meta: dict[str, Any]) -> dict[str, Any]:
     return _dict(meta.get("training_data"))
 
 
-def _metrics(meta: dict[str, Any]) -> dict[str, Any]:
-    return _dict(meta.get("metrics"))
+def _figures(meta: dict[str, Any]) -> Evaluation | None:
+    """The metadata's figures typed; None when it has none (a card drafted before them)."""
+    metrics = meta.get("metrics")
+    return figures_from_json(metrics) if metrics else None
 
 
 def _simulated(meta: dict[str, Any]) -> bool:
@@ -131,7 +143,7 @@ def _title(meta: dict[str, Any]) -> str:
             "> **This model has no external validation.** Its metrics come from held-out "
             "clients of the cohort it was trained on; validate it locally before use."
         )
-    beaten = "".join(f"\n>\n> **{line}**" for line in baseline_warnings(_metrics(meta)))
+    beaten = "".join(f"\n>\n> **{line}**" for line in baseline_warnings(_figures(meta)))
     return (
         f"# Model card: dropout-risk model {version}\n\n{warning}{beaten}\n\n"
         "Reporting follows Model Cards for Model Reporting (Mitchell et al. 2019) and the "
@@ -230,17 +242,20 @@ sites differ in which instruments they collect."""
 
 def _threshold_lines(meta: dict[str, Any]) -> list[str]:
     thresholds = _dict(meta.get("thresholds"))
-    overall = _dict(_metrics(meta).get("overall"))
+    figures = _figures(meta)
     lines = [f"- **Threshold rule:** {thresholds.get('rule', NOT_RECORDED)}"]
-    for name, label in (("moderate", "Moderate or high"), ("high", "High")):
+    for name in FLAG_LEVELS:
         cut = thresholds.get(name)
-        level = _dict(overall.get(name))
+        level = figures.overall.level(name) if figures is not None else None
+        rate, sensitivity, ppv = (
+            (level.flag_rate, level.sensitivity, level.ppv) if level else (None, None, None)
+        )
         cut_text = f"p ≥ {cut:.3f}" if isinstance(cut, int | float) else NOT_RECORDED
         lines.append(
-            f"- **{label}:** {cut_text}; on the evaluation data it flags "
-            f"{format_metric(level.get('flag_rate'), pct=True)} of examples, with sensitivity "
-            f"{format_metric(level.get('sensitivity'), pct=True)} and PPV "
-            f"{format_metric(level.get('ppv'), pct=True)}."
+            f"- **{flag_label(name)}:** {cut_text}; on the evaluation data it flags "
+            f"{format_metric(rate, pct=True)} of examples, with sensitivity "
+            f"{format_metric(sensitivity, pct=True)} and PPV "
+            f"{format_metric(ppv, pct=True)}."
         )
     return lines
 
@@ -266,19 +281,24 @@ regression on the mean WAI-SR alone, on the same examples and at the same flag r
 
 
 def _bootstrap_unit(meta: dict[str, Any]) -> str:
-    boot = _dict(_metrics(meta).get("bootstrap"))
-    if boot.get("unit") == "therapist":
+    figures = _figures(meta)
+    boot = figures.bootstrap if figures is not None else None
+    if boot is not None and boot.unit == "therapist":
+        clusters = "n/a" if boot.clusters is None else boot.clusters
         return (
-            f"therapists ({boot.get('clusters', 'n/a')} clusters: all landmark rows of all "
+            f"therapists ({clusters} clusters: all landmark rows of all "
             "clients of a therapist together, as a new clinic brings new therapists)"
         )
     return "clients (each client contributes one example per landmark session)"
 
 
 def _evaluation_data(meta: dict[str, Any]) -> str:
-    metrics = _metrics(meta)
+    figures = _figures(meta)
+    size = (figures.n_examples, figures.n_clients, figures.prevalence) if figures else None
+    boot = figures.bootstrap if figures else None
+    n_examples, n_clients, prevalence = size or ("n/a", "n/a", None)
+    replicates, seed = (boot.replicates, boot.seed) if boot else ("n/a", "n/a")
     training = _training(meta)
-    boot = _dict(metrics.get("bootstrap"))
     test_clients = training.get("test_clients")
     source = (
         f"{test_clients} held-out clients of the training cohort, drawn at random "
@@ -291,10 +311,10 @@ def _evaluation_data(meta: dict[str, Any]) -> str:
     return f"""## Evaluation data
 
 - **Source:** {source}.
-- **Size:** {metrics.get("n_examples", "n/a")} examples from {metrics.get("n_clients", "n/a")} \
-clients; dropout rate {_pct(metrics.get("prevalence"))}.
-- **Intervals:** {boot.get("replicates", "n/a")} bootstrap replicates over \
-{_bootstrap_unit(meta)} (seed {boot.get("seed", "n/a")}).
+- **Size:** {n_examples} examples from {n_clients} \
+clients; dropout rate {_pct(prevalence)}.
+- **Intervals:** {replicates} bootstrap replicates over \
+{_bootstrap_unit(meta)} (seed {seed}).
 - **External validation:** none. The evaluation clients come from the same \
 {"simulated " if _simulated(meta) else ""}cohort as the training clients, so these numbers \
 say nothing about another service, another period or real patients."""
@@ -453,21 +473,22 @@ def _local_update(meta: dict[str, Any]) -> str:
         r.get("landmark"): r
         for r in _dict(update.get("parent_on_local_data")).get("per_landmark") or []
     }
-    after = {r.get("landmark"): r for r in _metrics(meta).get("per_landmark") or []}
+    figures = _figures(meta)
     rows = []
     for r in parameters.get("per_landmark") or []:
         k = r.get("landmark")
-        old, new = _dict(before.get(k)), _dict(after.get(k))
+        old = _dict(before.get(k))
+        new = figures.landmark(k) if figures is not None and isinstance(k, int) else None
         rows.append(
             (
                 k,
                 _number(r.get("intercept")),
                 _number(r.get("slope")),
                 f"{_number(old.get('calibration_intercept'), 2)} → "
-                f"{format_metric(new.get('calibration_intercept'), digits=2)}",
+                f"{format_metric(None if new is None else new.calibration_intercept, digits=2)}",
                 f"{_number(old.get('calibration_slope'), 2)} → "
-                f"{format_metric(new.get('calibration_slope'), digits=2)}",
-                f"{_number(old.get('auc'))} → {format_metric(new.get('auc'))}",
+                f"{format_metric(None if new is None else new.calibration_slope, digits=2)}",
+                f"{_number(old.get('auc'))} → {format_metric(None if new is None else new.auc)}",
             )
         )
     if rows:
@@ -500,21 +521,19 @@ def _local_update(meta: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-def _overall_table(overall: dict[str, Any]) -> str:
-    rows = [
-        (label, format_metric(overall.get(key)))
-        for key, label in (
-            ("auc", "AUC"),
-            ("brier", "Brier score"),
-            ("log_loss", "Log loss"),
-            ("calibration_slope", "Calibration slope"),
-            ("calibration_intercept", "Calibration intercept"),
-        )
-    ]
+def _overall_table(overall: OverallFigures) -> str:
+    figures: tuple[tuple[str, Estimate], ...] = (
+        ("AUC", overall.auc),
+        ("Brier score", overall.brier),
+        ("Log loss", overall.log_loss),
+        ("Calibration slope", overall.calibration_slope),
+        ("Calibration intercept", overall.calibration_intercept),
+    )
+    rows = [(label, format_metric(figure)) for label, figure in figures]
     return _table(["Metric", "Estimate (95% CI)"], rows)
 
 
-def _landmark_table(rows: list[dict[str, Any]]) -> str:
+def _landmark_table(rows: Sequence[LandmarkFigures]) -> str:
     return _table(
         [
             "Landmark",
@@ -527,20 +546,20 @@ def _landmark_table(rows: list[dict[str, Any]]) -> str:
         ],
         [
             (
-                f"after session {r.get('landmark')}",
-                r.get("n"),
-                _pct(r.get("prevalence")),
-                format_metric(r.get("calibration_slope"), digits=2),
-                format_metric(r.get("calibration_intercept"), digits=2),
-                format_metric(r.get("auc")),
-                format_metric(r.get("brier")),
+                f"after session {r.landmark}",
+                r.n,
+                _pct(r.prevalence),
+                format_metric(r.calibration_slope, digits=2),
+                format_metric(r.calibration_intercept, digits=2),
+                format_metric(r.auc),
+                format_metric(r.brier),
             )
             for r in rows
         ],
     )
 
 
-def _subgroup_table(rows: list[dict[str, Any]]) -> str:
+def _subgroup_table(rows: Sequence[SubgroupFigures]) -> str:
     return _table(
         [
             "Group",
@@ -555,15 +574,15 @@ def _subgroup_table(rows: list[dict[str, Any]]) -> str:
         ],
         [
             (
-                r.get("group"),
-                r.get("n_clients"),
-                _pct(r.get("prevalence")),
-                format_metric(r.get("auc")),
-                format_metric(r.get("observed_expected"), digits=2),
-                format_metric(r.get("calibration_intercept"), digits=2),
-                format_metric(r.get("moderate_flag_rate"), pct=True),
-                format_metric(r.get("high_flag_rate"), pct=True),
-                format_metric(r.get("false_negative_rate_moderate"), pct=True),
+                r.group,
+                r.n_clients,
+                _pct(r.prevalence),
+                format_metric(r.auc),
+                format_metric(r.observed_expected, digits=2),
+                format_metric(r.calibration_intercept, digits=2),
+                format_metric(r.moderate.flag_rate, pct=True),
+                format_metric(r.high.flag_rate, pct=True),
+                format_metric(r.moderate.false_negative_rate, pct=True),
             )
             for r in rows
         ],
@@ -749,25 +768,25 @@ def _open_science(meta: dict[str, Any]) -> str:
 
 
 def _quantitative(meta: dict[str, Any]) -> str:
-    metrics = _metrics(meta)
-    if not metrics:
+    figures = _figures(meta)
+    if figures is None:
         return f"## Quantitative analyses\n\nEvaluation metrics are {NOT_RECORDED}."
     parts = ["## Quantitative analyses"]
-    if metrics.get("per_landmark"):
+    if figures.per_landmark:
         parts += [
             "### Calibration and performance by landmark session",
             "Calibration is reported per landmark first: a pooled slope can hide landmarks "
             "calibrated in opposite directions.",
-            _landmark_table(metrics["per_landmark"]),
+            _landmark_table(figures.per_landmark),
         ]
     parts += [
         "### Pooled over landmarks (secondary)",
-        _overall_table(_dict(metrics.get("overall"))),
+        _overall_table(figures.overall),
     ]
-    baselines = _baselines_table(_dict(metrics.get("baselines")))
+    baselines = _baselines_table(_dict(figures.baselines))
     if baselines:
         parts += ["### Against the clinic rules", baselines]
-    subgroups = _dict(metrics.get("subgroups"))
+    subgroups = figures.subgroups
     for factor, rows in subgroups.items():
         parts += [f"### By {SUBGROUP_TITLES.get(factor, factor).lower()}", _subgroup_table(rows)]
     if subgroups:

@@ -54,7 +54,7 @@ def _score_rows(
     loaded: LoadedModel, grid: SessionGrid
 ) -> tuple[FloatArray, npt.NDArray[Any], FloatArray]:
     """score_grid's answer, and the feature rows it scored (NaN rows for no landmark)."""
-    landmarks = tuple(loaded.metadata["landmarks"])
+    landmarks = tuple(loaded.meta.landmarks)
     X, landmark = latest_landmark_features(grid, landmarks)
     p = np.full(grid.n_clients, np.nan)
     scored = landmark > 0
@@ -178,7 +178,7 @@ def _write_scores(
     ids, grid = grid_from_tables(batch, clients, max_session)
     p, landmark, X = _score_rows(loaded, grid)
     scored = landmark > 0
-    p, levels = published(p[scored], loaded.metadata["thresholds"])
+    p, levels = published(p[scored], loaded.meta.thresholds)
     line = f"{{}},{{}},{{:.4f}},{{}},{loaded.version}\n".format
     out.writelines(map(line, ids[scored], landmark[scored].tolist(), p.tolist(), levels))
     counts = tally(loaded.metadata, batch, X[scored], levels)
@@ -213,7 +213,7 @@ def _score_part(job: _Job, source: CsvSource, out_path: Path) -> _PartResult:
     problems, stats, grouping, shift = Problems(), PredictStats(), _Grouping(), ShiftTally()
     warnings: list[str] = []
     known = None if job.clients is None else job.clients.index
-    max_session = max(job.loaded.metadata["landmarks"])
+    max_session = max(job.loaded.meta.landmarks)
     chunks = iter_session_chunks(source, job.chunk_rows, problems, warnings, known)
     with out_path.open("w", newline="") as out:
         # A reader thread pays off only when this is the one process: with one worker per

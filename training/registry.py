@@ -39,6 +39,7 @@ from training.artifact_schema import (
     parse_document,
 )
 from training.errors import ArtifactError, RegistryError, RegistryInvalid
+from training.figures import figures_from_json
 from training.model import Predictor, predictor
 from training.vocabulary import ID_RULE, is_id
 
@@ -213,7 +214,7 @@ class Registry:
                 "sha256": metadata["sha256"],
                 "metadata_sha256": sha256_of(target / METADATA_FILE),
                 "estimator": metadata["estimator"],
-                "auc": metadata["metrics"]["overall"]["auc"]["estimate"],
+                "auc": figures_from_json(metadata["metrics"]).overall.auc.estimate,
             }
             lineage = metadata.get("lineage") or {}
             entry |= {k: lineage[k] for k in ("parent", "method") if lineage.get(k)}

@@ -24,6 +24,8 @@ from matplotlib.figure import Figure
 from training.comparison import baseline_warnings
 from training.evaluation import MIN_CLIENTS_PER_CLASS, TOO_FEW, EvalData, net_benefit
 from training.evaluation import format_metric as _fmt
+from training.figures import Evaluation, LandmarkFigures, SubgroupFigures
+from training.vocabulary import FLAG_LEVELS, flag_label
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -130,23 +132,23 @@ def _counts_by_threshold(y: FloatArray, p: FloatArray) -> tuple[FloatArray, Floa
     return np.r_[0.0, tp], np.r_[0.0, fp]
 
 
-def _roc_plot(y: FloatArray, p: FloatArray, results: dict[str, Any]) -> str:
+def _roc_plot(y: FloatArray, p: FloatArray, results: Evaluation) -> str:
     tp, fp = _counts_by_threshold(y, p)
     tpr, fpr = _thin(tp / max(tp[-1], 1.0), fp / max(fp[-1], 1.0))
     fig, ax = _new_axes("ROC curve", "False-positive rate (completers flagged)", "Sensitivity")
     ax.plot(fpr, tpr, color=COLORS["model"], label="Model")
     ax.plot([0, 1], [0, 1], color=COLORS["none"], linestyle="--", label="Chance")
     ax.legend(loc="lower right")
-    auc_text = _fmt(results.get("overall", {}).get("auc"))
+    auc_text = _fmt(results.overall.auc)
     return _figure(fig, "roc", f"ROC curve. AUC {auc_text} (95% CI).")
 
 
-def _pr_plot(y: FloatArray, p: FloatArray, results: dict[str, Any]) -> str:
+def _pr_plot(y: FloatArray, p: FloatArray, results: Evaluation) -> str:
     tp, fp = _counts_by_threshold(y, p)
     recall, precision = _thin(tp[1:] / max(tp[-1], 1.0), tp[1:] / (tp[1:] + fp[1:]))
     fig, ax = _new_axes("Precision-recall curve", "Sensitivity (recall)", "PPV (precision)")
     ax.plot(recall, precision, color=COLORS["model"], label="Model")
-    prevalence = float(results.get("prevalence", y.mean()))
+    prevalence = results.prevalence
     ax.axhline(prevalence, color=COLORS["none"], linestyle="--", label="Dropout rate")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
@@ -154,7 +156,7 @@ def _pr_plot(y: FloatArray, p: FloatArray, results: dict[str, Any]) -> str:
     return _figure(fig, "pr", "Precision-recall curve; the dashed line is the dropout rate.")
 
 
-def _calibration_plot(y: FloatArray, p: FloatArray, results: dict[str, Any]) -> str:
+def _calibration_plot(y: FloatArray, p: FloatArray, results: Evaluation) -> str:
     """Observed dropout rate against mean predicted risk in deciles of p."""
     order = np.argsort(p, kind="stable")
     deciles = [idx for idx in np.array_split(order, 10) if idx.size]
@@ -164,9 +166,8 @@ def _calibration_plot(y: FloatArray, p: FloatArray, results: dict[str, Any]) -> 
     top = float(max(mean_p.max(), observed.max(), 0.05)) * 1.1
     ax.plot([0, top], [0, top], color=COLORS["none"], linestyle="--", label="Perfect calibration")
     ax.plot(mean_p, observed, marker="o", color=COLORS["model"], label="Model")
-    overall = results.get("overall", {})
-    slope = _fmt(overall.get("calibration_slope"), digits=2)
-    intercept = _fmt(overall.get("calibration_intercept"), digits=2)
+    slope = _fmt(results.overall.calibration_slope, digits=2)
+    intercept = _fmt(results.overall.calibration_intercept, digits=2)
     ax.text(
         0.03,
         0.97,
@@ -202,7 +203,7 @@ def _decision_plot(y: FloatArray, p: FloatArray, thresholds: dict[str, float]) -
 
 
 def _threshold_lines(ax: Axes, thresholds: dict[str, float]) -> None:
-    for name, style in (("moderate", ":"), ("high", "-.")):
+    for name, style in zip(FLAG_LEVELS, (":", "-."), strict=True):
         if isinstance(thresholds.get(name), int | float):
             ax.axvline(
                 float(thresholds[name]),
@@ -258,7 +259,7 @@ def _banner(meta: dict[str, Any]) -> str:
     )
 
 
-def _header(results: dict[str, Any], meta: dict[str, Any], title: str) -> str:
+def _header(results: Evaluation, meta: dict[str, Any], title: str) -> str:
     lineage = meta.get("lineage") or {}
     fields = [
         ("Model version", meta.get("version")),
@@ -271,9 +272,9 @@ def _header(results: dict[str, Any], meta: dict[str, Any], title: str) -> str:
     ]
     meta_line = " · ".join(f"{_esc(k)}: {_esc(v)}" for k, v in fields if v not in (None, ""))
     cohort = (
-        f"Evaluation cohort: {results.get('n_clients', 'n/a')} clients, "
-        f"{results.get('n_examples', 'n/a')} scored examples (one per client and landmark "
-        f"session), dropout rate {_number(results.get('prevalence'), True)}."
+        f"Evaluation cohort: {results.n_clients} clients, "
+        f"{results.n_examples} scored examples (one per client and landmark "
+        f"session), dropout rate {_number(results.prevalence, True)}."
     )
     return (
         f'<header><h1>{_esc(title)}</h1><p class="meta">{meta_line}</p>'
@@ -281,7 +282,7 @@ def _header(results: dict[str, Any], meta: dict[str, Any], title: str) -> str:
     )
 
 
-def _verdict(results: dict[str, Any]) -> str:
+def _verdict(results: Evaluation) -> str:
     """The first lines of the report when a clinic rule does as well as the model."""
     lines = baseline_warnings(results)
     if not lines:
@@ -294,27 +295,27 @@ def _verdict(results: dict[str, Any]) -> str:
     )
 
 
-def _calibration_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+def _calibration_rows(results: Evaluation) -> list[tuple[str, str, str]]:
     """Calibration per landmark first (a pooled slope can hide opposite errors), pooled last."""
     rows = []
-    for row in results.get("per_landmark", []):
-        k = row.get("landmark")
+    for row in results.per_landmark:
+        k = row.landmark
         rows += [
             (
                 f"Calibration slope after session {k}",
-                _fmt(row.get("calibration_slope"), digits=2),
+                _fmt(row.calibration_slope, digits=2),
                 "1 is ideal; below 1 means predictions are too extreme",
             ),
             (
                 f"Calibration intercept after session {k}",
-                _fmt(row.get("calibration_intercept"), digits=2),
+                _fmt(row.calibration_intercept, digits=2),
                 "0 is ideal; above 0 means risk is under-predicted on average",
             ),
         ]
-    overall = results.get("overall", {})
+    overall = results.overall
     pooled = (
-        f"slope {_fmt(overall.get('calibration_slope'), digits=2)}, intercept "
-        f"{_fmt(overall.get('calibration_intercept'), digits=2)}"
+        f"slope {_fmt(overall.calibration_slope, digits=2)}, intercept "
+        f"{_fmt(overall.calibration_intercept, digits=2)}"
     )
     rows.append(
         (
@@ -326,22 +327,18 @@ def _calibration_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _headline(results: dict[str, Any]) -> str:
-    overall = results.get("overall", {})
-    prevalence = results.get("prevalence")
-    base_brier = (
-        ""
-        if prevalence is None
-        else f"; {prevalence * (1 - prevalence):.3f} if everyone got the dropout rate"
-    )
+def _headline(results: Evaluation) -> str:
+    overall = results.overall
+    prevalence = results.prevalence
+    base_brier = f"; {prevalence * (1 - prevalence):.3f} if everyone got the dropout rate"
     rows = [
         (
             "AUC (discrimination)",
-            _fmt(overall.get("auc")),
+            _fmt(overall.auc),
             "0.5 is chance; 0.60–0.72 is realistic for routine care",
         ),
-        ("Brier score", _fmt(overall.get("brier")), f"lower is better{base_brier}"),
-        ("Log loss", _fmt(overall.get("log_loss")), "lower is better"),
+        ("Brier score", _fmt(overall.brier), f"lower is better{base_brier}"),
+        ("Log loss", _fmt(overall.log_loss), "lower is better"),
         *_calibration_rows(results),
     ]
     table = _table(
@@ -380,8 +377,8 @@ def _baseline_row(rule: dict[str, Any], rates: dict[str, float]) -> tuple[str, .
     return tuple(cells)
 
 
-def _baselines_section(results: dict[str, Any]) -> str:
-    comparison = results.get("baselines") or {}
+def _baselines_section(results: Evaluation) -> str:
+    comparison = results.baselines or {}
     rules = comparison.get("rules") or []
     if not rules:
         return ""
@@ -405,20 +402,19 @@ def _baselines_section(results: dict[str, Any]) -> str:
     )
 
 
-def _thresholds_section(results: dict[str, Any], meta: dict[str, Any]) -> str:
-    overall = results.get("overall", {})
+def _thresholds_section(results: Evaluation, meta: dict[str, Any]) -> str:
     thresholds = meta.get("thresholds") or {}
     rows = []
-    for name, label in (("moderate", "Moderate or high"), ("high", "High")):
-        level = overall.get(name) or {}
+    for name in FLAG_LEVELS:
+        level = results.overall.level(name)
         cut = thresholds.get(name)
         rows.append(
             (
-                _esc(label),
+                _esc(flag_label(name)),
                 "n/a" if cut is None else f"p ≥ {float(cut):.2f}",
-                _esc(_fmt(level.get("flag_rate"), pct=True)),
-                _esc(_fmt(level.get("sensitivity"), pct=True)),
-                _esc(_fmt(level.get("ppv"), pct=True)),
+                _esc(_fmt(level.flag_rate, pct=True)),
+                _esc(_fmt(level.sensitivity, pct=True)),
+                _esc(_fmt(level.ppv, pct=True)),
             )
         )
     table = _table(
@@ -439,21 +435,22 @@ def _thresholds_section(results: dict[str, Any], meta: dict[str, Any]) -> str:
     )
 
 
-def _landmark_section(results: dict[str, Any]) -> str:
-    rows = [
-        (
-            _esc(f"After session {row.get('landmark')}"),
-            _esc(row.get("n")),
-            _esc(_number(row.get("prevalence"), True)),
-            _esc(_fmt(row.get("auc"))),
-            _esc(_fmt(row.get("brier"))),
-            _esc(_fmt(row.get("calibration_slope"), digits=2)),
-            _esc(_fmt(row.get("calibration_intercept"), digits=2)),
-            _esc(_fmt(row.get("high_flag_rate"), pct=True)),
-            _esc(_fmt(row.get("high_sensitivity"), pct=True)),
-        )
-        for row in results.get("per_landmark", [])
-    ]
+def _landmark_row(row: LandmarkFigures) -> tuple[str, ...]:
+    return (
+        _esc(f"After session {row.landmark}"),
+        _esc(row.n),
+        _esc(_number(row.prevalence, True)),
+        _esc(_fmt(row.auc)),
+        _esc(_fmt(row.brier)),
+        _esc(_fmt(row.calibration_slope, digits=2)),
+        _esc(_fmt(row.calibration_intercept, digits=2)),
+        _esc(_fmt(row.high.flag_rate, pct=True)),
+        _esc(_fmt(row.high.sensitivity, pct=True)),
+    )
+
+
+def _landmark_section(results: Evaluation) -> str:
+    rows = [_landmark_row(row) for row in results.per_landmark]
     table = _table(
         [
             "Landmark",
@@ -487,26 +484,26 @@ SUBGROUP_TITLES = {
 }
 
 
-def _subgroup_row(row: dict[str, Any]) -> tuple[str, ...]:
-    small = int(row.get("n_clients") or 0) < SMALL_GROUP_CLIENTS
-    group = _esc(row.get("group"))
+def _subgroup_row(row: SubgroupFigures) -> tuple[str, ...]:
+    small = row.n_clients < SMALL_GROUP_CLIENTS
+    group = _esc(row.group)
     if small:
         group += ' <span class="small">(small group: wide intervals)</span>'
     return (
         group,
-        _esc(row.get("n")),
-        _esc(row.get("n_clients")),
-        _esc(_number(row.get("prevalence"), True)),
-        _esc(_fmt(row.get("auc"))),
-        _esc(_fmt(row.get("observed_expected"), digits=2)),
-        _esc(_fmt(row.get("calibration_intercept"), digits=2)),
-        _esc(_fmt(row.get("moderate_flag_rate"), pct=True)),
-        _esc(_fmt(row.get("high_flag_rate"), pct=True)),
-        _esc(_fmt(row.get("false_negative_rate_moderate"), pct=True)),
+        _esc(row.n),
+        _esc(row.n_clients),
+        _esc(_number(row.prevalence, True)),
+        _esc(_fmt(row.auc)),
+        _esc(_fmt(row.observed_expected, digits=2)),
+        _esc(_fmt(row.calibration_intercept, digits=2)),
+        _esc(_fmt(row.moderate.flag_rate, pct=True)),
+        _esc(_fmt(row.high.flag_rate, pct=True)),
+        _esc(_fmt(row.moderate.false_negative_rate, pct=True)),
     )
 
 
-def _subgroup_section(results: dict[str, Any]) -> str:
+def _subgroup_section(results: Evaluation) -> str:
     headers = [
         "Group",
         "Examples",
@@ -520,7 +517,7 @@ def _subgroup_section(results: dict[str, Any]) -> str:
         "Dropouts missed at moderate (FNR)",
     ]
     parts = []
-    for factor, rows in (results.get("subgroups") or {}).items():
+    for factor, rows in results.subgroups.items():
         title, note = SUBGROUP_TITLES.get(factor, (factor, ""))
         note_html = f'<p class="note">{_esc(note)}</p>' if note else ""
         table = _table(headers, [_subgroup_row(r) for r in rows])
@@ -536,20 +533,21 @@ def _subgroup_section(results: dict[str, Any]) -> str:
     )
 
 
-def _method_section(results: dict[str, Any], meta: dict[str, Any]) -> str:
-    boot = results.get("bootstrap") or {}
+def _method_section(results: Evaluation, meta: dict[str, Any]) -> str:
+    boot = results.bootstrap
     update = meta.get("update") or {}
     out_of_fold = (
         f"<li>This is a local update: every figure is {_esc(update['evaluation'])}.</li>"
         if update.get("evaluation")
         else ""
     )
-    replicates = boot.get("replicates", "the configured number of")
+    replicates = boot.replicates
+    clusters = "n/a" if boot.clusters is None else boot.clusters
     unit = (
-        f"therapists ({boot.get('clusters', 'n/a')} clusters: all landmark rows of all clients "
+        f"therapists ({clusters} clusters: all landmark rows of all clients "
         "of a therapist move together, since clients of one therapist share its effect on "
         "dropout; a new clinic brings new therapists)"
-        if boot.get("unit") == "therapist"
+        if boot.unit == "therapist"
         else "clients (the cohort names no therapists), because one client contributes an "
         "example at each landmark session"
     )
@@ -566,7 +564,7 @@ def _method_section(results: dict[str, Any], meta: dict[str, Any]) -> str:
     )
 
 
-def _plots(data: EvalData, results: dict[str, Any], meta: dict[str, Any]) -> str:
+def _plots(data: EvalData, results: Evaluation, meta: dict[str, Any]) -> str:
     y = np.asarray(data.y, dtype=np.float64)
     p = np.asarray(data.p, dtype=np.float64)
     thresholds = meta.get("thresholds") or {}
@@ -599,7 +597,7 @@ def _warnings_section(warnings: Sequence[str]) -> str:
 
 def render_report(
     data: EvalData,
-    results: dict[str, Any],
+    results: Evaluation,
     meta: dict[str, Any],
     title: str | None = None,
     warnings: Sequence[str] = (),
@@ -608,7 +606,7 @@ def render_report(
 
     Args:
         data: the scored rows, used for the plots.
-        results: the dict returned by `training.evaluation.evaluate` on the same rows.
+        results: the figures `training.evaluation.evaluate` gives on the same rows.
         meta: the model metadata (version, thresholds, training_data, ...).
         title: page title; defaults to the model version's evaluation report.
         warnings: input-shift warnings (training.input_shift), shown under the banner.

@@ -47,6 +47,7 @@ from training.features import (
     landmark_examples,
     latest_landmark_features,
 )
+from training.figures import Evaluation
 from training.model import (
     CALIBRATION_METHODS,
     CalibratedModel,
@@ -337,6 +338,7 @@ class TrainResult:
     folder: Path
     champion: bool
     metadata: dict[str, Any]
+    metrics: Evaluation  # metadata["metrics"], typed
 
 
 def train(
@@ -489,7 +491,7 @@ def _metadata(
     dev: npt.NDArray[np.int64],
     test: npt.NDArray[np.int64],
     fitted: Fitted,
-    results: dict[str, Any],
+    results: Evaluation,
     config: TrainConfig,
 ) -> dict[str, Any]:
     return {
@@ -504,7 +506,7 @@ def _metadata(
         "worlds": worlds_trained_on(inputs.simulator),
         "training_data": training_data_record(inputs, data, dev, test),
         "selection": selection_record(fitted, config.folds),
-        "metrics": results,
+        "metrics": results.to_json(),
         "thresholds": fitted.thresholds,
         "reference": reference_clients(
             data.examples.X[dev], data.examples.landmark[dev], config.landmarks
@@ -522,7 +524,7 @@ def _write_artifact(
     model: Any,
     meta: dict[str, Any],
     eval_data: EvalData,
-    results: dict[str, Any],
+    results: Evaluation,
     register: Register,
 ) -> TrainResult:
     """Stage the model, metadata, report and card, then hand the complete folder to
@@ -544,4 +546,4 @@ def _write_artifact(
     finally:
         if staged.exists():
             shutil.rmtree(staged)
-    return TrainResult(version, registry.root / version, champion, meta)
+    return TrainResult(version, registry.root / version, champion, meta, results)

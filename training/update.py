@@ -31,6 +31,7 @@ from training.comparison import evaluate_with_baselines
 from training.evaluation import EvalData, Thresholds, evaluate, log_loss
 from training.explanation.reference import reference_clients
 from training.features import FEATURES
+from training.figures import Evaluation
 from training.input_shift import range_arrays
 from training.model import estimator_kind, grouped_folds, linear_preprocessing
 from training.profile_schema import ReferenceProfile
@@ -181,8 +182,9 @@ class UpdateResult:
     folder: Path
     metadata: dict[str, Any]
     plan: Plan
-    parent_results: dict[str, Any]
+    parent_results: Evaluation
     refit_check: RefitCheck | None
+    metrics: Evaluation  # metadata["metrics"], typed
 
 
 @dataclass(frozen=True)
@@ -386,20 +388,19 @@ def _fit(loaded: LoadedModel, rows: _Rows, plan: Plan, config: UpdateConfig, ste
     return _Fitted(fitted.model, fitted.selection.calibrated_oof, fitted, check, refit_plan)
 
 
-def _point(results: dict[str, Any]) -> dict[str, Any]:
+def _point(results: Evaluation) -> dict[str, Any]:
     """Point estimates of the headline figures (the parent on the local clients)."""
-    overall = results["overall"]
     return {
-        "auc": overall["auc"]["estimate"],
-        "brier": overall["brier"]["estimate"],
+        "auc": results.overall.auc.estimate,
+        "brier": results.overall.brier.estimate,
         "per_landmark": [
             {
-                "landmark": row["landmark"],
-                "auc": row["auc"]["estimate"],
-                "calibration_intercept": row["calibration_intercept"]["estimate"],
-                "calibration_slope": row["calibration_slope"]["estimate"],
+                "landmark": row.landmark,
+                "auc": row.auc.estimate,
+                "calibration_intercept": row.calibration_intercept.estimate,
+                "calibration_slope": row.calibration_slope.estimate,
             }
-            for row in results["per_landmark"]
+            for row in results.per_landmark
         ],
     }
 
@@ -433,35 +434,35 @@ def _metadata(
     inputs: TrainInputs,
     rows: _Rows,
     fitted: _Fitted,
-    results: dict[str, Any],
-    parent_results: dict[str, Any],
+    results: Evaluation,
+    parent_results: Evaluation,
     thresholds: dict[str, Any],
     config: UpdateConfig,
 ) -> dict[str, Any]:
-    parent = loaded.metadata
+    parent, written = loaded.meta, loaded.metadata  # typed; the document as written
     plan, model = fitted.plan, fitted.model
     landmarks = tuple(loaded.meta.landmarks)
     everyone = np.arange(rows.y.size)
     meta: dict[str, Any] = {
         "created_at": created_at(),
         "sklearn_version": sklearn.__version__,
-        "estimator": parent["estimator"],
-        "calibration": f"{parent['calibration']}, then {plan.candidate.label} on local data"
+        "estimator": parent.estimator,
+        "calibration": f"{parent.calibration}, then {plan.candidate.label} on local data"
         if plan.candidate is not None
         else "",
         "landmarks": list(landmarks),
         "features": list(FEATURES),
-        "instruments": parent["instruments"],
+        "instruments": list(parent.instruments),
         "worlds": [],
         "training_data": training_data_record(inputs, rows.data, everyone, everyone[:0]),
         "selection": {"cv": EVALUATION, "candidates": []},
-        "metrics": results,
+        "metrics": results.to_json(),
         "thresholds": thresholds,
         "reference": reference_clients(rows.X, rows.landmark, landmarks),
         "seed": config.seed,
     }
-    if "feature_range" in parent:
-        meta["feature_range"] = parent["feature_range"]
+    if "feature_range" in written:  # not typed: copied as written
+        meta["feature_range"] = written["feature_range"]
     if fitted.refit is not None:
         meta |= {
             "estimator": estimator_kind(model.base_),
@@ -475,8 +476,8 @@ def _metadata(
         }
         meta |= card_facts(model, rows.X, rows.X)
     else:
-        if parent.get("specification") is not None:
-            meta["specification"] = parent["specification"]
+        if written.get("specification") is not None:  # not typed: copied as written
+            meta["specification"] = written["specification"]
         summary = predictor_summary(rows.X)
         meta["predictors"] = {"development": summary, "evaluation": summary}
     meta["lineage"] = {
@@ -565,7 +566,7 @@ def update(
     thresholds = choose_thresholds(
         fitted.oof, rows.y.astype(np.int8), TrainConfig(thresholds=(moderate, high))
     )
-    rule = loaded.metadata["thresholds"].get("rule", "its rule")
+    rule = loaded.meta.thresholds.rule or "its rule"
     thresholds["rule"] = (
         "fixed at update time (--thresholds)"
         if config.thresholds
@@ -598,6 +599,7 @@ def update(
         fitted.plan,
         parent_results,
         fitted.refit_check,
+        written.metrics,
     )
 
 
@@ -605,13 +607,15 @@ def cross_validated(loaded: LoadedModel, data: LabelledExamples, step: Step) -> 
     """The scores `update` reported for `loaded` on the clients it was updated on: each
     from the update re-estimated without the client (compare uses them when a model's
     lineage fingerprint is the compared data's, so it never scores its own fit)."""
-    update_meta = loaded.metadata["update"]
+    update_meta = loaded.meta.update
+    if update_meta is None:
+        raise ValueError(f"model {loaded.version} is not a local update: it has no update record")
     rows = _rows(data, loaded.model)
     if isinstance(loaded.model, UpdatedModel):
-        return out_of_fold(loaded.model, rows, int(update_meta["seed"]))
+        return out_of_fold(loaded.model, rows, update_meta.seed)
     th = loaded.meta.thresholds
     step(f"refitting {loaded.version} in folds (it was refitted on these data)")
     fitted = _refit(
-        rows, tuple(loaded.meta.landmarks), (th.moderate, th.high), int(update_meta["seed"]), step
+        rows, tuple(loaded.meta.landmarks), (th.moderate, th.high), update_meta.seed, step
     )
     return fitted.selection.calibrated_oof

@@ -127,6 +127,13 @@ URGENT_FIRST: tuple[RiskLevel, ...] = RISK_LEVELS[::-1]
 # The levels that flag a client, each with its probability cut-off (the thresholds).
 FLAG_LEVELS: tuple[RiskLevel, ...] = RISK_LEVELS[1:]
 
+
+def flag_label(level: RiskLevel) -> str:
+    """What flagging at `level` flags, for tables: "Moderate or high", "High" (a flag at a
+    level takes every level above it too)."""
+    return " or ".join(RISK_LEVELS[RISK_LEVELS.index(level) :]).capitalize()
+
+
 # --- landmarks -----------------------------------------------------------------------------
 
 # A prediction is made at an early session (the landmark): sessions 1-3 by default, never

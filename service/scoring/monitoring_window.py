@@ -55,7 +55,7 @@ def parse_window(text: str) -> int:
 
 
 def _landmarks(model: LoadedModel) -> tuple[int, ...]:
-    return tuple(sorted(int(k) for k in model.metadata["landmarks"]))
+    return tuple(sorted(model.meta.landmarks))
 
 
 def window_of(stored: repo.StoredWindow, model: LoadedModel) -> Window:

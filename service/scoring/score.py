@@ -168,18 +168,18 @@ def _serving(model: LoadedModel, cap: int | None) -> _Serving:
 
 
 def _serving_of(model: LoadedModel, cap: int | None) -> _Serving:
-    meta = model.metadata
-    marks = tuple(meta["landmarks"])
+    meta = model.meta
+    marks = tuple(meta.landmarks)
     landmarks = tuple(k for k in marks if cap is None or k <= cap) or marks[:1]
-    plan = occlusion_plan(meta["reference"])
+    plan = occlusion_plan(meta.reference)
     check_covered(plan, list(landmarks))  # a model without a reference client is refused
-    moderate, high = thresholds_of(meta["thresholds"])
+    moderate, high = thresholds_of(meta.thresholds)
     return _Serving(
         landmarks=np.array(sorted(landmarks), dtype=np.int64),
         max_session=max(landmarks),
         thresholds=(moderate, high),
         plan=plan,
-        identity=ModelIdentity(model.version, meta["sha256"]),
+        identity=ModelIdentity(model.version, meta.sha256),
         levels=Thresholds(moderate, high),
         not_reached=NotAtLandmark(
             f"the episode has not reached session {min(landmarks)}, the first landmark; "
@@ -190,8 +190,8 @@ def _serving_of(model: LoadedModel, cap: int | None) -> _Serving:
             if isinstance(model.probability, LinearPredictor)
             else None
         ),
-        local_clinic=None if model.meta.lineage is None else model.meta.lineage.clinic,
-        updated_on=model.meta.created_at[:10],
+        local_clinic=None if meta.lineage is None else meta.lineage.clinic,
+        updated_on=meta.created_at[:10],
     )
 
 

@@ -35,7 +35,7 @@ from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.core.prediction import Prediction as Answer  # tables.Prediction is its row
+from service.core.prediction import Prediction
 from service.storage.tables import (
     AuditEntry,
     Base,
@@ -44,7 +44,7 @@ from service.storage.tables import (
     Clinic,
     FlagAck,
     Outcome,
-    Prediction,
+    PredictionRow,
     SessionRow,
 )
 from training.vocabulary import RISK_LEVELS, SRS_ITEMS, srs_items_total, wai_subscale_means
@@ -84,7 +84,7 @@ class PredictionRecord:
     probability: float
     risk_level: str
     landmark: int
-    body: Answer  # the answer as it was given, read back typed
+    body: Prediction  # the answer as it was given, read back typed
     acknowledged: bool
 
 
@@ -326,9 +326,9 @@ def set_outcome(
 # --- risks and flags ------------------------------------------------------------------------
 
 
-def _latest(s: Session, clinic_id: str, client_id: str) -> Prediction | None:
-    query = select(Prediction).where(_is_client(Prediction, clinic_id, client_id))
-    return s.scalars(query.order_by(Prediction.id.desc()).limit(1)).first()
+def _latest(s: Session, clinic_id: str, client_id: str) -> PredictionRow | None:
+    query = select(PredictionRow).where(_is_client(PredictionRow, clinic_id, client_id))
+    return s.scalars(query.order_by(PredictionRow.id.desc()).limit(1)).first()
 
 
 def _acked(s: Session, clinic_id: str, client_id: str) -> bool:
@@ -336,7 +336,7 @@ def _acked(s: Session, clinic_id: str, client_id: str) -> bool:
     return s.scalar(query.limit(1)) is not None
 
 
-def _prediction(row: Prediction, acknowledged: bool) -> PredictionRecord:
+def _prediction(row: PredictionRow, acknowledged: bool) -> PredictionRecord:
     return PredictionRecord(
         id=row.id,
         client_id=row.client_id,
@@ -346,7 +346,7 @@ def _prediction(row: Prediction, acknowledged: bool) -> PredictionRecord:
         probability=row.probability,
         risk_level=row.risk_level,
         landmark=row.landmark,
-        body=Answer.from_json(row.body),
+        body=Prediction.from_json(row.body),
         acknowledged=acknowledged,
     )
 
@@ -360,7 +360,7 @@ def add_prediction(
     probability: float,
     risk_level: str,
     landmark: int,
-    body: Answer,
+    body: Prediction,
     rescored: bool = False,
 ) -> PredictionRecord:
     """Store a risk, unless the latest one was computed on the same inputs by the same model
@@ -381,7 +381,7 @@ def add_prediction(
     if latest is not None and same and latest.model_version == model_version:
         return _prediction(latest, _acked(s, clinic_id, client_id))
     changed = latest is None or latest.risk_level != risk_level
-    row = Prediction(
+    row = PredictionRow(
         clinic_id=clinic_id,
         client_id=client_id,
         computed_at=_now(),
@@ -411,8 +411,8 @@ def prediction_history(
     s: Session, clinic_id: str, client_id: str, limit: int = 100
 ) -> list[PredictionRecord]:
     """The client's stored risks, newest first."""
-    query = select(Prediction).where(_is_client(Prediction, clinic_id, client_id))
-    rows = list(s.scalars(query.order_by(Prediction.id.desc()).limit(limit)))
+    query = select(PredictionRow).where(_is_client(PredictionRow, clinic_id, client_id))
+    rows = list(s.scalars(query.order_by(PredictionRow.id.desc()).limit(limit)))
     acked = bool(rows) and _acked(s, clinic_id, client_id)
     return [_prediction(row, acked and i == 0) for i, row in enumerate(rows)]
 
@@ -468,7 +468,7 @@ def caseload(
         select(matching.c.model_version, func.count()).group_by(matching.c.model_version)
     )
     versions = {version: int(n) for version, n in counts}
-    page = query.order_by(Prediction.probability.desc(), Prediction.client_id)
+    page = query.order_by(PredictionRow.probability.desc(), PredictionRow.client_id)
     rows = s.execute(page.limit(limit).offset(offset))
     return CaseloadPage([_caseload_row(*row) for row in rows], sum(versions.values()), versions)
 
@@ -507,9 +507,9 @@ def _caseload_query(
     acknowledged: bool | None,
 ) -> Any:
     latest = (
-        select(Prediction.client_id, func.max(Prediction.id).label("id"))
-        .where(Prediction.clinic_id == clinic_id)
-        .group_by(Prediction.client_id)
+        select(PredictionRow.client_id, func.max(PredictionRow.id).label("id"))
+        .where(PredictionRow.clinic_id == clinic_id)
+        .group_by(PredictionRow.client_id)
         .subquery()
     )
     last_day = (
@@ -518,25 +518,25 @@ def _caseload_query(
         .group_by(SessionRow.client_id)
         .subquery()
     )
-    acked = exists().where(_is_client(FlagAck, clinic_id, Prediction.client_id), FlagAck.active)
-    factor = Prediction.__table__.c.body[("factors", 0, "label")].as_string()
+    acked = exists().where(_is_client(FlagAck, clinic_id, PredictionRow.client_id), FlagAck.active)
+    factor = PredictionRow.__table__.c.body[("factors", 0, "label")].as_string()
     query = (
         select(
-            Prediction.client_id,
+            PredictionRow.client_id,
             Client.therapist_id,
-            Prediction.probability,
-            Prediction.risk_level,
-            Prediction.landmark,
-            Prediction.computed_at,
-            Prediction.model_version,
+            PredictionRow.probability,
+            PredictionRow.risk_level,
+            PredictionRow.landmark,
+            PredictionRow.computed_at,
+            PredictionRow.model_version,
             acked,
             last_day.c.day,
             factor,
         )
         .select_from(latest)
-        .join(Prediction, Prediction.id == latest.c.id)
-        .join(Client, _is_client(Client, clinic_id, Prediction.client_id))
-        .outerjoin(last_day, last_day.c.client_id == Prediction.client_id)
+        .join(PredictionRow, PredictionRow.id == latest.c.id)
+        .join(Client, _is_client(Client, clinic_id, PredictionRow.client_id))
+        .outerjoin(last_day, last_day.c.client_id == PredictionRow.client_id)
     )
     return query.where(*_caseload_filters(therapist_id, min_level, acknowledged, acked))
 
@@ -553,7 +553,7 @@ def _caseload_filters(
     if min_level is not None:
         if min_level not in LEVELS:
             raise ValueError(f"min_level: value {min_level!r} is not one of {', '.join(LEVELS)}")
-        filters.append(Prediction.risk_level.in_(LEVELS[LEVELS.index(min_level) :]))
+        filters.append(PredictionRow.risk_level.in_(LEVELS[LEVELS.index(min_level) :]))
     if acknowledged is not None:
         filters.append(acked if acknowledged else ~acked)
     return filters
@@ -574,16 +574,16 @@ def stale_clients(
     risk was computed by another model than `model_version`: the work left after a change
     of model, read again from the rows themselves, so it resumes after a restart."""
     latest = (
-        select(func.max(Prediction.id).label("id"))
-        .where(Prediction.clinic_id == clinic_id, Prediction.client_id > after)
-        .group_by(Prediction.client_id)
+        select(func.max(PredictionRow.id).label("id"))
+        .where(PredictionRow.clinic_id == clinic_id, PredictionRow.client_id > after)
+        .group_by(PredictionRow.client_id)
         .subquery()
     )
     query = (
-        select(Prediction.client_id)
-        .join(latest, Prediction.id == latest.c.id)
-        .where(Prediction.model_version != model_version)
-        .order_by(Prediction.client_id)
+        select(PredictionRow.client_id)
+        .join(latest, PredictionRow.id == latest.c.id)
+        .where(PredictionRow.model_version != model_version)
+        .order_by(PredictionRow.client_id)
         .limit(limit)
     )
     return list(s.scalars(query))
@@ -785,9 +785,9 @@ def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
     parsed here: the JSON type's own per-row decoding made the read of 140,000 sessions
     on PostgreSQL about seven times slower (bench/monitoring_service.py)."""
     in_window = and_(
-        Prediction.clinic_id == clinic_id,
-        Prediction.computed_at >= since,
-        Prediction.rescored.is_(False),  # a rescored risk answered no one (migration 0004)
+        PredictionRow.clinic_id == clinic_id,
+        PredictionRow.computed_at >= since,
+        PredictionRow.rescored.is_(False),  # a rescored risk answered no one (migration 0004)
     )
     rows = s.connection().execute(  # Core rows: the ORM's per-row work is not needed here
         select(
@@ -803,7 +803,7 @@ def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
         .outerjoin(Outcome, _is_client(Outcome, Client.clinic_id, Client.client_id))
         .where(
             Client.clinic_id == clinic_id,
-            Client.client_id.in_(select(Prediction.client_id).where(in_window)),
+            Client.client_id.in_(select(PredictionRow.client_id).where(in_window)),
         )
         .order_by(Client.client_id, SessionRow.number)
     )
@@ -821,7 +821,7 @@ def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
         sessions.append(
             WindowSession(at, number, day, goal, task, bond, _srs(payload.get("srs")), ors, phq9)
         )
-    earliest = s.scalar(select(func.min(Prediction.computed_at)).where(in_window))
+    earliest = s.scalar(select(func.min(PredictionRow.computed_at)).where(in_window))
     return StoredWindow(clients, sessions, earliest)
 
 
@@ -853,7 +853,9 @@ class ClinicWrites:
 
 def clinic_writes(s: Session, clinic_id: str) -> ClinicWrites:
     """The clinic's ClinicWrites: two aggregates, each over the clinic's rows of one index."""
-    risks = select(func.count(), func.max(Prediction.id)).where(Prediction.clinic_id == clinic_id)
+    risks = select(func.count(), func.max(PredictionRow.id)).where(
+        PredictionRow.clinic_id == clinic_id
+    )
     ends = select(func.count(), func.max(Outcome.recorded_at)).where(Outcome.clinic_id == clinic_id)
     n_risks, last_risk = s.execute(risks).one()
     n_ends, last_end = s.execute(ends).one()

@@ -136,7 +136,7 @@ class Outcome(Base):
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
-class Prediction(Base):
+class PredictionRow(Base):
     """A stored risk; body is the full prediction response as it was answered."""
 
     __tablename__ = "predictions"

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+from pydantic import ValidationError
 
 from training.evaluation import (
     INSTRUMENT_SETS,
@@ -26,6 +27,7 @@ from training.evaluation import (
     net_benefit,
 )
 from training.features import FEATURES
+from training.figures import Estimate, figures_from_json
 from training.strict_json import dumps
 
 # Positives score 0.35, 0.8, 0.9; negatives 0.1, 0.4, 0.35. Of the 9 pairs the positive wins
@@ -176,27 +178,27 @@ def test_invalid_inputs_are_rejected() -> None:
 TH = Thresholds(moderate=0.25, high=0.4)
 
 
-def _width(m: dict[str, Any]) -> float:
-    lo, hi = m["ci95"]
+def _width(m: Estimate) -> float:
+    lo, hi = m.ci95
     return float(hi) - float(lo)
 
 
 def test_evaluate_estimates_match_the_metric_functions() -> None:
     data = make_data(400, seed=7)
     res = evaluate(data, TH, n_boot=20, seed=0)
-    assert res["n_examples"] == 800
-    assert res["n_clients"] == 400
-    assert res["prevalence"] == pytest.approx(data.y.mean())
-    assert res["overall"]["auc"]["estimate"] == pytest.approx(auc(data.y, data.p))
+    assert res.n_examples == 800
+    assert res.n_clients == 400
+    assert res.prevalence == pytest.approx(data.y.mean())
+    assert res.overall.auc.estimate == pytest.approx(auc(data.y, data.p))
     slope, intercept = calibration_slope_intercept(data.y, data.p)
-    assert res["overall"]["calibration_slope"]["estimate"] == pytest.approx(slope)
-    assert res["overall"]["calibration_intercept"]["estimate"] == pytest.approx(intercept)
+    assert res.overall.calibration_slope.estimate == pytest.approx(slope)
+    assert res.overall.calibration_intercept.estimate == pytest.approx(intercept)
     high = level_stats(data.y, data.p, TH.high)
-    assert res["overall"]["high"]["sensitivity"]["estimate"] == pytest.approx(high["sensitivity"])
+    assert res.overall.high.sensitivity.estimate == pytest.approx(high["sensitivity"])
     first = data.landmark == 1
-    row = res["per_landmark"][0]
-    assert (row["landmark"], row["n"]) == (1, 400)
-    assert row["auc"]["estimate"] == pytest.approx(auc(data.y[first], data.p[first]))
+    row = res.per_landmark[0]
+    assert (row.landmark, row.n) == (1, 400)
+    assert row.auc.estimate == pytest.approx(auc(data.y[first], data.p[first]))
 
 
 def test_bootstrap_interval_contains_estimate_and_narrows_with_more_data() -> None:
@@ -204,10 +206,10 @@ def test_bootstrap_interval_contains_estimate_and_narrows_with_more_data() -> No
     large = evaluate(make_data(2_000, seed=8), TH, n_boot=60, seed=0)
     for res in (small, large):
         for key in ("auc", "brier", "calibration_slope", "calibration_intercept"):
-            m = res["overall"][key]
-            assert m["ci95"][0] <= m["estimate"] <= m["ci95"][1], key
+            m = getattr(res.overall, key)
+            assert m.ci95[0] <= m.estimate <= m.ci95[1], key
     for key in ("auc", "brier", "calibration_intercept"):
-        assert _width(large["overall"][key]) < 0.6 * _width(small["overall"][key]), key
+        assert _width(getattr(large.overall, key)) < 0.6 * _width(getattr(small.overall, key)), key
 
 
 def test_bootstrap_resamples_clients_not_rows() -> None:
@@ -217,7 +219,7 @@ def test_bootstrap_resamples_clients_not_rows() -> None:
     tripled = EvalData(*(np.repeat(np.asarray(a), 3) for a in list(vars(one).values())[:7]))
     res_one = evaluate(one, TH, n_boot=50, seed=3)
     res_three = evaluate(tripled, TH, n_boot=50, seed=3)
-    assert res_three["overall"]["auc"]["ci95"] == pytest.approx(res_one["overall"]["auc"]["ci95"])
+    assert res_three.overall.auc.ci95 == pytest.approx(res_one.overall.auc.ci95)
 
 
 def test_evaluate_is_deterministic_and_seeded() -> None:
@@ -225,21 +227,23 @@ def test_evaluate_is_deterministic_and_seeded() -> None:
     first = evaluate(data, TH, n_boot=30, seed=5)
     assert evaluate(data, TH, n_boot=30, seed=5) == first
     other = evaluate(data, TH, n_boot=30, seed=6)
-    assert other["overall"]["auc"]["ci95"] != first["overall"]["auc"]["ci95"]
-    assert other["overall"]["auc"]["estimate"] == first["overall"]["auc"]["estimate"]
+    assert other.overall.auc.ci95 != first.overall.auc.ci95
+    assert other.overall.auc.estimate == first.overall.auc.estimate
 
 
 def test_evaluate_output_is_strict_json() -> None:
     res = evaluate(make_data(200, seed=11), TH, n_boot=10, seed=0)
-    json.dumps(res, allow_nan=False)
-    assert set(res) >= {
+    doc = res.to_json()
+    json.dumps(doc, allow_nan=False)
+    assert list(doc) == [
         "n_examples",
         "n_clients",
         "prevalence",
         "overall",
         "per_landmark",
         "subgroups",
-    }
+        "bootstrap",
+    ]
 
 
 def test_subgroup_bands_and_tiny_groups() -> None:
@@ -252,16 +256,16 @@ def test_subgroup_bands_and_tiny_groups() -> None:
         gender=np.array(["female"] * 7 + ["other"], dtype=object),
     )
     res = evaluate(data, TH, n_boot=20, seed=0)
-    ages = {r["group"]: r["n"] for r in res["subgroups"]["age_band"]}
+    ages = {r.group: r.n for r in res.subgroups["age_band"]}
     assert ages == {"<25": 1, "25-39": 2, "40-59": 2, "60+": 2, "unknown": 1}
-    volumes = {r["group"]: r["n"] for r in res["subgroups"]["therapist_volume"]}
+    volumes = {r.group: r.n for r in res.subgroups["therapist_volume"]}
     assert volumes == {"unknown therapist": 2, "1-19": 3, "20-49": 2, "50+": 1}
-    other = next(r for r in res["subgroups"]["gender"] if r["group"] == "other")
-    too_few = {"estimate": None, "ci95": [None, None], "too_few": True}
-    assert other["auc"] == too_few  # one client, no dropout
-    female = next(r for r in res["subgroups"]["gender"] if r["group"] == "female")
-    assert female["auc"] == too_few  # 3 dropouts and 4 completers: below 10 clients each
-    assert female["moderate_flag_rate"]["estimate"] == pytest.approx((data.p[:7] >= 0.25).mean())
+    other = next(r for r in res.subgroups["gender"] if r.group == "other")
+    too_few = Estimate(too_few=True)
+    assert other.auc == too_few  # one client, no dropout
+    female = next(r for r in res.subgroups["gender"] if r.group == "female")
+    assert female.auc == too_few  # 3 dropouts and 4 completers: below 10 clients each
+    assert female.moderate.flag_rate.estimate == pytest.approx((data.p[:7] >= 0.25).mean())
 
 
 def test_too_few_counts_clients_not_rows() -> None:
@@ -271,15 +275,13 @@ def test_too_few_counts_clients_not_rows() -> None:
         base = make_data(40, seed=13, rows_per_client=3)
         y = np.repeat((np.arange(40) < dropouts).astype(np.int8), 3)
         res = evaluate(replace(base, y=y), TH, n_boot=20, seed=0)
-        overall = res["overall"]
-        assert overall["auc"].get("too_few", False) is expected_too_few
-        assert overall["calibration_slope"].get("too_few", False) is expected_too_few
-        assert overall["brier"]["estimate"] == pytest.approx(brier(y, base.p))
+        overall = res.overall
+        assert overall.auc.too_few is expected_too_few
+        assert overall.calibration_slope.too_few is expected_too_few
+        assert overall.brier.estimate == pytest.approx(brier(y, base.p))
         if not expected_too_few:
-            assert overall["auc"]["estimate"] == pytest.approx(auc(y, base.p))
-    assert format_metric({"estimate": None, "ci95": [None, None], "too_few": True}) == (
-        "too few clients"
-    )
+            assert overall.auc.estimate == pytest.approx(auc(y, base.p))
+    assert format_metric(Estimate(too_few=True)) == ("too few clients")
 
 
 def _therapist_cohort(seed: int) -> EvalData:
@@ -308,17 +310,17 @@ def test_therapist_bootstrap_is_wider_than_client_bootstrap_under_a_therapist_ef
     data = _therapist_cohort(seed=14)
     by_therapist = evaluate(data, TH, n_boot=200, seed=1)
     by_client = evaluate(replace(data, therapist=None), TH, n_boot=200, seed=1)
-    assert by_therapist["bootstrap"]["unit"] == "therapist"
-    assert by_therapist["bootstrap"]["clusters"] == 60
-    assert by_client["bootstrap"]["unit"] == "client"
-    assert by_client["bootstrap"]["clusters"] == 1200
-    ratio = _width(by_therapist["overall"]["calibration_intercept"]) / _width(
-        by_client["overall"]["calibration_intercept"]
+    assert by_therapist.bootstrap.unit == "therapist"
+    assert by_therapist.bootstrap.clusters == 60
+    assert by_client.bootstrap.unit == "client"
+    assert by_client.bootstrap.clusters == 1200
+    ratio = _width(by_therapist.overall.calibration_intercept) / _width(
+        by_client.overall.calibration_intercept
     )
     # Design effect 1 + (m - 1) ICC with m = 20 and a latent ICC of about 0.2: ~2x the width.
     assert ratio > 1.5
-    est = by_therapist["overall"]["calibration_intercept"]["estimate"]
-    assert est == by_client["overall"]["calibration_intercept"]["estimate"]
+    est = by_therapist.overall.calibration_intercept.estimate
+    assert est == by_client.overall.calibration_intercept.estimate
 
 
 def test_clients_without_a_therapist_are_their_own_cluster() -> None:
@@ -326,7 +328,7 @@ def test_clients_without_a_therapist_are_their_own_cluster() -> None:
     therapist = data.therapist.copy()  # type: ignore[union-attr]
     therapist[:40] = ""  # the first two therapists' clients become unknown: 40 single clusters
     res = evaluate(replace(data, therapist=therapist), TH, n_boot=5, seed=0)
-    assert res["bootstrap"]["clusters"] == 58 + 40
+    assert res.bootstrap.clusters == 58 + 40
 
 
 def test_calibration_slope_and_intercept_per_landmark() -> None:
@@ -346,12 +348,12 @@ def test_calibration_slope_and_intercept_per_landmark() -> None:
         therapist_volume=np.zeros(y.size, dtype=np.int64),
     )
     res = evaluate(data, TH, n_boot=0)
-    first, second = res["per_landmark"]
-    assert first["calibration_slope"]["estimate"] == pytest.approx(0.5, abs=0.05)
-    assert second["calibration_slope"]["estimate"] == pytest.approx(2.0, abs=0.2)
+    first, second = res.per_landmark
+    assert first.calibration_slope.estimate == pytest.approx(0.5, abs=0.05)
+    assert second.calibration_slope.estimate == pytest.approx(2.0, abs=0.2)
     slope_1, intercept_1 = calibration_slope_intercept(y[:n], extreme)
-    assert first["calibration_slope"]["estimate"] == pytest.approx(slope_1)
-    assert first["calibration_intercept"]["estimate"] == pytest.approx(intercept_1)
+    assert first.calibration_slope.estimate == pytest.approx(slope_1)
+    assert first.calibration_intercept.estimate == pytest.approx(intercept_1)
 
 
 def test_instrument_sets_from_missingness_features() -> None:
@@ -374,21 +376,22 @@ def test_performance_per_instrument_set() -> None:
     x[:300, FEATURES.index("ors_missing")] = 1
     x[300:, FEATURES.index("wai_missing")] = 1  # second half: SRS/ORS only
     res = evaluate(replace(base, features=x), TH, n_boot=0)
-    rows = {r["group"]: r for r in res["subgroups"]["instruments"]}
+    rows = {r.group: r for r in res.subgroups["instruments"]}
     assert set(rows) == {"WAI-SR only", "SRS/ORS only"}
-    assert rows["WAI-SR only"]["n_clients"] == 300
+    assert rows["WAI-SR only"].n_clients == 300
     wai = slice(0, 300)
-    assert rows["WAI-SR only"]["auc"]["estimate"] == pytest.approx(auc(base.y[wai], base.p[wai]))
+    assert rows["WAI-SR only"].auc.estimate == pytest.approx(auc(base.y[wai], base.p[wai]))
 
 
 def test_format_metric() -> None:
-    assert format_metric({"estimate": 0.6512, "ci95": [0.62, 0.68]}) == "0.651 (0.620–0.680)"
-    assert format_metric({"estimate": 0.3, "ci95": [0.25, 0.35]}, pct=True) == "30.0% (25.0%–35.0%)"
-    assert (
-        format_metric({"estimate": 0.05, "ci95": [-0.1, 0.2]}, digits=2) == "0.05 (-0.10 to 0.20)"
-    )
-    assert format_metric({"estimate": None, "ci95": [None, None]}) == "n/a"
-    assert format_metric({"estimate": 0.5, "ci95": [None, None]}) == "0.500"
+    assert format_metric(Estimate(estimate=0.6512, ci95=(0.62, 0.68))) == "0.651 (0.620–0.680)"
+    pct = format_metric(Estimate(estimate=0.3, ci95=(0.25, 0.35)), pct=True)
+    assert pct == "30.0% (25.0%–35.0%)"
+    negative = format_metric(Estimate(estimate=0.05, ci95=(-0.1, 0.2)), digits=2)
+    assert negative == "0.05 (-0.10 to 0.20)"
+    assert format_metric(Estimate()) == "n/a"
+    assert format_metric(None) == "n/a"
+    assert format_metric(Estimate(estimate=0.5)) == "0.500"
 
 
 def test_strict_json_turns_nan_into_null() -> None:
@@ -404,12 +407,106 @@ def test_no_intervals_from_fewer_than_ten_clusters() -> None:
     base = make_data(8, seed=18, rows_per_client=2)
     therapist = np.array(["t1"] * 8 + ["t2"] * 8, dtype=object)
     res = evaluate(replace(base, therapist=therapist), TH, n_boot=50, seed=0)
-    assert res["bootstrap"]["clusters"] == 2
-    assert res["bootstrap"]["replicates"] == 0
-    assert res["overall"]["brier"] == {
-        "estimate": pytest.approx(brier(base.y, base.p)),
-        "ci95": [None, None],
-    }
+    assert res.bootstrap.clusters == 2
+    assert res.bootstrap.replicates == 0
+    assert res.overall.brier == Estimate(estimate=pytest.approx(brier(base.y, base.p)))
     many = evaluate(make_data(10, seed=18, rows_per_client=2), TH, n_boot=50, seed=0)
-    assert many["bootstrap"]["replicates"] == 50
-    assert None not in many["overall"]["brier"]["ci95"]
+    assert many.bootstrap.replicates == 50
+    assert None not in many.overall.brier.ci95
+
+
+SHIPPED_METADATA = Path(__file__).parents[2] / "models" / "20261201-2e66ec1b" / "metadata.json"
+
+
+def test_written_figures_keep_the_artifact_layout() -> None:
+    """metadata.json is an artifact format: the typed figures are written with the keys
+    every model was written with (levels nested overall, flat in the rows), and read back."""
+    data = make_data(300, seed=19)
+    x = np.zeros((data.y.size, len(FEATURES)))
+    x[:, FEATURES.index("landmark")] = data.landmark
+    res = evaluate(replace(data, features=x), TH, n_boot=10, seed=0)
+    doc = res.to_json()
+    assert set(doc["overall"]) == {
+        "auc",
+        "brier",
+        "log_loss",
+        "calibration_slope",
+        "calibration_intercept",
+        "moderate",
+        "high",
+    }
+    assert list(doc["overall"]["high"]) == ["flag_rate", "sensitivity", "ppv"]
+    assert list(doc["per_landmark"][0]) == [
+        "landmark",
+        "n",
+        "prevalence",
+        "auc",
+        "brier",
+        "calibration_slope",
+        "calibration_intercept",
+        "high_flag_rate",
+        "high_sensitivity",
+    ]
+    assert list(doc["subgroups"]) == ["gender", "age_band", "therapist_volume", "instruments"]
+    assert list(doc["subgroups"]["gender"][0]) == [
+        "group",
+        "n",
+        "n_clients",
+        "prevalence",
+        "auc",
+        "calibration_intercept",
+        "observed_expected",
+        "moderate_flag_rate",
+        "high_flag_rate",
+        "false_negative_rate_moderate",
+    ]
+    assert list(doc["bootstrap"]) == ["replicates", "seed", "unit", "clusters"]
+    row = res.per_landmark[0]
+    assert doc["per_landmark"][0]["high_flag_rate"] == {
+        "estimate": row.high.flag_rate.estimate,
+        "ci95": list(row.high.flag_rate.ci95),
+    }
+    assert figures_from_json(json.loads(json.dumps(doc))) == res
+
+
+def test_the_shipped_models_figures_read_typed_and_write_back_unchanged() -> None:
+    written = json.loads(SHIPPED_METADATA.read_text())["metrics"]
+    figures = figures_from_json(written)
+    assert figures.overall.auc.estimate == written["overall"]["auc"]["estimate"]
+    assert figures.overall.high.ppv == Estimate(
+        estimate=written["overall"]["high"]["ppv"]["estimate"],
+        ci95=tuple(written["overall"]["high"]["ppv"]["ci95"]),
+    )
+    first = written["per_landmark"][0]
+    assert figures.per_landmark[0].high.flag_rate.estimate == first["high_flag_rate"]["estimate"]
+    assert figures.per_landmark[0].high.ppv is None  # not reported per landmark
+    female = written["subgroups"]["gender"][0]
+    fnr = figures.subgroups["gender"][0].moderate.false_negative_rate
+    assert fnr is not None
+    assert fnr.estimate == female["false_negative_rate_moderate"]["estimate"]
+    assert json.dumps(figures.to_json()) == json.dumps(written)
+
+
+def test_figures_of_an_older_layout_still_read() -> None:
+    """The first artifacts had no per-landmark calibration slope and no cluster count."""
+    written = json.loads(SHIPPED_METADATA.read_text())["metrics"]
+    for row in written["per_landmark"]:
+        del row["calibration_slope"]
+    del written["bootstrap"]["clusters"]
+    figures = figures_from_json(written)
+    assert figures.per_landmark[0].calibration_slope == Estimate()
+    assert figures.bootstrap.clusters is None
+    assert format_metric(figures.per_landmark[0].calibration_slope) == "n/a"
+
+
+def test_figures_that_do_not_fit_are_refused_by_field() -> None:
+    written = json.loads(SHIPPED_METADATA.read_text())["metrics"]
+    written["overall"]["auc"]["estimate"] = "high"
+    del written["per_landmark"][1]["high_flag_rate"]
+    with pytest.raises(ValidationError) as caught:
+        figures_from_json(written)
+    where = {tuple(e["loc"]) for e in caught.value.errors()}
+    assert where == {
+        ("metrics", "overall", "auc", "estimate"),
+        ("metrics", "per_landmark", 1, "high", "flag_rate"),
+    }

@@ -11,6 +11,14 @@ from sklearn.base import clone
 
 from training.contract import Cohort
 from training.features import FEATURES
+from training.figures import (
+    Bootstrap,
+    Estimate,
+    Evaluation,
+    LandmarkFigures,
+    LevelFigures,
+    OverallFigures,
+)
 from training.model import CalibratedModel, candidates, fit_calibrator
 from training.model_card import NETWORK_DEFAULT_STATEMENT, render_model_card
 from training.simulate import simulate
@@ -143,15 +151,38 @@ def test_card_puts_a_beaten_model_first_and_calibration_per_landmark() -> None:
         "model_beats_it": False,
         "levels": {},
     }
-    landmark = {
-        "landmark": 1,
-        "n": 500,
-        "prevalence": 0.2,
-        "calibration_slope": {"estimate": 1.3, "ci95": [1.1, 1.5]},
-        "calibration_intercept": {"estimate": 0.1, "ci95": [0.0, 0.2]},
-    }
-    metrics = {"baselines": {"flag_rates": {}, "rules": [rule]}, "per_landmark": [landmark]}
-    card = render_model_card({"metrics": metrics})
+    none = Estimate()
+    landmark = LandmarkFigures(
+        landmark=1,
+        n=500,
+        prevalence=0.2,
+        auc=none,
+        brier=none,
+        calibration_slope=Estimate(estimate=1.3, ci95=(1.1, 1.5)),
+        calibration_intercept=Estimate(estimate=0.1, ci95=(0.0, 0.2)),
+        high=LevelFigures(flag_rate=none),
+    )
+    level = LevelFigures(flag_rate=none, sensitivity=none, ppv=none)
+    overall = OverallFigures(
+        auc=none,
+        brier=none,
+        log_loss=none,
+        calibration_slope=none,
+        calibration_intercept=none,
+        moderate=level,
+        high=level,
+    )
+    figures = Evaluation(
+        n_examples=500,
+        n_clients=250,
+        prevalence=0.2,
+        overall=overall,
+        per_landmark=(landmark,),
+        subgroups={},
+        bootstrap=Bootstrap(replicates=0, seed=0, unit="client"),
+        baselines={"flag_rates": {}, "rules": [rule]},
+    )
+    card = render_model_card({"metrics": figures.to_json()})
     top = card[: card.index("## Model details")]
     assert 'does not beat the clinic rule "last SRS < 36": AUC 0.600 for the model' in top
     assert "| last SRS < 36 | 500 | 0.600 vs 0.640 |" in card

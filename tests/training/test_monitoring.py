@@ -339,11 +339,13 @@ def test_realised_performance_matches_training_evaluation(world: World) -> None:
         expected = pair_auc(p, p, 1 - p).value
         assert realised.reference == pytest.approx(expected)
         boot = evaluate(_eval_data(y, p, k), Thresholds(0.5, 0.6), n_boot=200, seed=1)
-        lo, hi = boot["per_landmark"][0]["auc"]["ci95"]
+        lo, hi = boot.per_landmark[0].auc.ci95
+        assert lo is not None
+        assert hi is not None
         assert realised.interval is not None
         width = realised.interval[1] - realised.interval[0]
         assert width == pytest.approx(hi - lo, rel=0.25)
-        assert boot["per_landmark"][0]["auc"]["estimate"] == pytest.approx(realised.value)
+        assert boot.per_landmark[0].auc.estimate == pytest.approx(realised.value)
 
 
 def _eval_data(y: FloatArray, p: FloatArray, landmark: int) -> EvalData:

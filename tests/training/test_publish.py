@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from training.evaluation import Thresholds
 from training.publish import published, risk_levels
 
-THRESHOLDS = {"moderate": 0.2, "high": 0.3}
+THRESHOLDS = Thresholds(moderate=0.2, high=0.3)
 
 
 def test_risk_levels_at_and_between_thresholds() -> None:

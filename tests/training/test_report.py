@@ -13,6 +13,7 @@ from training.baselines import fit_baselines
 from training.comparison import evaluate_with_baselines
 from training.evaluation import EvalData, Thresholds, auc, evaluate
 from training.features import FEATURES
+from training.figures import Evaluation
 from training.model_card import render_model_card
 from training.report import render_report
 
@@ -39,7 +40,7 @@ def _data(n_clients: int = 300, seed: int = 0) -> EvalData:
     )
 
 
-def _meta(simulated: bool, results: dict[str, Any] | None = None) -> dict[str, Any]:
+def _meta(simulated: bool, results: Evaluation | None = None) -> dict[str, Any]:
     return {
         "version": "20261122-abcdef12",
         "created_at": "2026-11-22T10:00:00+00:00",
@@ -48,7 +49,7 @@ def _meta(simulated: bool, results: dict[str, Any] | None = None) -> dict[str, A
         "thresholds": {"moderate": TH.moderate, "high": TH.high, "rule": "fixed at train time"},
         "training_data": {"simulated": simulated, "n_clients": 20000, "dropout_rate": 0.2},
         "landmarks": [1, 2],
-        "metrics": results or {},
+        "metrics": results.to_json() if results is not None else {},
         "selection": {
             "cv": "5-fold cross-validation grouped by client",
             "candidates": [
@@ -61,13 +62,13 @@ def _meta(simulated: bool, results: dict[str, Any] | None = None) -> dict[str, A
 
 
 @pytest.fixture(scope="module")
-def scored() -> tuple[EvalData, dict[str, Any]]:
+def scored() -> tuple[EvalData, Evaluation]:
     data = _data()
     return data, evaluate(data, TH, n_boot=20, seed=0)
 
 
 @pytest.fixture(scope="module")
-def report(scored: tuple[EvalData, dict[str, Any]]) -> str:
+def report(scored: tuple[EvalData, Evaluation]) -> str:
     data, results = scored
     return render_report(data, results, _meta(simulated=True))
 
@@ -109,7 +110,7 @@ def test_simulated_banner(report: str) -> None:
 
 
 def test_real_data_model_has_no_banner_and_text_is_escaped(
-    scored: tuple[EvalData, dict[str, Any]],
+    scored: tuple[EvalData, Evaluation],
 ) -> None:
     meta = _meta(simulated=False) | {"version": "<script>alert(1)</script>"}
     html = render_report(*scored, meta, title="Evaluation on cohort <X>")
@@ -121,7 +122,7 @@ def test_real_data_model_has_no_banner_and_text_is_escaped(
     assert "<script" not in html
 
 
-def test_report_is_deterministic(scored: tuple[EvalData, dict[str, Any]], report: str) -> None:
+def test_report_is_deterministic(scored: tuple[EvalData, Evaluation], report: str) -> None:
     assert render_report(*scored, _meta(simulated=True)) == report
 
 
@@ -152,17 +153,20 @@ def test_report_has_every_plot_with_unique_ids(report: str) -> None:
 
 
 def test_report_tables_hold_metrics_landmarks_and_subgroups(
-    scored: tuple[EvalData, dict[str, Any]], report: str
+    scored: tuple[EvalData, Evaluation], report: str
 ) -> None:
     _, results = scored
     headers = _parse(report).th_text
-    for group_rows in results["subgroups"].values():
+    for group_rows in results.subgroups.values():
         for row in group_rows:
-            assert any(h.startswith(row["group"]) for h in headers), row["group"]
+            assert any(h.startswith(row.group) for h in headers), row.group
     assert {"After session 1", "After session 2"} <= set(headers)
     assert {"AUC (discrimination)", "Calibration slope", "Moderate or high", "High"} <= set(headers)
-    auc = results["overall"]["auc"]
-    assert f"{auc['estimate']:.3f} ({auc['ci95'][0]:.3f}–{auc['ci95'][1]:.3f})" in report
+    auc, (lo, hi) = results.overall.auc.estimate, results.overall.auc.ci95
+    assert auc is not None
+    assert lo is not None
+    assert hi is not None
+    assert f"{auc:.3f} ({lo:.3f}–{hi:.3f})" in report
     assert "p ≥ 0.25" in report
     assert "p ≥ 0.40" in report
 
@@ -183,7 +187,7 @@ REQUIRED_HEADINGS = (
 
 
 def test_model_card_has_every_section_and_the_simulation_statement(
-    scored: tuple[EvalData, dict[str, Any]],
+    scored: tuple[EvalData, Evaluation],
 ) -> None:
     card = render_model_card(_meta(simulated=True, results=scored[1]))
     for heading in REQUIRED_HEADINGS:
@@ -226,15 +230,15 @@ def test_model_card_tripod_checklist_covers_every_item() -> None:
 
 
 def test_model_card_reports_subgroups_and_metrics(
-    scored: tuple[EvalData, dict[str, Any]],
+    scored: tuple[EvalData, Evaluation],
 ) -> None:
     results = scored[1]
     card = render_model_card(_meta(simulated=True, results=results))
     quantitative = card[card.index("## Quantitative analyses") : card.index("## Ethical")]
-    for rows in results["subgroups"].values():
+    for rows in results.subgroups.values():
         for row in rows:
-            assert f"\n| {row['group']} | {row['n_clients']} |" in quantitative, row["group"]
-    auc = results["overall"]["auc"]["estimate"]
+            assert f"\n| {row.group} | {row.n_clients} |" in quantitative, row.group
+    auc = results.overall.auc.estimate
     assert f"| AUC | {auc:.3f} (" in quantitative
     assert "| logistic_regression | sigmoid | 0.1500 | yes |" in card
 
@@ -248,7 +252,7 @@ def test_model_card_survives_sparse_metadata() -> None:
     assert "not recorded in the model metadata" in card
 
 
-def _against_rules(model_knows_risk: bool, seed: int = 21) -> tuple[EvalData, dict[str, Any]]:
+def _against_rules(model_knows_risk: bool, seed: int = 21) -> tuple[EvalData, Evaluation]:
     """800 clients at one landmark whose dropout follows their last SRS. The model either
     knows that risk (and more) or only guesses: the clinic rule then beats it."""
     rng = np.random.default_rng(seed)
@@ -278,7 +282,8 @@ def _against_rules(model_knows_risk: bool, seed: int = 21) -> tuple[EvalData, di
 
 def test_report_says_first_when_a_clinic_rule_beats_the_model() -> None:
     data, results = _against_rules(model_knows_risk=False)
-    rule = next(r for r in results["baselines"]["rules"] if r["name"] == "srs_last_below_36")
+    assert results.baselines is not None
+    rule = next(r for r in results.baselines["rules"] if r["name"] == "srs_last_below_36")
     assert rule["model_auc"] == pytest.approx(auc(data.y, data.p))
     srs_score = 36.0 - data.features[:, FEATURES.index("srs_last")]  # type: ignore[index]
     assert rule["baseline_auc"] == pytest.approx(auc(data.y, (srs_score - srs_score.min()) / 15))
@@ -298,8 +303,9 @@ def test_report_says_first_when_a_clinic_rule_beats_the_model() -> None:
 
 def test_report_shows_the_rules_at_the_model_flag_rates() -> None:
     data, results = _against_rules(model_knows_risk=True)
-    comparison = results["baselines"]
-    high_rate = results["overall"]["high"]["flag_rate"]["estimate"]
+    comparison = results.baselines
+    assert comparison is not None
+    high_rate = results.overall.high.flag_rate.estimate
     assert comparison["flag_rates"]["high"] == pytest.approx(high_rate)
     rule = next(r for r in comparison["rules"] if r["name"] == "srs_last_below_36")
     assert rule["model_beats_it"] is True
@@ -325,7 +331,8 @@ def test_rules_with_too_few_clients_give_no_verdict() -> None:
     )
     assert small.features is not None
     results = evaluate_with_baselines(small, TH, fit_baselines(small.features, small.y), n_boot=0)
-    rules = results["baselines"]["rules"]
+    assert results.baselines is not None
+    rules = results.baselines["rules"]
     assert [r["too_few"] for r in rules] == [True, True, True]
     assert all(r["model_beats_it"] is None and r["model_auc"] is None for r in rules)
     html = render_report(small, results, _meta(simulated=False))

@@ -395,7 +395,9 @@ def test_compare_on_the_update_s_own_files_sees_what_update_reported(
     assert not result.champion.out_of_fold
     reported = Registry(updated_registry).load(version).metadata["metrics"]
     for key in ("auc", "brier", "log_loss"):
-        assert result.challenger.results["overall"][key] == reported["overall"][key]
+        figure = getattr(result.challenger.results.overall, key)
+        assert figure.estimate == reported["overall"][key]["estimate"]
+        assert list(figure.ci95) == reported["overall"][key]["ci95"]
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ from service.app import create_app
 from service.core.settings import Settings
 from service.scoring.monitoring_window import InvalidWindow, parse_window
 from service.storage import repository as repo
-from service.storage.tables import Prediction as PredictionRow
+from service.storage.tables import PredictionRow
 from tests.support.helpers import CLINIC, REPO, create_key, db_session, updated_version
 from tests.support.monitoring import CLIENTS, clinic_tables, store_clinic
 from training.cli import run

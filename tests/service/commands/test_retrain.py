@@ -20,7 +20,7 @@ from service.app import create_app
 from service.commands.demo import contract_episodes, store_episodes
 from service.core.examples import EXAMPLE_EPISODE
 from service.core.settings import Settings
-from service.storage.tables import Prediction
+from service.storage.tables import PredictionRow
 from tests.support.helpers import CLINIC, CLINIC_WORLD, REPO, create_key, db_session
 from training.cli import run
 from training.registry import LoadedModel, Registry
@@ -133,7 +133,7 @@ def _next_window(url: str, model: LoadedModel) -> None:
         e["client_id"] = f"N-{e['client_id']}"
     with db_session(url) as s:
         s.execute(
-            sql_update(Prediction).values(computed_at=datetime.now(UTC) - timedelta(days=100))
+            sql_update(PredictionRow).values(computed_at=datetime.now(UTC) - timedelta(days=100))
         )
         store_episodes(s, CLINIC, episodes, model)
 

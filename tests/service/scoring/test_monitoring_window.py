@@ -20,7 +20,7 @@ from service.scoring.episodes import grid_from_episodes, grid_from_window
 from service.scoring.records import episode, recompute, require_client
 from service.storage import repository as repo
 from service.storage.engine import session_scope
-from service.storage.tables import Prediction
+from service.storage.tables import PredictionRow
 from tests.support.helpers import REPO
 from training.features import BOND, DAY, GOAL, MEASURES, ORS, PHQ9, SRS, TASK
 from training.monitoring import MonitoringReport
@@ -83,8 +83,8 @@ def stored(tx: Callable[[], Any], model: LoadedModel) -> None:
         _store(s, model, OTHER, "a")
         repo.set_outcome(s, CLINIC, "a", True, date(2026, 11, 30))
         old = datetime.now(UTC) - timedelta(days=40)
-        mine = (Prediction.clinic_id == CLINIC) & (Prediction.client_id == "c")
-        s.execute(update(Prediction).where(mine).values(computed_at=old))
+        mine = (PredictionRow.clinic_id == CLINIC) & (PredictionRow.client_id == "c")
+        s.execute(update(PredictionRow).where(mine).values(computed_at=old))
 
 
 def _since(days: int = 30) -> datetime:
@@ -97,8 +97,8 @@ def test_the_window_is_the_clinics_clients_with_a_recent_risk(
     with tx() as s:
         window = repo.window_clients(s, CLINIC, _since())
         latest = s.scalars(
-            select(Prediction.computed_at).where(
-                Prediction.clinic_id == CLINIC, Prediction.client_id.in_(["a", "b"])
+            select(PredictionRow.computed_at).where(
+                PredictionRow.clinic_id == CLINIC, PredictionRow.client_id.in_(["a", "b"])
             )
         ).all()
     assert window.clients == [

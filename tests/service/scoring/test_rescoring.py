@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from service.commands.demo import contract_episodes, store_episodes
 from service.core.observability import Pseudonymizer
-from service.core.prediction import Prediction as Answer  # tables.Prediction is its row
+from service.core.prediction import Prediction
 from service.core.standing import caseload_models, recomputing_note
 from service.scoring.model_store import ModelStore
 from service.scoring.records import Auditor, episode
@@ -21,7 +21,7 @@ from service.scoring.rescoring import ACTOR, RescoreLimits, Rescorer
 from service.scoring.score import score
 from service.storage import repository as repo
 from service.storage.database import Storage
-from service.storage.tables import AuditEntry, Prediction
+from service.storage.tables import AuditEntry, PredictionRow
 from tests.support.helpers import CLINIC, updated_version
 from training.registry import Registry
 
@@ -81,10 +81,10 @@ def test_a_change_of_champion_rescores_that_clinics_stored_risks(
         expected = score(
             store.for_clinic(CLINIC), [episode(client, repo.get_sessions(s, CLINIC, "C000007"))]
         )
-        rows = s.scalar(select(func.count()).select_from(Prediction))
+        rows = s.scalar(select(func.count()).select_from(PredictionRow))
         rescored = s.scalars(select(AuditEntry).where(AuditEntry.action == "risk.rescore")).all()
     assert stored is not None
-    assert isinstance(expected[0], Answer)
+    assert isinstance(expected[0], Prediction)
     assert stored.body.probability == expected[0].probability
     assert stored.body.calibration == "local"
     assert rows == 120 + 10 + 120  # each client's old risk kept, one new one each
@@ -97,11 +97,11 @@ def test_a_change_of_champion_rescores_that_clinics_stored_risks(
     now = datetime.now(UTC)
     with storage.session() as s:
         s.execute(
-            update(Prediction)
-            .where(Prediction.rescored.is_(False))
+            update(PredictionRow)
+            .where(PredictionRow.rescored.is_(False))
             .values(computed_at=now - timedelta(days=100))
         )
-        assert s.scalar(select(func.count()).where(Prediction.rescored)) == 120
+        assert s.scalar(select(func.count()).where(PredictionRow.rescored)) == 120
         recent = repo.window_clients(s, CLINIC, now - timedelta(days=90))
         longer = repo.window_clients(s, CLINIC, now - timedelta(days=200))
     assert (len(recent.clients), len(longer.clients)) == (0, 120)

@@ -35,8 +35,7 @@ from service.storage.engine import (
     session_scope,
     upgrade,
 )
-from service.storage.tables import Base, Client, Clinic, FlagAck, Outcome, SessionRow
-from service.storage.tables import Prediction as PredictionRow  # its row; a body: Prediction
+from service.storage.tables import Base, Client, Clinic, FlagAck, Outcome, PredictionRow, SessionRow
 from training.explanation.actions import ACTIONS
 from training.explanation.groups import Factor
 
