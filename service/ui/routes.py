@@ -54,6 +54,7 @@ from service.scoring.monitoring_window import (
     InvalidWindow,
     clinic_report,
     parse_window,
+    period_days,
 )
 from service.security import access
 from service.security.api_keys import ApiKey
@@ -577,6 +578,7 @@ async def monitoring_page(
             days=days,
             window=f"{days}d",
             window_rule=WINDOW_RULE,
+            period_days=period_days(days),
             overall_css=overall,
             counts=monitoring_views.status_counts(report),
             rows=monitoring_views.figure_rows(report),
