@@ -610,6 +610,7 @@ class LastComparison:
     compared_at: str
     n_clients: int
     css: str  # worse, better or "": the verdict box's colour (ComparisonRecord.kind)
+    has_page: bool  # the registry keeps its page (/ui/monitoring/comparison)
 
 
 def last_comparison(record: ComparisonRecord | None) -> LastComparison | None:
@@ -622,4 +623,5 @@ def last_comparison(record: ComparisonRecord | None) -> LastComparison | None:
         record.compared_at,
         record.n_clients,
         record.kind,
+        record.page_sha256 is not None,
     )

@@ -4,6 +4,8 @@ with its plots, its status table and the last comparison of the clinic's challen
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import re
 from collections.abc import Iterator
@@ -244,3 +246,74 @@ def test_an_unreadable_registry_hides_only_the_comparison(page: Ui) -> None:
     assert "registry.json" in html.unescape(text)
     assert 'id="figure-table"' in text  # the report is still shown, from the served model
     assert "no-comparison" not in text
+
+
+def _compared(page: Ui, text: str | None) -> Registry:
+    """Record a comparison of a challenger for the clinic, with `text` as its page."""
+    registry = Registry(page.http.app.state.settings.models_dir)  # type: ignore[attr-defined]
+    champion = registry.load().version
+    record = ComparisonRecord(
+        challenger="v-new",
+        champion=champion,
+        clinic=CLINIC,
+        compared_at="2026-11-20T10:00:00+00:00",
+        fingerprint="0" * 64,
+        n_clients=321,
+        discrimination=VerdictRecord(verdict="not distinguishable"),
+        calibration=VerdictRecord(verdict="better"),
+    )
+    registry.record_comparison(record, text)
+    return registry
+
+
+COMPARE_PAGE = (
+    "<!DOCTYPE html><html><head><title>compare</title><style>p { color: #123456; }</style>"
+    "</head><body><p>verdict: v-new</p></body></html>\n"
+)
+
+
+def test_the_last_comparison_s_page_is_served_checked_and_linked(page: Ui) -> None:
+    registry = _compared(page, COMPARE_PAGE)
+    kept = registry.root / "comparisons" / f"{CLINIC}-v-new.html"
+    assert kept.read_text() == COMPARE_PAGE
+    page.signed_in("lead")
+    assert 'href="/ui/monitoring/comparison"' in page.page("/ui/monitoring")
+    answer = page.http.get("/ui/monitoring/comparison", follow_redirects=False)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+    assert answer.text == COMPARE_PAGE
+    style = base64.b64encode(hashlib.sha256(b"p { color: #123456; }").digest()).decode()
+    assert answer.headers["content-security-policy"] == CSP.replace(
+        "style-src 'self'", f"style-src 'self' 'sha256-{style}'"
+    )
+    assert answer.headers["x-frame-options"] == "DENY"
+    # altered after it was recorded: refused, never served
+    kept.write_text(COMPARE_PAGE.replace("v-new", "v-forged"))
+    refused = page.http.get("/ui/monitoring/comparison", follow_redirects=False)
+    assert refused.status_code == 409
+    assert "does not match the sha256" in html.unescape(refused.text)
+    assert "v-forged" not in refused.text
+    kept.unlink()
+    missing = page.http.get("/ui/monitoring/comparison", follow_redirects=False)
+    assert missing.status_code == 409
+    assert "is missing" in html.unescape(missing.text)
+
+
+def test_without_a_kept_comparison_page_it_is_404_and_not_linked(page: Ui) -> None:
+    page.signed_in("lead")
+    none = page.http.get("/ui/monitoring/comparison", follow_redirects=False)
+    assert none.status_code == 404
+    assert "dropout-risk retrain --clinic calm" in none.text
+    assert none.headers["content-security-policy"] == CSP
+    _compared(page, None)  # a record without a kept page (as before copies were kept)
+    assert page.http.get("/ui/monitoring/comparison").status_code == 404
+    assert 'href="/ui/monitoring/comparison"' not in page.page("/ui/monitoring")
+
+
+def test_the_comparison_page_needs_a_monitoring_scope(page: Ui) -> None:
+    _compared(page, COMPARE_PAGE)
+    page.signed_in("clinician")
+    refused = page.http.get("/ui/monitoring/comparison", follow_redirects=False)
+    assert refused.status_code == 403
+    assert "verdict" not in refused.text
+    assert refused.headers["content-security-policy"] == CSP
