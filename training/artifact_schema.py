@@ -142,6 +142,9 @@ class ComparisonRecord(_Document):
     discrimination: VerdictRecord
     calibration: VerdictRecord
     subgroups: list[SubgroupRecord] = []
+    # sha256 of the comparison's page as the registry keeps it
+    # (Registry.comparison_page_path; None: no copy kept, as before copies were)
+    page_sha256: Sha256 | None = None
 
     def verdict_line(self) -> str:
         """The comparison's one line, as `dropout-risk compare` printed it."""

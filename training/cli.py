@@ -646,9 +646,11 @@ def run_compare(
         )
         step("writing the page")
         tmp = out_path.with_name(f".{out_path.name}.partial")
-        tmp.write_text(render_comparison(result))
+        page = render_comparison(result)
+        tmp.write_text(page)
         os.replace(tmp, out_path)
-        registry.record_comparison(result.record())
+        # the registry keeps a copy, which /ui/monitoring links for the clinic
+        registry.record_comparison(result.record(), page)
     for line in _compare_lines(result):
         out.print(line, markup=False)
     out.print(f"page        {out_path}", markup=False)

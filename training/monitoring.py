@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -281,6 +282,36 @@ class MonitoredModel:
 
 
 @dataclass(frozen=True)
+class PeriodSplit:
+    """Which consecutive period of the window each client falls in (the caller's rule:
+    the service's is service.scoring.monitoring_window.period_bounds).
+
+    bounds: each period's (start, end), oldest first; rows: the period (an index into
+    bounds) of each row of Window.X; outcome_rows: that of each Outcomes row (its
+    episode's client's period)."""
+
+    bounds: tuple[tuple[datetime, datetime], ...]
+    rows: IntArray
+    outcome_rows: IntArray
+
+
+@dataclass(frozen=True)
+class Period:
+    """The window's clients of one period and the figures over time
+    (PERIOD_FIGURES, PERIOD_REALISED): the same functions, names, minimum sizes and
+    statuses as the report's own figures, on the period's clients alone."""
+
+    start: datetime
+    end: datetime
+    clients: int
+    labelled: int  # labelled episodes among the period's clients
+    figures: tuple[Figure, ...]
+
+    def figure(self, name: str) -> Figure | None:
+        return next((f for f in self.figures if f.name == name), None)
+
+
+@dataclass(frozen=True)
 class MonitoringReport:
     """Every figure of one window, and what they add up to."""
 
@@ -299,6 +330,9 @@ class MonitoringReport:
     # a plot of the distribution now against the reference needs. None without a profile,
     # or when the score's PSI is not computed (below MIN_WINDOW, a landmark missing).
     score_shares: tuple[float, ...] | None = None
+    # The window split into consecutive periods (monitor's `periods`), oldest first: the
+    # flag rates, expected and realised figures over time. Empty: not split.
+    periods: tuple[Period, ...] = ()
 
     @property
     def status(self) -> Status:
@@ -580,9 +614,10 @@ def _estimate_figure(
     return _figure(kind, subject, landmark, mine.value, theirs.value, n, shift, interval=interval)
 
 
-def _drift_figures(
-    window: Window, model: MonitoredModel, profile: ReferenceProfile
-) -> list[Figure]:
+def _weighted(window: Window, profile: ReferenceProfile) -> tuple[_Weighted, str]:
+    """The window reweighted to the reference's landmark mix, and "" ; or no weight at all
+    and the note saying which landmark the window lacks (then the figures over all
+    landmarks are "too few"; those of one landmark need no weights)."""
     w = landmark_weights(window.landmark, profile.landmarks)
     if w is None:
         absent = [r.landmark for r in profile.landmarks if r.landmark not in window.landmark]
@@ -590,13 +625,18 @@ def _drift_figures(
             f"no client at landmark {', '.join(map(str, absent))}, which the reference holds: "
             "the window cannot be given the reference's landmark mix"
         )
-        figures = _drift_figures_weighted(
-            window, model, profile, _Weighted(np.zeros(window.clients), 0.0, 0)
-        )
-        # Figures of one landmark need no weights; those over all landmarks cannot be had.
+        return _Weighted(np.zeros(window.clients), 0.0, 0), note
+    return _Weighted(w, effective_size(w), int(np.count_nonzero(w))), ""
+
+
+def _drift_figures(
+    window: Window, model: MonitoredModel, profile: ReferenceProfile
+) -> list[Figure]:
+    weighted, note = _weighted(window, profile)
+    figures = _drift_figures_weighted(window, model, profile, weighted)
+    if note:
         return [replace(f, note=note) if f.landmark is None else f for f in figures]
-    weighted = _Weighted(w, effective_size(w), int(np.count_nonzero(w)))
-    return _drift_figures_weighted(window, model, profile, weighted)
+    return figures
 
 
 def _drift_figures_weighted(
@@ -688,8 +728,11 @@ def _p_value(delta: float, se: float) -> float:
 _REALISED = ("realised_auc", "calibration_intercept", "calibration_slope", "ece")
 
 
-def _realised_figures(window: Window, seed: int) -> list[Figure]:
-    """Per landmark: every labelled episode that reached it, at its prediction there."""
+def _realised_figures(
+    window: Window, seed: int, kinds: tuple[str, ...] = _REALISED
+) -> list[Figure]:
+    """Per landmark: every labelled episode that reached it, at its prediction there (the
+    figures of `kinds` only, in _REALISED's order)."""
     got = window.outcomes
     landmarks = sorted(
         _landmarks(window.landmark) | _landmarks(None if got is None else got.landmark)
@@ -697,10 +740,10 @@ def _realised_figures(window: Window, seed: int) -> list[Figure]:
     out: list[Figure] = []
     for landmark in landmarks:
         if got is None:
-            out += _realised_panel(np.zeros(0), np.zeros(0), landmark, seed)
+            out += _realised_panel(np.zeros(0), np.zeros(0), landmark, seed, kinds)
             continue
         at = got.landmark == landmark
-        out += _realised_panel(got.y[at], got.p[at], landmark, seed)
+        out += _realised_panel(got.y[at], got.p[at], landmark, seed, kinds)
     return out
 
 
@@ -708,7 +751,9 @@ def _landmarks(landmark: IntArray | None) -> set[int]:
     return set() if landmark is None else {int(k) for k in np.unique(landmark)}
 
 
-def _realised_panel(y: FloatArray, p: FloatArray, landmark: int, seed: int) -> list[Figure]:
+def _realised_panel(
+    y: FloatArray, p: FloatArray, landmark: int, seed: int, kinds: tuple[str, ...]
+) -> list[Figure]:
     n = y.size
     if n < MIN_LABELLED or too_few_clients(y, np.arange(n)):
         dropouts = int(y.sum())
@@ -716,61 +761,65 @@ def _realised_panel(y: FloatArray, p: FloatArray, landmark: int, seed: int) -> l
             f"{n} labelled episodes ({dropouts} dropouts): need {MIN_LABELLED} or more with "
             f"{MIN_CLIENTS_PER_CLASS} or more of each outcome"
         )
-        return [_unrated(kind, "", landmark, Status.TOO_FEW, n, note) for kind in _REALISED]
-    realised = auc(y, p)
-    order = np.argsort(p, kind="stable")
-    delong = pair_auc(p, y, 1.0 - y, order)
-    expected = pair_auc(p, p, 1.0 - p, order)
-    gap = realised - expected.value
-    auc_figure = _figure(
-        "realised_auc",
-        "",
-        landmark,
-        realised,
-        expected.value,
-        n,
-        Shift(gap, _p_value(gap, expected.se_labels)),
-        interval=wald_interval(realised, delong.se),
-        note="compared with the AUC expected on the same clients under calibration (CBPE)",
-    )
-    slope, intercept = calibration_slope_intercept(y, p)
-    errors = calibration_errors(y, p, slope, intercept)
-    observed_ece = ece(y, p)
-    check = ece_check(y, p, observed_ece, ECE_BINS, seed)
-    return [
-        auc_figure,
-        _figure(
-            "calibration_intercept",
-            "",
-            landmark,
-            intercept,
-            0.0,
-            n,
-            Shift(intercept, _p_value(intercept, errors.intercept)),
-            interval=wald_interval(intercept, errors.intercept),
-        ),
-        _figure(
-            "calibration_slope",
-            "",
-            landmark,
-            slope,
-            1.0,
-            n,
-            Shift(slope - 1.0, _p_value(slope - 1.0, errors.slope)),
-            interval=wald_interval(slope, errors.slope),
-        ),
-        _figure(
-            "ece",
-            "",
-            landmark,
-            observed_ece,
-            check.expected,
-            n,
-            Shift(observed_ece, check.p_value),
-            interval=check.interval,
-            note="reference: the mean ECE of a calibrated model on these probabilities",
-        ),
-    ]
+        return [_unrated(kind, "", landmark, Status.TOO_FEW, n, note) for kind in kinds]
+    out: list[Figure] = []
+    if "realised_auc" in kinds:
+        realised = auc(y, p)
+        order = np.argsort(p, kind="stable")
+        delong = pair_auc(p, y, 1.0 - y, order)
+        expected = pair_auc(p, p, 1.0 - p, order)
+        gap = realised - expected.value
+        out.append(
+            _figure(
+                "realised_auc",
+                "",
+                landmark,
+                realised,
+                expected.value,
+                n,
+                Shift(gap, _p_value(gap, expected.se_labels)),
+                interval=wald_interval(realised, delong.se),
+                note="compared with the AUC expected on the same clients under calibration (CBPE)",
+            )
+        )
+    if "calibration_intercept" in kinds or "calibration_slope" in kinds:
+        slope, intercept = calibration_slope_intercept(y, p)
+        errors = calibration_errors(y, p, slope, intercept)
+        calibration = (
+            ("calibration_intercept", intercept, 0.0, errors.intercept),
+            ("calibration_slope", slope, 1.0, errors.slope),
+        )
+        out += [
+            _figure(
+                kind,
+                "",
+                landmark,
+                value,
+                ideal,
+                n,
+                Shift(value - ideal, _p_value(value - ideal, se)),
+                interval=wald_interval(value, se),
+            )
+            for kind, value, ideal, se in calibration
+            if kind in kinds
+        ]
+    if "ece" in kinds:
+        observed_ece = ece(y, p)
+        check = ece_check(y, p, observed_ece, ECE_BINS, seed)
+        out.append(
+            _figure(
+                "ece",
+                "",
+                landmark,
+                observed_ece,
+                check.expected,
+                n,
+                Shift(observed_ece, check.p_value),
+                interval=check.interval,
+                note="reference: the mean ECE of a calibrated model on these probabilities",
+            )
+        )
+    return out
 
 
 # --- the report ----------------------------------------------------------------------------
@@ -850,12 +899,72 @@ def _next_step(figure: Figure, retrain: str) -> str:
     return f"the risk distribution moved: {retrain}"
 
 
+# --- over time ------------------------------------------------------------------------------
+
+# The figures of each period: the flag rates against the design rates and CBPE's expected
+# AUC over all landmarks (reweighted to the reference's mix, as in the report), and per
+# landmark the realised AUC (with the AUC expected on the same rows as its reference) and
+# calibration slope. No ECE: its null distribution is drawn, and a period adds nothing to
+# what the window's ECE says.
+PERIOD_FIGURES = ("flag_rate.moderate.all", "flag_rate.high.all", "expected_auc.all")
+PERIOD_REALISED = ("realised_auc", "calibration_slope")
+
+
+def _sub_window(window: Window, rows: npt.NDArray[np.bool_], got: npt.NDArray[np.bool_]) -> Window:
+    outcomes = window.outcomes
+    part = None
+    if outcomes is not None and got.any():
+        part = Outcomes(
+            outcomes.episode[got], outcomes.landmark[got], outcomes.p[got], outcomes.y[got]
+        )
+    return Window(window.X[rows], window.landmark[rows], window.p[rows], part)
+
+
+def period_figures(model: MonitoredModel, window: Window, seed: int = 0) -> tuple[Figure, ...]:
+    """A period's figures (PERIOD_FIGURES, then PERIOD_REALISED per landmark), computed by
+    the report's own functions on the period's window: so each is exactly the figure of
+    that name that `monitor` gives for a window of these clients."""
+    out: list[Figure] = []
+    profile = model.profile
+    if profile is None:
+        out += [f for f in _no_profile_figures(window, model) if f.name in PERIOD_FIGURES]
+    else:
+        win, note = _weighted(window, profile)
+        rated = _flag_figures(window, win, model.thresholds, profile)
+        rated += _expected_figures(window, win, model.thresholds, profile)
+        chosen = [f for f in rated if f.name in PERIOD_FIGURES]
+        out += [replace(f, note=note) for f in chosen] if note else chosen
+    return (*out, *_realised_figures(window, seed, PERIOD_REALISED))
+
+
+def _periods(
+    model: MonitoredModel, window: Window, split: PeriodSplit, seed: int, cbpe_note: str
+) -> tuple[Period, ...]:
+    """The window's periods; the expected figures carry the window's CBPE note (whether
+    the model is calibrated here is checked on the whole window, not on a period)."""
+    got = window.outcomes
+    if split.rows.shape != (window.clients,) or (
+        got is not None and split.outcome_rows.shape != got.episode.shape
+    ):
+        raise ValueError("one period per window row and per outcome row")
+    out = []
+    for k, (start, end) in enumerate(split.bounds):
+        part = _sub_window(window, split.rows == k, split.outcome_rows == k)
+        figures = tuple(
+            _with_note(f, cbpe_note) if f.kind.startswith("expected") and f.value is not None else f
+            for f in period_figures(model, part, seed)
+        )
+        out.append(Period(start, end, part.clients, part.labelled, figures))
+    return tuple(out)
+
+
 def monitor(
     model: MonitoredModel,
     window: Window,
     clinic: str,
     labelled_outcomes: tuple[int, int] | None = None,
     seed: int = 0,
+    periods: PeriodSplit | None = None,
 ) -> MonitoringReport:
     """Every figure of a window, rated, with the next step on each alert.
 
@@ -866,6 +975,8 @@ def monitor(
         labelled_outcomes: the clinic's labelled episodes available to a retrain, as
             (dropouts, completers) (default: those in the window).
         seed: seeds the draws of ECE's null distribution (same inputs, same report).
+        periods: the window's clients by consecutive period, for the figures over time
+            (MonitoringReport.periods; default: none).
     """
     if not is_id(clinic):
         raise ValueError(f"clinic must be an id: {ID_RULE}")
@@ -917,6 +1028,7 @@ def monitor(
         figures=tuple(figures),
         messages=tuple(messages),
         score_shares=_score_shares(window, model.profile),
+        periods=() if periods is None else _periods(model, window, periods, seed, note),
     )
 
 

@@ -44,6 +44,7 @@ from training.model import Predictor, predictor
 from training.vocabulary import ID_RULE, is_id
 
 REGISTRY_FILE = "registry.json"
+COMPARISONS_DIR = "comparisons"  # the kept copies of comparison pages (record_comparison)
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
 CHAMPION = "champion"
@@ -266,8 +267,26 @@ class Registry:
             )
         )
 
-    def record_comparison(self, record: ComparisonRecord) -> None:
-        """Keep `record` as the challenger's last comparison (replacing any earlier one)."""
+    def comparison_page_path(self, record: ComparisonRecord) -> Path:
+        """Where the registry keeps a comparison's page: comparisons/<clinic or network>-
+        <challenger>.html, a name built from the record's validated ids (never read from
+        the file), one per challenger and scope, as the record is."""
+        return (
+            self.root / COMPARISONS_DIR / f"{record.clinic or 'network'}-{record.challenger}.html"
+        )
+
+    def record_comparison(self, record: ComparisonRecord, page: str | None = None) -> None:
+        """Keep `record` as the challenger's last comparison (replacing any earlier one),
+        and a copy of its `page` (written whole, then renamed; its sha256 in the record, so
+        that serving it checks it: comparison_page)."""
+        if page is not None:
+            path = self.comparison_page_path(record)
+            path.parent.mkdir(exist_ok=True)
+            data = page.encode()
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+            record = record.model_copy(update={"page_sha256": hashlib.sha256(data).hexdigest()})
         index = self.index()
         index.comparisons = [c for c in index.comparisons if c.challenger != record.challenger]
         index.comparisons.append(record)
@@ -299,6 +318,22 @@ class Registry:
         loaded = LoadedModel(model=model, metadata=json.loads(text), probability=predictor(model))
         loaded.__dict__["meta"] = meta  # the typed document, validated once above
         return loaded
+
+
+def comparison_page(registry: Registry, record: ComparisonRecord) -> bytes | None:
+    """The kept page of `record` after checking it against the record's sha256; None when
+    no copy was kept. ArtifactError when the file is missing or altered."""
+    if record.page_sha256 is None:
+        return None
+    path = registry.comparison_page_path(record)
+    if not path.is_file():
+        raise ArtifactError(f"comparison page {path.name} is missing from {COMPARISONS_DIR}/")
+    data = path.read_bytes()
+    if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), record.page_sha256):
+        raise ArtifactError(
+            f"comparison page {path.name} does not match the sha256 recorded in {REGISTRY_FILE}"
+        )
+    return data
 
 
 def _verify(version: str, path: Path, expected: str) -> None:

@@ -11,6 +11,7 @@ loop keeps serving predictions.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from service.api.deps import ERRORS, Db, Model, MonitoringKey, Reports
 from service.core.observability import record_monitoring
 from service.scoring.monitoring_window import WINDOW_RULE, clinic_report, parse_window
-from training.monitoring import MonitoringReport, Status
+from training.monitoring import Figure, MonitoringReport, Status
 
 router = APIRouter(prefix="/v1", tags=["monitoring"])
 _STATUS_CODE = {Status.OK: 1, Status.WATCH: 2, Status.ALERT: 3}  # else 0: unrated
@@ -45,6 +46,21 @@ class FigureOut(BaseModel):
     note: str
 
 
+class PeriodOut(BaseModel):
+    """One consecutive period of the window (oldest first): its clients, its labelled
+    episodes and the figures over time (the flag rates, the expected AUC over all
+    landmarks, the realised AUC and calibration slope per landmark), rated as the
+    window's own figures are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: datetime
+    end: datetime
+    clients: int
+    labelled: int
+    figures: list[FigureOut]
+
+
 class MonitoringOut(BaseModel):
     """A clinic's monitoring report over a window: the worst status, and every figure."""
 
@@ -63,11 +79,34 @@ class MonitoringOut(BaseModel):
     alerts: list[str]
     messages: list[str]
     figures: list[FigureOut]
+    periods: list[PeriodOut]
 
 
 def _finite(x: float | None) -> float | None:
     """JSON has no NaN: an undefined number is null."""
     return None if x is None or x != x or x in (float("inf"), float("-inf")) else x
+
+
+def _figure_out(f: Figure) -> dict[str, Any]:
+    return {
+        "name": f.name,
+        "kind": f.kind,
+        "subject": f.subject,
+        "landmark": f.landmark,
+        "value": _finite(f.value),
+        "reference": _finite(f.reference),
+        "n": _finite(f.n) or 0.0,
+        "p_value": _finite(f.p_value),
+        "interval": (
+            None
+            if f.interval is None or None in map(_finite, f.interval)
+            else (float(f.interval[0]), float(f.interval[1]))
+        ),
+        "status": str(f.status),
+        "rule": f.rule,
+        "next_step": f.next_step,
+        "note": f.note,
+    }
 
 
 def report_out(report: MonitoringReport, days: int) -> dict[str, Any]:
@@ -86,27 +125,16 @@ def report_out(report: MonitoringReport, days: int) -> dict[str, Any]:
         "cbpe_valid": report.cbpe_valid,
         "alerts": [f.name for f in report.alerts()],
         "messages": list(report.messages),
-        "figures": [
+        "figures": [_figure_out(f) for f in report.figures],
+        "periods": [
             {
-                "name": f.name,
-                "kind": f.kind,
-                "subject": f.subject,
-                "landmark": f.landmark,
-                "value": _finite(f.value),
-                "reference": _finite(f.reference),
-                "n": _finite(f.n) or 0.0,
-                "p_value": _finite(f.p_value),
-                "interval": (
-                    None
-                    if f.interval is None or None in map(_finite, f.interval)
-                    else (float(f.interval[0]), float(f.interval[1]))
-                ),
-                "status": str(f.status),
-                "rule": f.rule,
-                "next_step": f.next_step,
-                "note": f.note,
+                "start": p.start,
+                "end": p.end,
+                "clients": p.clients,
+                "labelled": p.labelled,
+                "figures": [_figure_out(f) for f in p.figures],
             }
-            for f in report.figures
+            for p in report.periods
         ],
     }
 

@@ -43,6 +43,26 @@ def table(report: MonitoringReport) -> str:
     return "\n".join(lines)
 
 
+def _cell(f: Figure | None) -> str:
+    if f is None:
+        return "-"
+    return str(f.status) if f.value is None else f"{_number(f.value)} {f.status}"
+
+
+def periods_table(report: MonitoringReport) -> str:
+    """The figures over time, one line per period (oldest first), one column per figure:
+    its value and status, or its status alone when it has no number ("too few")."""
+    if not report.periods:
+        return ""
+    names = list(dict.fromkeys(f.name for p in report.periods for f in p.figures))
+    lines = ["\t".join(("period", "clients", "labelled", *names))]
+    for p in report.periods:
+        span = f"{p.start:%Y-%m-%d %H:%M}..{p.end:%Y-%m-%d %H:%M}"
+        cells = (_cell(p.figure(name)) for name in names)
+        lines.append("\t".join((span, str(p.clients), str(p.labelled), *cells)))
+    return "\n".join(lines)
+
+
 def monitor(
     clinic: ClinicOpt,
     window: Annotated[
@@ -77,5 +97,8 @@ def monitor(
     for message in report.messages:
         typer.echo(message)
     typer.echo(table(report))
+    if report.periods:
+        typer.echo("\nover time (each client in the period of its latest risk in the window):")
+        typer.echo(periods_table(report))
     if report.alerts():
         raise typer.Exit(1)

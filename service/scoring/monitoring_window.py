@@ -20,6 +20,7 @@ model version, window, the clinic's writes), so asking again costs two aggregate
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections import OrderedDict
@@ -32,13 +33,24 @@ from sqlalchemy.orm import Session
 from service.scoring.episodes import grid_from_window
 from service.storage import repository as repo
 from training.errors import DropoutRiskError
-from training.features import FloatArray, landmark_examples, latest_landmark_features
-from training.monitoring import MonitoredModel, MonitoringReport, Outcomes, Window, monitor
+from training.features import FloatArray, IntArray, landmark_examples, latest_landmark_features
+from training.monitoring import (
+    MonitoredModel,
+    MonitoringReport,
+    Outcomes,
+    PeriodSplit,
+    Window,
+    monitor,
+)
 from training.registry import LoadedModel
 
 MAX_WINDOW_DAYS = 730
 WINDOW_RULE = f"<N>d, N a whole number of days from 1 to {MAX_WINDOW_DAYS} (e.g. 90d)"
 _WINDOW = re.compile(r"^([0-9]{1,3})d$")
+# The figures over time: weeks, or for a window longer than PERIODS weeks, PERIODS periods
+# of ceil(days / PERIODS) days (a 365-day window: 13 periods of 29 days).
+PERIOD_DAYS = 7
+PERIODS = 13
 
 
 class InvalidWindow(DropoutRiskError):
@@ -58,8 +70,45 @@ def _landmarks(model: LoadedModel) -> tuple[int, ...]:
     return tuple(sorted(model.meta.landmarks))
 
 
+def period_days(days: int) -> int:
+    """The length of a window's periods (the figures over time): PERIOD_DAYS, or
+    ceil(days / PERIODS) when that is longer."""
+    return max(PERIOD_DAYS, math.ceil(days / PERIODS))
+
+
+def period_bounds(days: int, now: datetime) -> tuple[tuple[datetime, datetime], ...]:
+    """The window's consecutive periods, oldest first: period_days(days) each, counted
+    back from `now`; the oldest is cut
+    at the window's start, so it may be shorter (a 30-day window: 2 days, then 4 weeks)."""
+    length = timedelta(days=period_days(days))
+    start = _since(days, now)
+    bounds: list[tuple[datetime, datetime]] = []
+    end = now
+    while end > start:
+        bounds.append((max(end - length, start), end))
+        end -= length
+    return tuple(reversed(bounds))
+
+
+def _period_of(
+    stored: repo.StoredWindow, bounds: tuple[tuple[datetime, datetime], ...]
+) -> IntArray:
+    """Each stored client's period: the one holding its latest risk in the window (a risk
+    stored after the report's `now` counts in the last)."""
+    starts = [start.timestamp() for start, _ in bounds[1:]]
+    at = [c.last_risk.timestamp() for c in stored.clients]
+    return np.searchsorted(np.asarray(starts), np.asarray(at), side="right").astype(np.int64)
+
+
 def window_of(stored: repo.StoredWindow, model: LoadedModel) -> Window:
     """The window of these stored clients for this model (see the module's docstring)."""
+    return _window_parts(stored, model)[0]
+
+
+def _window_parts(
+    stored: repo.StoredWindow, model: LoadedModel
+) -> tuple[Window, IntArray, IntArray]:
+    """The window, and which stored client each of its rows and outcome rows is of."""
     landmarks = _landmarks(model)
     grid = grid_from_window(stored, max(landmarks))
     X, landmark = latest_landmark_features(grid, landmarks)
@@ -70,7 +119,7 @@ def window_of(stored: repo.StoredWindow, model: LoadedModel) -> Window:
         [np.nan if c.dropout is None else float(c.dropout) for c in stored.clients],
         dtype=np.float64,
     )
-    outcomes = None
+    outcomes, owner = None, np.zeros(0, dtype=np.int64)
     if np.isfinite(y).any():
         examples = landmark_examples(grid, landmarks)
         known = np.isfinite(y[examples.row_client])
@@ -81,7 +130,8 @@ def window_of(stored: repo.StoredWindow, model: LoadedModel) -> Window:
             p=_probability(model, np.ascontiguousarray(examples.X[known])),
             y=y[owner],
         )
-    return Window(rows, landmark[keep].astype(np.int64), p, outcomes)
+    window = Window(rows, landmark[keep].astype(np.int64), p, outcomes)
+    return window, np.flatnonzero(keep), owner
 
 
 def _probability(model: LoadedModel, X: FloatArray) -> FloatArray:
@@ -102,15 +152,25 @@ def stored_window(
 
 
 def _report(
-    s: Session, model: LoadedModel, stored: repo.StoredWindow, clinic: str
+    s: Session,
+    model: LoadedModel,
+    stored: repo.StoredWindow,
+    clinic: str,
+    days: int,
+    now: datetime,
 ) -> MonitoringReport:
     """training.monitoring.monitor on the stored window, its next steps counting every
-    labelled episode of the clinic (a retrain exports them all, not just the window's). A
+    labelled episode of the clinic (a retrain exports them all, not just the window's),
+    its periods those of period_bounds (each client in the period of its latest risk). A
     model without a reference profile gets the report's "no reference profile" figures,
     not an error."""
     meta = MonitoredModel.from_metadata(model.meta)
     labelled = repo.outcome_counts(s, clinic)
-    return monitor(meta, window_of(stored, model), clinic, labelled_outcomes=labelled)
+    window, row_client, outcome_client = _window_parts(stored, model)
+    bounds = period_bounds(days, now)
+    period = _period_of(stored, bounds)
+    split = PeriodSplit(bounds, period[row_client], period[outcome_client])
+    return monitor(meta, window, clinic, labelled_outcomes=labelled, periods=split)
 
 
 @dataclass(frozen=True)
@@ -185,11 +245,11 @@ def clinic_report(
     now = now or datetime.now(UTC)
     since = _since(days, now)
     if cache is None:
-        return _report(s, model, repo.window_clients(s, clinic, since), clinic)
+        return _report(s, model, repo.window_clients(s, clinic, since), clinic, days, now)
     key = (clinic, model.version, days, repo.clinic_writes(s, clinic))
     report = cache.get(key, since, now)
     if report is None:
         stored = repo.window_clients(s, clinic, since)
-        report = _report(s, model, stored, clinic)
+        report = _report(s, model, stored, clinic, days, now)
         cache.put(key, report, stored.earliest, now)
     return report

@@ -737,13 +737,15 @@ def _client_export(client: Client, outcome: Outcome | None) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class WindowClient:
-    """A client of a monitoring window: the model's inputs of its record, and its stored
-    outcome (None: not recorded)."""
+    """A client of a monitoring window: the model's inputs of its record, its stored
+    outcome (None: not recorded), and when the latest of its window's stored risks was
+    computed (which period of the window it counts in: the report's periods)."""
 
     client_id: str
     age: int | None
     gender: str | None
     dropout: bool | None
+    last_risk: datetime
 
 
 class WindowSession(NamedTuple):
@@ -778,9 +780,9 @@ class StoredWindow:
 
 def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
     """The clinic's window (StoredWindow) in one query of the columns it needs, whatever
-    the number of clients: each session with its client's age, gender and outcome, the
-    clients being those of an uncorrelated `IN (stored risks since ...)` (a semi-join on
-    PostgreSQL, a list built once on SQLite; index ix_predictions_clinic_computed_at); and
+    the number of clients: each session with its client's age, gender, outcome and latest
+    risk in the window, the clients being those of an uncorrelated, grouped
+    `(stored risks since ...)` joined once (index ix_predictions_clinic_computed_at); and
     one indexed look-up of the window's oldest risk. The payloads are read as text and
     parsed here: the JSON type's own per-row decoding made the read of 140,000 sessions
     on PostgreSQL about seven times slower (bench/monitoring_service.py)."""
@@ -789,30 +791,38 @@ def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
         PredictionRow.computed_at >= since,
         PredictionRow.rescored.is_(False),  # a rescored risk answered no one (migration 0004)
     )
+    latest = (
+        select(
+            PredictionRow.client_id.label("client_id"),
+            func.max(PredictionRow.computed_at).label("last_risk"),
+        )
+        .where(in_window)
+        .group_by(PredictionRow.client_id)
+        .subquery()
+    )
     rows = s.connection().execute(  # Core rows: the ORM's per-row work is not needed here
         select(
             Client.client_id,
             Client.age,
             Client.gender,
             Outcome.dropout,
+            latest.c.last_risk,
             SessionRow.number,
             SessionRow.session_date,
             cast_(SessionRow.payload, Text),
         )
+        .join(latest, latest.c.client_id == Client.client_id)
         .join(SessionRow, _is_client(SessionRow, Client.clinic_id, Client.client_id))
         .outerjoin(Outcome, _is_client(Outcome, Client.clinic_id, Client.client_id))
-        .where(
-            Client.clinic_id == clinic_id,
-            Client.client_id.in_(select(PredictionRow.client_id).where(in_window)),
-        )
+        .where(Client.clinic_id == clinic_id)
         .order_by(Client.client_id, SessionRow.number)
     )
     clients: list[WindowClient] = []
     sessions: list[WindowSession] = []
     last = None
-    for client_id, age, gender, dropout, number, day, text in rows:
+    for client_id, age, gender, dropout, last_risk, number, day, text in rows:
         if client_id != last:
-            clients.append(WindowClient(client_id, age, gender, dropout))
+            clients.append(WindowClient(client_id, age, gender, dropout, last_risk))
             last = client_id
         payload = from_json(text)
         goal, task, bond = _wai(payload.get("wai"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from training.artifact_schema import ComparisonRecord
 from training.monitoring import RULES, Figure, MonitoringReport, Status
@@ -388,11 +389,174 @@ LANDMARK_PLOTS = (
 )
 
 
+# --- over time: the report's periods ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series of a plot over time: the figure of this name in every period."""
+
+    label: str
+    figure: str  # a name of MonitoringReport.periods' figures
+    css: str
+    shape: str
+
+
+def _span(start: datetime, end: datetime) -> str:
+    return f"{start:%d %b}–{end:%d %b %Y}"
+
+
+def _period_plot(
+    plot: Plot,
+    report: MonitoringReport,
+    series: Sequence[Series],
+    domain: tuple[float, float],
+    kind: str,
+) -> Plot:
+    """The figures of `series` in each period (oldest left) as points with their 95%
+    intervals, side by side in the period's slot; a period's figure without a number is
+    said in the table and description ("too few"), not drawn."""
+    low, high = domain
+    periods = report.periods
+    step = (plot.right - plot.left) / max(len(periods), 1)
+    every = max(1, -(-len(periods) // 6))  # at most about six date labels
+    words, drawn = [], 0
+    for i, period in enumerate(periods):
+        centre = plot.left + step * (i + 0.5)
+        span = _span(period.start, period.end)
+        if i % every == 0 or i == len(periods) - 1:
+            plot.labels.append(Text(_fmt(centre), str(plot.bottom + 14), f"{period.end:%d %b}"))
+        cells = [span, str(period.clients), str(period.labelled)]
+        for j, line in enumerate(series):
+            f = period.figure(line.figure)
+            if f is None or f.value is None or not math.isfinite(f.value):
+                why = "too few" if f is None else str(f.status)
+                cells.append(f"– ({why})")
+                words.append(f"{line.label}, {span}: {why}")
+                continue
+            x = centre + (j - (len(series) - 1) / 2) * min(10.0, step / (len(series) + 1))
+            ends = None
+            if f.interval is not None and all(math.isfinite(v) for v in f.interval):
+                ends = tuple(_fmt(_scale(v, low, high, plot.bottom, plot.top)) for v in f.interval)
+            value = figure_value(f.value, kind)
+            text = f"{line.label}, {span}: {value} (n {f.n:.0f}), {f.status}"
+            y = _fmt(_scale(f.value, low, high, plot.bottom, plot.top))
+            plot.points.append(
+                Point(
+                    _fmt(x),
+                    y,
+                    ends[0] if ends else None,
+                    ends[1] if ends else None,
+                    line.css,
+                    line.shape,
+                    text,
+                )
+            )
+            drawn += 1
+            cells.append(f"{value} (n {f.n:.0f}), {f.status}")
+            words.append(text)
+        plot.table.rows.append(tuple(cells))
+    plot.labels.append(
+        Text(
+            str((plot.left + plot.right) // 2),
+            str(plot.height - 6),
+            "Period (end date)",
+            css="axis-label",
+        )
+    )
+    plot.legend = [(line.label, f"{line.css} shape-{line.shape}") for line in series]
+    plot.description = "; ".join(words) + "." if words else "No period in this window."
+    if not drawn:
+        plot.empty = "Too few clients (or labelled episodes) in every period to show a figure."
+    return plot
+
+
+def flag_rate_plot(report: MonitoringReport, profile: ReferenceProfile | None) -> Plot:
+    """The shares flagged moderate-or-high and high per period (reweighted to the
+    reference's landmark mix, as flag_rate.*.all), with the design rates (the reference's
+    pooled flag rates: each figure's `reference`) as dashed lines."""
+    title = "Flag rate over time against the design rates"
+    series = (
+        Series("Moderate or high", "flag_rate.moderate.all", "series-moderate", "circle"),
+        Series("High", "flag_rate.high.all", "series-high", "square"),
+    )
+    headers = ("Period", "Clients", "Labelled", *(line.label for line in series))
+    plot = Plot("plot-flag-time", title, "", Table(headers, []))
+    figures = [
+        f for p in report.periods for line in series if (f := p.figure(line.figure)) is not None
+    ]
+    design = {f.name: f.reference for f in figures if f.reference is not None}
+    if profile is None or not report.periods:
+        why = (
+            "No reference profile in this model: no design rates to compare with."
+            if profile is None
+            else "No period in this window."
+        )
+        return Plot(plot.id, title, why, plot.table, empty=why)
+    values = [f.value for f in figures if f.value is not None] + list(design.values())
+    high = max(0.1, math.ceil(max(values, default=0.1) * 10 + 0.5) / 10)
+    _y_axis(plot, 0.0, high, [high * k / 4 for k in range(5)], "Share flagged")
+    for line in series:
+        rate = design.get(line.figure)
+        if rate is None:
+            continue
+        at = _scale(rate, 0.0, high, plot.bottom, plot.top)
+        tag = Text(
+            str(plot.right - 2),
+            _fmt(at - 4),
+            f"design {line.label.lower()} {rate:.1%}",
+            "end",
+            "rule-label",
+        )
+        plot.rules.append(
+            Rule(str(plot.left), _fmt(at), str(plot.right), _fmt(at), "rule-reference", tag)
+        )
+    plot = _period_plot(plot, report, series, (0.0, high), "flag_rate")
+    said = "; ".join(f"design {name.split('.')[1]} {rate:.1%}" for name, rate in design.items())
+    plot.description = f"{plot.description} {said}." if said else plot.description
+    return plot
+
+
+_REALISED_SHAPES = ("square", "diamond", "triangle")
+
+
+def auc_time_plot(report: MonitoringReport) -> Plot:
+    """CBPE's expected AUC over all the period's clients, and the realised AUC on its
+    labelled episodes at each landmark (points left to right by landmark), per period."""
+    title = "Expected (CBPE) and realised AUC over time"
+    landmarks = sorted(
+        {
+            f.landmark
+            for p in report.periods
+            for f in p.figures
+            if f.kind == "realised_auc" and f.landmark is not None
+        }
+    )
+    series = [Series("Expected AUC (CBPE)", "expected_auc.all", "series-expected", "circle")]
+    series += [
+        Series(
+            f"Realised AUC, session {k}",
+            f"realised_auc.landmark_{k}",
+            "series-realised",
+            _REALISED_SHAPES[i % len(_REALISED_SHAPES)],
+        )
+        for i, k in enumerate(landmarks)
+    ]
+    headers = ("Period", "Clients", "Labelled", *(line.label for line in series))
+    plot = Plot("plot-auc-time", title, "", Table(headers, []))
+    if not report.periods:
+        why = "No period in this window."
+        return Plot(plot.id, title, why, plot.table, empty=why)
+    _y_axis(plot, 0.5, 1.0, (0.5, 0.6, 0.7, 0.8, 0.9, 1.0), "AUC")
+    return _period_plot(plot, report, series, (0.5, 1.0), "realised_auc")
+
+
 def plots(report: MonitoringReport, profile: ReferenceProfile | None) -> list[Plot]:
-    """The page's plots: the score distribution, the features that moved most, then
-    LANDMARK_PLOTS."""
+    """The page's plots: the score distribution, the features that moved most,
+    LANDMARK_PLOTS, then the two over time (flag rate, expected and realised AUC)."""
     by_landmark = [_landmark_plot(spec, report) for spec in LANDMARK_PLOTS]
-    return [score_plot(report, profile), psi_plot(report), *by_landmark]
+    over_time = [flag_rate_plot(report, profile), auc_time_plot(report)]
+    return [score_plot(report, profile), psi_plot(report), *by_landmark, *over_time]
 
 
 # --- the status table and the last comparison -----------------------------------------------
@@ -446,6 +610,7 @@ class LastComparison:
     compared_at: str
     n_clients: int
     css: str  # worse, better or "": the verdict box's colour (ComparisonRecord.kind)
+    has_page: bool  # the registry keeps its page (/ui/monitoring/comparison)
 
 
 def last_comparison(record: ComparisonRecord | None) -> LastComparison | None:
@@ -458,4 +623,5 @@ def last_comparison(record: ComparisonRecord | None) -> LastComparison | None:
         record.compared_at,
         record.n_clients,
         record.kind,
+        record.page_sha256 is not None,
     )

@@ -12,6 +12,7 @@ UiRoute); the stylesheet is served by this router too, so the app needs no stati
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from collections.abc import Callable, Coroutine, Sequence
@@ -55,6 +56,7 @@ from service.scoring.monitoring_window import (
     InvalidWindow,
     clinic_report,
     parse_window,
+    period_days,
 )
 from service.security import access
 from service.security.api_keys import ApiKey
@@ -69,7 +71,8 @@ from service.storage import repository as repo
 from service.storage.engine import StorageUnavailable
 from service.ui import monitoring_views, views
 from service.ui.queries import sessions_of_clients
-from training.errors import RegistryInvalid
+from training.errors import ArtifactError, RegistryInvalid
+from training.registry import comparison_page
 from training.vocabulary import ID_RULE, is_id
 
 PAGE_SIZE = 50
@@ -584,6 +587,7 @@ async def monitoring_page(
             days=days,
             window=f"{days}d",
             window_rule=WINDOW_RULE,
+            period_days=period_days(days),
             overall_css=overall,
             counts=monitoring_views.status_counts(report),
             rows=monitoring_views.figure_rows(report),
@@ -593,3 +597,44 @@ async def monitoring_page(
         )
 
     return await run_in_threadpool(work)  # off the event loop
+
+
+_STYLE = re.compile(rb"<style>(.*?)</style>", re.S)
+
+
+def _page_csp(page: bytes) -> str:
+    """The view's CSP, its style-src also allowing the page's own inline <style> blocks by
+    their sha256 (a comparison page is one self-contained file: no script, no fetch)."""
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(block).digest()).decode()}'"
+        for block in _STYLE.findall(page)
+    )
+    return CSP.replace("style-src 'self'", f"style-src 'self' {hashes}") if hashes else CSP
+
+
+@router.get("/monitoring/comparison", name="ui_monitoring_comparison")
+async def monitoring_comparison(viewer: Viewer, models: Models) -> Response:
+    """The page of the clinic's last comparison (the copy `compare` / `retrain --clinic`
+    kept in the registry, checked against its recorded sha256), for the keys that may see
+    the monitoring page; 404 when the clinic has none, 409 when the kept file does not
+    match its record (never served then)."""
+    if not viewer.monitors:
+        scopes = " or ".join(MONITORING_SCOPES)
+        return _error(403, viewer, f"This page needs an access key with the {scopes} scope.")
+
+    def work() -> Response:
+        try:
+            record = models.registry.index().last_comparison(viewer.clinic)
+            page = None if record is None else comparison_page(models.registry, record)
+        except (RegistryInvalid, ArtifactError) as exc:
+            return _error(409, viewer, str(exc))
+        if page is None:
+            detail = (
+                "No comparison page is kept for this clinic: run dropout-risk retrain --clinic "
+            )
+            return _error(404, viewer, detail + viewer.clinic)
+        response = HTMLResponse(page)
+        response.headers["content-security-policy"] = _page_csp(page)
+        return response
+
+    return await run_in_threadpool(work)

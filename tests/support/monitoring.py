@@ -5,19 +5,30 @@ sessions, the recomputed risk and the outcome."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import select, update
 
 from service.commands.demo import _session as session_body
 from service.scoring.records import recompute, require_client
 from service.storage import repository as repo
 from service.storage.database import Storage
+from service.storage.tables import PredictionRow
 from training.registry import LoadedModel
 from training.simulate import SimulationParams, simulate
 
 CLIENTS, COHORT, SEED = 400, 1500, 7  # COHORT and SEED: the trained_registry's cohort
+# The plots of /ui/monitoring, by their element id (service.ui.monitoring_views.plots)
+PLOTS = (
+    "plot-score",
+    "plot-psi",
+    "plot-auc",
+    "plot-calibration",
+    "plot-flag-time",
+    "plot-auc-time",
+)
 
 
 def clinic_tables(params: SimulationParams | None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -65,3 +76,28 @@ def store_clinic(
     finally:
         storage.close()
     return stored
+
+
+def move_back(database_url: str, clinic: str, every: int, by: timedelta) -> int:
+    """Move every `every`-th client's stored risks (in client id order) `by` into the
+    past: a clinic whose window spans more than one period (the figures over time).
+    Returns how many clients moved."""
+    storage = Storage(database_url)
+    try:
+        with storage.session() as s:
+            ids = s.scalars(
+                select(PredictionRow.client_id)
+                .where(PredictionRow.clinic_id == clinic)
+                .distinct()
+                .order_by(PredictionRow.client_id)
+            ).all()
+            moved = list(ids[::every])
+            mine = (PredictionRow.clinic_id == clinic) & PredictionRow.client_id.in_(moved)
+            # in Python: datetime arithmetic in SQL differs between the two databases
+            rows = s.execute(select(PredictionRow.id, PredictionRow.computed_at).where(mine)).all()
+            for row_id, at in rows:
+                moved_at = update(PredictionRow).where(PredictionRow.id == row_id)
+                s.execute(moved_at.values(computed_at=at - by))
+    finally:
+        storage.close()
+    return len(moved)

@@ -21,7 +21,7 @@ from training.compare import (
     paired_auc,
     verdict,
 )
-from training.registry import Registry
+from training.registry import Registry, comparison_page, sha256_of
 from training.train import _fingerprint
 
 SHIPPED = Registry(REPO / "models").index().champion
@@ -138,6 +138,11 @@ def test_compare_gives_the_verdict_first_writes_the_page_and_keeps_the_record(
     assert record.kind == "better"
     assert Registry(models).index().last_comparison(CLINIC) == record
     assert Registry(models).index().last_comparison("another-clinic") is None
+    # the registry keeps a copy of the page, by clinic and challenger, its hash recorded
+    kept = models / "comparisons" / f"{CLINIC}-{version}.html"
+    assert kept.read_text() == html
+    assert record.page_sha256 == sha256_of(kept)
+    assert comparison_page(Registry(models), record) == page.read_bytes()
     files = [clinic_cohort / "sessions.csv", clinic_cohort / "clients.csv"]
     assert record.fingerprint == _fingerprint(files)
     assert record.calibration.verdict == BETTER

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -47,13 +48,20 @@ from training.monitoring import (
     MonitoredModel,
     MonitoringReport,
     Outcomes,
+    PeriodSplit,
     Status,
     Window,
     labels_required,
     monitor,
     window_from_tables,
 )
-from training.monitoring_profile import bin_shares, build_reference_profile
+from training.monitoring_profile import (
+    bin_shares,
+    build_reference_profile,
+    expected_reference,
+    flagged,
+    landmark_weights,
+)
 from training.monitoring_stats import (
     ks_from_bins,
     pair_auc,
@@ -631,3 +639,90 @@ def test_score_shares_are_the_shares_the_score_psi_compares(world: World) -> Non
     small = monitor(world.monitored, world.base.window(world.windows[0][: MIN_WINDOW - 1]), "c")
     assert small.figure("psi.score.all").status is Status.TOO_FEW
     assert small.score_shares is None
+
+
+# --- over time ------------------------------------------------------------------------------
+
+
+def test_each_period_s_figures_are_the_report_s_on_its_clients(world: World) -> None:
+    """Three periods of known make-up: 600 clients as they are, 500 whose latest
+    probabilities are all set above the high threshold (flag rates 100%; their outcome
+    rows keep the model's), 60 (below the minimum sizes). Each
+    period's figures match a direct computation on its own clients, and are the figures of
+    those names that `monitor` gives for a window of them alone."""
+    clients = np.concatenate(world.windows[:6])[:1160]
+    window = world.base.window(clients)
+    sizes = (600, 500, 60)
+    rows = np.repeat(np.arange(3), sizes)
+    p = window.p.copy()
+    p[rows == 1] = 0.999  # above the high threshold
+    window = dataclasses.replace(window, p=p)
+    got = window.outcomes
+    assert got is not None
+    period_of_client = np.full(COHORT, -1)
+    period_of_client[clients] = rows
+    start = datetime(2026, 9, 1, tzinfo=UTC)
+    bounds = tuple((start + timedelta(weeks=k), start + timedelta(weeks=k + 1)) for k in range(3))
+    split = PeriodSplit(bounds, rows, period_of_client[got.episode])
+    report = monitor(world.monitored, window, "c", periods=split)
+    profile = world.monitored.profile
+    assert profile is not None
+    assert [(q.start, q.end) for q in report.periods] == list(bounds)
+    assert [q.clients for q in report.periods] == list(sizes)
+    assert sum(q.labelled for q in report.periods) == report.labelled
+    thresholds = world.monitored.thresholds
+    for k, period in enumerate(report.periods):
+        mine = rows == k
+        w = landmark_weights(window.landmark[mine], profile.landmarks)
+        got_k = period_of_client[got.episode] == k
+        alone = monitor(
+            world.monitored,
+            Window(
+                window.X[mine],
+                window.landmark[mine],
+                window.p[mine],
+                Outcomes(got.episode[got_k], got.landmark[got_k], got.p[got_k], got.y[got_k]),
+            ),
+            "c",
+        )
+        for f in period.figures:
+            same = alone.figure(f.name)
+            if f.kind == "expected_auc" and f.value is not None:
+                # CBPE's validity is the window's (checked on all its labelled episodes)
+                assert f.note == report.figure("expected_auc.all").note
+                same = dataclasses.replace(same, note=f.note)
+            # the next step is the window's figures' to say, not a period's
+            assert f == dataclasses.replace(same, next_step=""), f.name
+        if k == 2:  # 60 clients: every figure "too few", saying why
+            assert all(f.status is Status.TOO_FEW and f.value is None for f in period.figures)
+            assert all(f.note for f in period.figures)  # each says why
+            continue
+        assert w is not None
+        moderate, high = flagged(window.p[mine], thresholds)
+        for level, hit in (("moderate", moderate), ("high", high)):
+            figure = period.figure(f"flag_rate.{level}.all")
+            assert figure is not None
+            assert figure.value == pytest.approx(float(np.sum(w * hit) / np.sum(w)), abs=1e-12)
+            pooled = sum(getattr(r, level) * r.clients for r in profile.landmarks)
+            assert figure.reference == pytest.approx(pooled / profile.clients)
+        expected = period.figure("expected_auc.all")
+        assert expected is not None
+        assert expected.value == pytest.approx(
+            expected_reference(window.p[mine], thresholds, w).auc.value, abs=1e-12
+        )
+        for landmark in LANDMARKS:
+            at = got_k & (got.landmark == landmark)
+            y, q = got.y[at], got.p[at]
+            realised = period.figure(f"realised_auc.landmark_{landmark}")
+            slope = period.figure(f"calibration_slope.landmark_{landmark}")
+            assert realised is not None
+            assert slope is not None
+            assert realised.n == slope.n == at.sum() >= MIN_LABELLED
+            assert realised.value == pytest.approx(auc(y, q), abs=1e-12)
+            assert slope.value == pytest.approx(calibration_slope_intercept(y, q)[0])
+    # the second period: everyone flagged, far above the design rates: alerts
+    flags = report.periods[1].figure("flag_rate.high.all")
+    assert flags is not None
+    assert flags.value == pytest.approx(1.0)
+    assert flags.status is Status.ALERT
+    assert report.periods[0].figure("flag_rate.high.all").status is not Status.ALERT  # type: ignore[union-attr]

@@ -6,13 +6,14 @@ says otherwise."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.scoring import monitoring_window as mw
@@ -101,9 +102,16 @@ def test_the_window_is_the_clinics_clients_with_a_recent_risk(
                 PredictionRow.clinic_id == CLINIC, PredictionRow.client_id.in_(["a", "b"])
             )
         ).all()
+        latest_of = (
+            select(PredictionRow.client_id, func.max(PredictionRow.computed_at))
+            .where(PredictionRow.clinic_id == CLINIC, PredictionRow.client_id.in_(["a", "b"]))
+            .group_by(PredictionRow.client_id)
+        )
+        last: dict[str, datetime] = dict(s.execute(latest_of).all())
+    # each with its latest risk's time: the period of the window it counts in
     assert window.clients == [
-        repo.WindowClient("a", 34, "female", True),
-        repo.WindowClient("b", None, "man", None),
+        repo.WindowClient("a", 34, "female", True, last["a"]),
+        repo.WindowClient("b", None, "man", None, last["b"]),
     ]
     assert [(x.client, x.number) for x in window.sessions] == [
         (0, 1),
@@ -252,3 +260,30 @@ def test_the_cache_is_bounded_least_recently_used_out_first(model: LoadedModel) 
     assert cache.get(("z",), since, NOW) is reports["z"]
     with pytest.raises(ValueError, match="size: value 0 must be at least 1"):
         mw.ReportCache(size=0)
+
+
+def test_the_periods_are_consecutive_and_hold_each_client_once(
+    tx: Callable[[], Any], stored: None, model: LoadedModel
+) -> None:
+    """Weeks counted back from now, the oldest cut at the window's start; a and b (risks
+    stored now) in the last week, c (40 days ago) in the week holding day 40."""
+    assert mw.period_days(30) == mw.period_days(91) == 7
+    assert mw.period_days(365) == 29  # ceil(365 / 13)
+    bounds = mw.period_bounds(30, NOW)
+    assert [(end - start).days for start, end in bounds] == [2, 7, 7, 7, 7]
+    assert bounds[0][0] == NOW - timedelta(days=30)
+    assert bounds[-1][1] == NOW
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+    assert len(mw.period_bounds(730, NOW)) == 13
+    now = datetime.now(UTC)
+    with tx() as s:
+        report = mw.clinic_report(s, CLINIC, model, 60, now=now)
+    assert [p.start for p in report.periods] == [b[0] for b in mw.period_bounds(60, now)]
+    counts = [p.clients for p in report.periods]
+    week_of_c = len(counts) - 1 - 40 // 7
+    assert counts[-1] == 2
+    assert counts[week_of_c] == 1
+    assert sum(counts) == report.clients == 3
+    assert [p.labelled for p in report.periods][-1] == 1  # a's outcome
+    # three clients: every figure over time is "too few", none has a number
+    assert all(f.value is None for p in report.periods for f in p.figures)

@@ -13,6 +13,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.support.helpers import REPO, create_key
 from tests.support.live import live_server
-from tests.support.monitoring import clinic_tables, store_clinic
+from tests.support.monitoring import PLOTS, clinic_tables, move_back, store_clinic
 from training.cli import run
 from training.registry import Registry
 
@@ -54,6 +55,7 @@ def monitored(tmp_path_factory: pytest.TempPathFactory, trained_registry: Path) 
     database = f"sqlite:///{root / 'service.db'}"
     clients, sessions = clinic_tables(None)
     store_clinic(database, Registry(trained_registry).load(), "calm", clients, sessions)
+    move_back(database, "calm", 2, timedelta(days=8))  # two weeks of the figures over time
     login_key = create_key(database, "calm", ["clients:read", "monitoring:read"])
     with live_server(root, database, trained_registry, 1) as url:
         yield Server(url, login_key)
@@ -180,7 +182,7 @@ def test_phone_width_and_keyboard(browser: Browser, server: Server) -> None:
 
 
 def test_monitoring_page_plots(browser: Browser, monitored: Server) -> None:
-    """The analysts' page: linked from the nav, four inline SVG plots drawn (bars and
+    """The analysts' page: linked from the nav, six inline SVG plots drawn (bars and
     points, no "nothing to draw"), the status table, no console error (a CSP violation is
     one), and nothing loaded from anywhere but the service."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
@@ -192,7 +194,7 @@ def test_monitoring_page_plots(browser: Browser, monitored: Server) -> None:
     _sign_in(page, monitored)
     page.get_by_role("link", name="Monitoring").click()
     expect(page).to_have_url(f"{monitored.url}/ui/monitoring")
-    expect(page.locator("figure.plot svg.plot-svg")).to_have_count(4)
+    expect(page.locator("figure.plot svg.plot-svg")).to_have_count(6)
     expect(page.locator("figure.plot .chart-empty")).to_have_count(0)
     expect(page.locator("#plot-score rect.bar-window")).to_have_count(
         page.locator("#plot-score rect.bar-reference").count()
@@ -201,7 +203,14 @@ def test_monitoring_page_plots(browser: Browser, monitored: Server) -> None:
     assert page.locator("#plot-psi rect.bar-psi").count() > 0
     assert page.locator("#plot-auc .series-realised .marker").count() > 0
     assert page.locator("#plot-calibration .series-slope .marker").count() > 0
-    for plot_id in ("plot-score", "plot-psi", "plot-auc", "plot-calibration"):
+    # over time: two weeks of flag rates (two series) against their design lines, and the
+    # expected and realised AUC
+    expect(page.locator("#plot-flag-time .series-high .marker")).to_have_count(2)
+    expect(page.locator("#plot-flag-time .series-moderate .marker")).to_have_count(2)
+    expect(page.locator("#plot-flag-time line.rule-reference")).to_have_count(2)
+    expect(page.locator("#plot-auc-time .series-expected .marker")).to_have_count(2)
+    assert page.locator("#plot-auc-time .series-realised .marker").count() >= 2
+    for plot_id in PLOTS:
         svg = page.locator(f"#{plot_id} svg")
         assert svg.get_attribute("role") == "img"
         assert page.locator(f"#{plot_id}-title").text_content()
@@ -216,7 +225,7 @@ def test_monitoring_page_plots(browser: Browser, monitored: Server) -> None:
     page.screenshot(path=str(SHOTS / "monitoring-1280.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing scrolls sideways
     page.reload()
-    expect(page.locator("figure.plot svg.plot-svg")).to_have_count(4)
+    expect(page.locator("figure.plot svg.plot-svg")).to_have_count(6)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(SHOTS / "monitoring-390.png"), full_page=True)
     assert errors == []

@@ -4,9 +4,12 @@ with its plots, its status table and the last comparison of the clinic's challen
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import re
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ from service.core.observability import Pseudonymizer
 from service.core.settings import Settings
 from service.scoring.monitoring_window import clinic_report
 from tests.support.helpers import create_key
-from tests.support.monitoring import clinic_tables, store_clinic
+from tests.support.monitoring import PLOTS, clinic_tables, move_back, store_clinic
 from tests.support.ui import CSP, Ui, include_ui
 from training.artifact_schema import ComparisonRecord, VerdictRecord
 from training.monitoring_stats import psi
@@ -53,6 +56,7 @@ def page(database_url: str, trained_registry: Path, tmp_path: Path) -> Iterator[
     model = Registry(models).load()
     clients, sessions = clinic_tables(None)
     store_clinic(database_url, model, CLINIC, clients, sessions)
+    move_back(database_url, CLINIC, 2, timedelta(days=8))  # half the clients a week earlier
     with TestClient(include_ui(create_app(settings)), base_url="http://testserver.local") as http:
         yield Ui(http, database_url, tokens, {}, Pseudonymizer(tmp_path / "p.key"), tmp_path / "x")
 
@@ -114,8 +118,8 @@ def test_the_page_shows_the_api_report_with_its_plots(page: Ui, who: str) -> Non
         assert f'data-label="n">{f["n"]:.0f}<' in row
     ks = next(f for f in body["figures"] if f["name"] == "ks.score.all")
     assert f'data-label="Value">{ks["value"]:.3f}' in _row(text, "ks.score.all")
-    # four plots, each an SVG with a title, a description and a table alternative
-    for plot_id in ("plot-score", "plot-psi", "plot-auc", "plot-calibration"):
+    # six plots, each an SVG with a title, a description and a table alternative
+    for plot_id in PLOTS:
         svg = re.search(rf'<figure class="chart plot" id="{plot_id}">.*?</figure>', text, re.S)
         assert svg is not None, plot_id
         assert f'aria-labelledby="{plot_id}-title {plot_id}-desc"' in svg.group(0)
@@ -138,8 +142,32 @@ def test_the_page_shows_the_api_report_with_its_plots(page: Ui, who: str) -> Non
     for f in drawn:
         point = f"Expected AUC (CBPE) at session {f['landmark']}: {f['value']:.3f}"
         assert point in html.unescape(text)
+    # over time: 13 weekly periods; half the clients in the last week, half in the one
+    # before; each period's drawn figures are the API's
+    periods = body["periods"]
+    assert len(periods) == 13
+    assert [p["clients"] for p in periods[-2:]] == [body["clients"] // 2, body["clients"] // 2]
+    assert sum(p["clients"] for p in periods) == body["clients"]
+    shown = html.unescape(text)
+    for period in periods[-2:]:
+        for f in period["figures"]:
+            if f["name"] in ("flag_rate.high.all", "expected_auc.all", "realised_auc.landmark_1"):
+                assert f["value"] is not None, f["name"]
+        high = next(f for f in period["figures"] if f["name"] == "flag_rate.high.all")
+        assert f"High, {_span(period)}: {high['value'] * 100:.1f}% (n {high['n']:.0f})" in shown
+        auc = next(f for f in period["figures"] if f["name"] == "realised_auc.landmark_1")
+        assert f"Realised AUC, session 1, {_span(period)}: {auc['value']:.3f}" in shown
+    assert "design high" in shown
+    empty_week = periods[0]
+    assert empty_week["clients"] == 0
+    assert all(f["status"] == "too few" for f in empty_week["figures"])
     assert "no-comparison" in text  # nothing compared for this clinic yet
     assert "dropout-risk retrain --clinic calm" in text
+
+
+def _span(period: dict[str, Any]) -> str:
+    start, end = (datetime.fromisoformat(period[k]) for k in ("start", "end"))
+    return f"{start:%d %b}–{end:%d %b %Y}"
 
 
 def test_the_score_distribution_is_the_one_the_score_psi_compares(page: Ui) -> None:
@@ -218,3 +246,74 @@ def test_an_unreadable_registry_hides_only_the_comparison(page: Ui) -> None:
     assert "registry.json" in html.unescape(text)
     assert 'id="figure-table"' in text  # the report is still shown, from the served model
     assert "no-comparison" not in text
+
+
+def _compared(page: Ui, text: str | None) -> Registry:
+    """Record a comparison of a challenger for the clinic, with `text` as its page."""
+    registry = Registry(page.http.app.state.settings.models_dir)  # type: ignore[attr-defined]
+    champion = registry.load().version
+    record = ComparisonRecord(
+        challenger="v-new",
+        champion=champion,
+        clinic=CLINIC,
+        compared_at="2026-11-20T10:00:00+00:00",
+        fingerprint="0" * 64,
+        n_clients=321,
+        discrimination=VerdictRecord(verdict="not distinguishable"),
+        calibration=VerdictRecord(verdict="better"),
+    )
+    registry.record_comparison(record, text)
+    return registry
+
+
+COMPARE_PAGE = (
+    "<!DOCTYPE html><html><head><title>compare</title><style>p { color: #123456; }</style>"
+    "</head><body><p>verdict: v-new</p></body></html>\n"
+)
+
+
+def test_the_last_comparison_s_page_is_served_checked_and_linked(page: Ui) -> None:
+    registry = _compared(page, COMPARE_PAGE)
+    kept = registry.root / "comparisons" / f"{CLINIC}-v-new.html"
+    assert kept.read_text() == COMPARE_PAGE
+    page.signed_in("lead")
+    assert 'href="/ui/monitoring/comparison"' in page.page("/ui/monitoring")
+    answer = page.http.get("/ui/monitoring/comparison", follow_redirects=False)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+    assert answer.text == COMPARE_PAGE
+    style = base64.b64encode(hashlib.sha256(b"p { color: #123456; }").digest()).decode()
+    assert answer.headers["content-security-policy"] == CSP.replace(
+        "style-src 'self'", f"style-src 'self' 'sha256-{style}'"
+    )
+    assert answer.headers["x-frame-options"] == "DENY"
+    # altered after it was recorded: refused, never served
+    kept.write_text(COMPARE_PAGE.replace("v-new", "v-forged"))
+    refused = page.http.get("/ui/monitoring/comparison", follow_redirects=False)
+    assert refused.status_code == 409
+    assert "does not match the sha256" in html.unescape(refused.text)
+    assert "v-forged" not in refused.text
+    kept.unlink()
+    missing = page.http.get("/ui/monitoring/comparison", follow_redirects=False)
+    assert missing.status_code == 409
+    assert "is missing" in html.unescape(missing.text)
+
+
+def test_without_a_kept_comparison_page_it_is_404_and_not_linked(page: Ui) -> None:
+    page.signed_in("lead")
+    none = page.http.get("/ui/monitoring/comparison", follow_redirects=False)
+    assert none.status_code == 404
+    assert "dropout-risk retrain --clinic calm" in none.text
+    assert none.headers["content-security-policy"] == CSP
+    _compared(page, None)  # a record without a kept page (as before copies were kept)
+    assert page.http.get("/ui/monitoring/comparison").status_code == 404
+    assert 'href="/ui/monitoring/comparison"' not in page.page("/ui/monitoring")
+
+
+def test_the_comparison_page_needs_a_monitoring_scope(page: Ui) -> None:
+    _compared(page, COMPARE_PAGE)
+    page.signed_in("clinician")
+    refused = page.http.get("/ui/monitoring/comparison", follow_redirects=False)
+    assert refused.status_code == 403
+    assert "verdict" not in refused.text
+    assert refused.headers["content-security-policy"] == CSP
