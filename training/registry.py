@@ -82,10 +82,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Written whole beside `path`, then renamed over it: a reader sees the old file or the
+    new one, never half of one."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    _write_atomic(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
 
 
 # Written only when they hold something, so that a registry without clinics, comparisons
@@ -283,9 +289,7 @@ class Registry:
             path = self.comparison_page_path(record)
             path.parent.mkdir(exist_ok=True)
             data = page.encode()
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            _write_atomic(path, data)
             record = record.model_copy(update={"page_sha256": hashlib.sha256(data).hexdigest()})
         index = self.index()
         index.comparisons = [c for c in index.comparisons if c.challenger != record.challenger]

@@ -78,8 +78,8 @@ def period_days(days: int) -> int:
 
 def period_bounds(days: int, now: datetime) -> tuple[tuple[datetime, datetime], ...]:
     """The window's consecutive periods, oldest first: period_days(days) each, counted
-    back from `now`; the oldest is cut
-    at the window's start, so it may be shorter (a 30-day window: 2 days, then 4 weeks)."""
+    back from `now`; the oldest is cut at the window's start, so it may be shorter (a
+    30-day window: 2 days, then 4 weeks)."""
     length = timedelta(days=period_days(days))
     start = _since(days, now)
     bounds: list[tuple[datetime, datetime]] = []

@@ -523,6 +523,16 @@ def test_log_lines_are_json_with_the_event_fields(capsys: pytest.CaptureFixture[
     } in lines
 
 
+def _audit_rows(url: str, clinic: str) -> list[repo.AuditRecord]:
+    """Every audit row of `clinic` in the database at `url`."""
+    storage = Storage(url)
+    try:
+        with storage.session() as s:
+            return repo.list_audit(s, clinic, dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+    finally:
+        storage.close()
+
+
 def test_promotion_scopes(client: TestClient, keys: dict[str, str], registry: Path) -> None:
     """A clinic's models:admin promotes its own clinic's champion only; the network default
     takes models:network; a predict key promotes nothing."""
@@ -543,12 +553,7 @@ def test_promotion_scopes(client: TestClient, keys: dict[str, str], registry: Pa
     assert (index.champion, index.clinic_champions) == (champion, {"clinic-z": champion})
     assert index.history[-1].actor.startswith("key:")
     assert index.history[-1].clinic == "clinic-z"
-    storage = Storage(keys["url"])
-    try:
-        with storage.session() as s:
-            rows = repo.list_audit(s, "clinic-z", dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
-    finally:
-        storage.close()
+    rows = _audit_rows(keys["url"], "clinic-z")
     assert [(r.action, r.model_version, r.actor) for r in rows] == [
         ("model.promote", champion, index.history[-1].actor)
     ]
@@ -582,12 +587,7 @@ def test_a_promotion_the_audit_cannot_record_changes_nothing(
     landed = client.post(f"/v1/models/{champion}/promote", headers=admin_y)
     assert landed.status_code == 200
     assert Registry(registry).index().clinic_champions["clinic-y"] == champion
-    storage = Storage(keys["url"])
-    try:
-        with storage.session() as s:
-            rows = repo.list_audit(s, "clinic-y", dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
-    finally:
-        storage.close()
+    rows = _audit_rows(keys["url"], "clinic-y")
     assert [(r.action, r.model_version) for r in rows] == [("model.promote", champion)]
 
 
