@@ -112,6 +112,7 @@ def _rows(n: int, seed: int) -> tuple[list[dict[str, Any]], ...]:
                     "number": int(r["session_number"]),
                     "session_date": day,
                     "payload": body,
+                    **repo.measure_columns(body),  # as repo.upsert_session stores them
                     "updated_at": now,
                 }
             )

@@ -9,8 +9,9 @@ request body in the service).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 
 import numba
 import numpy as np
@@ -68,6 +69,35 @@ FEATURES: tuple[str, ...] = (
 # Rows of SessionGrid.values, in this order.
 MEASURES: tuple[str, ...] = ("wai_goal", "wai_task", "wai_bond", "srs", "ors", "phq9", "day")
 GOAL, TASK, BOND, SRS, ORS, PHQ9, DAY = range(len(MEASURES))
+# Each measure but the date -> its contract session column (SessionMeasures' order): the
+# names the contract tables, the export and the stored session's measure columns use.
+MEASURE_COLUMNS: dict[int, str] = {
+    GOAL: "wai_goal",
+    TASK: "wai_task",
+    BOND: "wai_bond",
+    SRS: "srs_total",
+    ORS: "ors_total",
+    PHQ9: "phq9_total",
+}
+# A session's values of MEASURES but the date, in that order (WAI-SR goal, task and bond
+# means, SRS, ORS and PHQ-9 totals; None: not taken), as storage keeps them beside the
+# payload (service.storage.repository.session_measures).
+SessionMeasures = tuple[
+    float | None, float | None, float | None, float | None, float | None, float | None
+]
+# One session as an adapter gives it to the grid (service.scoring.episodes): its client's
+# position, its number, its date (None: not recorded), then its SessionMeasures' values.
+SessionValues = tuple[
+    int,
+    int,
+    date | None,
+    float | None,
+    float | None,
+    float | None,
+    float | None,
+    float | None,
+    float | None,
+]
 
 
 @dataclass(frozen=True)
@@ -126,14 +156,36 @@ def gender_code(values: pd.Series) -> IntArray:
     return out
 
 
-_GRID_COLUMNS = {
-    GOAL: "wai_goal",
-    TASK: "wai_task",
-    BOND: "wai_bond",
-    SRS: "srs_total",
-    ORS: "ors_total",
-    PHQ9: "phq9_total",
-}
+def grid_from_columns(
+    n: int,
+    max_session: int,
+    client: IntArray,
+    number: IntArray,
+    measures: Mapping[int, FloatArray],
+    age: FloatArray | None = None,
+    gender: IntArray | None = None,
+) -> SessionGrid:
+    """The one cell writer: n clients' session rows, given as columns, laid out as a grid.
+
+    Row r is session `number[r]` of client `client[r]` (0..n-1); `measures[m][r]` is its
+    value of MEASURES[m] (NaN: not taken; DAY in days since 1970-01-01), a measure absent
+    from the mapping is missing everywhere. One session per (client, number). Sessions
+    after `max_session` only count towards `reached`. Every source of sessions (contract
+    tables, request episodes, a monitoring window's stored sessions) comes through here,
+    so the layout exists once; columns, because one numpy step per measure is what makes
+    a million rows cheap, and a request's few rows cost a few microseconds more."""
+    grid = SessionGrid.empty(n, max_session)
+    if number.shape[0]:
+        np.maximum.at(grid.reached, client, number)
+    keep = number <= max_session
+    rows, cols = client[keep], number[keep] - 1
+    for measure, values in measures.items():
+        grid.values[measure, cols, rows] = values[keep]
+    if age is not None:
+        grid.age[:] = age
+    if gender is not None:
+        grid.gender[:] = gender
+    return grid
 
 
 def grid_from_tables(
@@ -148,28 +200,32 @@ def grid_from_tables(
     no landmark and is left out. Sessions after `max_session` only count towards `reached`.
     """
     codes, uniques = pd.factorize(sessions["client_id"])
-    n = len(uniques)
-    number = sessions["session_number"].to_numpy(dtype=np.int64)
-    grid = SessionGrid.empty(n, max_session)
-    reached = pd.Series(number).groupby(codes).max()
-    grid.reached[reached.index.to_numpy()] = reached.to_numpy()
-    keep = number <= max_session
-    rows, cols = codes[keep], number[keep] - 1
-    for measure, column in _GRID_COLUMNS.items():
-        if column in sessions.columns:
-            values = sessions[column].to_numpy(dtype=np.float64, na_value=np.nan)
-            grid.values[measure, cols, rows] = values[keep]
+    measures = {
+        measure: sessions[column].to_numpy(dtype=np.float64, na_value=np.nan)
+        for measure, column in MEASURE_COLUMNS.items()
+        if column in sessions.columns
+    }
     if "session_date" in sessions.columns:
-        days = sessions["session_date"].to_numpy(dtype="datetime64[D]")[keep]
-        grid.values[DAY, cols, rows] = np.where(np.isnat(days), np.nan, days.astype(np.int64))
+        measures[DAY] = epoch_days(sessions["session_date"].to_numpy(dtype="datetime64[D]"))
+    age = gender = None
     if clients is not None:
         by_id = clients if clients.index.name == "client_id" else clients.set_index("client_id")
         info = by_id.reindex(uniques)
         if "age" in info.columns:
-            grid.age[:] = info["age"].to_numpy(dtype=np.float64, na_value=np.nan)
+            age = info["age"].to_numpy(dtype=np.float64, na_value=np.nan)
         if "gender" in info.columns:
-            grid.gender[:] = gender_code(info["gender"])
+            gender = gender_code(info["gender"])
+    number = sessions["session_number"].to_numpy(dtype=np.int64)
+    grid = grid_from_columns(
+        len(uniques), max_session, codes.astype(np.int64), number, measures, age, gender
+    )
     return np.asarray(uniques, dtype=object), grid
+
+
+def epoch_days(days: npt.NDArray[np.datetime64]) -> FloatArray:
+    """Dates (datetime64[D], NaT: none) as the grid's DAY: days since 1970-01-01, NaN."""
+    out: FloatArray = np.where(np.isnat(days), np.nan, days.astype(np.int64))
+    return out
 
 
 # --- the maths: one compiled loop over clients --------------------------------------------

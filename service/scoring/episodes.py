@@ -1,11 +1,12 @@
 """Episodes laid out as the shared SessionGrid, so the service computes features with the
 very builder training used (training.features); only this layout step differs.
 
-Two sources feed the one cell writer (`_GridCells.session`): request episodes
-(`grid_from_episodes`, EpisodeIn) and a monitoring window's stored sessions
-(`grid_from_window`, their measures read from the stored payloads without rebuilding an
-EpisodeIn: the payloads were validated when they were written). Both roll the WAI-SR and
-SRS items up with training.vocabulary."""
+Two sources give session rows (training.features.SessionValues) to the one cell writer,
+training.features' grid_from_columns (which lays out the contract tables too): request
+episodes (`grid_from_episodes`, EpisodeIn) and a monitoring window's stored sessions
+(`grid_from_window`, their measures as stored beside the payloads when they were written,
+without rebuilding an EpisodeIn). Both roll the WAI-SR and SRS items up with
+training.vocabulary."""
 
 from __future__ import annotations
 
@@ -17,16 +18,24 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from service.core.schemas import EpisodeIn, SrsIn, WaiIn
-from training.features import DAY, MEASURES, SessionGrid, gender_word_code
+from training.features import (
+    BOND,
+    DAY,
+    GENDER_UNKNOWN,
+    GOAL,
+    ORS,
+    PHQ9,
+    SRS,
+    TASK,
+    SessionGrid,
+    SessionValues,
+    gender_word_code,
+    grid_from_columns,
+)
 from training.vocabulary import srs_items_total, wai_subscale_means
 
 if TYPE_CHECKING:  # a type only: the layout step itself never reads the database
     from service.storage.repository import StoredWindow
-
-_EPOCH = date(1970, 1, 1).toordinal()
-# One session's values of training.features.MEASURES but the date, in that order (WAI-SR
-# goal, task and bond means, SRS, ORS and PHQ-9 totals); None: not taken.
-Measures = Sequence[float | None]
 
 
 def wai_subscales(wai: WaiIn) -> tuple[float | None, float | None, float | None]:
@@ -45,62 +54,79 @@ def srs_total(srs: SrsIn) -> float | None:
     return srs_items_total((srs.relationship, srs.goals, srs.approach, srs.overall))
 
 
-class _GridCells:
-    """A SessionGrid of n clients being filled, as plain Python lists turned into arrays
-    once: writing numpy cells one by one costs more than the rest of a one-client
-    prediction's feature work. Measure m of session j of client i lives at
-    m * plane + j * n + i."""
+class _GridRows:
+    """The session rows of n clients being collected for the one cell writer
+    (training.features.grid_from_columns), as plain Python tuples turned into columns
+    once: building numpy arrays per session costs more than the rest of a one-client
+    prediction's feature work."""
 
-    __slots__ = ("age", "cells", "gender", "max_session", "n", "plane", "reached")
+    __slots__ = ("age", "gender", "max_session", "n", "rows")
 
     def __init__(self, n: int, max_session: int) -> None:
         self.n, self.max_session = n, max_session
-        self.plane = max_session * n  # cells per measure
-        self.cells = [math.nan] * (len(MEASURES) * self.plane)
-        self.age, self.gender, self.reached = [math.nan] * n, [0] * n, [0] * n
+        self.rows: list[SessionValues] = []
+        self.age: list[float] = [math.nan] * n
+        self.gender: list[int] = [GENDER_UNKNOWN] * n
 
     def client(self, i: int, age: int | None, gender: str | None) -> None:
         if age is not None:
             self.age[i] = age
         self.gender[i] = gender_word_code(gender)
 
-    def session(self, i: int, number: int, measures: Measures, day: date | None) -> None:
-        """The one cell writer: session `number` of client i, its `measures` (MEASURES
-        order, the date apart) and its date. Sessions after max_session only count towards
-        `reached`, as in training; a measure not taken (None) stays NaN."""
-        reached = self.reached
-        if number > reached[i]:
-            reached[i] = number
-        if number > self.max_session:
-            return
-        cells, plane = self.cells, self.plane
-        at = (number - 1) * self.n + i
-        for m, value in enumerate(measures):
-            if value is not None:
-                cells[m * plane + at] = value
-        if day is not None:
-            cells[DAY * plane + at] = day.toordinal() - _EPOCH
-
     def grid(self) -> SessionGrid:
-        return SessionGrid(
-            np.array(self.cells, dtype=np.float64).reshape(len(MEASURES), self.max_session, self.n),
-            np.array(self.age),
-            np.array(self.gender, dtype=np.int64),
-            np.array(self.reached, dtype=np.int64),
+        return grid_of_rows(self.rows, self.n, self.max_session, self.age, self.gender)
+
+
+_ROW_MEASURES = (GOAL, TASK, BOND, SRS, ORS, PHQ9)  # SessionValues' measures, after 3
+
+
+def grid_of_rows(
+    rows: Sequence[SessionValues],
+    n: int,
+    max_session: int,
+    age: Sequence[float],
+    gender: Sequence[int],
+) -> SessionGrid:
+    """Session rows (SessionValues) of n clients as a grid, through the one cell writer."""
+    if not rows:
+        return grid_from_columns(
+            n, max_session, _NO_ROWS, _NO_ROWS, {}, np.array(age), np.array(gender, dtype=np.int64)
         )
+    columns = list(zip(*rows, strict=True))
+    measures = {
+        m: np.array(values, dtype=np.float64)  # None -> NaN
+        for m, values in zip(_ROW_MEASURES, columns[3:], strict=True)
+    }
+    # ordinals in Python: numpy's conversion of date objects costs ten times as much
+    days = [math.nan if day is None else day.toordinal() for day in columns[2]]
+    measures[DAY] = np.array(days, dtype=np.float64) - _EPOCH
+    return grid_from_columns(
+        n,
+        max_session,
+        np.array(columns[0], dtype=np.int64),
+        np.array(columns[1], dtype=np.int64),
+        measures,
+        np.array(age, dtype=np.float64),
+        np.array(gender, dtype=np.int64),
+    )
+
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+_EPOCH = date(1970, 1, 1).toordinal()  # the grid's DAY 0
 
 
 def grid_from_episodes(episodes: Sequence[EpisodeIn], max_session: int) -> SessionGrid:
     """Request episodes as a grid (sessions after `max_session` only count towards
     `reached`)."""
-    grid = _GridCells(len(episodes), max_session)
+    grid = _GridRows(len(episodes), max_session)
+    rows = grid.rows
     for i, episode in enumerate(episodes):
         for s in episode.sessions:
             goal, task, bond = (None, None, None) if s.wai is None else wai_subscales(s.wai)
             srs = None if s.srs is None else srs_total(s.srs)
             ors = None if s.ors is None else s.ors.total
             phq9 = None if s.phq9 is None else s.phq9.total
-            grid.session(i, s.number, (goal, task, bond, srs, ors, phq9), s.date)
+            rows.append((i, s.number, s.date, goal, task, bond, srs, ors, phq9))
         grid.client(i, episode.age, episode.gender)
     return grid.grid()
 
@@ -108,11 +134,10 @@ def grid_from_episodes(episodes: Sequence[EpisodeIn], max_session: int) -> Sessi
 def grid_from_window(window: StoredWindow, max_session: int) -> SessionGrid:
     """A monitoring window's stored clients as a grid, one column per client in
     window.clients order: the same cells as grid_from_episodes gives for the EpisodeIn
-    that service.scoring.records.episode rebuilds from the same stored rows."""
-    grid = _GridCells(len(window.clients), max_session)
-    write = grid.session
-    for at, number, day, *measures in window.sessions:  # WindowSession: MEASURES order
-        write(at, number, measures, day)
-    for i, client in enumerate(window.clients):
-        grid.client(i, client.age, client.gender)
-    return grid.grid()
+    that service.scoring.records.episode rebuilds from the same stored rows. A clinic has
+    few distinct gender words: each is coded once."""
+    clients = window.clients
+    codes = {g: gender_word_code(g) for g in {c.gender for c in clients}}
+    age = [math.nan if c.age is None else float(c.age) for c in clients]
+    gender = [codes[c.gender] for c in clients]
+    return grid_of_rows(window.sessions, len(clients), max_session, age, gender)

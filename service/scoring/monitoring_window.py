@@ -108,30 +108,35 @@ def window_of(stored: repo.StoredWindow, model: LoadedModel) -> Window:
 def _window_parts(
     stored: repo.StoredWindow, model: LoadedModel
 ) -> tuple[Window, IntArray, IntArray]:
-    """The window, and which stored client each of its rows and outcome rows is of."""
+    """The window, and which stored client each of its rows and outcome rows is of.
+
+    With outcomes stored, every landmark each client reached is scored once and the
+    window's rows are each client's latest of them (the same features: one builder); with
+    none, only the latest landmark's rows are built and scored."""
     landmarks = _landmarks(model)
     grid = grid_from_window(stored, max(landmarks))
-    X, landmark = latest_landmark_features(grid, landmarks)
-    keep = landmark > 0
-    rows = np.ascontiguousarray(X[keep])
-    p = _probability(model, rows)
     y = np.array(
         [np.nan if c.dropout is None else float(c.dropout) for c in stored.clients],
         dtype=np.float64,
     )
-    outcomes, owner = None, np.zeros(0, dtype=np.int64)
-    if np.isfinite(y).any():
-        examples = landmark_examples(grid, landmarks)
-        known = np.isfinite(y[examples.row_client])
-        owner = examples.row_client[known].astype(np.int64)
-        outcomes = Outcomes(
-            episode=owner,
-            landmark=examples.landmark[known],
-            p=_probability(model, np.ascontiguousarray(examples.X[known])),
-            y=y[owner],
-        )
-    window = Window(rows, landmark[keep].astype(np.int64), p, outcomes)
-    return window, np.flatnonzero(keep), owner
+    if not np.isfinite(y).any():
+        X, landmark = latest_landmark_features(grid, landmarks)
+        keep = np.flatnonzero(landmark > 0)
+        rows = np.ascontiguousarray(X[keep])
+        window = Window(rows, landmark[keep].astype(np.int64), _probability(model, rows), None)
+        return window, keep, np.zeros(0, dtype=np.int64)
+    examples = landmark_examples(grid, landmarks)  # blocks in increasing landmark order
+    p = _probability(model, np.ascontiguousarray(examples.X))
+    latest = np.full(grid.n_clients, -1, dtype=np.int64)
+    np.maximum.at(latest, examples.row_client, np.arange(examples.row_client.shape[0]))
+    keep = np.flatnonzero(latest >= 0)
+    at = latest[keep]
+    known = np.isfinite(y[examples.row_client])
+    owner = examples.row_client[known].astype(np.int64)
+    outcomes = Outcomes(episode=owner, landmark=examples.landmark[known], p=p[known], y=y[owner])
+    rows = np.ascontiguousarray(examples.X[at])
+    window = Window(rows, examples.landmark[at].astype(np.int64), p[at], outcomes)
+    return window, keep, owner
 
 
 def _probability(model: LoadedModel, X: FloatArray) -> FloatArray:

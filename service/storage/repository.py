@@ -15,15 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Literal, NamedTuple, TypeAlias, cast
+from typing import Any, Literal, TypeAlias, cast
 
-from pydantic_core import from_json
 from sqlalchemy import (
     ColumnElement,
     ColumnExpressionArgument,
     CursorResult,
     Executable,
-    Text,
     and_,
     delete,
     exists,
@@ -31,7 +29,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -47,6 +44,8 @@ from service.storage.tables import (
     PredictionRow,
     SessionRow,
 )
+from training import features
+from training.features import SessionMeasures, SessionValues
 from training.vocabulary import RISK_LEVELS, SRS_ITEMS, srs_items_total, wai_subscale_means
 
 Change = Literal["created", "updated", "unchanged"]
@@ -297,7 +296,7 @@ def upsert_session(
     """
     _require_client(s, clinic_id, client_id)
     key = {"clinic_id": clinic_id, "client_id": client_id, "number": number}
-    values = {"session_date": session_date, "payload": payload}
+    values = {"session_date": session_date, "payload": payload, **measure_columns(payload)}
     stamp = {"updated_at": _now()}
     return _upsert(s, SessionRow, key, values, stamp, stamp)
 
@@ -681,19 +680,35 @@ def _iso(day: date | None) -> str | None:
 
 
 def _session_export(row: SessionRow) -> dict[str, Any]:
-    payload = row.payload
-    goal, task, bond = _wai(payload.get("wai"))
     return {
         "client_id": row.client_id,
         "session_number": row.number,
         "session_date": _iso(row.session_date),
-        "wai_goal": goal,
-        "wai_task": task,
-        "wai_bond": bond,
-        "srs_total": _srs(payload.get("srs")),
-        "ors_total": _total(payload.get("ors")),
-        "phq9_total": _total(payload.get("phq9")),
+        # read from the payload, not the columns: a whole-number score stays whole
+        **measure_columns(row.payload),
     }
+
+
+# --- the measures of a stored payload ---------------------------------------------------------
+
+# SessionRow's measure columns, in the order of training.features.SessionMeasures, named as
+# the contract's session columns (which the export writes them to).
+MEASURE_COLUMNS = tuple(features.MEASURE_COLUMNS.values())
+
+
+def session_measures(payload: dict[str, Any]) -> SessionMeasures:
+    """The one reader of a session payload's measures (SessionMeasures): WAI-SR subscale
+    means and the SRS total given or rolled up from their items by training.vocabulary, as
+    service.scoring.episodes does for a request; ORS and PHQ-9 totals. Applied when a
+    session is written (and by migration 0005 to the rows stored before it)."""
+    goal, task, bond = _wai(payload.get("wai"))
+    srs = _srs(payload.get("srs"))
+    return goal, task, bond, srs, _total(payload.get("ors")), _total(payload.get("phq9"))
+
+
+def measure_columns(payload: dict[str, Any]) -> dict[str, float | None]:
+    """session_measures as SessionRow's column values."""
+    return dict(zip(MEASURE_COLUMNS, session_measures(payload), strict=True))
 
 
 def _wai(wai: dict[str, Any] | None) -> tuple[float | None, float | None, float | None]:
@@ -717,8 +732,8 @@ def _srs(srs: dict[str, Any] | None) -> float | None:
     return srs_items_total([srs.get(name) for name in SRS_ITEMS])
 
 
-def _total(measure: dict[str, Any] | None) -> Any:
-    return None if not measure else measure.get("total")
+def _total(measure: dict[str, Any] | None) -> float | None:
+    return None if not measure else measure.get("total")  # as sent: a PHQ-9 total is whole
 
 
 def _client_export(client: Client, outcome: Outcome | None) -> dict[str, Any]:
@@ -748,44 +763,32 @@ class WindowClient:
     last_risk: datetime
 
 
-class WindowSession(NamedTuple):
-    """One stored session of a window's client: the client's position in
-    StoredWindow.clients, the session's number and date, and its measures read from the
-    stored payload by the export's readers (WAI-SR subscale means, SRS, ORS and PHQ-9
-    totals, in the order of training.features.MEASURES; None: not taken). A tuple, not a
-    dataclass: a large clinic's window has hundreds of thousands of them."""
-
-    client: int
-    number: int
-    day: date | None
-    goal: float | None
-    task: float | None
-    bond: float | None
-    srs: float | None
-    ors: float | None
-    phq9: float | None
-
-
 @dataclass(frozen=True)
 class StoredWindow:
-    """The clinic's clients with a risk stored at or after `since`, each with at least one
-    session, in client id order, and all their sessions in (client, number) order.
+    """The clinic's clients with a risk stored at or after `since`, in client id order (one
+    without sessions reaches no landmark: it has no row in the window), and all their
+    sessions, in no particular order, each as the grid takes it
+    (training.features.SessionValues: the client's position in `clients`, the number, the
+    date, the stored measures). Tuples, not objects: a large clinic's window has hundreds
+    of thousands.
     `earliest`: the oldest of the window's stored risks (None: none), after which the
     window can lose a client without any write."""
 
     clients: list[WindowClient]
-    sessions: list[WindowSession]
+    sessions: list[SessionValues]
     earliest: datetime | None
 
 
 def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
-    """The clinic's window (StoredWindow) in one query of the columns it needs, whatever
-    the number of clients: each session with its client's age, gender, outcome and latest
-    risk in the window, the clients being those of an uncorrelated, grouped
-    `(stored risks since ...)` joined once (index ix_predictions_clinic_computed_at); and
-    one indexed look-up of the window's oldest risk. The payloads are read as text and
-    parsed here: the JSON type's own per-row decoding made the read of 140,000 sessions
-    on PostgreSQL about seven times slower (bench/monitoring_service.py)."""
+    """The clinic's window (StoredWindow) in two queries of the columns it needs, whatever
+    the number of clients: the window's clients (age, gender, outcome and latest risk in
+    the window, from an uncorrelated, grouped `(stored risks since ...)`, index
+    ix_predictions_clinic_computed_at), then their sessions through the same subquery; and
+    one indexed look-up of the window's oldest risk. The sessions' measures are their
+    stored columns (session_measures, applied when they were written): parsing 140,000
+    JSON payloads was most of this query's time on PostgreSQL. Each result is fetched
+    whole, not a row at a time, and the sessions unsorted: sorting them spilled to disk
+    (bench/monitoring_service.py)."""
     in_window = and_(
         PredictionRow.clinic_id == clinic_id,
         PredictionRow.computed_at >= since,
@@ -800,37 +803,27 @@ def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
         .group_by(PredictionRow.client_id)
         .subquery()
     )
-    rows = s.connection().execute(  # Core rows: the ORM's per-row work is not needed here
-        select(
-            Client.client_id,
-            Client.age,
-            Client.gender,
-            Outcome.dropout,
-            latest.c.last_risk,
-            SessionRow.number,
-            SessionRow.session_date,
-            cast_(SessionRow.payload, Text),
-        )
+    conn = s.connection()  # Core rows: the ORM's per-row work is not needed here
+    records = conn.execute(
+        select(Client.client_id, Client.age, Client.gender, Outcome.dropout, latest.c.last_risk)
         .join(latest, latest.c.client_id == Client.client_id)
-        .join(SessionRow, _is_client(SessionRow, Client.clinic_id, Client.client_id))
         .outerjoin(Outcome, _is_client(Outcome, Client.clinic_id, Client.client_id))
         .where(Client.clinic_id == clinic_id)
-        .order_by(Client.client_id, SessionRow.number)
-    )
-    clients: list[WindowClient] = []
-    sessions: list[WindowSession] = []
-    last = None
-    for client_id, age, gender, dropout, last_risk, number, day, text in rows:
-        if client_id != last:
-            clients.append(WindowClient(client_id, age, gender, dropout, last_risk))
-            last = client_id
-        payload = from_json(text)
-        goal, task, bond = _wai(payload.get("wai"))
-        ors, phq9 = _total(payload.get("ors")), _total(payload.get("phq9"))
-        at = len(clients) - 1
-        sessions.append(
-            WindowSession(at, number, day, goal, task, bond, _srs(payload.get("srs")), ors, phq9)
+        .order_by(Client.client_id)
+    ).all()
+    stored = conn.execute(  # in no order: each names its client, the grid needs no order
+        select(
+            SessionRow.client_id,
+            SessionRow.number,
+            SessionRow.session_date,
+            *(getattr(SessionRow, column) for column in MEASURE_COLUMNS),
         )
+        .join(latest, latest.c.client_id == SessionRow.client_id)
+        .where(SessionRow.clinic_id == clinic_id)
+    ).all()
+    clients = [WindowClient(*row) for row in records]
+    at = {client.client_id: i for i, client in enumerate(clients)}
+    sessions: list[SessionValues] = [(at[client_id], *values) for client_id, *values in stored]
     earliest = s.scalar(select(func.min(PredictionRow.computed_at)).where(in_window))
     return StoredWindow(clients, sessions, earliest)
 

@@ -112,7 +112,10 @@ def _client_fk() -> ForeignKeyConstraint:
 
 
 class SessionRow(Base):
-    """One session's scores; payload is the session object exactly as the API received it."""
+    """One session's scores; payload is the session object exactly as the API received it,
+    and the measure columns what repository.session_measures reads from it when it is
+    written (WAI-SR subscale means, SRS, ORS and PHQ-9 totals; NULL: not taken), so the
+    export and the monitoring window read numbers, not JSON (migration 0005)."""
 
     __tablename__ = "sessions"
     __table_args__ = (_client_fk(),)
@@ -122,6 +125,12 @@ class SessionRow(Base):
     number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     session_date: Mapped[date | None] = mapped_column(Date)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    wai_goal: Mapped[float | None] = mapped_column(Float)
+    wai_task: Mapped[float | None] = mapped_column(Float)
+    wai_bond: Mapped[float | None] = mapped_column(Float)
+    srs_total: Mapped[float | None] = mapped_column(Float)
+    ors_total: Mapped[float | None] = mapped_column(Float)
+    phq9_total: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 

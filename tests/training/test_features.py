@@ -242,3 +242,18 @@ def test_the_writer_names_every_column_once() -> None:
     assert [getattr(features, f"X_{name.upper()}") for name in FEATURES] == list(
         range(len(FEATURES))
     )
+
+
+def test_the_measure_columns_follow_the_measures() -> None:
+    """SessionMeasures and SessionValues (stored sessions, the window's rows) carry the
+    measures in MEASURES order, named by MEASURE_COLUMNS: its keys must be that order."""
+    columns = features.MEASURE_COLUMNS
+    assert list(columns) == list(range(features.DAY)) == list(range(len(features.MEASURES) - 1))
+    assert list(columns.values()) == [
+        "wai_goal",
+        "wai_task",
+        "wai_bond",
+        "srs_total",
+        "ors_total",
+        "phq9_total",
+    ]

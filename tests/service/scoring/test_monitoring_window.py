@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ from service.storage import repository as repo
 from service.storage.engine import session_scope
 from service.storage.tables import PredictionRow
 from tests.support.helpers import REPO
-from training.features import BOND, DAY, GOAL, MEASURES, ORS, PHQ9, SRS, TASK
+from training.features import BOND, DAY, GOAL, ORS, PHQ9, SRS, TASK
 from training.monitoring import MonitoringReport
 from training.registry import LoadedModel, Registry
 
@@ -113,21 +114,19 @@ def test_the_window_is_the_clinics_clients_with_a_recent_risk(
         repo.WindowClient("a", 34, "female", True, last["a"]),
         repo.WindowClient("b", None, "man", None, last["b"]),
     ]
-    assert [(x.client, x.number) for x in window.sessions] == [
+    sessions = sorted(window.sessions, key=lambda x: (x[0], x[1]))  # stored in no order
+    assert [(x[0], x[1]) for x in sessions] == [
         (0, 1),
         (0, 2),
         (0, 4),
         (1, 1),
         (1, 3),
     ]
-    # the measures follow the date in the order of the features' measures (the cell
-    # writer takes them so)
-    assert repo.WindowSession._fields[3:] == tuple(
-        m.removeprefix("wai_") for m in MEASURES if m != "day"
-    )
-    first = window.sessions[0]
-    assert (first.goal, first.task, first.bond) == (3.5, 1.5, 4.75)  # rolled up from ITEMS
-    assert (first.srs, first.ors, first.phq9, first.day) == (31.0, 22.5, 11, date(2026, 10, 1))
+    # SessionValues: position, number, date, then the measures as stored beside the
+    # payload, in the order of the features' measures (the cell writer takes them so)
+    first = sessions[0]
+    assert first[2:] == (date(2026, 10, 1), 3.5, 1.5, 4.75, 31.0, 22.5, 11.0)  # WAI from ITEMS
+    assert sessions[3][2:] == (None, None, None, None, None, None, 5.0)
     assert window.earliest == min(latest)
     with tx() as s:  # a window reaching back 60 days holds c as well
         assert [c.client_id for c in repo.window_clients(s, CLINIC, _since(60)).clients] == [
@@ -287,3 +286,32 @@ def test_the_periods_are_consecutive_and_hold_each_client_once(
     assert [p.labelled for p in report.periods][-1] == 1  # a's outcome
     # three clients: every figure over time is "too few", none has a number
     assert all(f.value is None for p in report.periods for f in p.figures)
+
+
+def test_a_labelled_window_scores_the_latest_landmark_as_an_unlabelled_one(
+    tx: Callable[[], Any], stored: None, model: LoadedModel
+) -> None:
+    """With outcomes, the window's rows are each client's latest of its scored landmark
+    rows; without, its latest landmark is built alone: the same rows and probabilities."""
+    with tx() as s:
+        labelled = repo.window_clients(s, CLINIC, _since(60))
+    unlabelled = repo.StoredWindow(
+        [replace(c, dropout=None) for c in labelled.clients],
+        labelled.sessions,
+        labelled.earliest,
+    )
+    assert [c.dropout for c in labelled.clients] == [True, None, None]
+    got, rows_of, owner = mw._window_parts(labelled, model)
+    alone, rows_alone, no_owner = mw._window_parts(unlabelled, model)
+    assert alone.outcomes is None
+    assert no_owner.tolist() == []
+    assert rows_of.tolist() == rows_alone.tolist() == [0, 1, 2]
+    assert got.landmark.tolist() == alone.landmark.tolist() == [3, 3, 1]
+    assert np.array_equal(got.X, alone.X, equal_nan=True)
+    assert np.allclose(got.p, alone.p, rtol=0, atol=1e-12)
+    assert np.allclose(alone.p, model.probability(alone.X), rtol=0, atol=1e-12)
+    assert got.outcomes is not None  # a, at each landmark it reached (1, 2 and 3)
+    assert owner.tolist() == [0, 0, 0]
+    assert got.outcomes.landmark.tolist() == [1, 2, 3]
+    assert got.outcomes.y.tolist() == [1.0, 1.0, 1.0]
+    assert got.outcomes.p[-1] == got.p[0]  # a's latest landmark row is its window row

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -168,13 +169,16 @@ def test_connection_lost_mid_transaction_is_storage_unavailable(db_factory: Fact
         assert s.scalar(text("SELECT 1")) == 1
 
 
+HEAD = "0005"  # the last migration
+
+
 # --- migrations -----------------------------------------------------------------------------
 
 
 def test_migrations_create_exactly_the_models(db_factory: Factory) -> None:
     with db_factory() as s:
         context = MigrationContext.configure(s.connection())
-        assert context.get_current_revision() == "0004"
+        assert context.get_current_revision() == HEAD
         assert compare_metadata(context, Base.metadata) == []
 
 
@@ -184,7 +188,7 @@ def _assert_at_head(url: str) -> None:
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn)
-            assert context.get_current_revision() == "0004"
+            assert context.get_current_revision() == HEAD
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()
@@ -230,6 +234,54 @@ def test_migration_0004_marks_existing_risks_as_answers_and_takes_it_back(
         assert s.scalars(select(PredictionRow.rescored)).all() == [False]
     command.downgrade(alembic_config(database_url), "0003")
     assert "rescored" not in {c["name"] for c in _columns(database_url, "predictions")}
+    upgrade(database_url)
+
+
+def test_migration_0005_reads_the_measures_of_stored_sessions_and_takes_them_back(
+    database_url: str, tx: Callable[[], Any]
+) -> None:
+    """Sessions stored before the measure columns get them from their payloads, by the one
+    reader a write uses; the payloads are unchanged."""
+    command.downgrade(alembic_config(database_url), "0004")
+    items = [1, 2, 5, 3, 5, 4, 5, 3, 4, 2, 4, 1]  # goal 3.5, task 1.5, bond 4.75
+    payloads = {
+        1: {
+            "wai": {"items": items},
+            "srs": {"relationship": 9, "goals": 8.5, "approach": 7, "overall": 6.5},
+            "phq9": {"total": 11},
+        },
+        2: {"wai": {"goal": 3.25, "bond": 2.5}, "ors": {"total": 22.5}},
+        3: {"date": "2026-10-01"},
+    }
+    with tx() as s:
+        client(s, A, "c1")
+        for number, payload in payloads.items():
+            s.execute(
+                text(
+                    "INSERT INTO sessions (clinic_id, client_id, number, payload, updated_at) "
+                    "VALUES (:a, 'c1', :n, :p, :at)"
+                ),
+                {"a": A, "n": number, "p": json.dumps(payload), "at": datetime(2026, 1, 1)},
+            )
+    upgrade(database_url)
+    _assert_at_head(database_url)
+    with tx() as s:
+        rows = s.execute(
+            select(
+                SessionRow.number,
+                SessionRow.payload,
+                *(getattr(SessionRow, c) for c in repo.MEASURE_COLUMNS),
+            ).order_by(SessionRow.number)
+        ).all()
+    assert [tuple(r[2:]) for r in rows] == [
+        (3.5, 1.5, 4.75, 31.0, None, 11.0),
+        (3.25, None, 2.5, None, 22.5, None),
+        (None, None, None, None, None, None),
+    ]
+    assert [r[1] for r in rows] == list(payloads.values())
+    command.downgrade(alembic_config(database_url), "0004")
+    names = {c["name"] for c in _columns(database_url, "sessions")}
+    assert names.isdisjoint(repo.MEASURE_COLUMNS)
     upgrade(database_url)
 
 
