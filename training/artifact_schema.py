@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from training import vocabulary
 from training.errors import DropoutRiskError, field_path
 from training.figures import EvaluationDocument
 from training.profile_schema import ReferenceProfile
@@ -39,6 +40,12 @@ class Thresholds(_Document):
     moderate: Probability
     high: Probability
     rule: str | None = None  # how they were chosen (absent: not recorded)
+
+    @property
+    def cutoffs(self) -> vocabulary.Thresholds:
+        """The two cut-offs as the code's one type of them (what publishing, evaluating
+        and an answer take)."""
+        return vocabulary.Thresholds(self.moderate, self.high)
 
 
 class Lineage(_Document):

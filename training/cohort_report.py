@@ -9,7 +9,6 @@ from pathlib import Path
 from training.baselines import fit_baselines
 from training.comparison import evaluate_with_baselines
 from training.contract import Cohort
-from training.evaluation import Thresholds
 from training.figures import Evaluation
 from training.input_shift import shift_warnings, tally
 from training.publish import published
@@ -37,13 +36,11 @@ def evaluate_cohort(
     p = loaded.model.predict_proba(data.examples.X)[:, 1]
     rows = data.examples.row_client.argsort(kind="stable")
     eval_data = data.eval_data(rows, p[rows])
-    th = loaded.meta.thresholds
+    th = loaded.meta.thresholds.cutoffs
     # The WAI logistic baseline is fitted on the evaluation rows themselves: two parameters,
     # so its in-sample advantage is negligible, and it needs no training data.
     baselines = fit_baselines(data.examples.X[rows], data.y[rows])
-    results = evaluate_with_baselines(
-        eval_data, Thresholds(th.moderate, th.high), baselines, n_boot=n_boot
-    )
+    results = evaluate_with_baselines(eval_data, th, baselines, n_boot=n_boot)
     counts = tally(meta, cohort.sessions, data.examples.X, published(p, th)[1])
     shifted = shift_warnings(meta, counts, "sessions.csv", every_landmark=True)
     if warnings is not None:

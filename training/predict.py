@@ -178,7 +178,7 @@ def _write_scores(
     ids, grid = grid_from_tables(batch, clients, max_session)
     p, landmark, X = _score_rows(loaded, grid)
     scored = landmark > 0
-    p, levels = published(p[scored], loaded.meta.thresholds)
+    p, levels = published(p[scored], loaded.meta.thresholds.cutoffs)
     line = f"{{}},{{}},{{:.4f}},{{}},{loaded.version}\n".format
     out.writelines(map(line, ids[scored], landmark[scored].tolist(), p.tolist(), levels))
     counts = tally(loaded.metadata, batch, X[scored], levels)

@@ -34,7 +34,7 @@ from sklearn.model_selection import cross_val_predict
 from training.baselines import fit_baselines
 from training.comparison import evaluate_with_baselines
 from training.contract import MEASURE_COLUMNS, Cohort
-from training.evaluation import EvalData, Thresholds, auc, brier, level_stats, log_loss
+from training.evaluation import EvalData, auc, brier, level_stats, log_loss
 from training.explanation.reference import reference_clients
 from training.features import (
     FEATURES,
@@ -68,7 +68,7 @@ from training.sample_size import check_sample_size
 from training.specification import card_facts
 from training.strict_json import dumps, to_strict
 from training.transport import KNOWN_SIGNS, SIGNS, STRENGTHS, unstable_features, world_coefficients
-from training.vocabulary import DEFAULT_LANDMARKS
+from training.vocabulary import DEFAULT_LANDMARKS, Thresholds
 from training.worlds import world_of
 
 Step = Callable[[str], None]

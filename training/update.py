@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from training.baselines import fit_baselines
 from training.comparison import evaluate_with_baselines
-from training.evaluation import EvalData, Thresholds, evaluate, log_loss
+from training.evaluation import EvalData, evaluate, log_loss
 from training.explanation.reference import reference_clients
 from training.features import FEATURES
 from training.figures import Evaluation
@@ -80,6 +80,7 @@ from training.updating import (
     closed_test,
     landmark_groups,
 )
+from training.vocabulary import Thresholds
 
 Step = Callable[[str], None]
 FloatArray = npt.NDArray[np.float64]

@@ -26,6 +26,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 from service.core.examples import EXAMPLE_EPISODE
+from service.core.prediction import ModelIdentity
 from training.vocabulary import (
     AGE_RANGE,
     ID_MAX_LENGTH,
@@ -40,6 +41,7 @@ from training.vocabulary import (
     WAI_ITEM_RANGE,
     WAI_SR_ITEM_COUNT,
     RiskLevel,
+    Thresholds,
     in_date_window,
     outside_date_window,
 )
@@ -326,23 +328,14 @@ class ActionOut(BaseModel):
     source: str
 
 
-class ModelRef(BaseModel):
-    version: str
-    sha256: str
-
-
-class ThresholdsOut(BaseModel):
-    moderate: float
-    high: float
-
-
 class PredictionOut(BaseModel):
     client_id: str
     probability: float
     risk_level: RiskLevel
     landmark_session: int
-    model: ModelRef
-    thresholds: ThresholdsOut
+    # the answer's own types (frozen dataclasses; the schema reads them as they are)
+    model: ModelIdentity
+    thresholds: Thresholds
     factors: list[FactorOut]
     suggested_actions: list[ActionOut]
     disclaimer: str
