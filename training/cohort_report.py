@@ -29,7 +29,6 @@ def evaluate_cohort(
     """Score every landmark example of the cohort and write the report; returns metrics.
     Input-shift warnings (training.input_shift) are added to `warnings` and the report."""
     loaded = Registry(models_dir).load(version)
-    meta = loaded.metadata  # the document as written, for the report and the shift checks
     step("building landmark features")
     data = labelled_examples(cohort, tuple(loaded.meta.landmarks))
     step(f"scoring with model {loaded.version}")
@@ -41,15 +40,15 @@ def evaluate_cohort(
     # so its in-sample advantage is negligible, and it needs no training data.
     baselines = fit_baselines(data.examples.X[rows], data.y[rows])
     results = evaluate_with_baselines(eval_data, th, baselines, n_boot=n_boot)
-    counts = tally(meta, cohort.sessions, data.examples.X, published(p, th)[1])
-    shifted = shift_warnings(meta, counts, "sessions.csv", every_landmark=True)
+    counts = tally(loaded.meta, cohort.sessions, data.examples.X, published(p, th)[1])
+    shifted = shift_warnings(loaded.meta, counts, "sessions.csv", every_landmark=True)
     if warnings is not None:
         warnings.extend(shifted)
     step("writing the report")
     html = render_report(
         eval_data,
         results,
-        meta,
+        loaded.metadata,
         title=f"Evaluation of model {loaded.version} on {report_path.stem}",
         warnings=shifted,
     )

@@ -272,10 +272,10 @@ class MonitoredModel:
     @classmethod
     def from_metadata(cls, meta: ModelMetadata) -> MonitoredModel:
         """From a loaded model's typed metadata (training.registry.LoadedModel.meta)."""
-        low, high = range_arrays({"feature_range": getattr(meta, "feature_range", None)})
-        profile = meta.reference_profile
-        recorded = (getattr(meta, "sample_size", None) or {}).get("parameters")
-        parameters = profile.parameters if profile else int(recorded or len(FEATURES))
+        low, high = range_arrays(meta.feature_range)
+        profile, size = meta.reference_profile, meta.sample_size
+        recorded = size.parameters if size else None
+        parameters = profile.parameters if profile else recorded or len(FEATURES)
         thresholds = meta.thresholds.cutoffs
         return cls(meta.version, thresholds, low, high, profile, parameters)
 

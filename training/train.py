@@ -12,7 +12,6 @@ is left as it is, so probabilities stay calibrated (Bennemann et al. 2022; docs/
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import shutil
@@ -384,7 +383,7 @@ def train(
     )
     step("writing the artifact, report and model card")
     meta = _metadata(inputs, data, dev, test, fitted, results, config)
-    meta["sample_size"] = dataclasses.asdict(size)
+    meta["sample_size"] = size.model_dump()
     meta["reference_profile"] = development_profile(
         data, ~test_client, fitted, config, size.parameters
     ).model_dump(mode="json")

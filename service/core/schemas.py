@@ -27,6 +27,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 from service.core.examples import EXAMPLE_EPISODE
 from service.core.prediction import ModelIdentity
+from training.artifact_schema import Thresholds as ModelThresholds
+from training.figures import EvaluationDocument
 from training.vocabulary import (
     AGE_RANGE,
     ID_MAX_LENGTH,
@@ -370,13 +372,16 @@ class ModelsOut(BaseModel):
 
 
 class ModelInfoOut(BaseModel):
+    """What a model's typed metadata (training.artifact_schema.ModelMetadata) shows: the
+    figures and thresholds written back in metadata.json's layout."""
+
     version: str
     sha256: str
     created_at: str
     estimator: str
     calibration: str
-    metrics: dict[str, Any]
-    thresholds: dict[str, Any]
+    metrics: EvaluationDocument
+    thresholds: ModelThresholds
     landmarks: list[int]
     instruments: list[str]
     features: list[str]
