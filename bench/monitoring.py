@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-from training.evaluation import Thresholds
 from training.features import (
     FEATURES,
     grid_from_tables,
@@ -74,7 +73,7 @@ def main() -> None:
 
     plain = MonitoredModel.from_metadata(loaded.meta)
     low, high = feature_clip(loaded.model, len(FEATURES))
-    thresholds = Thresholds(loaded.meta.thresholds.moderate, loaded.meta.thresholds.high)
+    thresholds = loaded.meta.thresholds.cutoffs
     profile = build_reference_profile(
         X[dev], landmark[dev], p[dev], thresholds, low, high, plain.parameters
     )

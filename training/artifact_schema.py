@@ -16,10 +16,11 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from training import vocabulary
 from training.errors import DropoutRiskError, field_path
 from training.figures import EvaluationDocument
 from training.profile_schema import ReferenceProfile
-from training.vocabulary import ID_MAX_LENGTH, ID_PATTERN, MAX_LANDMARK
+from training.vocabulary import ID_MAX_LENGTH, ID_PATTERN, MAX_LANDMARK, RiskLevel
 
 Version = Annotated[str, Field(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]  # an id
 ClinicId = Annotated[str, Field(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]  # a tenant id
@@ -33,12 +34,31 @@ class _Document(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
 
+class LevelDesign(_Document):
+    """Flagging at one level's cut-off on the validation examples, when the thresholds
+    were chosen (training.evaluation.level_stats): the flag rate is the design that the
+    input-shift check (training.input_shift) compares a cohort with."""
+
+    flag_rate: float
+    sensitivity: float
+    ppv: float
+    false_negative_rate: float
+
+
 class Thresholds(_Document):
     """Risk-level cut-offs on the published probability."""
 
     moderate: Probability
     high: Probability
     rule: str | None = None  # how they were chosen (absent: not recorded)
+    # per flag level, in the order written (moderate, high); absent: not recorded
+    validation: dict[RiskLevel, LevelDesign] | None = None
+
+    @property
+    def cutoffs(self) -> vocabulary.Thresholds:
+        """The two cut-offs as the code's one type of them (what publishing, evaluating
+        and an answer take)."""
+        return vocabulary.Thresholds(self.moderate, self.high)
 
 
 class Lineage(_Document):
@@ -59,6 +79,28 @@ class UpdateRecord(_Document):
     seed: int
 
 
+class SampleSizeRecord(_Document):
+    """The sample-size check of the development data (training.sample_size, which makes
+    it): train records it, the card shows it, monitoring reads its parameter count."""
+
+    development_clients: int
+    development_dropouts: int
+    parameters: int
+    prevalence: float
+    anticipated_r2_cox_snell: float
+    anticipated_r2_nagelkerke: float
+    criteria: dict[str, int]
+    minimum: int
+    met: bool
+    allow_small: bool
+    rule: str = "Riley et al. 2020, BMJ 368:m441 (training/sample_size.py)"
+
+
+# A feature's training range [low, high], the clip the model applies; None: the feature was
+# never recorded in training (not clipped).
+FeatureRange = Annotated[list[float], Field(min_length=2, max_length=2)] | None
+
+
 class ModelMetadata(_Document):
     """A version's metadata.json: what scoring, explaining and describing a model read."""
 
@@ -71,6 +113,11 @@ class ModelMetadata(_Document):
     landmarks: Annotated[list[Landmark], Field(min_length=1)]
     features: Annotated[list[str], Field(min_length=1)]
     instruments: list[str]
+    # Per feature, its training range (training.train.feature_range); absent from artifacts
+    # trained before it was stored (the range checks are then skipped).
+    feature_range: dict[str, FeatureRange] | None = None
+    # Absent from a local update that did not refit (it keeps its parent's specification).
+    sample_size: SampleSizeRecord | None = None
     # The evaluation's figures, typed (training.figures reads and writes their layout).
     metrics: EvaluationDocument
     thresholds: Thresholds

@@ -9,7 +9,6 @@ from pathlib import Path
 from training.baselines import fit_baselines
 from training.comparison import evaluate_with_baselines
 from training.contract import Cohort
-from training.evaluation import Thresholds
 from training.figures import Evaluation
 from training.input_shift import shift_warnings, tally
 from training.publish import published
@@ -30,29 +29,26 @@ def evaluate_cohort(
     """Score every landmark example of the cohort and write the report; returns metrics.
     Input-shift warnings (training.input_shift) are added to `warnings` and the report."""
     loaded = Registry(models_dir).load(version)
-    meta = loaded.metadata  # the document as written, for the report and the shift checks
     step("building landmark features")
     data = labelled_examples(cohort, tuple(loaded.meta.landmarks))
     step(f"scoring with model {loaded.version}")
     p = loaded.model.predict_proba(data.examples.X)[:, 1]
     rows = data.examples.row_client.argsort(kind="stable")
     eval_data = data.eval_data(rows, p[rows])
-    th = loaded.meta.thresholds
+    th = loaded.meta.thresholds.cutoffs
     # The WAI logistic baseline is fitted on the evaluation rows themselves: two parameters,
     # so its in-sample advantage is negligible, and it needs no training data.
     baselines = fit_baselines(data.examples.X[rows], data.y[rows])
-    results = evaluate_with_baselines(
-        eval_data, Thresholds(th.moderate, th.high), baselines, n_boot=n_boot
-    )
-    counts = tally(meta, cohort.sessions, data.examples.X, published(p, th)[1])
-    shifted = shift_warnings(meta, counts, "sessions.csv", every_landmark=True)
+    results = evaluate_with_baselines(eval_data, th, baselines, n_boot=n_boot)
+    counts = tally(loaded.meta, cohort.sessions, data.examples.X, published(p, th)[1])
+    shifted = shift_warnings(loaded.meta, counts, "sessions.csv", every_landmark=True)
     if warnings is not None:
         warnings.extend(shifted)
     step("writing the report")
     html = render_report(
         eval_data,
         results,
-        meta,
+        loaded.metadata,
         title=f"Evaluation of model {loaded.version} on {report_path.stem}",
         warnings=shifted,
     )

@@ -61,7 +61,6 @@ from training.evaluation import (
     EvalData,
     FloatArray,
     IntArray,
-    Thresholds,
     brier,
     log_loss,
     net_benefit,
@@ -70,6 +69,7 @@ from training.figures import Evaluation, SubgroupFigures
 from training.registry import LoadedModel, Registry, now
 from training.train import LabelledExamples, _fingerprint, labelled_examples
 from training.update import cross_validated, one_thread
+from training.vocabulary import Thresholds
 
 Step = Callable[[str], None]
 
@@ -451,10 +451,6 @@ def _scores(
     return np.asarray(loaded.probability(data.examples.X), dtype=np.float64), False
 
 
-def _thresholds(loaded: LoadedModel) -> Thresholds:
-    return Thresholds(loaded.meta.thresholds.moderate, loaded.meta.thresholds.high)
-
-
 @one_thread
 def compare(
     registry: Registry,
@@ -484,10 +480,11 @@ def compare(
     for loaded in (first, second):
         p, oof = _scores(loaded, data, fingerprint, step)
         rows = data.eval_data(order, p[order])
+        cut = loaded.meta.thresholds.cutoffs
         results = evaluate_with_baselines(
-            rows, _thresholds(loaded), fit_baselines(X, rows.y), n_boot=N_BOOT, seed=seed
+            rows, cut, fit_baselines(X, rows.y), n_boot=N_BOOT, seed=seed
         )
-        scored.append(Scored(loaded.version, p[order], oof, _thresholds(loaded), results))
+        scored.append(Scored(loaded.version, p[order], oof, cut, results))
     a, b = scored
     step("comparing")
     base = data.eval_data(order, a.p)

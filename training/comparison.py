@@ -32,12 +32,12 @@ from training.baselines import (
 from training.evaluation import (
     TOO_FEW,
     EvalData,
-    Thresholds,
     evaluate,
     format_metric,
     too_few_clients,
 )
 from training.figures import Estimate, Evaluation
+from training.vocabulary import Thresholds
 
 FloatArray = npt.NDArray[np.float64]
 _RULES_WITH_A_CUTOFF = (SRS_LAST, SRS_ANY)

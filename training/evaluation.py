@@ -39,6 +39,7 @@ from training.figures import (
     OverallFigures,
     SubgroupFigures,
 )
+from training.vocabulary import Thresholds
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -85,14 +86,6 @@ class EvalData:
     therapist_volume: np.ndarray  # int, episodes of the client's therapist; 0 when unknown
     therapist: np.ndarray | None = None  # str objects, "" when unknown; None: no therapist_id
     features: np.ndarray | None = None  # landmark rows (FEATURES order): instrument sets
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Risk-tier cut-offs on the calibrated probability."""
-
-    moderate: float  # p >= moderate -> "moderate" (or high)
-    high: float  # p >= high -> "high"
 
 
 @dataclass(frozen=True)

@@ -5,18 +5,17 @@ data (an instrument the site does not collect, values beyond anything seen in tr
 a flag rate far from the one its thresholds were set for) still gets numbers that look as
 trustworthy as any. Three checks, one line each on stderr (and in the evaluation report):
 
-- an instrument the model was trained with has no value in the input. The instruments come
-  from metadata["instruments"]; an artifact without them is read from its reference client
-  (a measure never observed in development has no reference value at any landmark).
+- an instrument the model was trained with has no value in the input. The instruments
+  are the typed metadata's (ModelMetadata.instruments, which every artifact has).
 - more than 5% of the scored rows fall outside the model's training range on a feature.
-  The range comes from metadata["feature_range"] ({feature: [lo, hi]}); an artifact without
-  it skips this check.
+  The range is ModelMetadata.feature_range ({feature: [lo, hi]}); an artifact without it
+  skips this check.
 - the share flagged moderate-or-high, or high, differs from the design by more than 10
   points. The design is the flag rate the thresholds had on the validation examples
-  (metadata["thresholds"]["validation"]): every landmark each client reached, which is
+  (ModelMetadata.thresholds.validation): every landmark each client reached, which is
   what `evaluate` scores. `predict` scores each client at its latest landmark only, where
   risk is lower (dropouts leave early): it is compared with the test set's flag rates per
-  landmark (metadata["metrics"]["per_landmark"]) mixed as its rows are, for each level
+  landmark (the metrics' per-landmark figures) mixed as its rows are, for each level
   that has them at every landmark scored (the high level, in current artifacts); a level
   without them is skipped.
 
@@ -26,16 +25,16 @@ file in chunks and in forked parts, can add them up; no client id ever enters a 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from training.artifact_schema import ModelMetadata
 from training.features import FEATURES
-from training.figures import LandmarkFigures, figures_from_json
+from training.figures import LandmarkFigures
 from training.train import _instruments
 from training.vocabulary import FLAG_LEVELS, RiskLevel
 
@@ -43,7 +42,7 @@ FloatArray = npt.NDArray[np.float64]
 
 OUTSIDE_SHARE = 0.05  # share of scored rows outside the training range worth a warning
 FLAG_RATE_GAP = 0.10  # flag-rate difference from the design worth a warning (10 points)
-# Instrument (as in metadata["instruments"]) -> its name for people, its contract column(s)
+# Instrument (as in ModelMetadata.instruments) -> its name for people, its contract column(s)
 # and the feature that has a value whenever the instrument was ever taken.
 _INSTRUMENTS: dict[str, tuple[str, str, str]] = {
     "wai_sr": ("WAI-SR", "wai_goal, wai_task, wai_bond", "wai_last"),
@@ -75,7 +74,7 @@ class ShiftTally:
 
 
 def tally(
-    meta: Mapping[str, Any],
+    meta: ModelMetadata,
     sessions: pd.DataFrame,
     X: FloatArray,
     levels: npt.NDArray[np.object_],
@@ -85,7 +84,7 @@ def tally(
     out = ShiftTally(rows=int(X.shape[0]), instruments=set(_instruments(sessions)))
     marks, n = np.unique(X[:, FEATURES.index("landmark")], return_counts=True)
     out.landmarks = {int(k): int(c) for k, c in zip(marks.tolist(), n.tolist(), strict=True)}
-    for name, (lo, hi) in clipped_ranges(meta).items():
+    for name, (lo, hi) in clipped_ranges(meta.feature_range).items():
         column = X[:, FEATURES.index(name)]
         out.outside[FEATURES.index(name)] = np.count_nonzero((column < lo) | (column > hi))
     out.moderate = int(np.count_nonzero(levels != "low"))
@@ -93,21 +92,8 @@ def tally(
     return out
 
 
-def trained_instruments(meta: Mapping[str, Any]) -> list[str]:
-    """metadata["instruments"], else those with a reference value at some landmark."""
-    recorded = meta.get("instruments")
-    if recorded is not None:
-        return [str(name) for name in recorded]
-    reference = meta["reference"].values()
-    return [
-        name
-        for name, (_, _, feature) in _INSTRUMENTS.items()
-        if any(ref[FEATURES.index(feature)] is not None for ref in reference)
-    ]
-
-
 def shift_warnings(
-    meta: Mapping[str, Any], counts: ShiftTally, file: str, every_landmark: bool
+    meta: ModelMetadata, counts: ShiftTally, file: str, every_landmark: bool
 ) -> list[str]:
     """At most one warning line per check. every_landmark: the rows are every landmark
     each client reached (evaluate), not each client's latest (predict)."""
@@ -122,20 +108,19 @@ def shift_warnings(
     return [line for line in lines if line]
 
 
-def _design(meta: Mapping[str, Any]) -> dict[str, float]:
-    validation = meta["thresholds"].get("validation") or {}
-    return {level: float(validation[level]["flag_rate"]) for level in validation}
+def _design(meta: ModelMetadata) -> dict[str, float]:
+    validation = meta.thresholds.validation or {}
+    return {level: design.flag_rate for level, design in validation.items()}
 
 
-def _latest_design(meta: Mapping[str, Any], landmarks: dict[int, int]) -> dict[str, float]:
+def _latest_design(meta: ModelMetadata, landmarks: dict[int, int]) -> dict[str, float]:
     """Per level, the test set's flag rate at each landmark, weighted by the rows scored
     there; a level missing at any of those landmarks is left out."""
-    metrics = meta.get("metrics")
-    figures = figures_from_json(metrics) if metrics else None
+    figures = meta.metrics
     total = sum(landmarks.values())
     out: dict[str, float] = {}
     for level in FLAG_LEVELS:
-        at = [_rate(None if figures is None else figures.landmark(k), level) for k in landmarks]
+        at = [_rate(figures.landmark(k), level) for k in landmarks]
         known = [rate for rate in at if rate is not None]
         if len(known) == len(at):
             weights = [n / total for n in landmarks.values()]
@@ -149,10 +134,10 @@ def _rate(row: LandmarkFigures | None, level: RiskLevel) -> float | None:
     return None if figures is None else figures.flag_rate.estimate
 
 
-def _absent_instruments(meta: Mapping[str, Any], counts: ShiftTally, file: str) -> str:
+def _absent_instruments(meta: ModelMetadata, counts: ShiftTally, file: str) -> str:
     absent = [
         f"{_INSTRUMENTS[name][0]} ({_INSTRUMENTS[name][1]})"
-        for name in trained_instruments(meta)
+        for name in meta.instruments
         if name in _INSTRUMENTS and name not in counts.instruments
     ]
     if not absent:
@@ -163,29 +148,31 @@ def _absent_instruments(meta: Mapping[str, Any], counts: ShiftTally, file: str) 
     )
 
 
-def clipped_ranges(meta: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
-    """metadata["feature_range"] without the features that have no range (None: never
-    recorded in training, so not clipped and nothing to fall outside of)."""
-    ranges = meta.get("feature_range") or {}
-    return {name: (bounds[0], bounds[1]) for name, bounds in ranges.items() if bounds}
+# A model's feature ranges (ModelMetadata.feature_range, or the one train is writing); None:
+# none recorded.
+Ranges = Mapping[str, Sequence[float] | None] | None
 
 
-def range_arrays(
-    meta: Mapping[str, Any],
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def clipped_ranges(ranges: Ranges) -> dict[str, tuple[float, float]]:
+    """The feature ranges without the features that have no range (None: never recorded
+    in training, so not clipped and nothing to fall outside of)."""
+    return {name: (bounds[0], bounds[1]) for name, bounds in (ranges or {}).items() if bounds}
+
+
+def range_arrays(ranges: Ranges) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """clipped_ranges as (low, high) per feature in FEATURES order, unbounded where a
     feature has no range (what monitoring and a reference profile compare rows with)."""
     low, high = np.full(len(FEATURES), -np.inf), np.full(len(FEATURES), np.inf)
-    for name, (lo, hi) in clipped_ranges(meta).items():
+    for name, (lo, hi) in clipped_ranges(ranges).items():
         low[FEATURES.index(name)], high[FEATURES.index(name)] = lo, hi
     return low, high
 
 
-def _outside(meta: Mapping[str, Any], counts: ShiftTally) -> str:
+def _outside(meta: ModelMetadata, counts: ShiftTally) -> str:
     share = counts.outside / counts.rows
     found = [
         f"{name} {share[FEATURES.index(name)]:.1%} (trained on {lo:g} to {hi:g})"
-        for name, (lo, hi) in clipped_ranges(meta).items()
+        for name, (lo, hi) in clipped_ranges(meta.feature_range).items()
         if share[FEATURES.index(name)] > OUTSIDE_SHARE
     ]
     if not found:

@@ -47,7 +47,6 @@ from training.artifact_schema import ModelMetadata
 from training.evaluation import (
     EPS,
     MIN_CLIENTS_PER_CLASS,
-    Thresholds,
     auc,
     calibration_slope_intercept,
     too_few_clients,
@@ -89,7 +88,7 @@ from training.profile_schema import Bins, Estimate, ReferenceProfile
 from training.sample_size import required_sample_size
 from training.transport import ECE_BINS, ece
 from training.updating import INTERCEPT_SUPPORT
-from training.vocabulary import ID_RULE, INSTRUMENT_NAMES, is_id
+from training.vocabulary import ID_RULE, INSTRUMENT_NAMES, Thresholds, is_id
 
 P_WATCH = 0.01
 P_ALERT = 0.001
@@ -273,11 +272,11 @@ class MonitoredModel:
     @classmethod
     def from_metadata(cls, meta: ModelMetadata) -> MonitoredModel:
         """From a loaded model's typed metadata (training.registry.LoadedModel.meta)."""
-        low, high = range_arrays({"feature_range": getattr(meta, "feature_range", None)})
-        profile = meta.reference_profile
-        recorded = (getattr(meta, "sample_size", None) or {}).get("parameters")
-        parameters = profile.parameters if profile else int(recorded or len(FEATURES))
-        thresholds = Thresholds(meta.thresholds.moderate, meta.thresholds.high)
+        low, high = range_arrays(meta.feature_range)
+        profile, size = meta.reference_profile, meta.sample_size
+        recorded = size.parameters if size else None
+        parameters = profile.parameters if profile else recorded or len(FEATURES)
+        thresholds = meta.thresholds.cutoffs
         return cls(meta.version, thresholds, low, high, profile, parameters)
 
 

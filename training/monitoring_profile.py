@@ -27,7 +27,6 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from training.evaluation import Thresholds
 from training.features import FEATURES, FloatArray, IntArray
 from training.monitoring_stats import pair_auc, ratio
 from training.profile_schema import (
@@ -38,6 +37,7 @@ from training.profile_schema import (
     LandmarkReference,
     ReferenceProfile,
 )
+from training.vocabulary import Thresholds
 
 BIN_QUANTILES = tuple(q / 10 for q in range(1, 10))
 EDGE_DIGITS = 6

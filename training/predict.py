@@ -178,10 +178,10 @@ def _write_scores(
     ids, grid = grid_from_tables(batch, clients, max_session)
     p, landmark, X = _score_rows(loaded, grid)
     scored = landmark > 0
-    p, levels = published(p[scored], loaded.meta.thresholds)
+    p, levels = published(p[scored], loaded.meta.thresholds.cutoffs)
     line = f"{{}},{{}},{{:.4f}},{{}},{loaded.version}\n".format
     out.writelines(map(line, ids[scored], landmark[scored].tolist(), p.tolist(), levels))
-    counts = tally(loaded.metadata, batch, X[scored], levels)
+    counts = tally(loaded.meta, batch, X[scored], levels)
     return ids, int(scored.sum()), int((~scored).sum()), counts
 
 
@@ -414,7 +414,5 @@ def predict_file(
         stats.rows += result.stats.rows
         stats.not_scored += result.stats.not_scored
         shift.add(result.shift)
-    warnings.extend(
-        shift_warnings(loaded.metadata, shift, sessions_path.name, every_landmark=False)
-    )
+    warnings.extend(shift_warnings(loaded.meta, shift, sessions_path.name, every_landmark=False))
     return stats

@@ -11,13 +11,12 @@ holds equal to numpy's on a million probabilities.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
 
 import numba
 import numpy as np
 import numpy.typing as npt
 
-from training.vocabulary import RISK_LEVELS
+from training.vocabulary import RISK_LEVELS, Thresholds
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -40,29 +39,17 @@ publish_kernel: Callable[[FloatArray, float, float], tuple[FloatArray, IntArray]
 )(_publish_loop)
 
 
-class Cutoffs(Protocol):
-    """A model's two cut-offs: its typed metadata's (LoadedModel.meta.thresholds) or an
-    evaluation's (training.evaluation.Thresholds)."""
-
-    @property
-    def moderate(self) -> float: ...
-
-    @property
-    def high(self) -> float: ...
-
-
-def thresholds_of(thresholds: Cutoffs) -> tuple[float, float]:
-    """(moderate, high) of a model's cut-offs, as the kernel takes them."""
-    return float(thresholds.moderate), float(thresholds.high)
-
-
-def published(p: npt.ArrayLike, thresholds: Cutoffs) -> tuple[FloatArray, npt.NDArray[np.object_]]:
+def published(
+    p: npt.ArrayLike, thresholds: Thresholds
+) -> tuple[FloatArray, npt.NDArray[np.object_]]:
     """Rounded probabilities and their levels (low / moderate / high), for p without NaN."""
-    rounded, level = publish_kernel(np.asarray(p, dtype=np.float64), *thresholds_of(thresholds))
+    rounded, level = publish_kernel(
+        np.asarray(p, dtype=np.float64), float(thresholds.moderate), float(thresholds.high)
+    )
     words: npt.NDArray[np.object_] = LEVELS[level]
     return rounded, words
 
 
-def risk_levels(p: npt.ArrayLike, thresholds: Cutoffs) -> npt.NDArray[np.object_]:
+def risk_levels(p: npt.ArrayLike, thresholds: Thresholds) -> npt.NDArray[np.object_]:
     """low / moderate / high of already published (rounded) probabilities."""
     return published(p, thresholds)[1]

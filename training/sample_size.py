@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from training.artifact_schema import SampleSizeRecord
 from training.errors import DropoutRiskError
 from training.model import linear_preprocessing
 
@@ -124,26 +125,9 @@ def parameter_count(X: npt.NDArray[np.float64]) -> int:
     return int(preprocessing.transform(X[:1]).shape[1])
 
 
-@dataclass(frozen=True)
-class SampleSizeCheck:
-    """What train records in metadata["sample_size"] (dataclasses.asdict) and the card shows."""
-
-    development_clients: int
-    development_dropouts: int
-    parameters: int
-    prevalence: float
-    anticipated_r2_cox_snell: float
-    anticipated_r2_nagelkerke: float
-    criteria: dict[str, int]
-    minimum: int
-    met: bool
-    allow_small: bool
-    rule: str = "Riley et al. 2020, BMJ 368:m441 (training/sample_size.py)"
-
-
 def check_sample_size(
     X: npt.NDArray[np.float64], y_client: npt.NDArray[np.float64], allow_small: bool
-) -> SampleSizeCheck:
+) -> SampleSizeRecord:
     """The check of the development data; raises SampleSizeError when they are too small,
     unless allow_small. X holds the development rows, y_client one outcome per client."""
     n, events = int(y_client.size), int(y_client.sum())
@@ -159,7 +143,7 @@ def check_sample_size(
             f"({events:,} dropouts); a model needs {need.describe()}. Use a larger cohort, "
             "or pass --allow-small to train anyway (recorded in the metadata and on the card)"
         )
-    return SampleSizeCheck(
+    return SampleSizeRecord(
         development_clients=n,
         development_dropouts=events,
         parameters=need.parameters,

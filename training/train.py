@@ -12,7 +12,6 @@ is left as it is, so probabilities stay calibrated (Bennemann et al. 2022; docs/
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import shutil
@@ -34,7 +33,7 @@ from sklearn.model_selection import cross_val_predict
 from training.baselines import fit_baselines
 from training.comparison import evaluate_with_baselines
 from training.contract import MEASURE_COLUMNS, Cohort
-from training.evaluation import EvalData, Thresholds, auc, brier, level_stats, log_loss
+from training.evaluation import EvalData, auc, brier, level_stats, log_loss
 from training.explanation.reference import reference_clients
 from training.features import (
     FEATURES,
@@ -68,7 +67,7 @@ from training.sample_size import check_sample_size
 from training.specification import card_facts
 from training.strict_json import dumps, to_strict
 from training.transport import KNOWN_SIGNS, SIGNS, STRENGTHS, unstable_features, world_coefficients
-from training.vocabulary import DEFAULT_LANDMARKS
+from training.vocabulary import DEFAULT_LANDMARKS, Thresholds
 from training.worlds import world_of
 
 Step = Callable[[str], None]
@@ -384,7 +383,7 @@ def train(
     )
     step("writing the artifact, report and model card")
     meta = _metadata(inputs, data, dev, test, fitted, results, config)
-    meta["sample_size"] = dataclasses.asdict(size)
+    meta["sample_size"] = size.model_dump()
     meta["reference_profile"] = development_profile(
         data, ~test_client, fitted, config, size.parameters
     ).model_dump(mode="json")

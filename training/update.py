@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from training.baselines import fit_baselines
 from training.comparison import evaluate_with_baselines
-from training.evaluation import EvalData, Thresholds, evaluate, log_loss
+from training.evaluation import EvalData, evaluate, log_loss
 from training.explanation.reference import reference_clients
 from training.features import FEATURES
 from training.figures import Evaluation
@@ -80,6 +80,7 @@ from training.updating import (
     closed_test,
     landmark_groups,
 )
+from training.vocabulary import Thresholds
 
 Step = Callable[[str], None]
 FloatArray = npt.NDArray[np.float64]
@@ -461,7 +462,7 @@ def _metadata(
         "reference": reference_clients(rows.X, rows.landmark, landmarks),
         "seed": config.seed,
     }
-    if "feature_range" in written:  # not typed: copied as written
+    if parent.feature_range is not None:  # the parent's ranges, copied as written
         meta["feature_range"] = written["feature_range"]
     if fitted.refit is not None:
         meta |= {
@@ -470,8 +471,8 @@ def _metadata(
             "instruments": _instruments(inputs.cohort.sessions),
             "feature_range": feature_range(model),
             "selection": selection_record(fitted.refit, TrainConfig().folds, "all local clients"),
-            "sample_size": dataclasses.asdict(
-                check_sample_size(rows.X, rows.y_client, allow_small=False)
+            "sample_size": (
+                check_sample_size(rows.X, rows.y_client, allow_small=False).model_dump()
             ),
         }
         meta |= card_facts(model, rows.X, rows.X)
@@ -542,7 +543,7 @@ def _local_profile(
     its latest landmark, so monitoring at this clinic compares the clinic with itself at
     the time of the update (not with the parent's development data, which the update
     corrected for). The training range is the one the new metadata records."""
-    low, high = range_arrays(meta)
+    low, high = range_arrays(meta.get("feature_range"))
     parameters = check_sample_size(rows.X, rows.y_client, allow_small=True).parameters
     everyone = np.ones(len(rows.data.client_ids), dtype=bool)
     landmarks = tuple(parent.meta.landmarks)

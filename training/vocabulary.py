@@ -1,5 +1,6 @@
 """The project's vocabulary: ids, plausible dates, the instruments and their ranges, the
-WAI-SR and SRS items, the risk levels and the landmark limits.
+WAI-SR and SRS items, the risk levels (and the type of a model's cut-offs between them)
+and the landmark limits.
 
 Every door that takes these inputs (the JSON API, stored clients, FHIR, CDS Hooks, the
 clinician pages, the CSV contract) reads its rule from here, so a value accepted by one
@@ -12,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 # --- ids (clients, therapists, clinics, model versions) ------------------------------------
@@ -132,6 +134,18 @@ def flag_label(level: RiskLevel) -> str:
     """What flagging at `level` flags, for tables: "Moderate or high", "High" (a flag at a
     level takes every level above it too)."""
     return " or ".join(RISK_LEVELS[RISK_LEVELS.index(level) :]).capitalize()
+
+
+# The one type of a model's cut-offs: training evaluates and publishes with it, a Prediction
+# carries it and the API's schema shows it (its docstring is the schema's description); the
+# metadata file's validated copy is training.artifact_schema.Thresholds (`cutoffs` gives this).
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """A model's two cut-offs on the published probability: from `moderate` the risk is
+    moderate, from `high` it is high (a probability equal to a cut-off reaches its level)."""
+
+    moderate: float
+    high: float
 
 
 # --- landmarks -----------------------------------------------------------------------------

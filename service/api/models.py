@@ -18,6 +18,7 @@ from service.core.schemas import (
     Identifier,
     ModelInfoOut,
     ModelsOut,
+    ModelVersionOut,
     PromotedOut,
     PromoteIn,
 )
@@ -30,24 +31,27 @@ Version = Annotated[Identifier, Path()]
 async def list_models(store: Models, key: ModelsReadKey) -> Any:
     """Registered versions and the champion."""
     index = store.registry.index()  # a registry that breaks its schema: 503 (registry_invalid)
-    return {
-        "champion": index.champion,
-        "versions": [
-            {
-                **v.model_dump(include={"version", "created_at", "sha256", "estimator", "auc"}),
-                "champion": v.version == index.champion,
-            }
+    return ModelsOut(
+        champion=index.champion,
+        versions=[
+            ModelVersionOut(
+                version=v.version,
+                created_at=v.created_at,
+                sha256=v.sha256,
+                estimator=v.estimator,
+                auc=v.auc,
+                champion=v.version == index.champion,
+            )
             for v in index.versions
         ],
-    }
+    )
 
 
 @router.get("/current", response_model=ModelInfoOut, responses=ERRORS)
 async def current(key: ModelsReadKey, model: Model) -> Any:
     """The model answering this caller on this worker now: its clinic's champion, else the
     network default (the key comes first: the model is resolved by its tenant)."""
-    meta = model.metadata
-    return {k: meta[k] for k in ModelInfoOut.model_fields}
+    return ModelInfoOut.model_validate(model.meta, from_attributes=True)
 
 
 async def _promote_order(request: Request) -> PromoteIn:

@@ -87,56 +87,56 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or x != x or x in (float("inf"), float("-inf")) else x
 
 
-def _figure_out(f: Figure) -> dict[str, Any]:
-    return {
-        "name": f.name,
-        "kind": f.kind,
-        "subject": f.subject,
-        "landmark": f.landmark,
-        "value": _finite(f.value),
-        "reference": _finite(f.reference),
-        "n": _finite(f.n) or 0.0,
-        "p_value": _finite(f.p_value),
-        "interval": (
+def _figure_out(f: Figure) -> FigureOut:
+    return FigureOut(
+        name=f.name,
+        kind=f.kind,
+        subject=f.subject,
+        landmark=f.landmark,
+        value=_finite(f.value),
+        reference=_finite(f.reference),
+        n=_finite(f.n) or 0.0,
+        p_value=_finite(f.p_value),
+        interval=(
             None
             if f.interval is None or None in map(_finite, f.interval)
             else (float(f.interval[0]), float(f.interval[1]))
         ),
-        "status": str(f.status),
-        "rule": f.rule,
-        "next_step": f.next_step,
-        "note": f.note,
-    }
+        status=str(f.status),
+        rule=f.rule,
+        next_step=f.next_step,
+        note=f.note,
+    )
 
 
-def report_out(report: MonitoringReport, days: int) -> dict[str, Any]:
-    """The report as MonitoringOut's fields (also what `dropout-risk monitor --json` would
+def report_out(report: MonitoringReport, days: int) -> MonitoringOut:
+    """The report as the API answers it (also what `dropout-risk monitor --json` would
     print)."""
-    return {
-        "clinic": report.clinic,
-        "window_days": days,
-        "model_version": report.model_version,
-        "status": str(report.status),
-        "clients": report.clients,
-        "labelled": report.labelled,
-        "labelled_episodes": report.labelled_episodes,
-        "labels_required": report.labels_required,
-        "landmark_clients": {str(k): v for k, v in report.landmark_clients.items()},
-        "cbpe_valid": report.cbpe_valid,
-        "alerts": [f.name for f in report.alerts()],
-        "messages": list(report.messages),
-        "figures": [_figure_out(f) for f in report.figures],
-        "periods": [
-            {
-                "start": p.start,
-                "end": p.end,
-                "clients": p.clients,
-                "labelled": p.labelled,
-                "figures": [_figure_out(f) for f in p.figures],
-            }
+    return MonitoringOut(
+        clinic=report.clinic,
+        window_days=days,
+        model_version=report.model_version,
+        status=str(report.status),
+        clients=report.clients,
+        labelled=report.labelled,
+        labelled_episodes=report.labelled_episodes,
+        labels_required=report.labels_required,
+        landmark_clients={str(k): v for k, v in report.landmark_clients.items()},
+        cbpe_valid=report.cbpe_valid,
+        alerts=[f.name for f in report.alerts()],
+        messages=list(report.messages),
+        figures=[_figure_out(f) for f in report.figures],
+        periods=[
+            PeriodOut(
+                start=p.start,
+                end=p.end,
+                clients=p.clients,
+                labelled=p.labelled,
+                figures=[_figure_out(f) for f in p.figures],
+            )
             for p in report.periods
         ],
-    }
+    )
 
 
 @router.get("/monitoring", response_model=MonitoringOut, responses=ERRORS)

@@ -25,7 +25,7 @@ from pydantic import TypeAdapter
 
 from training.explanation.actions import Action
 from training.explanation.groups import Factor
-from training.vocabulary import RiskLevel
+from training.vocabulary import RiskLevel, Thresholds
 
 Calibration = Literal["local", "network-default"]
 
@@ -36,14 +36,6 @@ class ModelIdentity:
 
     version: str
     sha256: str
-
-
-@dataclass(frozen=True, slots=True)
-class Thresholds:
-    """The probabilities from which the risk is moderate and high."""
-
-    moderate: float
-    high: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,6 +26,9 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 from service.core.examples import EXAMPLE_EPISODE
+from service.core.prediction import ModelIdentity
+from training.artifact_schema import Thresholds as ModelThresholds
+from training.figures import EvaluationDocument
 from training.vocabulary import (
     AGE_RANGE,
     ID_MAX_LENGTH,
@@ -40,6 +43,7 @@ from training.vocabulary import (
     WAI_ITEM_RANGE,
     WAI_SR_ITEM_COUNT,
     RiskLevel,
+    Thresholds,
     in_date_window,
     outside_date_window,
 )
@@ -326,23 +330,14 @@ class ActionOut(BaseModel):
     source: str
 
 
-class ModelRef(BaseModel):
-    version: str
-    sha256: str
-
-
-class ThresholdsOut(BaseModel):
-    moderate: float
-    high: float
-
-
 class PredictionOut(BaseModel):
     client_id: str
     probability: float
     risk_level: RiskLevel
     landmark_session: int
-    model: ModelRef
-    thresholds: ThresholdsOut
+    # the answer's own types (frozen dataclasses; the schema reads them as they are)
+    model: ModelIdentity
+    thresholds: Thresholds
     factors: list[FactorOut]
     suggested_actions: list[ActionOut]
     disclaimer: str
@@ -377,13 +372,16 @@ class ModelsOut(BaseModel):
 
 
 class ModelInfoOut(BaseModel):
+    """What a model's typed metadata (training.artifact_schema.ModelMetadata) shows: the
+    figures and thresholds written back in metadata.json's layout."""
+
     version: str
     sha256: str
     created_at: str
     estimator: str
     calibration: str
-    metrics: dict[str, Any]
-    thresholds: dict[str, Any]
+    metrics: EvaluationDocument
+    thresholds: ModelThresholds
     landmarks: list[int]
     instruments: list[str]
     features: list[str]

@@ -44,7 +44,6 @@ from service.core.prediction import (
     ModelIdentity,
     NotAtLandmark,
     Prediction,
-    Thresholds,
 )
 from service.core.schemas import EpisodeIn
 from service.scoring.episodes import grid_from_episodes
@@ -54,8 +53,9 @@ from training.explanation.reference import OcclusionPlan, check_covered, occlusi
 from training.explanation.wording import worded
 from training.features import SessionGrid, features_kernel, latest_kernel
 from training.model import LinearPredictor, linear_sigmoid_kernel
-from training.publish import LEVELS, publish_kernel, thresholds_of
+from training.publish import LEVELS, publish_kernel
 from training.registry import LoadedModel
+from training.vocabulary import Thresholds
 
 DISCLAIMER = "Decision support, not a diagnosis."
 FloatArray = npt.NDArray[np.float64]
@@ -173,14 +173,14 @@ def _serving_of(model: LoadedModel, cap: int | None) -> _Serving:
     landmarks = tuple(k for k in marks if cap is None or k <= cap) or marks[:1]
     plan = occlusion_plan(meta.reference)
     check_covered(plan, list(landmarks))  # a model without a reference client is refused
-    moderate, high = thresholds_of(meta.thresholds)
+    levels = meta.thresholds.cutoffs
     return _Serving(
         landmarks=np.array(sorted(landmarks), dtype=np.int64),
         max_session=max(landmarks),
-        thresholds=(moderate, high),
+        thresholds=(float(levels.moderate), float(levels.high)),
         plan=plan,
         identity=ModelIdentity(model.version, meta.sha256),
-        levels=Thresholds(moderate, high),
+        levels=levels,
         not_reached=NotAtLandmark(
             f"the episode has not reached session {min(landmarks)}, the first landmark; "
             "no risk can be computed yet"

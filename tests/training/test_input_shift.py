@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 from tests.support.helpers import REPO
+from training.artifact_schema import ModelMetadata
 from training.cli import run
 from training.features import FEATURES
-from training.input_shift import ShiftTally, shift_warnings, tally, trained_instruments
+from training.input_shift import ShiftTally, shift_warnings, tally
 from training.registry import Registry
 
 SHIPPED = REPO / "models"
@@ -40,7 +41,7 @@ def _predict(cohort: Path, models: Path, capsys: pytest.CaptureFixture[str]) -> 
 def test_predict_warns_once_about_an_absent_instrument(
     small_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert trained_instruments(Registry(SHIPPED).load().metadata) == [
+    assert Registry(SHIPPED).load().meta.instruments == [
         "ors",
         "phq9",
         "srs",
@@ -99,10 +100,18 @@ def test_evaluate_warns_on_stderr_and_in_the_report(
     assert f"<li>{warning}</li>" in report.read_text()
 
 
-def _meta(**extra: Any) -> dict[str, Any]:
-    thresholds = {"moderate": 0.2, "high": 0.3}
-    validation = {"moderate": {"flag_rate": 0.4}, "high": {"flag_rate": 0.15}}
-    return {"thresholds": {**thresholds, "validation": validation}, **extra}
+def _meta(**fields: Any) -> ModelMetadata:
+    """The shipped model's metadata, typed, with its thresholds' design and `fields` set
+    (None: the field absent, as in an artifact that predates it)."""
+    written = Registry(SHIPPED).load().metadata
+    design = {"sensitivity": 0.5, "ppv": 0.4, "false_negative_rate": 0.5}
+    validation = {
+        "moderate": {"flag_rate": 0.4, **design},
+        "high": {"flag_rate": 0.15, **design},
+    }
+    thresholds = {"moderate": 0.2, "high": 0.3, "validation": validation}
+    doc = {**written, "thresholds": thresholds, **fields}
+    return ModelMetadata.model_validate({k: v for k, v in doc.items() if v is not None})
 
 
 def test_rows_outside_the_training_range_warn_in_one_line() -> None:
@@ -128,13 +137,11 @@ def test_rows_outside_the_training_range_warn_in_one_line() -> None:
     ]
 
 
-def test_an_artifact_without_range_or_instruments_gets_what_can_be_derived() -> None:
-    """No feature_range: that check is skipped; no instruments: read from the reference
-    client (here SRS only: the other measures have no reference value)."""
-    reference = [None] * len(FEATURES)
-    reference[FEATURES.index("srs_last")] = 37.0
-    meta = _meta(reference={"1": reference})
-    assert trained_instruments(meta) == ["srs"]
+def test_an_artifact_without_a_range_skips_that_check() -> None:
+    """No feature_range (an artifact that predates it): rows far beyond anything raise no
+    range warning; the other two checks still run."""
+    meta = _meta(feature_range=None, instruments=["srs"])
+    assert meta.feature_range is None
     X = np.full((10, len(FEATURES)), 1e9)  # far beyond anything, but no range recorded
     X[:, FEATURES.index("landmark")] = 1.0
     counts = tally(meta, pd.DataFrame({"srs_total": [np.nan]}), X, np.array(["low"] * 10))
@@ -145,6 +152,14 @@ def test_an_artifact_without_range_or_instruments_gets_what_can_be_derived() -> 
         "flagged high (designed: 15.0%): this cohort differs from the one the thresholds "
         "were set on",
     ]
-    # scored at their latest landmark, without per-landmark rates: no flag-rate check
-    assert len(shift_warnings(meta, counts, "s.csv", every_landmark=False)) == 1
+    # scored at their latest landmark (all at 1): the design is the test set's high flag
+    # rate there (the shipped figures have no per-landmark moderate rate: not compared)
+    high = meta.metrics.landmark(1).level("high")
+    assert high is not None
+    assert high.flag_rate.estimate is not None
+    assert shift_warnings(meta, counts, "s.csv", every_landmark=False)[1:] == [
+        f"warning: of the scored rows, 0.0% flagged high (designed: "
+        f"{high.flag_rate.estimate:.1%}): this cohort differs from the one the thresholds "
+        "were set on"
+    ]
     assert shift_warnings(meta, ShiftTally(), "s.csv", every_landmark=True) == []

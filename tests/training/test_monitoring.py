@@ -28,7 +28,6 @@ from tests.support.helpers import REPO
 from training.contract import load_cohort
 from training.evaluation import (
     EvalData,
-    Thresholds,
     auc,
     calibration_slope_intercept,
     evaluate,
@@ -82,6 +81,7 @@ from training.train import (
     labelled_examples,
 )
 from training.transport import ece
+from training.vocabulary import Thresholds
 
 FloatArray = npt.NDArray[np.float64]
 COHORT, DEVELOPMENT, WINDOW, RUNS = 18_000, 3_000, 300, 50
@@ -579,7 +579,7 @@ def test_an_artifact_without_a_profile_loads_and_monitoring_says_so() -> None:
     ids, grid = grid_from_tables(dev_s, clients, 3)
     X, landmark = latest_landmark_features(grid, (1, 2, 3))
     low, high = feature_clip(loaded.model, len(FEATURES))
-    thresholds = Thresholds(loaded.meta.thresholds.moderate, loaded.meta.thresholds.high)
+    thresholds = loaded.meta.thresholds.cutoffs
     profile = build_reference_profile(
         X, landmark, loaded.probability(X), thresholds, low, high, plain.parameters
     )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.evaluation import Thresholds
 from training.publish import published, risk_levels
+from training.vocabulary import Thresholds
 
 THRESHOLDS = Thresholds(moderate=0.2, high=0.3)
 

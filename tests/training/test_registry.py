@@ -108,8 +108,10 @@ def test_metadata_keeps_unknown_keys_and_types_the_known_ones(models: Path) -> N
     assert isinstance(loaded.meta, ModelMetadata)
     assert loaded.meta.landmarks == [1, 2, 3]
     assert loaded.meta.thresholds.moderate == loaded.metadata["thresholds"]["moderate"]
+    assert loaded.meta.feature_range == {"age": [18.0, 80.0]}  # typed: floats
     assert loaded.meta.model_extra is not None
-    assert loaded.meta.model_extra["feature_range"] == {"age": [18, 80]}
+    assert loaded.meta.model_extra["worlds"] == [{"name": "a"}]
+    assert "feature_range" not in loaded.meta.model_extra
 
 
 def test_loader_messages_name_versions_not_paths(models: Path) -> None:

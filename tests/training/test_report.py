@@ -11,11 +11,12 @@ import pytest
 
 from training.baselines import fit_baselines
 from training.comparison import evaluate_with_baselines
-from training.evaluation import EvalData, Thresholds, auc, evaluate
+from training.evaluation import EvalData, auc, evaluate
 from training.features import FEATURES
 from training.figures import Evaluation
 from training.model_card import render_model_card
 from training.report import render_report
+from training.vocabulary import Thresholds
 
 TH = Thresholds(moderate=0.25, high=0.4)
 

@@ -121,6 +121,26 @@ def test_the_id_pattern_is_written_once_in_the_source_tree() -> None:
     assert _count("ID_RULE =") == {vocabulary_py: 1}
 
 
+def test_a_models_cut_offs_have_one_type_in_the_source_tree() -> None:
+    """The two cut-offs (moderate, high) are one class, training.vocabulary.Thresholds:
+    evaluation, publishing, the Prediction and the API schema use it, and no other class
+    declares just those two fields (the metadata file's validated copy,
+    training.artifact_schema.Thresholds, also has the rule and the validation design)."""
+    declaring = [
+        (path.relative_to(REPO), node.name)
+        for path in _SOURCES
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ClassDef)
+        and {
+            item.target.id
+            for item in node.body
+            if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+        }
+        == {"moderate", "high"}
+    ]
+    assert declaring == [(Path("training/vocabulary.py"), "Thresholds")]
+
+
 @pytest.mark.parametrize(
     "text", ["A-1001", "a", "T.7", "x_y-z", ".a", "a.", "..a..", "_", "-", "x" * 64]
 )

@@ -447,9 +447,21 @@ def test_models_endpoints(client: TestClient, keys: dict[str, str]) -> None:
     assert current["sha256"] == meta["sha256"]
     assert current["landmarks"] == [1, 2, 3]
     assert current["features"] == meta["features"]
-    assert current["metrics"]["overall"]["auc"]["estimate"] == pytest.approx(
-        meta["metrics"]["overall"]["auc"]["estimate"]
-    )
+    # the typed metadata written back: the figures and thresholds exactly as in the file
+    assert current["metrics"] == meta["metrics"]
+    assert current["thresholds"] == meta["thresholds"]
+    assert set(current) == {
+        "version",
+        "sha256",
+        "created_at",
+        "estimator",
+        "calibration",
+        "metrics",
+        "thresholds",
+        "landmarks",
+        "instruments",
+        "features",
+    }
 
 
 def test_logs_carry_a_pseudonym_not_the_client(

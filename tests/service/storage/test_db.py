@@ -22,7 +22,7 @@ from sqlalchemy import event, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.core.prediction import ModelIdentity, Prediction, Thresholds
+from service.core.prediction import ModelIdentity, Prediction
 from service.core.settings import Settings
 from service.security.api_keys import KeyStoreError
 from service.security.key_store import DbKeyStore
@@ -39,6 +39,7 @@ from service.storage.engine import (
 from service.storage.tables import Base, Client, Clinic, FlagAck, Outcome, PredictionRow, SessionRow
 from training.explanation.actions import ACTIONS
 from training.explanation.groups import Factor
+from training.vocabulary import Thresholds
 
 A, B = "clinic-a", "clinic-b"
 Factory = sessionmaker[Session]
