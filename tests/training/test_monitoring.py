@@ -715,11 +715,15 @@ def test_each_period_s_figures_are_the_report_s_on_its_clients(world: World) -> 
             y, q = got.y[at], got.p[at]
             realised = period.figure(f"realised_auc.landmark_{landmark}")
             slope = period.figure(f"calibration_slope.landmark_{landmark}")
+            intercept = period.figure(f"calibration_intercept.landmark_{landmark}")
             assert realised is not None
             assert slope is not None
-            assert realised.n == slope.n == at.sum() >= MIN_LABELLED
+            assert intercept is not None
+            assert realised.n == slope.n == intercept.n == at.sum() >= MIN_LABELLED
             assert realised.value == pytest.approx(auc(y, q), abs=1e-12)
-            assert slope.value == pytest.approx(calibration_slope_intercept(y, q)[0])
+            direct_slope, direct_intercept = calibration_slope_intercept(y, q)
+            assert slope.value == pytest.approx(direct_slope)
+            assert intercept.value == pytest.approx(direct_intercept)
     # the second period: everyone flagged, far above the design rates: alerts
     flags = report.periods[1].figure("flag_rate.high.all")
     assert flags is not None
