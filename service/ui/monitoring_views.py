@@ -10,6 +10,7 @@ page draws, it computes no figure.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -558,8 +559,8 @@ def auc_time_plot(report: MonitoringReport) -> Plot:
 @dataclass(frozen=True)
 class TimePlot:
     """A plot over time of one realised figure per landmark: which figure, the scale it
-    starts from (widened by half-units to hold every value, so no point is clamped to the
-    edge), and its ideal value (a dashed line)."""
+    starts from (widened to hold every value, so no point is clamped to the edge: ticks
+    0.5, 1, 2, 5, 10, ... apart, at most six intervals), and its ideal (a dashed line)."""
 
     id: str
     title: str
@@ -614,11 +615,12 @@ def calibration_time_plot(spec: TimePlot, report: MonitoringReport) -> Plot:
         and f.value is not None
         and math.isfinite(f.value)
     ]
-    low = min(spec.domain[0], math.floor(min(values, default=0.0) * 2) / 2)
-    high = max(spec.domain[1], math.ceil(max(values, default=0.0) * 2) / 2)
-    step = 0.5
-    if high - low > 3:  # a wide scale: whole units
-        step, low, high = 1.0, math.floor(low), math.ceil(high)
+    low = min(spec.domain[0], min(values, default=0.0))
+    high = max(spec.domain[1], max(values, default=0.0))
+    # the first of 0.5, 1, 2, 5, 10, 20, ... that leaves at most six intervals
+    steps = (m * 10.0**e for e in itertools.count(0) for m in (1, 2, 5))
+    step = next(x for x in itertools.chain((0.5,), steps) if (high - low) / x <= 6 + 1e-9)
+    low, high = math.floor(low / step) * step, math.ceil(high / step) * step
     ticks = [low + step * k for k in range(round((high - low) / step) + 1)]
     _y_axis(plot, low, high, ticks, spec.label)
     # labelled at the left: the recent periods, at the right, hold the points

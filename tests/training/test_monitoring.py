@@ -183,7 +183,7 @@ def _statuses(reports: list[MonitoringReport]) -> dict[str, list[Status]]:
 
 
 PERIODS = 3  # each no-drift window split into three periods of 100 clients
-FALSE_ALARMS = REPO / "test-output" / "monitoring" / "false-alarms.md"
+FALSE_ALARMS = REPO / "test-output" / "monitoring" / "false-alarms.txt"
 
 
 def _thirds(world: World, window: Window, clients: npt.NDArray[np.int64]) -> PeriodSplit:
@@ -229,7 +229,7 @@ def test_without_drift_no_figure_alerts_in_more_than_5_percent_of_windows(world:
     split into three periods of 100 (the figures over time): every figure's alert rate is
     measured, the window's and each period figure's, and none exceeds 5%. Every kind of
     figure that has a status (training.monitoring.RULES) is among them and rated. The
-    measured rates are written to test-output/monitoring/false-alarms.md (the table in
+    measured rates are written to test-output/monitoring/false-alarms.txt (the table in
     docs/monitoring.md)."""
     reports = []
     for w in world.windows:

@@ -230,6 +230,7 @@ def test_monitoring_page_plots(browser: Browser, monitored: Server) -> None:
         assert len(rated) < len(periods) * len(landmarks)  # the empty weeks are gaps
         expect(page.locator(f"#{plot_id} .marker")).to_have_count(len(rated))
         expect(page.locator(f"#{plot_id} line.rule-reference")).to_have_count(1)
+        page.locator(f"#{plot_id}").screenshot(path=str(SHOTS / f"monitoring-{plot_id}.png"))
     for plot_id in PLOTS:
         svg = page.locator(f"#{plot_id} svg")
         assert svg.get_attribute("role") == "img"
