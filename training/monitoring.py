@@ -903,10 +903,10 @@ def _next_step(figure: Figure, retrain: str) -> str:
 # The figures of each period: the flag rates against the design rates and CBPE's expected
 # AUC over all landmarks (reweighted to the reference's mix, as in the report), and per
 # landmark the realised AUC (with the AUC expected on the same rows as its reference) and
-# calibration slope. No ECE: its null distribution is drawn, and a period adds nothing to
-# what the window's ECE says.
+# calibration intercept and slope (one fit gives both). No ECE: its null distribution is
+# drawn, and a period adds nothing to what the window's ECE says.
 PERIOD_FIGURES = ("flag_rate.moderate.all", "flag_rate.high.all", "expected_auc.all")
-PERIOD_REALISED = ("realised_auc", "calibration_slope")
+PERIOD_REALISED = ("realised_auc", "calibration_intercept", "calibration_slope")
 
 
 def _sub_window(window: Window, rows: npt.NDArray[np.bool_], got: npt.NDArray[np.bool_]) -> Window:

@@ -10,6 +10,7 @@ page draws, it computes no figure.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -151,6 +152,18 @@ def _scale(v: float, low: float, high: float, a: float, b: float) -> float:
     """v in [low, high] to [a, b], clamped."""
     v = min(max(v, low), high)
     return a + (b - a) * (v - low) / (high - low)
+
+
+def _reference_line(
+    plot: Plot, value: float, low: float, high: float, label: str, left: bool = False
+) -> None:
+    """A dashed horizontal line across the drawing area at `value` (a design rate, an
+    ideal), labelled at its right end (or its left)."""
+    at = _scale(value, low, high, plot.bottom, plot.top)
+    x, anchor = (plot.left + 4, "start") if left else (plot.right - 2, "end")
+    tag = Text(str(x), _fmt(at - 4), label, anchor, "rule-label")
+    line = _fmt(at)
+    plot.rules.append(Rule(str(plot.left), line, str(plot.right), line, "rule-reference", tag))
 
 
 # --- score distribution now against the reference ------------------------------------------
@@ -346,10 +359,7 @@ def _landmark_plot(spec: LandmarkPlot, report: MonitoringReport) -> Plot:
             words.append(text)
         plot.table.rows.append(tuple(cells))
     for ideal, label in spec.references:
-        at = _scale(ideal, low, high, plot.bottom, plot.top)
-        tag = Text(str(plot.right - 2), _fmt(at - 4), label, "end", "rule-label")
-        line = _fmt(at)
-        plot.rules.append(Rule(str(plot.left), line, str(plot.right), line, "rule-reference", tag))
+        _reference_line(plot, ideal, low, high, label)
     plot.labels.append(
         Text(str((plot.left + plot.right) // 2), str(plot.height - 6), "Landmark", css="axis-label")
     )
@@ -498,19 +508,8 @@ def flag_rate_plot(report: MonitoringReport, profile: ReferenceProfile | None) -
     _y_axis(plot, 0.0, high, [high * k / 4 for k in range(5)], "Share flagged")
     for line in series:
         rate = design.get(line.figure)
-        if rate is None:
-            continue
-        at = _scale(rate, 0.0, high, plot.bottom, plot.top)
-        tag = Text(
-            str(plot.right - 2),
-            _fmt(at - 4),
-            f"design {line.label.lower()} {rate:.1%}",
-            "end",
-            "rule-label",
-        )
-        plot.rules.append(
-            Rule(str(plot.left), _fmt(at), str(plot.right), _fmt(at), "rule-reference", tag)
-        )
+        if rate is not None:
+            _reference_line(plot, rate, 0.0, high, f"design {line.label.lower()} {rate:.1%}")
     plot = _period_plot(plot, report, series, (0.0, high), "flag_rate")
     said = "; ".join(f"design {name.split('.')[1]} {rate:.1%}" for name, rate in design.items())
     plot.description = f"{plot.description} {said}." if said else plot.description
@@ -520,28 +519,34 @@ def flag_rate_plot(report: MonitoringReport, profile: ReferenceProfile | None) -
 _REALISED_SHAPES = ("square", "diamond", "triangle")
 
 
-def auc_time_plot(report: MonitoringReport) -> Plot:
-    """CBPE's expected AUC over all the period's clients, and the realised AUC on its
-    labelled episodes at each landmark (points left to right by landmark), per period."""
-    title = "Expected (CBPE) and realised AUC over time"
+def _landmark_series(report: MonitoringReport, kind: str, label: str, css: str) -> list[Series]:
+    """One series per landmark at which some period has a `kind` figure (rated or not),
+    told apart by shape (_REALISED_SHAPES, landmark by landmark)."""
     landmarks = sorted(
         {
             f.landmark
             for p in report.periods
             for f in p.figures
-            if f.kind == "realised_auc" and f.landmark is not None
+            if f.kind == kind and f.landmark is not None
         }
     )
-    series = [Series("Expected AUC (CBPE)", "expected_auc.all", "series-expected", "circle")]
-    series += [
+    return [
         Series(
-            f"Realised AUC, session {k}",
-            f"realised_auc.landmark_{k}",
-            "series-realised",
+            f"{label}, session {k}",
+            f"{kind}.landmark_{k}",
+            css,
             _REALISED_SHAPES[i % len(_REALISED_SHAPES)],
         )
         for i, k in enumerate(landmarks)
     ]
+
+
+def auc_time_plot(report: MonitoringReport) -> Plot:
+    """CBPE's expected AUC over all the period's clients, and the realised AUC on its
+    labelled episodes at each landmark (points left to right by landmark), per period."""
+    title = "Expected (CBPE) and realised AUC over time"
+    series = [Series("Expected AUC (CBPE)", "expected_auc.all", "series-expected", "circle")]
+    series += _landmark_series(report, "realised_auc", "Realised AUC", "series-realised")
     headers = ("Period", "Clients", "Labelled", *(line.label for line in series))
     plot = Plot("plot-auc-time", title, "", Table(headers, []))
     if not report.periods:
@@ -551,11 +556,85 @@ def auc_time_plot(report: MonitoringReport) -> Plot:
     return _period_plot(plot, report, series, (0.5, 1.0), "realised_auc")
 
 
+@dataclass(frozen=True)
+class TimePlot:
+    """A plot over time of one realised figure per landmark: which figure, the scale it
+    starts from (widened to hold every value, so no point is clamped to the edge: ticks
+    0.5, 1, 2, 5, 10, ... apart, at most six intervals), and its ideal (a dashed line)."""
+
+    id: str
+    title: str
+    kind: str  # a figure kind of PERIOD_REALISED (training.monitoring)
+    label: str  # each series': "<label>, session k"
+    css: str
+    domain: tuple[float, float]
+    ideal: float
+
+
+# Realised calibration over time: the slope and the intercept apart, each on its own scale
+# with its ideal, since the two on one axis would leave six points a period told apart by
+# colour alone.
+CALIBRATION_TIME_PLOTS = (
+    TimePlot(
+        "plot-slope-time",
+        "Realised calibration slope over time",
+        "calibration_slope",
+        "Calibration slope",
+        "series-slope",
+        (0.0, 2.0),
+        1.0,
+    ),
+    TimePlot(
+        "plot-intercept-time",
+        "Realised calibration intercept over time",
+        "calibration_intercept",
+        "Calibration intercept",
+        "series-intercept",
+        (-1.0, 1.0),
+        0.0,
+    ),
+)
+
+
+def calibration_time_plot(spec: TimePlot, report: MonitoringReport) -> Plot:
+    """The realised calibration slope (or intercept) of each period's labelled episodes at
+    each landmark, with its Wald interval and the ideal as a dashed line. A period below
+    the minimum (50 labelled episodes at the landmark, 10 of each outcome) is a gap: no
+    point, "too few" in the table, never a zero."""
+    series = _landmark_series(report, spec.kind, spec.label, spec.css)
+    headers = ("Period", "Clients", "Labelled", *(line.label for line in series))
+    plot = Plot(spec.id, spec.title, "", Table(headers, []))
+    if not report.periods:
+        why = "No period in this window."
+        return Plot(plot.id, spec.title, why, plot.table, empty=why)
+    values = [
+        f.value
+        for p in report.periods
+        for line in series
+        if (f := p.figure(line.figure)) is not None
+        and f.value is not None
+        and math.isfinite(f.value)
+    ]
+    low = min(spec.domain[0], min(values, default=0.0))
+    high = max(spec.domain[1], max(values, default=0.0))
+    # the first of 0.5, 1, 2, 5, 10, 20, ... that leaves at most six intervals
+    steps = (m * 10.0**e for e in itertools.count(0) for m in (1, 2, 5))
+    step = next(x for x in itertools.chain((0.5,), steps) if (high - low) / x <= 6 + 1e-9)
+    low, high = math.floor(low / step) * step, math.ceil(high / step) * step
+    ticks = [low + step * k for k in range(round((high - low) / step) + 1)]
+    _y_axis(plot, low, high, ticks, spec.label)
+    # labelled at the left: the recent periods, at the right, hold the points
+    _reference_line(plot, spec.ideal, low, high, f"ideal {spec.ideal:g}", left=True)
+    return _period_plot(plot, report, series, (low, high), spec.kind)
+
+
 def plots(report: MonitoringReport, profile: ReferenceProfile | None) -> list[Plot]:
     """The page's plots: the score distribution, the features that moved most,
-    LANDMARK_PLOTS, then the two over time (flag rate, expected and realised AUC)."""
+    LANDMARK_PLOTS, then those over time (flag rate, expected and realised AUC,
+    CALIBRATION_TIME_PLOTS)."""
     by_landmark = [_landmark_plot(spec, report) for spec in LANDMARK_PLOTS]
     over_time = [flag_rate_plot(report, profile), auc_time_plot(report)]
+    over_time += [calibration_time_plot(spec, report) for spec in CALIBRATION_TIME_PLOTS]
     return [score_plot(report, profile), psi_plot(report), *by_landmark, *over_time]
 
 

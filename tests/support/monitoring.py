@@ -28,6 +28,8 @@ PLOTS = (
     "plot-calibration",
     "plot-flag-time",
     "plot-auc-time",
+    "plot-slope-time",
+    "plot-intercept-time",
 )
 
 

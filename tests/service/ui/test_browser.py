@@ -182,7 +182,7 @@ def test_phone_width_and_keyboard(browser: Browser, server: Server) -> None:
 
 
 def test_monitoring_page_plots(browser: Browser, monitored: Server) -> None:
-    """The analysts' page: linked from the nav, six inline SVG plots drawn (bars and
+    """The analysts' page: linked from the nav, its inline SVG plots (PLOTS) drawn (bars and
     points, no "nothing to draw"), the status table, no console error (a CSP violation is
     one), and nothing loaded from anywhere but the service."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
@@ -194,7 +194,7 @@ def test_monitoring_page_plots(browser: Browser, monitored: Server) -> None:
     _sign_in(page, monitored)
     page.get_by_role("link", name="Monitoring").click()
     expect(page).to_have_url(f"{monitored.url}/ui/monitoring")
-    expect(page.locator("figure.plot svg.plot-svg")).to_have_count(6)
+    expect(page.locator("figure.plot svg.plot-svg")).to_have_count(len(PLOTS))
     expect(page.locator("figure.plot .chart-empty")).to_have_count(0)
     expect(page.locator("#plot-score rect.bar-window")).to_have_count(
         page.locator("#plot-score rect.bar-reference").count()
@@ -210,6 +210,27 @@ def test_monitoring_page_plots(browser: Browser, monitored: Server) -> None:
     expect(page.locator("#plot-flag-time line.rule-reference")).to_have_count(2)
     expect(page.locator("#plot-auc-time .series-expected .marker")).to_have_count(2)
     assert page.locator("#plot-auc-time .series-realised .marker").count() >= 2
+    # realised calibration over time: a point per period and landmark with enough labelled
+    # episodes (the API's figures with a value), the rest gaps
+    answer = page.request.get(
+        f"{monitored.url}/v1/monitoring?window=90d",
+        headers={"Authorization": f"Bearer {monitored.login_key}"},
+    )
+    assert answer.ok, answer.text()
+    periods = answer.json()["periods"]
+    for plot_id, kind in (
+        ("plot-slope-time", "calibration_slope"),
+        ("plot-intercept-time", "calibration_intercept"),
+    ):
+        rated = [
+            f for p in periods for f in p["figures"] if f["kind"] == kind and f["value"] is not None
+        ]
+        assert len(rated) >= 4, kind  # two weeks, two landmarks at least
+        landmarks = {f["landmark"] for p in periods for f in p["figures"] if f["kind"] == kind}
+        assert len(rated) < len(periods) * len(landmarks)  # the empty weeks are gaps
+        expect(page.locator(f"#{plot_id} .marker")).to_have_count(len(rated))
+        expect(page.locator(f"#{plot_id} line.rule-reference")).to_have_count(1)
+        page.locator(f"#{plot_id}").screenshot(path=str(SHOTS / f"monitoring-{plot_id}.png"))
     for plot_id in PLOTS:
         svg = page.locator(f"#{plot_id} svg")
         assert svg.get_attribute("role") == "img"
@@ -225,7 +246,7 @@ def test_monitoring_page_plots(browser: Browser, monitored: Server) -> None:
     page.screenshot(path=str(SHOTS / "monitoring-1280.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing scrolls sideways
     page.reload()
-    expect(page.locator("figure.plot svg.plot-svg")).to_have_count(6)
+    expect(page.locator("figure.plot svg.plot-svg")).to_have_count(len(PLOTS))
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(SHOTS / "monitoring-390.png"), full_page=True)
     assert errors == []

@@ -9,7 +9,7 @@ import hashlib
 import html
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,12 @@ from service.app import create_app
 from service.core.observability import Pseudonymizer
 from service.core.settings import Settings
 from service.scoring.monitoring_window import clinic_report
+from service.ui.monitoring_views import CALIBRATION_TIME_PLOTS, calibration_time_plot
 from tests.support.helpers import create_key
 from tests.support.monitoring import PLOTS, clinic_tables, move_back, store_clinic
 from tests.support.ui import CSP, Ui, include_ui
 from training.artifact_schema import ComparisonRecord, VerdictRecord
+from training.monitoring import RULES, Figure, MonitoringReport, Period, Status
 from training.monitoring_stats import psi
 from training.registry import Registry
 
@@ -118,7 +120,7 @@ def test_the_page_shows_the_api_report_with_its_plots(page: Ui, who: str) -> Non
         assert f'data-label="n">{f["n"]:.0f}<' in row
     ks = next(f for f in body["figures"] if f["name"] == "ks.score.all")
     assert f'data-label="Value">{ks["value"]:.3f}' in _row(text, "ks.score.all")
-    # six plots, each an SVG with a title, a description and a table alternative
+    # every plot (PLOTS), each an SVG with a title, a description and a table alternative
     for plot_id in PLOTS:
         svg = re.search(rf'<figure class="chart plot" id="{plot_id}">.*?</figure>', text, re.S)
         assert svg is not None, plot_id
@@ -157,12 +159,81 @@ def test_the_page_shows_the_api_report_with_its_plots(page: Ui, who: str) -> Non
         assert f"High, {_span(period)}: {high['value'] * 100:.1f}% (n {high['n']:.0f})" in shown
         auc = next(f for f in period["figures"] if f["name"] == "realised_auc.landmark_1")
         assert f"Realised AUC, session 1, {_span(period)}: {auc['value']:.3f}" in shown
+        for kind, label in (
+            ("calibration_slope", "Calibration slope"),
+            ("calibration_intercept", "Calibration intercept"),
+        ):
+            for f in period["figures"]:
+                if f["kind"] == kind and f["value"] is not None:
+                    k = f["landmark"]
+                    drawn = (
+                        f"{label}, session {k}, {_span(period)}: {f['value']:.3f} (n {f['n']:.0f})"
+                    )
+                    assert drawn in shown
+    # realised calibration over time: one point per period and landmark with enough labelled
+    # episodes, the others gaps ("too few" in the table), never a zero
+    for plot_id, kind in (
+        ("plot-slope-time", "calibration_slope"),
+        ("plot-intercept-time", "calibration_intercept"),
+    ):
+        svg = re.search(rf'<figure class="chart plot" id="{plot_id}">.*?</figure>', text, re.S)
+        assert svg is not None
+        mine = [f for p in periods for f in p["figures"] if f["kind"] == kind]
+        rated = [f for f in mine if f["value"] is not None]
+        landmarks = {f["landmark"] for f in mine}
+        assert len(rated) >= 4  # two weeks, landmarks 1 and 2 at least
+        assert all(f["status"] == "too few" for f in mine if f["value"] is None)
+        assert svg.group(0).count('class="point series-') == len(rated)
+        # each other period and landmark is a "too few" cell of the table, not a point
+        gaps = len(periods) * len(landmarks) - len(rated)
+        assert gaps >= 11 * len(landmarks)  # the eleven empty weeks
+        assert svg.group(0).count("– (too few)") == gaps
     assert "design high" in shown
     empty_week = periods[0]
     assert empty_week["clients"] == 0
     assert all(f["status"] == "too few" for f in empty_week["figures"])
     assert "no-comparison" in text  # nothing compared for this clinic yet
     assert "dropout-risk retrain --clinic calm" in text
+
+
+def _slope(landmark: int, value: float | None, n: int) -> Figure:
+    status = Status.TOO_FEW if value is None else Status.ALERT
+    interval = None if value is None else (value - 0.5, value + 0.5)
+    rule = RULES["calibration_slope"].describe()
+    name = f"calibration_slope.landmark_{landmark}"
+    return Figure(
+        name, "calibration_slope", "", landmark, value, 1.0, n, None, interval, status, rule
+    )
+
+
+def test_the_slope_over_time_draws_rated_periods_only_and_never_clamps_a_point() -> None:
+    """Three weeks: a slope of 3.2 at session 1 and too few at session 2, then a week with
+    no clients (no figure at all), then 0.9 at both: three points, on a scale widened to
+    hold 3.2 (not drawn at the edge), and the three gaps are "too few" cells."""
+    weeks = [datetime(2026, 11, d, tzinfo=UTC) for d in (1, 8, 15, 22)]
+    figures = [
+        (_slope(1, 3.2, 80), _slope(2, None, 30)),
+        (),
+        (_slope(1, 0.9, 90), _slope(2, 0.9, 60)),
+    ]
+    periods = tuple(
+        Period(start, end, 100, 90, f)
+        for start, end, f in zip(weeks, weeks[1:], figures, strict=False)
+    )
+    report = MonitoringReport("c", "v", 300, 270, 270, 500, {}, None, (), periods=periods)
+    spec = next(s for s in CALIBRATION_TIME_PLOTS if s.kind == "calibration_slope")
+    plot = calibration_time_plot(spec, report)
+    assert plot.empty is None
+    values = [p.text.split(": ")[1].split()[0] for p in plot.points]
+    assert values == ["3.200", "0.900", "0.900"]
+    ys = [float(p.y) for p in plot.points]
+    assert all(plot.top < y < plot.bottom for y in ys)  # inside, none clamped to an edge
+    assert ys[0] < ys[1] == ys[2]  # 3.2 above 0.9
+    ticks = [t.text for t in plot.labels if t.anchor == "end" and t.css == "tick"]
+    assert ticks == ["0", "1", "2", "3", "4"]  # 0 to 3.5 is wider than 3: whole units
+    cells = [c for row in plot.table.rows for c in row[3:]]
+    assert cells.count("– (too few)") == 3
+    assert [r.label.text for r in plot.rules] == ["ideal 1"]
 
 
 def _span(period: dict[str, Any]) -> str:
