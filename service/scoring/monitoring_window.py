@@ -4,14 +4,15 @@ The window: every client of the clinic with a risk stored in the last N days (by
 stored prediction's `computed_at`: the clients the service answered for in the window,
 whether their sessions were pushed late or on time), each once, at the latest landmark
 its stored sessions reach. The feature rows come from the stored sessions through the
-one feature builder, as a stored risk does: the stored payloads' measures go straight
-into the cells of service.scoring.episodes (grid_from_window, the cell writer of
-grid_from_episodes; no EpisodeIn is rebuilt), then training.features; the probability
+one feature builder, as a stored risk does: the stored sessions' measures (read from
+each payload when it was written) go into the grid's one cell writer through
+service.scoring.episodes (grid_from_window, as grid_from_episodes for a request; no
+EpisodeIn is rebuilt), then training.features; the probability
 is the monitored model's calibrated one on those rows (not the stored, published one:
 that is rounded, and may come from an older champion). Clients with a stored outcome
 give the `Outcomes` rows: their probability at every landmark they reached.
 
-One query of the window's columns whatever the clinic's size
+Two queries of the window's columns whatever the clinic's size
 (service.storage.repository.window_clients). The report is computed on request of
 `GET /v1/monitoring` or `dropout-risk monitor`, never on a prediction's path; the API
 keeps the last reports in a ReportCache, keyed by what the report depends on (clinic,
