@@ -9,7 +9,7 @@ request body in the service).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -156,31 +156,46 @@ def gender_code(values: pd.Series) -> IntArray:
     return out
 
 
-def grid_from_columns(
+# A session row as the one cell writer takes it (grid_from_rows): float columns client
+# (0..n-1), session number, then these measures, DAY first (SessionValues' order, the
+# date as days since 1970-01-01); NaN: not taken.
+ROW_MEASURES: tuple[int, ...] = (DAY, GOAL, TASK, BOND, SRS, ORS, PHQ9)
+ROW_WIDTH = 2 + len(ROW_MEASURES)
+_ROW_MEASURE_INDEX = np.array(ROW_MEASURES, dtype=np.int64)
+
+
+def _cells_loop(
+    values: FloatArray, reached: IntArray, rows: FloatArray, measure_of: IntArray
+) -> None:
+    """Write each row's measures into its client's session cells, raise `reached`."""
+    max_session = values.shape[1]
+    for r in range(rows.shape[0]):
+        i, j = int(rows[r, 0]), int(rows[r, 1])
+        if j > reached[i]:
+            reached[i] = j
+        if j <= max_session:
+            for c in range(measure_of.shape[0]):
+                v = rows[r, 2 + c]
+                if not np.isnan(v):
+                    values[measure_of[c], j - 1, i] = v
+
+
+def grid_from_rows(
     n: int,
     max_session: int,
-    client: IntArray,
-    number: IntArray,
-    measures: Mapping[int, FloatArray],
+    rows: FloatArray,
     age: FloatArray | None = None,
     gender: IntArray | None = None,
 ) -> SessionGrid:
-    """The one cell writer: n clients' session rows, given as columns, laid out as a grid.
+    """The one cell writer: n clients' session rows (ROW_WIDTH float columns, see
+    ROW_MEASURES) laid out as a grid, with the clients' age and gender codes.
 
-    Row r is session `number[r]` of client `client[r]` (0..n-1); `measures[m][r]` is its
-    value of MEASURES[m] (NaN: not taken; DAY in days since 1970-01-01), a measure absent
-    from the mapping is missing everywhere. One session per (client, number). Sessions
-    after `max_session` only count towards `reached`. Every source of sessions (contract
-    tables, request episodes, a monitoring window's stored sessions) comes through here,
-    so the layout exists once; columns, because one numpy step per measure is what makes
-    a million rows cheap, and a request's few rows cost a few microseconds more."""
+    One session per (client, number). Sessions after `max_session` only count towards
+    `reached`. Every source of sessions (contract tables, request episodes, a monitoring
+    window's stored sessions) comes through here, so the layout exists once; compiled,
+    so a request's one row costs a microsecond and a million rows a few milliseconds."""
     grid = SessionGrid.empty(n, max_session)
-    if number.shape[0]:
-        np.maximum.at(grid.reached, client, number)
-    keep = number <= max_session
-    rows, cols = client[keep], number[keep] - 1
-    for measure, values in measures.items():
-        grid.values[measure, cols, rows] = values[keep]
+    _cells_kernel(grid.values, grid.reached, rows, _ROW_MEASURE_INDEX)
     if age is not None:
         grid.age[:] = age
     if gender is not None:
@@ -200,13 +215,16 @@ def grid_from_tables(
     no landmark and is left out. Sessions after `max_session` only count towards `reached`.
     """
     codes, uniques = pd.factorize(sessions["client_id"])
-    measures = {
-        measure: sessions[column].to_numpy(dtype=np.float64, na_value=np.nan)
-        for measure, column in MEASURE_COLUMNS.items()
-        if column in sessions.columns
-    }
+    rows = np.full((len(sessions), ROW_WIDTH), np.nan)
+    rows[:, 0] = codes
+    rows[:, 1] = sessions["session_number"].to_numpy(dtype=np.int64)
     if "session_date" in sessions.columns:
-        measures[DAY] = epoch_days(sessions["session_date"].to_numpy(dtype="datetime64[D]"))
+        days = sessions["session_date"].to_numpy(dtype="datetime64[D]")
+        rows[:, 2] = np.where(np.isnat(days), np.nan, days.astype(np.int64))
+    for at, measure in enumerate(ROW_MEASURES[1:], start=3):
+        column = MEASURE_COLUMNS[measure]
+        if column in sessions.columns:
+            rows[:, at] = sessions[column].to_numpy(dtype=np.float64, na_value=np.nan)
     age = gender = None
     if clients is not None:
         by_id = clients if clients.index.name == "client_id" else clients.set_index("client_id")
@@ -215,17 +233,8 @@ def grid_from_tables(
             age = info["age"].to_numpy(dtype=np.float64, na_value=np.nan)
         if "gender" in info.columns:
             gender = gender_code(info["gender"])
-    number = sessions["session_number"].to_numpy(dtype=np.int64)
-    grid = grid_from_columns(
-        len(uniques), max_session, codes.astype(np.int64), number, measures, age, gender
-    )
+    grid = grid_from_rows(len(uniques), max_session, rows, age, gender)
     return np.asarray(uniques, dtype=object), grid
-
-
-def epoch_days(days: npt.NDArray[np.datetime64]) -> FloatArray:
-    """Dates (datetime64[D], NaT: none) as the grid's DAY: days since 1970-01-01, NaN."""
-    out: FloatArray = np.where(np.isnat(days), np.nan, days.astype(np.int64))
-    return out
 
 
 # --- the maths: one compiled loop over clients --------------------------------------------
@@ -379,6 +388,7 @@ latest_kernel: Callable[[IntArray, IntArray], IntArray] = numba.njit(cache=True,
     _latest_loop
 )
 _row_stats_kernel = numba.njit(cache=True, nogil=True)(_row_stats_loop)
+_cells_kernel = numba.njit(cache=True, nogil=True)(_cells_loop)
 _write_kernel = numba.njit(cache=True, nogil=True)(_write_loop)
 features_kernel: Callable[
     [FloatArray, FloatArray, IntArray, IntArray, IntArray | None], FloatArray

@@ -2,7 +2,7 @@
 very builder training used (training.features); only this layout step differs.
 
 Two sources give session rows (training.features.SessionValues) to the one cell writer,
-training.features' grid_from_columns (which lays out the contract tables too): request
+training.features' grid_from_rows (which lays out the contract tables too): request
 episodes (`grid_from_episodes`, EpisodeIn) and a monitoring window's stored sessions
 (`grid_from_window`, their measures as stored beside the payloads when they were written,
 without rebuilding an EpisodeIn). Both roll the WAI-SR and SRS items up with
@@ -19,18 +19,12 @@ import numpy as np
 
 from service.core.schemas import EpisodeIn, SrsIn, WaiIn
 from training.features import (
-    BOND,
-    DAY,
     GENDER_UNKNOWN,
-    GOAL,
-    ORS,
-    PHQ9,
-    SRS,
-    TASK,
+    ROW_WIDTH,
     SessionGrid,
     SessionValues,
     gender_word_code,
-    grid_from_columns,
+    grid_from_rows,
 )
 from training.vocabulary import srs_items_total, wai_subscale_means
 
@@ -56,7 +50,7 @@ def srs_total(srs: SrsIn) -> float | None:
 
 class _GridRows:
     """The session rows of n clients being collected for the one cell writer
-    (training.features.grid_from_columns), as plain Python tuples turned into columns
+    (training.features.grid_from_rows), as plain Python tuples turned into one array
     once: building numpy arrays per session costs more than the rest of a one-client
     prediction's feature work."""
 
@@ -77,9 +71,6 @@ class _GridRows:
         return grid_of_rows(self.rows, self.n, self.max_session, self.age, self.gender)
 
 
-_ROW_MEASURES = (GOAL, TASK, BOND, SRS, ORS, PHQ9)  # SessionValues' measures, after 3
-
-
 def grid_of_rows(
     rows: Sequence[SessionValues],
     n: int,
@@ -87,31 +78,19 @@ def grid_of_rows(
     age: Sequence[float],
     gender: Sequence[int],
 ) -> SessionGrid:
-    """Session rows (SessionValues) of n clients as a grid, through the one cell writer."""
-    if not rows:
-        return grid_from_columns(
-            n, max_session, _NO_ROWS, _NO_ROWS, {}, np.array(age), np.array(gender, dtype=np.int64)
-        )
-    columns = list(zip(*rows, strict=True))
-    measures = {
-        m: np.array(values, dtype=np.float64)  # None -> NaN
-        for m, values in zip(_ROW_MEASURES, columns[3:], strict=True)
-    }
-    # ordinals in Python: numpy's conversion of date objects costs ten times as much
-    days = [math.nan if day is None else day.toordinal() for day in columns[2]]
-    measures[DAY] = np.array(days, dtype=np.float64) - _EPOCH
-    return grid_from_columns(
-        n,
-        max_session,
-        np.array(columns[0], dtype=np.int64),
-        np.array(columns[1], dtype=np.int64),
-        measures,
-        np.array(age, dtype=np.float64),
-        np.array(gender, dtype=np.int64),
-    )
+    """Session rows (SessionValues) of n clients as a grid, through the one cell writer
+    (its rows are SessionValues with the date as days since 1970-01-01; None: NaN)."""
+    table = np.array(
+        [
+            (at, number, math.nan if day is None else day.toordinal() - _EPOCH, *measures)
+            for at, number, day, *measures in rows
+        ],
+        dtype=np.float64,
+    ).reshape(-1, ROW_WIDTH)
+    ages, codes = np.array(age, dtype=np.float64), np.array(gender, dtype=np.int64)
+    return grid_from_rows(n, max_session, table, ages, codes)
 
 
-_NO_ROWS = np.zeros(0, dtype=np.int64)
 _EPOCH = date(1970, 1, 1).toordinal()  # the grid's DAY 0
 
 

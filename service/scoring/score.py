@@ -19,6 +19,7 @@ Python `_<what>_loop` beside it, whose name numba's cache files carry.
 
 | step | kernel | defined in |
 | --- | --- | --- |
+| 0 | `_cells_kernel`: the sessions into the grid (grid_from_rows) | training/features.py |
 | 1 | `_linear_kernel` (or `_prepare_kernel`, `predict`, `_finish_kernel`) | this module |
 | 2 | `latest_kernel`: each client's landmark | training/features.py |
 | 3 | `features_kernel`: the row (`_row_stats_kernel`, `_write_kernel`) | training/features.py |
@@ -117,6 +118,7 @@ _linear_kernel: Callable[..., Numbers] = numba.njit(cache=True, nogil=True)(_lin
 # The kernel map of the module docstring, in the order a prediction runs them: (module,
 # name). training.model's `_linear_logit_kernel` is the uncalibrated score of batch paths.
 KERNELS: tuple[tuple[str, str], ...] = (
+    ("training.features", "_cells_kernel"),
     (__name__, "_linear_kernel"),
     (__name__, "_prepare_kernel"),
     ("training.features", "latest_kernel"),
