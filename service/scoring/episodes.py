@@ -19,7 +19,6 @@ import numpy as np
 
 from service.core.schemas import EpisodeIn, SrsIn, WaiIn
 from training.features import (
-    GENDER_UNKNOWN,
     ROW_WIDTH,
     SessionGrid,
     SessionValues,
@@ -48,29 +47,6 @@ def srs_total(srs: SrsIn) -> float | None:
     return srs_items_total((srs.relationship, srs.goals, srs.approach, srs.overall))
 
 
-class _GridRows:
-    """The session rows of n clients being collected for the one cell writer
-    (training.features.grid_from_rows), as plain Python tuples turned into one array
-    once: building numpy arrays per session costs more than the rest of a one-client
-    prediction's feature work."""
-
-    __slots__ = ("age", "gender", "max_session", "n", "rows")
-
-    def __init__(self, n: int, max_session: int) -> None:
-        self.n, self.max_session = n, max_session
-        self.rows: list[SessionValues] = []
-        self.age: list[float] = [math.nan] * n
-        self.gender: list[int] = [GENDER_UNKNOWN] * n
-
-    def client(self, i: int, age: int | None, gender: str | None) -> None:
-        if age is not None:
-            self.age[i] = age
-        self.gender[i] = gender_word_code(gender)
-
-    def grid(self) -> SessionGrid:
-        return grid_of_rows(self.rows, self.n, self.max_session, self.age, self.gender)
-
-
 def grid_of_rows(
     rows: Sequence[SessionValues],
     n: int,
@@ -96,9 +72,12 @@ _EPOCH = date(1970, 1, 1).toordinal()  # the grid's DAY 0
 
 def grid_from_episodes(episodes: Sequence[EpisodeIn], max_session: int) -> SessionGrid:
     """Request episodes as a grid (sessions after `max_session` only count towards
-    `reached`)."""
-    grid = _GridRows(len(episodes), max_session)
-    rows = grid.rows
+    `reached`): their sessions collected as plain tuples and turned into one array once,
+    since building numpy arrays per session costs more than the rest of a one-client
+    prediction's feature work."""
+    rows: list[SessionValues] = []
+    age = [math.nan if e.age is None else float(e.age) for e in episodes]
+    gender = [gender_word_code(e.gender) for e in episodes]
     for i, episode in enumerate(episodes):
         for s in episode.sessions:
             goal, task, bond = (None, None, None) if s.wai is None else wai_subscales(s.wai)
@@ -106,8 +85,7 @@ def grid_from_episodes(episodes: Sequence[EpisodeIn], max_session: int) -> Sessi
             ors = None if s.ors is None else s.ors.total
             phq9 = None if s.phq9 is None else s.phq9.total
             rows.append((i, s.number, s.date, goal, task, bond, srs, ors, phq9))
-        grid.client(i, episode.age, episode.gender)
-    return grid.grid()
+    return grid_of_rows(rows, len(episodes), max_session, age, gender)
 
 
 def grid_from_window(window: StoredWindow, max_session: int) -> SessionGrid:
