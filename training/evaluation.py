@@ -398,11 +398,16 @@ class _Panel:
     too_few: bool  # fewer than MIN_CLIENTS_PER_CLASS clients of an outcome
 
 
-def too_few_clients(y: npt.ArrayLike, clients: npt.ArrayLike) -> bool:
+def too_few_clients(y: npt.ArrayLike, clients: npt.ArrayLike | None) -> bool:
     """Fewer than MIN_CLIENTS_PER_CLASS distinct clients dropped out, or completed, among rows
-    with outcomes y of these clients: too few for any figure that needs both outcomes."""
-    labels, owners = np.asarray(y), np.asarray(clients)
-    counts = (np.unique(owners[labels == value]).size for value in (0, 1))
+    with outcomes y of these clients (None: each row is a client of its own): too few for
+    any figure that needs both outcomes."""
+    labels = np.asarray(y)
+    if clients is None:
+        counts = (int(np.count_nonzero(labels == value)) for value in (0, 1))
+    else:
+        owners = np.asarray(clients)
+        counts = (np.unique(owners[labels == value]).size for value in (0, 1))
     return min(counts) < MIN_CLIENTS_PER_CLASS
 
 

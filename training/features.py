@@ -9,7 +9,8 @@ request body in the service).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 
@@ -17,6 +18,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
+from training.vocabulary import DAY_ZERO
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -178,6 +181,22 @@ def _cells_loop(
                 v = rows[r, 2 + c]
                 if not np.isnan(v):
                     values[measure_of[c], j - 1, i] = v
+
+
+def session_table(rows: Iterable[SessionValues]) -> FloatArray:
+    """Session rows (SessionValues) as the cell writer's table (ROW_WIDTH float columns,
+    the date as its day number since vocabulary.DAY_ZERO; None: NaN), in one array."""
+    table = np.array(
+        [
+            (at, number, math.nan if day is None else day.toordinal() - _DAY_ZERO, *measures)
+            for at, number, day, *measures in rows
+        ],
+        dtype=np.float64,
+    )
+    return table.reshape(-1, ROW_WIDTH)
+
+
+_DAY_ZERO = DAY_ZERO.toordinal()
 
 
 def grid_from_rows(

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -220,8 +221,9 @@ class Outcomes:
         if not np.isin(self.y, (0.0, 1.0)).all():
             raise ValueError("outcomes must be 0 or 1")
 
-    @property
+    @cached_property
     def episodes(self) -> int:
+        """Distinct episodes (counted once: a report asks for it per period)."""
         return int(np.unique(self.episode).size)
 
 
@@ -747,26 +749,32 @@ def _realised_figures(
 
 
 def _landmarks(landmark: IntArray | None) -> set[int]:
-    return set() if landmark is None else {int(k) for k in np.unique(landmark)}
+    """The landmarks present (small non-negative integers: counted, not sorted)."""
+    if landmark is None or not landmark.size:
+        return set()
+    return set(np.flatnonzero(np.bincount(landmark)).tolist())
 
 
 def _realised_panel(
     y: FloatArray, p: FloatArray, landmark: int, seed: int, kinds: tuple[str, ...]
 ) -> list[Figure]:
     n = y.size
-    if n < MIN_LABELLED or too_few_clients(y, np.arange(n)):
+    if n < MIN_LABELLED or too_few_clients(y, None):
         dropouts = int(y.sum())
         note = (
             f"{n} labelled episodes ({dropouts} dropouts): need {MIN_LABELLED} or more with "
             f"{MIN_CLIENTS_PER_CLASS} or more of each outcome"
         )
         return [_unrated(kind, "", landmark, Status.TOO_FEW, n, note) for kind in kinds]
+    # sorted once: the figures below each sort by p (stably, so the same order), which
+    # costs little on sorted values; tens of thousands of episodes per landmark
+    order = np.argsort(p, kind="stable")
+    y, p = y[order], p[order]
     out: list[Figure] = []
     if "realised_auc" in kinds:
         realised = auc(y, p)
-        order = np.argsort(p, kind="stable")
-        delong = pair_auc(p, y, 1.0 - y, order)
-        expected = pair_auc(p, p, 1.0 - p, order)
+        delong = pair_auc(p, y, 1.0 - y)
+        expected = pair_auc(p, p, 1.0 - p)
         gap = realised - expected.value
         out.append(
             _figure(
@@ -1001,7 +1009,7 @@ def monitor(
     got = window.outcomes
     first = got.landmark == got.landmark.min() if got is not None and got.y.size else None
     y = got.y[first] if got is not None and first is not None else np.zeros(0)
-    if y.size and not too_few_clients(y, np.arange(y.size)):
+    if y.size and not too_few_clients(y, None):
         prevalence = float(y.mean())
     else:
         prevalence = float(window.p.mean()) if window.clients else 0.5

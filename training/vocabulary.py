@@ -39,7 +39,9 @@ def is_id(text: str) -> bool:
 # 9999-12-31), and through the gap features it would swing the risk to 0.001 or 0.999.
 EARLIEST_DATE = dt.date(1990, 1, 1)
 _EARLIEST = EARLIEST_DATE.toordinal()
-_UNIX_DAY_ZERO = dt.date(1970, 1, 1).toordinal()
+# Day 0 of the feature grid's day numbers (training.features: days since this date).
+DAY_ZERO = dt.date(1970, 1, 1)
+_UNIX_DAY_ZERO = DAY_ZERO.toordinal()
 
 
 def _latest_ordinal() -> int:

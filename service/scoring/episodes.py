@@ -1,29 +1,28 @@
 """Episodes laid out as the shared SessionGrid, so the service computes features with the
 very builder training used (training.features); only this layout step differs.
 
-Two sources give session rows (training.features.SessionValues) to the one cell writer,
-training.features' grid_from_rows (which lays out the contract tables too): request
-episodes (`grid_from_episodes`, EpisodeIn) and a monitoring window's stored sessions
-(`grid_from_window`, their measures as stored beside the payloads when they were written,
-without rebuilding an EpisodeIn). Both roll the WAI-SR and SRS items up with
-training.vocabulary."""
+Two sources give sessions to the one cell writer, training.features' grid_from_rows (which
+lays out the contract tables too): request episodes (`grid_from_episodes`, EpisodeIn, as
+SessionValues rows through training.features.session_table) and a monitoring window's
+stored sessions (`grid_from_window`: the cell writer's table as storage reads it, their
+measures as stored beside the payloads when they were written, without rebuilding an
+EpisodeIn). Both roll the WAI-SR and SRS items up with training.vocabulary."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import date
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from service.core.schemas import EpisodeIn, SrsIn, WaiIn
 from training.features import (
-    ROW_WIDTH,
     SessionGrid,
     SessionValues,
     gender_word_code,
     grid_from_rows,
+    session_table,
 )
 from training.vocabulary import srs_items_total, wai_subscale_means
 
@@ -54,20 +53,9 @@ def grid_of_rows(
     age: Sequence[float],
     gender: Sequence[int],
 ) -> SessionGrid:
-    """Session rows (SessionValues) of n clients as a grid, through the one cell writer
-    (its rows are SessionValues with the date as days since 1970-01-01; None: NaN)."""
-    table = np.array(
-        [
-            (at, number, math.nan if day is None else day.toordinal() - _EPOCH, *measures)
-            for at, number, day, *measures in rows
-        ],
-        dtype=np.float64,
-    ).reshape(-1, ROW_WIDTH)
+    """Session rows (SessionValues) of n clients as a grid, through the one cell writer."""
     ages, codes = np.array(age, dtype=np.float64), np.array(gender, dtype=np.int64)
-    return grid_from_rows(n, max_session, table, ages, codes)
-
-
-_EPOCH = date(1970, 1, 1).toordinal()  # the grid's DAY 0
+    return grid_from_rows(n, max_session, session_table(rows), ages, codes)
 
 
 def grid_from_episodes(episodes: Sequence[EpisodeIn], max_session: int) -> SessionGrid:
@@ -91,10 +79,11 @@ def grid_from_episodes(episodes: Sequence[EpisodeIn], max_session: int) -> Sessi
 def grid_from_window(window: StoredWindow, max_session: int) -> SessionGrid:
     """A monitoring window's stored clients as a grid, one column per client in
     window.clients order: the same cells as grid_from_episodes gives for the EpisodeIn
-    that service.scoring.records.episode rebuilds from the same stored rows. A clinic has
-    few distinct gender words: each is coded once."""
+    that service.scoring.records.episode rebuilds from the same stored rows (the window's
+    sessions come as the cell writer's table already). A clinic has few distinct gender
+    words: each is coded once."""
     clients = window.clients
     codes = {g: gender_word_code(g) for g in {c.gender for c in clients}}
-    age = [math.nan if c.age is None else float(c.age) for c in clients]
-    gender = [codes[c.gender] for c in clients]
-    return grid_of_rows(window.sessions, len(clients), max_session, age, gender)
+    age = np.array([math.nan if c.age is None else float(c.age) for c in clients])
+    gender = np.array([codes[c.gender] for c in clients], dtype=np.int64)
+    return grid_from_rows(len(clients), max_session, window.sessions, age, gender)

@@ -15,17 +15,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Literal, TypeAlias, cast
+from typing import Any, Literal, NamedTuple, TypeAlias, cast
 
 from sqlalchemy import (
     ColumnElement,
     ColumnExpressionArgument,
+    Connection,
     CursorResult,
+    Date,
     Executable,
+    Select,
+    Subquery,
     and_,
     delete,
     exists,
     func,
+    literal,
     select,
     update,
 )
@@ -33,6 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.core.prediction import Prediction
+from service.storage.packed_floats import packed_rows, unpack_rows
 from service.storage.tables import (
     AuditEntry,
     Base,
@@ -45,8 +51,14 @@ from service.storage.tables import (
     SessionRow,
 )
 from training import features
-from training.features import SessionMeasures, SessionValues
-from training.vocabulary import RISK_LEVELS, SRS_ITEMS, srs_items_total, wai_subscale_means
+from training.features import ROW_WIDTH, FloatArray, SessionMeasures, session_table
+from training.vocabulary import (
+    DAY_ZERO,
+    RISK_LEVELS,
+    SRS_ITEMS,
+    srs_items_total,
+    wai_subscale_means,
+)
 
 Change = Literal["created", "updated", "unchanged"]
 LEVELS: tuple[str, ...] = RISK_LEVELS
@@ -750,11 +762,11 @@ def _client_export(client: Client, outcome: Outcome | None) -> dict[str, Any]:
 # --- monitoring: the clients of a window ------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class WindowClient:
+class WindowClient(NamedTuple):
     """A client of a monitoring window: the model's inputs of its record, its stored
     outcome (None: not recorded), and when the latest of its window's stored risks was
-    computed (which period of the window it counts in: the report's periods)."""
+    computed (which period of the window it counts in: the report's periods). A tuple: a
+    large clinic's window has tens of thousands."""
 
     client_id: str
     age: int | None
@@ -767,65 +779,114 @@ class WindowClient:
 class StoredWindow:
     """The clinic's clients with a risk stored at or after `since`, in client id order (one
     without sessions reaches no landmark: it has no row in the window), and all their
-    sessions, in no particular order, each as the grid takes it
-    (training.features.SessionValues: the client's position in `clients`, the number, the
-    date, the stored measures). Tuples, not objects: a large clinic's window has hundreds
-    of thousands.
+    sessions, in no particular order, as the one cell writer takes them
+    (training.features.grid_from_rows: ROW_WIDTH float columns, the first the client's
+    position in `clients`).
     `earliest`: the oldest of the window's stored risks (None: none), after which the
     window can lose a client without any write."""
 
     clients: list[WindowClient]
-    sessions: list[SessionValues]
+    sessions: FloatArray
     earliest: datetime | None
 
 
 def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
     """The clinic's window (StoredWindow) in two queries of the columns it needs, whatever
-    the number of clients: the window's clients (age, gender, outcome and latest risk in
-    the window, from an uncorrelated, grouped `(stored risks since ...)`, index
-    ix_predictions_clinic_computed_at), then their sessions through the same subquery; and
-    one indexed look-up of the window's oldest risk. The sessions' measures are their
-    stored columns (session_measures, applied when they were written): parsing 140,000
-    JSON payloads was most of this query's time on PostgreSQL. Each result is fetched
-    whole, not a row at a time, and the sessions unsorted: sorting them spilled to disk
-    (bench/monitoring_service.py)."""
-    in_window = and_(
+    the number of clients: the window's clients (_numbered: age, gender and latest risk in
+    the window, with their outcome), then their sessions through the same numbered
+    subquery, each carrying its client's number; and one indexed look-up of the window's
+    oldest risk. The sessions' measures are their stored columns (session_measures,
+    applied when they were written): parsing 140,000 JSON payloads was most of this
+    query's time on PostgreSQL. The sessions come unsorted (sorting them spilled to disk)
+    and, on PostgreSQL, packed by the server into one value (_window_sessions;
+    bench/monitoring_service.py)."""
+    numbered = _numbered(clinic_id, since)
+    conn = s.connection()  # Core rows: the ORM's per-row work is not needed here
+    records = conn.execute(
+        select(
+            numbered.c.client_id,
+            numbered.c.age,
+            numbered.c.gender,
+            Outcome.dropout,
+            numbered.c.last_risk,
+        )
+        .select_from(numbered)
+        .outerjoin(Outcome, _is_client(Outcome, clinic_id, numbered.c.client_id))
+        .order_by(numbered.c.position)
+    ).all()
+    clients = list(map(WindowClient._make, records))
+    sessions = _window_sessions(conn, numbered, clinic_id)
+    in_window = _in_window(clinic_id, since)
+    earliest = s.scalar(select(func.min(PredictionRow.computed_at)).where(in_window))
+    return StoredWindow(clients, sessions, earliest)
+
+
+def _in_window(clinic_id: str, since: datetime) -> ColumnElement[bool]:
+    return and_(
         PredictionRow.clinic_id == clinic_id,
         PredictionRow.computed_at >= since,
         PredictionRow.rescored.is_(False),  # a rescored risk answered no one (migration 0004)
     )
+
+
+def _numbered(clinic_id: str, since: datetime) -> Subquery:
+    """The clients with a risk stored since `since`: id, age, gender, the latest of those
+    risks (from an uncorrelated, grouped `(stored risks since ...)`, index
+    ix_predictions_clinic_computed_at) and `position`, their number 0..n-1 in client id
+    order, by which their sessions name them."""
     latest = (
         select(
             PredictionRow.client_id.label("client_id"),
             func.max(PredictionRow.computed_at).label("last_risk"),
         )
-        .where(in_window)
+        .where(_in_window(clinic_id, since))
         .group_by(PredictionRow.client_id)
         .subquery()
     )
-    conn = s.connection()  # Core rows: the ORM's per-row work is not needed here
-    records = conn.execute(
-        select(Client.client_id, Client.age, Client.gender, Outcome.dropout, latest.c.last_risk)
-        .join(latest, latest.c.client_id == Client.client_id)
-        .outerjoin(Outcome, _is_client(Outcome, Client.clinic_id, Client.client_id))
-        .where(Client.clinic_id == clinic_id)
-        .order_by(Client.client_id)
-    ).all()
-    stored = conn.execute(  # in no order: each names its client, the grid needs no order
+    return (
         select(
-            SessionRow.client_id,
+            Client.client_id,
+            Client.age,
+            Client.gender,
+            latest.c.last_risk,
+            (func.row_number().over(order_by=Client.client_id) - 1).label("position"),
+        )
+        .join(latest, latest.c.client_id == Client.client_id)
+        .where(Client.clinic_id == clinic_id)
+        .subquery()
+    )
+
+
+def _window_sessions(conn: Connection, numbered: Subquery, clinic_id: str) -> FloatArray:
+    """The sessions of the numbered clients as the cell writer's table: on PostgreSQL
+    packed by the server into one value (service.storage.packed_floats; the date as its
+    day number since vocabulary.DAY_ZERO, a date minus a date being days there), elsewhere
+    as rows (SessionValues) through training.features.session_table. The same table
+    either way (a test compares them on PostgreSQL)."""
+    if conn.dialect.name != "postgresql":
+        return session_table(conn.execute(_window_session_query(numbered, clinic_id)))
+    rows = _window_session_query(
+        numbered, clinic_id, SessionRow.session_date - literal(DAY_ZERO, Date)
+    )
+    packed = rows.with_only_columns(packed_rows(list(rows.selected_columns)))
+    return unpack_rows(conn.scalar(packed), ROW_WIDTH)
+
+
+def _window_session_query(
+    numbered: Subquery, clinic_id: str, day: ColumnElement[Any] | None = None
+) -> Select[Any]:
+    """SessionValues of the numbered clients' sessions (`day`: the date column given
+    instead of the stored date)."""
+    return (
+        select(
+            numbered.c.position,
             SessionRow.number,
-            SessionRow.session_date,
+            SessionRow.session_date if day is None else day,
             *(getattr(SessionRow, column) for column in MEASURE_COLUMNS),
         )
-        .join(latest, latest.c.client_id == SessionRow.client_id)
+        .join(numbered, numbered.c.client_id == SessionRow.client_id)
         .where(SessionRow.clinic_id == clinic_id)
-    ).all()
-    clients = [WindowClient(*row) for row in records]
-    at = {client.client_id: i for i, client in enumerate(clients)}
-    sessions: list[SessionValues] = [(at[client_id], *values) for client_id, *values in stored]
-    earliest = s.scalar(select(func.min(PredictionRow.computed_at)).where(in_window))
-    return StoredWindow(clients, sessions, earliest)
+    )
 
 
 def outcome_counts(s: Session, clinic_id: str) -> tuple[int, int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -257,3 +259,20 @@ def test_the_measure_columns_follow_the_measures() -> None:
         "ors_total",
         "phq9_total",
     ]
+
+
+def test_session_rows_become_the_cell_writers_table() -> None:
+    """session_table: position, number, the date's day number since vocabulary.DAY_ZERO
+    (NaN: none), then the measures (NaN: not taken), one row per session."""
+    rows = [
+        (0, 1, dt.date(1970, 1, 11), 3.5, None, 4.0, 31.0, None, 12.0),
+        (2, 3, None, None, None, None, None, 22.5, None),
+    ]
+    table = features.session_table(rows)
+    assert table.shape == (2, features.ROW_WIDTH)
+    expected = [
+        [0, 1, 10, 3.5, np.nan, 4.0, 31.0, np.nan, 12.0],
+        [2, 3, np.nan, np.nan, np.nan, np.nan, np.nan, 22.5, np.nan],
+    ]
+    assert np.array_equal(table, np.array(expected), equal_nan=True)
+    assert features.session_table([]).shape == (0, features.ROW_WIDTH)

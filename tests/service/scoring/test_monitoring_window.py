@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -24,7 +23,7 @@ from service.storage import repository as repo
 from service.storage.engine import session_scope
 from service.storage.tables import PredictionRow
 from tests.support.helpers import REPO
-from training.features import BOND, DAY, GOAL, ORS, PHQ9, SRS, TASK
+from training.features import BOND, DAY, GOAL, ORS, PHQ9, ROW_WIDTH, SRS, TASK, session_table
 from training.monitoring import MonitoringReport
 from training.registry import LoadedModel, Registry
 
@@ -114,19 +113,14 @@ def test_the_window_is_the_clinics_clients_with_a_recent_risk(
         repo.WindowClient("a", 34, "female", True, last["a"]),
         repo.WindowClient("b", None, "man", None, last["b"]),
     ]
-    sessions = sorted(window.sessions, key=lambda x: (x[0], x[1]))  # stored in no order
-    assert [(x[0], x[1]) for x in sessions] == [
-        (0, 1),
-        (0, 2),
-        (0, 4),
-        (1, 1),
-        (1, 3),
-    ]
-    # SessionValues: position, number, date, then the measures as stored beside the
-    # payload, in the order of the features' measures (the cell writer takes them so)
-    first = sessions[0]
-    assert first[2:] == (date(2026, 10, 1), 3.5, 1.5, 4.75, 31.0, 22.5, 11.0)  # WAI from ITEMS
-    assert sessions[3][2:] == (None, None, None, None, None, None, 5.0)
+    table = _in_order(window.sessions)  # stored in no order
+    assert table[:, :2].tolist() == [[0, 1], [0, 2], [0, 4], [1, 1], [1, 3]]
+    # the cell writer's rows: position, number, the date's day number (NaN: none), then
+    # the measures as stored beside the payload, in the order of the features' measures
+    day = date(2026, 10, 1).toordinal() - EPOCH
+    assert table[0, 2:].tolist() == [day, 3.5, 1.5, 4.75, 31.0, 22.5, 11.0]  # WAI from ITEMS
+    assert np.isnan(table[3, 2:8]).all()
+    assert table[3, 8] == 5.0
     assert window.earliest == min(latest)
     with tx() as s:  # a window reaching back 60 days holds c as well
         assert [c.client_id for c in repo.window_clients(s, CLINIC, _since(60)).clients] == [
@@ -135,7 +129,31 @@ def test_the_window_is_the_clinics_clients_with_a_recent_risk(
             "c",
         ]
         empty = repo.window_clients(s, "nobody", _since())
-    assert (empty.clients, empty.sessions, empty.earliest) == ([], [], None)
+    assert (empty.clients, empty.sessions.shape, empty.earliest) == ([], (0, ROW_WIDTH), None)
+
+
+def _in_order(table: np.ndarray) -> np.ndarray:
+    """A window's session rows by client position, then session number."""
+    return table[np.lexsort((table[:, 1], table[:, 0]))]
+
+
+def test_the_sessions_read_as_rows_or_packed_by_the_server_are_the_same_table(
+    tx: Callable[[], Any], stored: None
+) -> None:
+    """On PostgreSQL the window's sessions come packed into one value by the server
+    (service.storage.packed_floats), elsewhere as rows: on the same stored sessions the
+    rows' table (training.features.session_table) is the same, NaN for NaN."""
+    with tx() as s:
+        conn = s.connection()
+        numbered = repo._numbered(CLINIC, _since(60))
+        rows = session_table(conn.execute(repo._window_session_query(numbered, CLINIC)))
+        window = repo.window_clients(s, CLINIC, _since(60))
+    assert rows.shape == window.sessions.shape == (6, ROW_WIDTH)
+    assert np.array_equal(_in_order(rows), _in_order(window.sessions), equal_nan=True)
+    # b's second session has a date and nothing else; c's first a SRS total only
+    assert _in_order(rows)[4].tolist()[:3] == [1, 3, date(2026, 11, 20).toordinal() - EPOCH]
+    assert _in_order(rows)[5].tolist()[:2] == [2, 1]
+    assert _in_order(rows)[5, 6] == 20.0
 
 
 def test_stored_payloads_and_rebuilt_episodes_give_identical_grids(
@@ -296,7 +314,7 @@ def test_a_labelled_window_scores_the_latest_landmark_as_an_unlabelled_one(
     with tx() as s:
         labelled = repo.window_clients(s, CLINIC, _since(60))
     unlabelled = repo.StoredWindow(
-        [replace(c, dropout=None) for c in labelled.clients],
+        [c._replace(dropout=None) for c in labelled.clients],
         labelled.sessions,
         labelled.earliest,
     )

@@ -1063,6 +1063,10 @@ def test_postgresql_statements_are_bounded_by_the_settings(database_url: str) ->
     try:
         with storage.session() as s:
             assert s.scalar(text("SHOW statement_timeout")) == "1500ms"
+            # times are answered in UTC, with the driver's one UTC tzinfo (UtcDateTime
+            # then passes them on unconverted)
+            assert s.scalar(text("SHOW TimeZone")) == "UTC"
+            assert s.scalar(text("SELECT now()")).tzinfo is UTC
             dbapi = s.connection().connection.dbapi_connection
             assert dbapi is not None
             params = dbapi.info.get_parameters()  # type: ignore[attr-defined]
@@ -1076,5 +1080,6 @@ def test_postgresql_statements_are_bounded_by_the_settings(database_url: str) ->
     try:
         with migrations.connect() as conn:
             assert conn.scalar(text("SHOW statement_timeout")) == "0"
+            assert conn.scalar(text("SHOW TimeZone")) == "UTC"
     finally:
         migrations.dispose()
