@@ -71,6 +71,7 @@ FEATURES: tuple[str, ...] = (
 
 # Rows of SessionGrid.values, in this order.
 MEASURES: tuple[str, ...] = ("wai_goal", "wai_task", "wai_bond", "srs", "ors", "phq9", "day")
+N_MEASURES = len(MEASURES)
 GOAL, TASK, BOND, SRS, ORS, PHQ9, DAY = range(len(MEASURES))
 # Each measure but the date -> its contract session column (SessionMeasures' order): the
 # names the contract tables, the export and the stored session's measure columns use.
@@ -168,10 +169,13 @@ _ROW_MEASURE_INDEX = np.array(ROW_MEASURES, dtype=np.int64)
 
 
 def _cells_loop(
-    values: FloatArray, reached: IntArray, rows: FloatArray, measure_of: IntArray
-) -> None:
-    """Write each row's measures into its client's session cells, raise `reached`."""
-    max_session = values.shape[1]
+    n: int, max_session: int, rows: FloatArray, measure_of: IntArray
+) -> tuple[FloatArray, IntArray]:
+    """The grid's (values, reached) of n clients: each row's measures in its client's
+    session cells, `reached` its highest session number. The arrays are made here: four
+    numpy allocations from Python cost a one-client request more than the loop."""
+    values = np.full((N_MEASURES, max_session, n), np.nan)
+    reached = np.zeros(n, dtype=np.int64)
     for r in range(rows.shape[0]):
         i, j = int(rows[r, 0]), int(rows[r, 1])
         if j > reached[i]:
@@ -181,6 +185,7 @@ def _cells_loop(
                 v = rows[r, 2 + c]
                 if not np.isnan(v):
                     values[measure_of[c], j - 1, i] = v
+    return values, reached
 
 
 def session_table(rows: Iterable[SessionValues]) -> FloatArray:
@@ -203,23 +208,23 @@ def grid_from_rows(
     n: int,
     max_session: int,
     rows: FloatArray,
-    age: FloatArray | None = None,
-    gender: IntArray | None = None,
+    age: npt.ArrayLike | None = None,
+    gender: npt.ArrayLike | None = None,
 ) -> SessionGrid:
     """The one cell writer: n clients' session rows (ROW_WIDTH float columns, see
-    ROW_MEASURES) laid out as a grid, with the clients' age and gender codes.
+    ROW_MEASURES) laid out as a grid, with the clients' age and gender codes (copied).
 
     One session per (client, number). Sessions after `max_session` only count towards
     `reached`. Every source of sessions (contract tables, request episodes, a monitoring
     window's stored sessions) comes through here, so the layout exists once; compiled,
     so a request's one row costs a microsecond and a million rows a few milliseconds."""
-    grid = SessionGrid.empty(n, max_session)
-    _cells_kernel(grid.values, grid.reached, rows, _ROW_MEASURE_INDEX)
-    if age is not None:
-        grid.age[:] = age
-    if gender is not None:
-        grid.gender[:] = gender
-    return grid
+    values, reached = _cells_kernel(n, max_session, rows, _ROW_MEASURE_INDEX)
+    return SessionGrid(
+        values,
+        np.full(n, np.nan) if age is None else np.array(age, dtype=np.float64),
+        np.zeros(n, dtype=np.int64) if gender is None else np.array(gender, dtype=np.int64),
+        reached,
+    )
 
 
 def grid_from_tables(

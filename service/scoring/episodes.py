@@ -14,8 +14,6 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from service.core.schemas import EpisodeIn, SrsIn, WaiIn
 from training.features import (
     SessionGrid,
@@ -54,8 +52,7 @@ def grid_of_rows(
     gender: Sequence[int],
 ) -> SessionGrid:
     """Session rows (SessionValues) of n clients as a grid, through the one cell writer."""
-    ages, codes = np.array(age, dtype=np.float64), np.array(gender, dtype=np.int64)
-    return grid_from_rows(n, max_session, session_table(rows), ages, codes)
+    return grid_from_rows(n, max_session, session_table(rows), age, gender)
 
 
 def grid_from_episodes(episodes: Sequence[EpisodeIn], max_session: int) -> SessionGrid:
@@ -84,6 +81,6 @@ def grid_from_window(window: StoredWindow, max_session: int) -> SessionGrid:
     words: each is coded once."""
     clients = window.clients
     codes = {g: gender_word_code(g) for g in {c.gender for c in clients}}
-    age = np.array([math.nan if c.age is None else float(c.age) for c in clients])
-    gender = np.array([codes[c.gender] for c in clients], dtype=np.int64)
+    age = [math.nan if c.age is None else float(c.age) for c in clients]
+    gender = [codes[c.gender] for c in clients]
     return grid_from_rows(len(clients), max_session, window.sessions, age, gender)
