@@ -130,13 +130,9 @@ class SessionGrid:
 
     @classmethod
     def empty(cls, n: int, max_session: int) -> SessionGrid:
-        """An all-missing grid to be filled in place by an adapter."""
-        return cls(
-            np.full((len(MEASURES), max_session, n), np.nan),
-            np.full(n, np.nan),
-            np.zeros(n, dtype=np.int64),
-            np.zeros(n, dtype=np.int64),
-        )
+        """An all-missing grid of n clients (no session, age or gender), to be filled in
+        place: the cell writer's grid of no rows."""
+        return grid_from_rows(n, max_session, np.zeros((0, ROW_WIDTH)))
 
     def landmark_of(self, landmarks: tuple[int, ...]) -> IntArray:
         """The latest landmark each client reached (0 if none)."""
@@ -222,7 +218,9 @@ def grid_from_rows(
     return SessionGrid(
         values,
         np.full(n, np.nan) if age is None else np.array(age, dtype=np.float64),
-        np.zeros(n, dtype=np.int64) if gender is None else np.array(gender, dtype=np.int64),
+        np.full(n, GENDER_UNKNOWN, dtype=np.int64)
+        if gender is None
+        else np.array(gender, dtype=np.int64),
         reached,
     )
 

@@ -44,17 +44,6 @@ def srs_total(srs: SrsIn) -> float | None:
     return srs_items_total((srs.relationship, srs.goals, srs.approach, srs.overall))
 
 
-def grid_of_rows(
-    rows: Sequence[SessionValues],
-    n: int,
-    max_session: int,
-    age: Sequence[float],
-    gender: Sequence[int],
-) -> SessionGrid:
-    """Session rows (SessionValues) of n clients as a grid, through the one cell writer."""
-    return grid_from_rows(n, max_session, session_table(rows), age, gender)
-
-
 def grid_from_episodes(episodes: Sequence[EpisodeIn], max_session: int) -> SessionGrid:
     """Request episodes as a grid (sessions after `max_session` only count towards
     `reached`): their sessions collected as plain tuples and turned into one array once,
@@ -70,7 +59,7 @@ def grid_from_episodes(episodes: Sequence[EpisodeIn], max_session: int) -> Sessi
             ors = None if s.ors is None else s.ors.total
             phq9 = None if s.phq9 is None else s.phq9.total
             rows.append((i, s.number, s.date, goal, task, bond, srs, ors, phq9))
-    return grid_of_rows(rows, len(episodes), max_session, age, gender)
+    return grid_from_rows(len(episodes), max_session, session_table(rows), age, gender)
 
 
 def grid_from_window(window: StoredWindow, max_session: int) -> SessionGrid:
