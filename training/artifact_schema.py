@@ -20,6 +20,22 @@ from training import vocabulary
 from training.errors import DropoutRiskError, field_path
 from training.figures import EvaluationDocument
 from training.profile_schema import ReferenceProfile
+from training.provenance_schema import (
+    Allowance,
+    ClosedTest,
+    OpenScience,
+    ParentFigures,
+    Predictors,
+    RefitCheck,
+    Selection,
+    Specification,
+    TrainingData,
+    UpdateGroups,
+    UpdateParameters,
+    UpdateSample,
+    World,
+)
+from training.stored_document import StoredDocument
 from training.vocabulary import ID_MAX_LENGTH, ID_PATTERN, MAX_LANDMARK, RiskLevel
 
 Version = Annotated[str, Field(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]  # an id
@@ -29,12 +45,7 @@ Probability = Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)]
 Landmark = Annotated[int, Field(ge=1, le=MAX_LANDMARK)]
 
 
-class _Document(BaseModel):
-    # Unknown keys are kept (newer writers add some); known ones are checked strictly.
-    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
-
-
-class LevelDesign(_Document):
+class LevelDesign(StoredDocument):
     """Flagging at one level's cut-off on the validation examples, when the thresholds
     were chosen (training.evaluation.level_stats): the flag rate is the design that the
     input-shift check (training.input_shift) compares a cohort with."""
@@ -45,7 +56,7 @@ class LevelDesign(_Document):
     false_negative_rate: float
 
 
-class Thresholds(_Document):
+class Thresholds(StoredDocument):
     """Risk-level cut-offs on the published probability."""
 
     moderate: Probability
@@ -61,7 +72,7 @@ class Thresholds(_Document):
         return vocabulary.Thresholds(self.moderate, self.high)
 
 
-class Lineage(_Document):
+class Lineage(StoredDocument):
     """Where a local update came from (training.update): the version it was updated from,
     how, and on which clinic's data (None: data of no named clinic)."""
 
@@ -70,16 +81,33 @@ class Lineage(_Document):
     clinic: ClinicId | None = None
     # The SHA-256 of the files it was updated on (compare scores them out of fold).
     fingerprint: str | None = None
+    parent_sha256: str | None = None  # the parent's model file, as it was updated from
 
 
-class UpdateRecord(_Document):
+class UpdateRecord(StoredDocument):
     """What a local update did (training.update writes it in full; the card shows it): the
-    seed of its folds is what compare needs to score it out of fold again."""
+    seed of its folds is what compare needs to score it out of fold again; the rest is the
+    sample, what it allowed, the closed test, the choice and the estimates."""
 
     seed: int
+    asked: str | None = None
+    method: str | None = None
+    candidate: str | None = None
+    clinic: ClinicId | None = None
+    sample: UpdateSample = UpdateSample()
+    support_rule: str | None = None
+    groups: UpdateGroups = UpdateGroups()
+    allowed: list[Allowance] = []
+    closed_test: ClosedTest = ClosedTest()
+    refit_check: RefitCheck | None = None
+    why: str | None = None
+    parameters: UpdateParameters = UpdateParameters()
+    evaluation: str | None = None  # how its figures were computed (out of fold)
+    folds: int | None = None
+    parent_on_local_data: ParentFigures = ParentFigures()
 
 
-class SampleSizeRecord(_Document):
+class SampleSizeRecord(StoredDocument):
     """The sample-size check of the development data (training.sample_size, which makes
     it): train records it, the card shows it, monitoring reads its parameter count."""
 
@@ -101,7 +129,7 @@ class SampleSizeRecord(_Document):
 FeatureRange = Annotated[list[float], Field(min_length=2, max_length=2)] | None
 
 
-class ModelMetadata(_Document):
+class ModelMetadata(StoredDocument):
     """A version's metadata.json: what scoring, explaining and describing a model read."""
 
     version: Version
@@ -129,9 +157,17 @@ class ModelMetadata(_Document):
     # A local update's origin; absent from a model trained from scratch (a network default).
     lineage: Lineage | None = None
     update: UpdateRecord | None = None
+    # How it was made (training.provenance_schema): what the card and the report describe.
+    seed: int | None = None
+    training_data: TrainingData | None = None
+    selection: Selection | None = None
+    specification: Specification | None = None
+    predictors: Predictors | None = None
+    worlds: list[World] = []
+    open_science: OpenScience | None = None
 
 
-class RegistryEntry(_Document):
+class RegistryEntry(StoredDocument):
     """One registered version: where its hashes are recorded, and for a local update
     (training.updating) the version it was updated from and how."""
 
@@ -148,7 +184,7 @@ class RegistryEntry(_Document):
 Verdict = Literal["better", "worse", "not distinguishable"]
 
 
-class VerdictRecord(_Document):
+class VerdictRecord(StoredDocument):
     """One aspect of a comparison: the challenger against the champion, with the
     difference and its 95% interval (training.compare says how each is computed)."""
 
@@ -157,7 +193,7 @@ class VerdictRecord(_Document):
     ci95: list[float | None] = [None, None]
 
 
-class GroupFigures(_Document):
+class GroupFigures(StoredDocument):
     """One model in one subgroup: AUC and observed / expected dropouts (point estimates;
     None where the group has too few clients of an outcome)."""
 
@@ -165,7 +201,7 @@ class GroupFigures(_Document):
     observed_expected: float | None = None
 
 
-class SubgroupRecord(_Document):
+class SubgroupRecord(StoredDocument):
     """A subgroup's figures for both models: what the promotion rule's margins are
     checked against."""
 
@@ -176,7 +212,7 @@ class SubgroupRecord(_Document):
     challenger: GroupFigures
 
 
-class ComparisonRecord(_Document):
+class ComparisonRecord(StoredDocument):
     """The last comparison of a challenger: against which champion, for which clinic
     (None: the network default), on which data, and its verdicts."""
 
@@ -227,7 +263,7 @@ def verdict_line(
     )
 
 
-class HistoryEvent(_Document):
+class HistoryEvent(StoredDocument):
     """A change of a champion: who made it, by which path, and, when the promotion rule
     was overridden, why and what it had refused."""
 
@@ -242,7 +278,7 @@ class HistoryEvent(_Document):
     overridden: list[str] = []
 
 
-class RegistryFile(_Document):
+class RegistryFile(StoredDocument):
     """models/registry.json: the registered versions, the network default champion
     (`champion`), a champion per clinic where one was promoted (every other clinic is
     served the network default), the last comparison of each challenger, and the history

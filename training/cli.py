@@ -24,8 +24,10 @@ from typer.core import TyperCommand
 from training.cli_support import DomainErrorGroup, command_group, err, fail, out
 
 if TYPE_CHECKING:
+    from training.artifact_schema import ModelMetadata
     from training.compare import Comparison
     from training.figures import Estimate, Evaluation
+    from training.provenance_schema import TrainingData
     from training.simulate import SimulationParams
     from training.train import TrainResult
     from training.update import UpdateConfig, UpdateResult
@@ -400,32 +402,34 @@ def _fmt(metric: Estimate | None) -> str:
 
 
 def _print_summary(result: TrainResult, seconds: float) -> None:
-    meta, champion, folder = result.metadata, result.champion, result.folder
+    meta, champion, folder = result.meta, result.champion, result.folder
     overall = result.metrics.overall
-    data = meta["training_data"]
-    th = meta["thresholds"]
+    data, th = _training_data(meta), meta.thresholds
+    high = th.validation["high"] if th.validation else None
     lines = [
-        f"model       {meta['version']}  ({meta['estimator']}, {meta['calibration']} "
+        f"model       {meta.version}  ({meta.estimator}, {meta.calibration} "
         f"calibration){'  [champion]' if champion else ''}",
-        f"data        {data['n_clients']:,} clients, {data['n_sessions']:,} sessions, "
-        f"dropout {data['dropout_rate']:.1%}{'  (SIMULATED cohort)' if data['simulated'] else ''}",
-        f"held out    {data['test_clients']:,} clients "
-        f"(metrics with 95% cluster-bootstrap intervals)",
+        f"data        {data.n_clients:,} clients, {data.n_sessions:,} sessions, "
+        f"dropout {data.dropout_rate:.1%}{'  (SIMULATED cohort)' if data.simulated else ''}",
+        f"held out    {data.test_clients:,} clients (metrics with 95% cluster-bootstrap intervals)",
         f"AUC         {_fmt(overall.auc)}",
         f"Brier       {_fmt(overall.brier)}",
         *_calibration_lines(result.metrics),
         *_baseline_lines(result.metrics),
-        f"thresholds  moderate >= {th['moderate']:.3f}, high >= {th['high']:.3f}  "
-        f"(validation: high flags {th['validation']['high']['flag_rate']:.0%}, "
-        f"sensitivity {th['validation']['high']['sensitivity']:.0%})",
+        f"thresholds  moderate >= {th.moderate:.3f}, high >= {th.high:.3f}"
+        + (
+            f"  (validation: high flags {high.flag_rate:.0%}, sensitivity {high.sensitivity:.0%})"
+            if high
+            else ""
+        ),
     ]
-    size = meta.get("sample_size") or {}
-    if size and not size["met"]:
+    size = meta.sample_size
+    if size and not size.met:
         lines.append(
-            f"sample size BELOW the minimum: {size['development_clients']:,} development "
-            f"clients, {size['minimum']:,} needed (Riley et al. 2020; trained with --allow-small)"
+            f"sample size BELOW the minimum: {size.development_clients:,} development "
+            f"clients, {size.minimum:,} needed (Riley et al. 2020; trained with --allow-small)"
         )
-    for row in meta["selection"]["candidates"]:
+    for row in meta.selection.candidates if meta.selection else []:
         lines.append(
             f"  candidate {row['estimator']:<24} {row['calibration']:<9} "
             f"Brier {row['brier']:.4f}  log loss {row['log_loss']:.4f}  "
@@ -530,14 +534,17 @@ def run_update(
 def _update_lines(result: UpdateResult) -> list[str]:
     """What update found and did: sample, allowed methods, each test, the choice and why,
     the estimates, and the out-of-fold figures next to the parent's on the same clients."""
-    meta, plan = result.metadata, result.plan
-    lineage, data = meta["lineage"], meta["training_data"]
-    where = f" for clinic {lineage['clinic']}" if lineage["clinic"] else ""
+    meta, plan = result.meta, result.plan
+    data, update = _training_data(meta), meta.update
+    lineage = meta.lineage
+    assert lineage is not None  # update writes both
+    assert update is not None
+    where = f" for clinic {lineage.clinic}" if lineage.clinic else ""
     lines = [
-        f"update      {lineage['parent']} -> {result.version}{where}: {plan.method} "
+        f"update      {lineage.parent} -> {result.version}{where}: {plan.method} "
         "(registered, not promoted: compare it with the champion, then models promote)",
-        f"data        {data['n_clients']:,} clients, {data['n_sessions']:,} sessions, dropout "
-        f"{data['dropout_rate']:.1%}{'  (SIMULATED cohort)' if data['simulated'] else ''}",
+        f"data        {data.n_clients:,} clients, {data.n_sessions:,} sessions, dropout "
+        f"{data.dropout_rate:.1%}{'  (SIMULATED cohort)' if data.simulated else ''}",
         "sample      "
         + "; ".join(
             f"landmark {s.landmark}: {s.clients:,} clients, {s.dropouts:,} dropouts"
@@ -557,22 +564,21 @@ def _update_lines(result: UpdateResult) -> list[str]:
             f"{p_text(t.p_value)} -> {'rejected' if t.rejected else 'not rejected'}"
         )
     lines.append(f"chosen      {plan.method}: {plan.why}")
-    params = meta["update"]["parameters"]
-    for row in params.get("per_landmark", []):
+    params = update.parameters
+    for step in params.per_landmark:
         lines.append(
-            f"update k={row['landmark']:<2} logit p = {row['intercept']:.3f} + "
-            f"{row['slope']:.3f} x parent logit"
-            + (" + revision terms" if params.get("revision") else "")
+            f"update k={step.landmark:<2} logit p = {step.intercept:.3f} + "
+            f"{step.slope:.3f} x parent logit" + (" + revision terms" if params.revision else "")
         )
-    if params.get("revision"):
+    if params.revision:
         lines.append(
-            f"revision    {len(params['revision']['terms'])} terms, shrunk by "
-            f"{params['shrinkage']:.3f} towards the parent (heuristic shrinkage; listed on the "
+            f"revision    {len(params.revision.terms)} terms, shrunk by "
+            f"{params.shrinkage:.3f} towards the parent (heuristic shrinkage; listed on the "
             "model card)"
         )
     overall, parent_figures = result.metrics.overall, result.parent_results
     lines += [
-        f"figures     {meta['update']['evaluation']}",
+        f"figures     {update.evaluation}",
         f"AUC         {_fmt(overall.auc)}  (parent on these clients "
         f"{_num(parent_figures.overall.auc.estimate)})",
         f"Brier       {_fmt(overall.brier)}  "
@@ -592,6 +598,12 @@ def _update_lines(result: UpdateResult) -> list[str]:
         f"model card  {result.folder / 'model_card.md'}",
     ]
     return lines
+
+
+def _training_data(meta: ModelMetadata) -> TrainingData:
+    """What train and update wrote about the cohort (every field set by both)."""
+    assert meta.training_data is not None  # train and update write it
+    return meta.training_data
 
 
 def _num(x: float | None) -> str:

@@ -48,7 +48,7 @@ def evaluate_cohort(
     html = render_report(
         eval_data,
         results,
-        loaded.metadata,
+        loaded.meta,
         title=f"Evaluation of model {loaded.version} on {report_path.stem}",
         warnings=shifted,
     )

@@ -193,7 +193,7 @@ def _levels(c: Comparison) -> str:
     rows = []
     for role, s in (("Champion", c.champion), ("Challenger", c.challenger)):
         for level in FLAG_LEVELS:
-            cut = getattr(s.thresholds, level)
+            cut = s.thresholds.of(level)
             figures = s.results.overall.level(level)
             rows.append(
                 (

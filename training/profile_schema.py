@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from training.stored_document import StoredDocument
 from training.vocabulary import MAX_LANDMARK
 
 PROFILE_VERSION = 1
@@ -30,12 +31,7 @@ Share = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
-class _Document(BaseModel):
-    # Known fields strictly checked; unknown ones kept, so a newer writer's profile loads.
-    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
-
-
-class Bins(_Document):
+class Bins(StoredDocument):
     """Quantile bins of one quantity over the reference clients that have a value.
 
     `edges` are the upper edges of all bins but the last: bin 0 is (-inf, edges[0]], bin i
@@ -56,14 +52,14 @@ class FeatureReference(Bins):
     outside: Share
 
 
-class Estimate(_Document):
+class Estimate(StoredDocument):
     """A figure of the reference with its standard error (None where undefined)."""
 
     value: Finite | None
     se: Finite | None
 
 
-class LandmarkReference(_Document):
+class LandmarkReference(StoredDocument):
     """The reference clients whose latest landmark is `landmark`: their count, the share
     flagged moderate-or-high and high at the model's thresholds, and the AUC the model's
     own probabilities imply among them (confidence-based performance estimation)."""
@@ -75,7 +71,7 @@ class LandmarkReference(_Document):
     expected_auc: Estimate
 
 
-class ExpectedReference(_Document):
+class ExpectedReference(StoredDocument):
     """What the model's probabilities imply over all reference clients: the AUC, the
     sensitivity of each flag level and the dropout rate (each with its standard error)."""
 
@@ -85,7 +81,7 @@ class ExpectedReference(_Document):
     dropout_rate: Estimate
 
 
-class ReferenceProfile(_Document):
+class ReferenceProfile(StoredDocument):
     """The development data as monitoring compares a clinic's window with it."""
 
     profile_version: int = PROFILE_VERSION

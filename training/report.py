@@ -21,11 +21,12 @@ import numpy.typing as npt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from training.artifact_schema import ModelMetadata
 from training.comparison import baseline_warnings
 from training.evaluation import MIN_CLIENTS_PER_CLASS, TOO_FEW, EvalData, net_benefit
 from training.evaluation import format_metric as _fmt
 from training.figures import Evaluation, LandmarkFigures, SubgroupFigures
-from training.vocabulary import FLAG_LEVELS, flag_label
+from training.vocabulary import FLAG_LEVELS, Thresholds, flag_label
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -183,7 +184,7 @@ def _calibration_plot(y: FloatArray, p: FloatArray, results: Evaluation) -> str:
     return _figure(fig, "cal", caption)
 
 
-def _decision_plot(y: FloatArray, p: FloatArray, thresholds: dict[str, float]) -> str:
+def _decision_plot(y: FloatArray, p: FloatArray, thresholds: Thresholds) -> str:
     t = DECISION_THRESHOLDS
     model = net_benefit(y, p, t)
     treat_all = net_benefit(y, np.ones_like(p), t)
@@ -202,19 +203,18 @@ def _decision_plot(y: FloatArray, p: FloatArray, thresholds: dict[str, float]) -
     )
 
 
-def _threshold_lines(ax: Axes, thresholds: dict[str, float]) -> None:
+def _threshold_lines(ax: Axes, thresholds: Thresholds) -> None:
     for name, style in zip(FLAG_LEVELS, (":", "-."), strict=True):
-        if isinstance(thresholds.get(name), int | float):
-            ax.axvline(
-                float(thresholds[name]),
-                color="#333333",
-                linestyle=style,
-                linewidth=1,
-                label=f"{name} threshold",
-            )
+        ax.axvline(
+            thresholds.of(name),
+            color="#333333",
+            linestyle=style,
+            linewidth=1,
+            label=f"{name} threshold",
+        )
 
 
-def _histogram_plot(y: FloatArray, p: FloatArray, thresholds: dict[str, float]) -> str:
+def _histogram_plot(y: FloatArray, p: FloatArray, thresholds: Thresholds) -> str:
     bins = np.linspace(0.0, 1.0, 51)
     fig, ax = _new_axes("Predicted risk by outcome", "Predicted risk", "Density")
     for label, mask, color in (
@@ -241,15 +241,15 @@ def _histogram_plot(y: FloatArray, p: FloatArray, thresholds: dict[str, float]) 
     )
 
 
-def _banner(meta: dict[str, Any]) -> str:
-    training = meta.get("training_data") or {}
-    if not training.get("simulated"):
+def _banner(meta: ModelMetadata) -> str:
+    training = meta.training_data
+    if training is None or not training.simulated:
         return ""
     facts = []
-    if training.get("n_clients") is not None:
-        facts.append(f"{training['n_clients']} clients")
-    if isinstance(training.get("dropout_rate"), int | float):
-        facts.append(f"dropout rate {_number(float(training['dropout_rate']), True)}")
+    if training.n_clients is not None:
+        facts.append(f"{training.n_clients} clients")
+    if training.dropout_rate is not None:
+        facts.append(f"dropout rate {_number(training.dropout_rate, True)}")
     detail = f" ({_esc(', '.join(facts))})" if facts else ""
     return (
         '<section class="banner" role="alert"><strong>Simulated training data</strong>'
@@ -259,16 +259,16 @@ def _banner(meta: dict[str, Any]) -> str:
     )
 
 
-def _header(results: Evaluation, meta: dict[str, Any], title: str) -> str:
-    lineage = meta.get("lineage") or {}
+def _header(results: Evaluation, meta: ModelMetadata, title: str) -> str:
+    lineage = meta.lineage
     fields = [
-        ("Model version", meta.get("version")),
-        ("Updated from", lineage.get("parent")),
-        ("Update method", lineage.get("method")),
-        ("Created", meta.get("created_at")),
-        ("Estimator", meta.get("estimator")),
-        ("Calibration", meta.get("calibration")),
-        ("Landmark sessions", ", ".join(str(k) for k in meta.get("landmarks") or [])),
+        ("Model version", meta.version),
+        ("Updated from", None if lineage is None else lineage.parent),
+        ("Update method", None if lineage is None else lineage.method),
+        ("Created", meta.created_at),
+        ("Estimator", meta.estimator),
+        ("Calibration", meta.calibration),
+        ("Landmark sessions", ", ".join(str(k) for k in meta.landmarks)),
     ]
     meta_line = " · ".join(f"{_esc(k)}: {_esc(v)}" for k, v in fields if v not in (None, ""))
     cohort = (
@@ -402,16 +402,14 @@ def _baselines_section(results: Evaluation) -> str:
     )
 
 
-def _thresholds_section(results: Evaluation, meta: dict[str, Any]) -> str:
-    thresholds = meta.get("thresholds") or {}
+def _thresholds_section(results: Evaluation, meta: ModelMetadata) -> str:
     rows = []
     for name in FLAG_LEVELS:
         level = results.overall.level(name)
-        cut = thresholds.get(name)
         rows.append(
             (
                 _esc(flag_label(name)),
-                "n/a" if cut is None else f"p ≥ {float(cut):.2f}",
+                f"p ≥ {meta.thresholds.cutoffs.of(name):.2f}",
                 _esc(_fmt(level.flag_rate, pct=True)),
                 _esc(_fmt(level.sensitivity, pct=True)),
                 _esc(_fmt(level.ppv, pct=True)),
@@ -533,12 +531,12 @@ def _subgroup_section(results: Evaluation) -> str:
     )
 
 
-def _method_section(results: Evaluation, meta: dict[str, Any]) -> str:
+def _method_section(results: Evaluation, meta: ModelMetadata) -> str:
     boot = results.bootstrap
-    update = meta.get("update") or {}
+    evaluation = meta.update.evaluation if meta.update is not None else None
     out_of_fold = (
-        f"<li>This is a local update: every figure is {_esc(update['evaluation'])}.</li>"
-        if update.get("evaluation")
+        f"<li>This is a local update: every figure is {_esc(evaluation)}.</li>"
+        if evaluation
         else ""
     )
     replicates = boot.replicates
@@ -564,10 +562,10 @@ def _method_section(results: Evaluation, meta: dict[str, Any]) -> str:
     )
 
 
-def _plots(data: EvalData, results: Evaluation, meta: dict[str, Any]) -> str:
+def _plots(data: EvalData, results: Evaluation, meta: ModelMetadata) -> str:
     y = np.asarray(data.y, dtype=np.float64)
     p = np.asarray(data.p, dtype=np.float64)
-    thresholds = meta.get("thresholds") or {}
+    thresholds = meta.thresholds.cutoffs
     if y.size == 0:
         return ""
     figures: list[tuple[str, Callable[[], str]]] = [
@@ -598,7 +596,7 @@ def _warnings_section(warnings: Sequence[str]) -> str:
 def render_report(
     data: EvalData,
     results: Evaluation,
-    meta: dict[str, Any],
+    meta: ModelMetadata,
     title: str | None = None,
     warnings: Sequence[str] = (),
 ) -> str:
@@ -607,11 +605,11 @@ def render_report(
     Args:
         data: the scored rows, used for the plots.
         results: the figures `training.evaluation.evaluate` gives on the same rows.
-        meta: the model metadata (version, thresholds, training_data, ...).
+        meta: the model's metadata, typed (its version, thresholds, training data, ...).
         title: page title; defaults to the model version's evaluation report.
         warnings: input-shift warnings (training.input_shift), shown under the banner.
     """
-    title = title or f"Dropout-risk model {meta.get('version', '')}: evaluation report".strip()
+    title = title or f"Dropout-risk model {meta.version}: evaluation report"
     body = "".join(
         [
             _header(results, meta, title),

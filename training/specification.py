@@ -11,8 +11,6 @@ pipeline, so the card's formula is the one that scores clients.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +26,13 @@ from training.model import (
     final_estimator,
     predictor,
 )
+from training.provenance_schema import (
+    CalibratorSpec,
+    LinearTerm,
+    Predictors,
+    Specification,
+    Spread,
+)
 
 FloatArray = npt.NDArray[np.float64]
 MISSING_SUFFIX = " is missing (0/1)"
@@ -39,45 +44,6 @@ TREE_SETTINGS = (
     "l2_regularization",
     "early_stopping",
 )
-
-
-@dataclass(frozen=True)
-class CalibratorSpec:
-    """The map from the base model's raw probability to the published one."""
-
-    method: str  # "sigmoid" or "isotonic"
-    formula: str
-    a: float | None = None  # sigmoid intercept
-    b: float | None = None  # sigmoid slope on logit(raw)
-    knots_raw: list[float] | None = None  # isotonic knots
-    knots_p: list[float] | None = None
-
-
-@dataclass(frozen=True)
-class LinearTerm:
-    """One input of the linear predictor; indicators have no imputed value. A recorded
-    value is first clipped to [low, high] (the training range; None: not clipped)."""
-
-    term: str
-    imputed_with: float | None
-    weight: float
-    low: float | None = None
-    high: float | None = None
-
-
-@dataclass(frozen=True)
-class Specification:
-    """The full model: a linear formula (intercept, terms) or a tree ensemble's settings."""
-
-    kind: str  # "linear" or "tree ensemble"
-    formula: str
-    calibrator: CalibratorSpec
-    probability_floor: float
-    intercept: float | None = None
-    terms: list[LinearTerm] = field(default_factory=list)
-    estimator: str | None = None
-    settings: dict[str, float | int | bool | str | None] = field(default_factory=dict)
-    trees: int | None = None
 
 
 def _calibrator(calibrator: Any) -> CalibratorSpec:
@@ -108,13 +74,13 @@ def linear_terms(linear: LinearForm | LinearPredictor) -> list[LinearTerm]:
         for j in linear.kept
     ]
     terms = [
-        LinearTerm(name, float(fill), float(w), *clip)
-        for name, fill, w, clip in zip(
+        LinearTerm(term=name, imputed_with=float(fill), weight=float(w), low=low, high=high)
+        for name, fill, w, (low, high) in zip(
             kept, linear.fill, linear.weight[:n_kept], bounds, strict=True
         )
     ]
     terms += [
-        LinearTerm(f"{FEATURES[int(j)]}{MISSING_SUFFIX}", None, float(w))
+        LinearTerm(term=f"{FEATURES[int(j)]}{MISSING_SUFFIX}", imputed_with=None, weight=float(w))
         for j, w in zip(linear.indicator, linear.weight[n_kept:], strict=True)
     ]
     return terms
@@ -153,23 +119,29 @@ def model_specification(model: CalibratedModel) -> Specification:
     )
 
 
-def _distribution(column: FloatArray) -> dict[str, float | None]:
+def _distribution(column: FloatArray) -> Spread:
     seen = column[np.isfinite(column)]
     if not seen.size:
-        return {"median": None, "p25": None, "p75": None, "missing": 1.0}
+        return Spread(median=None, p25=None, p75=None, missing=1.0)
     p25, median, p75 = np.percentile(seen, [25, 50, 75])
-    return {
-        "median": float(median),
-        "p25": float(p25),
-        "p75": float(p75),
-        "missing": 1.0 - seen.size / column.size,
-    }
+    return Spread(
+        median=float(median),
+        p25=float(p25),
+        p75=float(p75),
+        missing=1.0 - seen.size / column.size,
+    )
 
 
-def predictor_summary(X: npt.ArrayLike) -> dict[str, dict[str, float | None]]:
+def predictor_summary(X: npt.ArrayLike) -> dict[str, Spread]:
     """Median, quartiles and share missing of every feature over landmark rows."""
     x = np.asarray(X, dtype=np.float64)
     return {name: _distribution(x[:, j]) for j, name in enumerate(FEATURES)}
+
+
+def predictors_record(X_dev: npt.ArrayLike, X_eval: npt.ArrayLike) -> dict[str, Any]:
+    """The metadata key "predictors": each feature's spread in both sets of rows."""
+    summary = Predictors(development=predictor_summary(X_dev), evaluation=predictor_summary(X_eval))
+    return summary.model_dump()
 
 
 def card_facts(
@@ -177,9 +149,6 @@ def card_facts(
 ) -> dict[str, Any]:
     """The metadata keys "specification" and "predictors" (development vs evaluation rows)."""
     return {
-        "specification": dataclasses.asdict(model_specification(model)),
-        "predictors": {
-            "development": predictor_summary(X_dev),
-            "evaluation": predictor_summary(X_eval),
-        },
+        "specification": model_specification(model).model_dump(),
+        "predictors": predictors_record(X_dev, X_eval),
     }

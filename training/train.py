@@ -30,6 +30,7 @@ import sklearn
 from sklearn.base import clone
 from sklearn.model_selection import cross_val_predict
 
+from training.artifact_schema import ModelMetadata
 from training.baselines import fit_baselines
 from training.comparison import evaluate_with_baselines
 from training.contract import MEASURE_COLUMNS, Cohort
@@ -336,8 +337,11 @@ class TrainResult:
     version: str
     folder: Path
     champion: bool
-    metadata: dict[str, Any]
-    metrics: Evaluation  # metadata["metrics"], typed
+    meta: ModelMetadata  # as written to metadata.json, typed
+
+    @property
+    def metrics(self) -> Evaluation:
+        return self.meta.metrics
 
 
 def train(
@@ -538,11 +542,13 @@ def _write_artifact(
         version = f"{meta['created_at'][:10].replace('-', '')}-{sha[:8]}"
         meta = {"version": version, "created_at": meta.pop("created_at"), "sha256": sha, **meta}
         meta = to_strict(meta)
-        (staged / METADATA_FILE).write_text(dumps(meta) + "\n")
-        (staged / "report.html").write_text(render_report(eval_data, results, meta))
-        (staged / "model_card.md").write_text(render_model_card(meta))
+        text = dumps(meta) + "\n"
+        typed = ModelMetadata.model_validate_json(text)  # as every reader will load it
+        (staged / METADATA_FILE).write_text(text)
+        (staged / "report.html").write_text(render_report(eval_data, results, typed))
+        (staged / "model_card.md").write_text(render_model_card(typed))
         champion = register(staged, meta)
     finally:
         if staged.exists():
             shutil.rmtree(staged)
-    return TrainResult(version, registry.root / version, champion, meta, results)
+    return TrainResult(version, registry.root / version, champion, typed)

@@ -26,6 +26,7 @@ from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 from threadpoolctl import threadpool_limits
 
+from training.artifact_schema import ModelMetadata
 from training.baselines import fit_baselines
 from training.comparison import evaluate_with_baselines
 from training.evaluation import EvalData, evaluate, log_loss
@@ -37,7 +38,7 @@ from training.model import estimator_kind, grouped_folds, linear_preprocessing
 from training.profile_schema import ReferenceProfile
 from training.registry import LoadedModel, Registry
 from training.sample_size import check_sample_size
-from training.specification import card_facts, linear_terms, predictor_summary
+from training.specification import card_facts, linear_terms, predictors_record
 from training.train import (
     Fitted,
     LabelledExamples,
@@ -181,11 +182,14 @@ class UpdateResult:
 
     version: str
     folder: Path
-    metadata: dict[str, Any]
+    meta: ModelMetadata  # as written to metadata.json, typed
     plan: Plan
     parent_results: Evaluation
     refit_check: RefitCheck | None
-    metrics: Evaluation  # metadata["metrics"], typed
+
+    @property
+    def metrics(self) -> Evaluation:
+        return self.meta.metrics
 
 
 @dataclass(frozen=True)
@@ -414,7 +418,7 @@ def _parameters(model: Any, landmarks: tuple[int, ...]) -> dict[str, Any]:
     form = model.revision_form()
     revision = None
     if form is not None:
-        terms = [dataclasses.asdict(t) for t in linear_terms(form) if t.weight != 0.0]
+        terms = [t.model_dump() for t in linear_terms(form) if t.weight != 0.0]
         revision = {"intercept": form.offset, "terms": terms}
     return {
         "per_landmark": [
@@ -477,10 +481,9 @@ def _metadata(
         }
         meta |= card_facts(model, rows.X, rows.X)
     else:
-        if written.get("specification") is not None:  # not typed: copied as written
+        if parent.specification is not None:  # the parent's, copied as written
             meta["specification"] = written["specification"]
-        summary = predictor_summary(rows.X)
-        meta["predictors"] = {"development": summary, "evaluation": summary}
+        meta["predictors"] = predictors_record(rows.X, rows.X)
     meta["lineage"] = {
         "parent": loaded.version,
         "parent_sha256": loaded.meta.sha256,
@@ -596,11 +599,10 @@ def update(
     return UpdateResult(
         written.version,
         written.folder,
-        written.metadata,
+        written.meta,
         fitted.plan,
         parent_results,
         fitted.refit_check,
-        written.metrics,
     )
 
 

@@ -149,6 +149,11 @@ class Thresholds:
     moderate: float
     high: float
 
+    def of(self, level: RiskLevel) -> float:
+        """The cut-off of a flag level (FLAG_LEVELS: "moderate" or "high"; "low" has none,
+        a KeyError)."""
+        return {"moderate": self.moderate, "high": self.high}[level]
+
 
 # --- landmarks -----------------------------------------------------------------------------
 

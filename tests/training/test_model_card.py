@@ -9,24 +9,23 @@ import numpy.typing as npt
 import pytest
 from sklearn.base import clone
 
+from tests.support.helpers import blank_figures, metadata_of
 from training.contract import Cohort
 from training.features import FEATURES
 from training.figures import (
-    Bootstrap,
     Estimate,
-    Evaluation,
     LandmarkFigures,
     LevelFigures,
-    OverallFigures,
 )
 from training.model import CalibratedModel, candidates, fit_calibrator
 from training.model_card import NETWORK_DEFAULT_STATEMENT, render_model_card
+from training.provenance_schema import Specification, Spread
 from training.simulate import simulate
 from training.specification import (
     MISSING_SUFFIX,
-    Specification,
     model_specification,
     predictor_summary,
+    predictors_record,
 )
 from training.train import labelled_examples
 
@@ -75,7 +74,7 @@ def test_linear_specification_reproduces_the_model_by_hand() -> None:
     assert spec.kind == "linear"
     assert spec.calibrator.method == "sigmoid"
     np.testing.assert_allclose(_by_hand(spec, X), model.predict_proba(X)[:, 1], rtol=1e-9)
-    card = render_model_card({"specification": dataclasses.asdict(spec)})
+    card = render_model_card(metadata_of(specification=spec.model_dump()))
     wai = next(t for t in spec.terms if t.term == "wai_mean")
     assert wai.imputed_with is not None
     assert wai.low is not None
@@ -92,7 +91,7 @@ def test_tree_specification_lists_its_settings() -> None:
     assert spec.settings["max_leaf_nodes"] == 15
     assert spec.trees == 120
     assert spec.calibrator.knots_raw == pytest.approx(list(model.calibrator_.X_thresholds_))
-    card = render_model_card({"specification": dataclasses.asdict(spec)})
+    card = render_model_card(metadata_of(specification=spec.model_dump()))
     assert "HistGradientBoostingClassifier with 120 trees; learning_rate = 0.1" in card
 
 
@@ -100,24 +99,22 @@ def test_predictor_summary_counts_missing_share() -> None:
     x = np.full((4, len(FEATURES)), np.nan)
     x[:, FEATURES.index("srs_last")] = [30.0, 34.0, 38.0, np.nan]
     summary = predictor_summary(x)
-    assert summary["srs_last"] == {"median": 34.0, "p25": 32.0, "p75": 36.0, "missing": 0.25}
-    assert summary["wai_mean"]["missing"] == 1.0
-    meta = {"predictors": {"development": summary, "evaluation": summary}}
-    card = render_model_card(meta)
+    assert summary["srs_last"] == Spread(median=34.0, p25=32.0, p75=36.0, missing=0.25)
+    assert summary["wai_mean"] == Spread(median=None, p25=None, p75=None, missing=1.0)
+    card = render_model_card(metadata_of(predictors=predictors_record(x, x)))
     assert "| srs_last | 34 (32–36); missing 25.0% | 34 (32–36); missing 25.0% |" in card
 
 
 def test_network_default_card_names_its_worlds_and_feature_range() -> None:
-    meta = {
-        "version": "v1",
-        "training_data": {"simulated": True},
-        "worlds": [
+    meta = metadata_of(
+        training_data={"simulated": True},
+        worlds=[
             {"name": "routine care", "dropout_rate": 0.3, "clients": 20000},
             {"name": "university clinic", "dropout_rate": 0.18, "clients": 10000},
         ],
-        "feature_range": {"srs_last": [0.0, 40.0], "age": [16.0, 90.0]},
-        "instruments": ["srs", "wai_sr"],
-    }
+        feature_range={"srs_last": [0.0, 40.0], "age": [16.0, 90.0]},
+        instruments=["srs", "wai_sr"],
+    )
     card = render_model_card(meta)
     top = card[: card.index("## Model details")]
     assert NETWORK_DEFAULT_STATEMENT in top
@@ -127,17 +124,18 @@ def test_network_default_card_names_its_worlds_and_feature_range() -> None:
     assert "| srs_last | 0.0 | 40.0 |" in card
     assert "Instruments seen in training:** srs, wai_sr" in card
     assert NETWORK_DEFAULT_STATEMENT not in render_model_card(
-        {"training_data": {"simulated": True}}
+        metadata_of(training_data={"simulated": True})
     )
 
 
 def test_card_has_open_science_fields_to_fill() -> None:
-    card = render_model_card({"sha256": "abc"})
+    meta = metadata_of()
+    card = render_model_card(meta)
     section = card[card.index("## Open science") : card.index("## TRIPOD+AI")]
-    assert "identified by its SHA-256 abc" in section
+    assert f"identified by its SHA-256 {meta.sha256}" in section
     assert "**Funding:** to be completed" in section
     assert "**Conflicts of interest:** to be completed" in section
-    filled = render_model_card({"open_science": {"funding": "Grant X-1"}})
+    filled = render_model_card(metadata_of(open_science={"funding": "Grant X-1"}))
     assert "**Funding:** Grant X-1" in filled
 
 
@@ -162,27 +160,12 @@ def test_card_puts_a_beaten_model_first_and_calibration_per_landmark() -> None:
         calibration_intercept=Estimate(estimate=0.1, ci95=(0.0, 0.2)),
         high=LevelFigures(flag_rate=none),
     )
-    level = LevelFigures(flag_rate=none, sensitivity=none, ppv=none)
-    overall = OverallFigures(
-        auc=none,
-        brier=none,
-        log_loss=none,
-        calibration_slope=none,
-        calibration_intercept=none,
-        moderate=level,
-        high=level,
-    )
-    figures = Evaluation(
-        n_examples=500,
-        n_clients=250,
-        prevalence=0.2,
-        overall=overall,
+    figures = dataclasses.replace(
+        blank_figures(),
         per_landmark=(landmark,),
-        subgroups={},
-        bootstrap=Bootstrap(replicates=0, seed=0, unit="client"),
         baselines={"flag_rates": {}, "rules": [rule]},
     )
-    card = render_model_card({"metrics": figures.to_json()})
+    card = render_model_card(metadata_of(figures))
     top = card[: card.index("## Model details")]
     assert 'does not beat the clinic rule "last SRS < 36": AUC 0.600 for the model' in top
     assert "| last SRS < 36 | 500 | 0.600 vs 0.640 |" in card

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
 from service.app import create_app
 from service.core.examples import EXAMPLE_EPISODE
@@ -21,7 +22,7 @@ from service.core.settings import Settings
 from service.scoring.model_store import ModelStore
 from service.scoring.score import _SERVING
 from service.warmup import UNISSUED_TOKEN, WarmUpFailed, warm_up
-from tests.support.helpers import REPO, create_key, train
+from tests.support.helpers import REPO, create_key, train, updated_version
 from training.artifact_schema import ModelMetadata
 from training.cli import run
 from training.errors import ArtifactError, RegistryError, RegistryInvalid
@@ -102,16 +103,51 @@ def test_metadata_breaking_its_schema_is_refused(models: Path) -> None:
 
 
 def test_metadata_keeps_unknown_keys_and_types_the_known_ones(models: Path) -> None:
-    ranges = {"feature_range": {"age": [18, 80]}, "worlds": [{"name": "a"}]}
+    ranges = {"feature_range": {"age": [18, 80]}, "written_by_a_newer_trainer": [{"name": "a"}]}
     _rewrite_metadata(models, ranges)
     loaded = Registry(models).load()
     assert isinstance(loaded.meta, ModelMetadata)
     assert loaded.meta.landmarks == [1, 2, 3]
     assert loaded.meta.thresholds.moderate == loaded.metadata["thresholds"]["moderate"]
     assert loaded.meta.feature_range == {"age": [18.0, 80.0]}  # typed: floats
-    assert loaded.meta.model_extra is not None
-    assert loaded.meta.model_extra["worlds"] == [{"name": "a"}]
-    assert "feature_range" not in loaded.meta.model_extra
+    assert loaded.meta.model_extra == {"written_by_a_newer_trainer": [{"name": "a"}]}
+
+
+def _untyped_keys(value: object, path: str) -> list[str]:
+    """The keys of every stored document under `value` that its schema does not declare."""
+    if isinstance(value, BaseModel):
+        found = [f"{path}.{key}" for key in value.model_extra or {}]
+        for name in type(value).model_fields:
+            found += _untyped_keys(getattr(value, name), f"{path}.{name}")
+        return found
+    if isinstance(value, list):
+        return [k for i, item in enumerate(value) for k in _untyped_keys(item, f"{path}[{i}]")]
+    if isinstance(value, dict):
+        return [k for key, item in value.items() for k in _untyped_keys(item, f"{path}.{key}")]
+    return []
+
+
+def test_every_key_train_and_update_write_is_typed(updated_registry: Path) -> None:
+    """The card, the report and the CLI read the typed metadata only: a key that train or
+    update writes but the schema does not declare would be invisible to them."""
+    registry = Registry(updated_registry)
+    shipped, updated = registry.load(SHIPPED), registry.load(updated_version(updated_registry))
+    assert updated.meta.update is not None
+    assert updated.meta.update.closed_test.tests  # the sections are read, not defaulted
+    assert shipped.meta.specification is not None
+    assert shipped.meta.specification.terms
+    assert _untyped_keys(shipped.meta, "metadata") == []
+    assert _untyped_keys(updated.meta, "metadata") == []
+
+
+def test_a_provenance_section_of_the_wrong_type_is_refused(models: Path) -> None:
+    version = _rewrite_metadata(models, {"training_data": {"n_clients": "many"}})
+    with pytest.raises(ArtifactError) as caught:
+        Registry(models).load()
+    assert str(caught.value) == (
+        f"model {version}: metadata.json does not match its schema: training_data.n_clients: "
+        "Input should be a valid integer (value: 'many')"
+    )
 
 
 def test_loader_messages_name_versions_not_paths(models: Path) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
-from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.support.helpers import metadata_of
+from training.artifact_schema import ModelMetadata
 from training.baselines import fit_baselines
 from training.comparison import evaluate_with_baselines
 from training.evaluation import EvalData, auc, evaluate
@@ -41,17 +42,15 @@ def _data(n_clients: int = 300, seed: int = 0) -> EvalData:
     )
 
 
-def _meta(simulated: bool, results: Evaluation | None = None) -> dict[str, Any]:
-    return {
-        "version": "20261122-abcdef12",
-        "created_at": "2026-11-22T10:00:00+00:00",
-        "estimator": "logistic_regression",
-        "calibration": "sigmoid",
-        "thresholds": {"moderate": TH.moderate, "high": TH.high, "rule": "fixed at train time"},
-        "training_data": {"simulated": simulated, "n_clients": 20000, "dropout_rate": 0.2},
-        "landmarks": [1, 2],
-        "metrics": results.to_json() if results is not None else {},
-        "selection": {
+def _meta(simulated: bool, results: Evaluation | None = None) -> ModelMetadata:
+    return metadata_of(
+        results,
+        estimator="logistic_regression",
+        calibration="sigmoid",
+        thresholds={"moderate": TH.moderate, "high": TH.high, "rule": "fixed at train time"},
+        training_data={"simulated": simulated, "n_clients": 20000, "dropout_rate": 0.2},
+        landmarks=[1, 2],
+        selection={
             "cv": "5-fold cross-validation grouped by client",
             "candidates": [
                 {"estimator": "logistic_regression", "calibration": "sigmoid", "brier": 0.15},
@@ -59,7 +58,7 @@ def _meta(simulated: bool, results: Evaluation | None = None) -> dict[str, Any]:
             ],
             "chosen": {"estimator": "logistic_regression", "calibration": "sigmoid"},
         },
-    }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +112,9 @@ def test_simulated_banner(report: str) -> None:
 def test_real_data_model_has_no_banner_and_text_is_escaped(
     scored: tuple[EvalData, Evaluation],
 ) -> None:
-    meta = _meta(simulated=False) | {"version": "<script>alert(1)</script>"}
+    # A version is an id (the schema refuses markup there); free text such as the estimator's
+    # name is escaped.
+    meta = _meta(simulated=False).model_copy(update={"estimator": "<script>alert(1)</script>"})
     html = render_report(*scored, meta, title="Evaluation on cohort <X>")
     assert 'class="banner"' not in html
     assert "simulated cohort" not in html
@@ -244,8 +245,8 @@ def test_model_card_reports_subgroups_and_metrics(
     assert "| logistic_regression | sigmoid | 0.1500 | yes |" in card
 
 
-def test_model_card_survives_sparse_metadata() -> None:
-    card = render_model_card({})
+def test_model_card_of_metadata_without_provenance_says_not_recorded() -> None:
+    card = render_model_card(metadata_of())
     for heading in REQUIRED_HEADINGS:
         assert heading in card
     assert "has no external validation" in card
