@@ -14,8 +14,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -36,38 +34,19 @@ from training.evaluation import (
     format_metric,
     too_few_clients,
 )
-from training.figures import Estimate, Evaluation
+from training.figures import (
+    Estimate,
+    Evaluation,
+    RuleAsApplied,
+    RuleComparison,
+    RuleFigures,
+    RuleLevelFigures,
+    WaiLogistic,
+)
 from training.vocabulary import Thresholds
 
 FloatArray = npt.NDArray[np.float64]
 _RULES_WITH_A_CUTOFF = (SRS_LAST, SRS_ANY)
-
-
-@dataclass(frozen=True)
-class RuleLevelFigures:
-    """Sensitivity and PPV of the model and of a baseline flagging the same share of rows."""
-
-    flag_rate: float
-    model_sensitivity: float | None
-    model_ppv: float | None
-    baseline_sensitivity: float | None
-    baseline_ppv: float | None
-
-
-@dataclass(frozen=True)
-class BaselineComparison:
-    """One baseline next to the model on the rows where the baseline applies."""
-
-    name: str
-    label: str
-    n_examples: int
-    n_dropouts: int
-    model_auc: float | None
-    baseline_auc: float | None
-    model_beats_it: bool | None  # None when an AUC is undefined or too few clients
-    levels: dict[str, RuleLevelFigures]
-    own_cutoff: dict[str, float | None] | None  # the SRS rule as applied: flag rate, sens, PPV
-    too_few: bool  # fewer than MIN_CLIENTS_PER_CLASS clients of an outcome: no figures
 
 
 def _finite(x: float) -> float | None:
@@ -76,11 +55,11 @@ def _finite(x: float) -> float | None:
 
 def _level(rate: float, model: ScoreStats, baseline: ScoreStats) -> RuleLevelFigures:
     return RuleLevelFigures(
-        rate,
-        _finite(model.sensitivity),
-        _finite(model.ppv),
-        _finite(baseline.sensitivity),
-        _finite(baseline.ppv),
+        flag_rate=rate,
+        model_sensitivity=_finite(model.sensitivity),
+        model_ppv=_finite(model.ppv),
+        baseline_sensitivity=_finite(baseline.sensitivity),
+        baseline_ppv=_finite(baseline.ppv),
     )
 
 
@@ -91,11 +70,11 @@ def _compare(
     client: npt.NDArray[np.str_],
     score: FloatArray,
     rates: Mapping[str, float],
-) -> BaselineComparison:
+) -> RuleFigures:
     applies = np.isfinite(score)
     y_rows, p_rows, s_rows = y[applies], p[applies], score[applies]
     if too_few_clients(y_rows, client[applies]):
-        return BaselineComparison(
+        return RuleFigures(
             name=name,
             label=LABELS[name],
             n_examples=int(applies.sum()),
@@ -117,8 +96,12 @@ def _compare(
     own = None
     if name in _RULES_WITH_A_CUTOFF:
         rule = at_threshold(y_rows, s_rows, 0.0)
-        own = {k: _finite(getattr(rule, k)) for k in ("flag_rate", "sensitivity", "ppv")}
-    return BaselineComparison(
+        own = RuleAsApplied(
+            flag_rate=_finite(rule.flag_rate),
+            sensitivity=_finite(rule.sensitivity),
+            ppv=_finite(rule.ppv),
+        )
+    return RuleFigures(
         name=name,
         label=LABELS[name],
         n_examples=int(applies.sum()),
@@ -134,8 +117,8 @@ def _compare(
 
 def compare_with_baselines(
     data: EvalData, baselines: Baselines, results: Evaluation
-) -> dict[str, Any]:
-    """Every baseline next to the model, at the model's flag rates in `results` (JSON-ready)."""
+) -> RuleComparison:
+    """Every baseline next to the model, at the model's flag rates in `results`."""
     if data.features is None:
         raise ValueError("comparing with the baselines needs the rows' features")
     y = np.asarray(data.y, dtype=np.float64)
@@ -144,11 +127,8 @@ def compare_with_baselines(
     scores = baselines.scores(data.features)
     client = np.asarray(data.client).astype(str)
     rows = [_compare(name, y, p, client, score, rates) for name, score in scores.items()]
-    return {
-        "flag_rates": rates,
-        "wai_logistic": {"coef": baselines.wai_coef, "intercept": baselines.wai_intercept},
-        "rules": [dataclasses.asdict(row) for row in rows],
-    }
+    wai = WaiLogistic(coef=baselines.wai_coef, intercept=baselines.wai_intercept)
+    return RuleComparison(flag_rates=rates, wai_logistic=wai, rules=tuple(rows))
 
 
 def evaluate_with_baselines(
@@ -167,21 +147,22 @@ def baseline_warnings(results: Evaluation | None) -> list[str]:
     """One sentence per baseline the model does not beat on AUC (empty when it beats all,
     or when there are no figures or no comparison)."""
     lines = []
-    for row in _comparison(results).get("rules") or []:
-        if row.get("model_beats_it") is False:
-            model = format_metric(Estimate(estimate=row["model_auc"]))
-            rule = format_metric(Estimate(estimate=row["baseline_auc"]))
+    for row in _rules(results):
+        if row.model_beats_it is False:
+            model = format_metric(Estimate(estimate=row.model_auc))
+            rule = format_metric(Estimate(estimate=row.baseline_auc))
             lines.append(
-                f'The model does not beat the clinic rule "{row["label"]}": AUC {model} for '
-                f"the model against {rule} for the rule, on the same {row['n_examples']:,} "
+                f'The model does not beat the clinic rule "{row.label}": AUC {model} for '
+                f"the model against {rule} for the rule, on the same {row.n_examples:,} "
                 "examples."
             )
     return lines
 
 
-def _comparison(results: Evaluation | None) -> Mapping[str, Any]:
-    """The comparison with the clinic rules of an evaluation ({} when it has none)."""
-    return (results.baselines if results is not None else None) or {}
+def _rules(results: Evaluation | None) -> tuple[RuleFigures, ...]:
+    """The clinic rules an evaluation was compared with (none when it was not)."""
+    comparison = results.baselines if results is not None else None
+    return comparison.rules if comparison is not None else ()
 
 
 def _pct(x: float | None) -> str:
@@ -191,22 +172,21 @@ def _pct(x: float | None) -> str:
 def baseline_lines(results: Evaluation) -> list[str]:
     """One line per baseline for the command line: AUC, then sensitivity and PPV at each of
     the model's flag rates, model first and rule second."""
-    comparison = _comparison(results)
-    rates: Mapping[str, float] = comparison.get("flag_rates") or {}
+    rates: Mapping[str, float] = results.baselines.flag_rates if results.baselines else {}
     lines = []
-    for row in comparison.get("rules") or []:
-        if row.get("too_few"):
-            lines.append(f"vs {row['label']} ({row['n_examples']:,} examples): {TOO_FEW}")
+    for row in _rules(results):
+        if row.too_few:
+            lines.append(f"vs {row.label} ({row.n_examples:,} examples): {TOO_FEW}")
             continue
-        model = format_metric(Estimate(estimate=row["model_auc"]))
-        rule = format_metric(Estimate(estimate=row["baseline_auc"]))
-        parts = [f"vs {row['label']} ({row['n_examples']:,} examples): AUC {model} / {rule}"]
+        model = format_metric(Estimate(estimate=row.model_auc))
+        rule = format_metric(Estimate(estimate=row.baseline_auc))
+        parts = [f"vs {row.label} ({row.n_examples:,} examples): AUC {model} / {rule}"]
         for level, rate in rates.items():
-            fig = row["levels"][level]
+            fig = row.levels[level]
             parts.append(
                 f"{level} ({_pct(rate)} flagged) sensitivity "
-                f"{_pct(fig['model_sensitivity'])} / {_pct(fig['baseline_sensitivity'])}, "
-                f"PPV {_pct(fig['model_ppv'])} / {_pct(fig['baseline_ppv'])}"
+                f"{_pct(fig.model_sensitivity)} / {_pct(fig.baseline_sensitivity)}, "
+                f"PPV {_pct(fig.model_ppv)} / {_pct(fig.baseline_ppv)}"
             )
         lines.append("; ".join(parts))
     return lines

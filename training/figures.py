@@ -142,11 +142,77 @@ class Bootstrap:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RuleLevelFigures:
+    """Sensitivity and PPV of the model and of a clinic rule flagging the same share of
+    the rows where the rule applies."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = _LAX
+
+    flag_rate: float
+    model_sensitivity: float | None
+    model_ppv: float | None
+    baseline_sensitivity: float | None
+    baseline_ppv: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuleAsApplied:
+    """An SRS rule at its own cut-off (SRS below 36): what the clinic does today."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = _LAX
+
+    flag_rate: float | None
+    sensitivity: float | None
+    ppv: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuleFigures:
+    """One clinic rule next to the model on the rows where the rule applies; no figures
+    (`too_few`) when fewer than MIN_CLIENTS_PER_CLASS clients of an outcome back them."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = _LAX
+
+    name: str
+    label: str
+    n_examples: int
+    n_dropouts: int
+    model_auc: float | None
+    baseline_auc: float | None
+    model_beats_it: bool | None  # None when an AUC is undefined or too few clients
+    levels: Mapping[str, RuleLevelFigures]  # per flag level, at the model's flag rate
+    own_cutoff: RuleAsApplied | None  # the SRS rules only
+    too_few: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class WaiLogistic:
+    """The alliance-only logistic baseline as fitted: logit p = intercept + coef x WAI-SR."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = _LAX
+
+    coef: float | None  # None: not fitted (the rows with a WAI-SR lack an outcome)
+    intercept: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuleComparison:
+    """The model against the clinic's own rules (training.comparison), at the model's flag
+    rates per level."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = _LAX
+
+    flag_rates: Mapping[str, float]
+    wai_logistic: WaiLogistic | None = None
+    rules: tuple[RuleFigures, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Evaluation:
     """Overall, per-landmark and subgroup figures of a scored, labelled cohort.
 
-    `baselines` is the comparison with the clinic's own rules (training.comparison) as its
-    JSON document, when the evaluation was made with it."""
+    `baselines` is the comparison with the clinic's own rules (training.comparison), when
+    the evaluation was made with it."""
 
     __pydantic_config__: ClassVar[ConfigDict] = _LAX
 
@@ -157,7 +223,7 @@ class Evaluation:
     per_landmark: tuple[LandmarkFigures, ...]
     subgroups: Mapping[str, tuple[SubgroupFigures, ...]]
     bootstrap: Bootstrap
-    baselines: Mapping[str, Any] | None = None
+    baselines: RuleComparison | None = None
 
     def landmark(self, k: int) -> LandmarkFigures | None:
         """The row of landmark k, if the evaluation has one."""
@@ -182,7 +248,7 @@ class Evaluation:
             },
         }
         if self.baselines is not None:
-            doc["baselines"] = dict(self.baselines)
+            doc["baselines"] = dataclasses.asdict(self.baselines)
         return doc
 
 

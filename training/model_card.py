@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from pydantic import JsonValue
 
@@ -22,6 +21,7 @@ from training.figures import (
     Estimate,
     LandmarkFigures,
     OverallFigures,
+    RuleComparison,
     SubgroupFigures,
 )
 from training.provenance_schema import (
@@ -85,10 +85,6 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines.append("|" + "---|" * len(headers))
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _pct(value: object) -> str:
@@ -580,33 +576,25 @@ def _pair(model: object, rule: object, pct: bool) -> str:
     return f"{show(model)} vs {show(rule)}"
 
 
-def _baselines_table(comparison: Mapping[str, Any]) -> str:
-    """The model against each clinic rule on the rows where the rule applies (the
-    comparison as training.comparison writes it)."""
-    rules = [r for r in comparison.get("rules") or [] if isinstance(r, dict)]
-    if not rules:
+def _baselines_table(comparison: RuleComparison | None) -> str:
+    """The model against each clinic rule on the rows where the rule applies."""
+    if comparison is None or not comparison.rules:
         return ""
-    rates = _dict(comparison.get("flag_rates"))
+    rules, rates = comparison.rules, comparison.flag_rates
     headers = ["Rule", "Examples", "AUC model vs rule"]
     for level, rate in rates.items():
         headers += [f"Sensitivity at {level} ({_pct(rate)} flagged)", f"PPV at {level}"]
     rows = []
     for rule in rules:
-        if rule.get("too_few"):
-            rows.append(
-                [rule.get("label"), rule.get("n_examples"), *[TOO_FEW] * (1 + 2 * len(rates))]
-            )
+        if rule.too_few:
+            rows.append([rule.label, rule.n_examples, *[TOO_FEW] * (1 + 2 * len(rates))])
             continue
-        row = [
-            rule.get("label"),
-            rule.get("n_examples"),
-            _pair(rule.get("model_auc"), rule.get("baseline_auc"), False),
-        ]
+        row = [rule.label, rule.n_examples, _pair(rule.model_auc, rule.baseline_auc, False)]
         for level in rates:
-            fig = _dict(_dict(rule.get("levels")).get(level))
+            fig = rule.levels[level]  # a rule with figures has them at every flag rate
             row += [
-                _pair(fig.get("model_sensitivity"), fig.get("baseline_sensitivity"), True),
-                _pair(fig.get("model_ppv"), fig.get("baseline_ppv"), True),
+                _pair(fig.model_sensitivity, fig.baseline_sensitivity, True),
+                _pair(fig.model_ppv, fig.baseline_ppv, True),
             ]
         rows.append(row)
     return (
@@ -759,7 +747,7 @@ def _quantitative(meta: ModelMetadata) -> str:
         "### Pooled over landmarks (secondary)",
         _overall_table(figures.overall),
     ]
-    baselines = _baselines_table(figures.baselines or {})
+    baselines = _baselines_table(figures.baselines)
     if baselines:
         parts += ["### Against the clinic rules", baselines]
     subgroups = figures.subgroups

@@ -12,8 +12,7 @@ from __future__ import annotations
 import html
 import io
 import re
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib
 import numpy as np
@@ -25,7 +24,7 @@ from training.artifact_schema import ModelMetadata
 from training.comparison import baseline_warnings
 from training.evaluation import MIN_CLIENTS_PER_CLASS, TOO_FEW, EvalData, net_benefit
 from training.evaluation import format_metric as _fmt
-from training.figures import Evaluation, LandmarkFigures, SubgroupFigures
+from training.figures import Evaluation, LandmarkFigures, RuleFigures, SubgroupFigures
 from training.vocabulary import FLAG_LEVELS, Thresholds, flag_label
 
 FloatArray = npt.NDArray[np.float64]
@@ -352,37 +351,35 @@ def _pct_or_na(x: float | None) -> str:
     return _esc(_number(x, True))
 
 
-def _baseline_row(rule: dict[str, Any], rates: dict[str, float]) -> tuple[str, ...]:
+def _baseline_row(rule: RuleFigures, rates: Mapping[str, float]) -> tuple[str, ...]:
     def auc(x: float | None) -> str:
         return _esc(_number(x, False))
 
-    cells = [_esc(rule.get("label")), _esc(f"{rule.get('n_examples', 0):,}")]
-    if rule.get("too_few"):
+    cells = [_esc(rule.label), _esc(f"{rule.n_examples:,}")]
+    if rule.too_few:
         return (*cells, *[_esc(TOO_FEW)] * (2 + 2 * len(rates)))
-    cells.append(f"{auc(rule.get('model_auc'))} vs {auc(rule.get('baseline_auc'))}")
+    cells.append(f"{auc(rule.model_auc)} vs {auc(rule.baseline_auc)}")
     for level in rates:
-        fig = (rule.get("levels") or {}).get(level) or {}
+        fig = rule.levels[level]  # a rule with figures has them at every flag rate
         cells += [
-            f"{_pct_or_na(fig.get('model_sensitivity'))} vs "
-            f"{_pct_or_na(fig.get('baseline_sensitivity'))}",
-            f"{_pct_or_na(fig.get('model_ppv'))} vs {_pct_or_na(fig.get('baseline_ppv'))}",
+            f"{_pct_or_na(fig.model_sensitivity)} vs {_pct_or_na(fig.baseline_sensitivity)}",
+            f"{_pct_or_na(fig.model_ppv)} vs {_pct_or_na(fig.baseline_ppv)}",
         ]
-    own = rule.get("own_cutoff")
+    own = rule.own_cutoff
     cells.append(
         "—"
-        if not own
-        else f"flags {_pct_or_na(own.get('flag_rate'))}, sensitivity "
-        f"{_pct_or_na(own.get('sensitivity'))}, PPV {_pct_or_na(own.get('ppv'))}"
+        if own is None
+        else f"flags {_pct_or_na(own.flag_rate)}, sensitivity "
+        f"{_pct_or_na(own.sensitivity)}, PPV {_pct_or_na(own.ppv)}"
     )
     return tuple(cells)
 
 
 def _baselines_section(results: Evaluation) -> str:
-    comparison = results.baselines or {}
-    rules = comparison.get("rules") or []
-    if not rules:
+    comparison = results.baselines
+    if comparison is None or not comparison.rules:
         return ""
-    rates: dict[str, float] = comparison.get("flag_rates") or {}
+    rules, rates = comparison.rules, comparison.flag_rates
     headers = ["Rule", "Examples where it applies", "AUC: model vs rule"]
     for level, rate in rates.items():
         headers += [

@@ -16,6 +16,8 @@ from training.figures import (
     Estimate,
     LandmarkFigures,
     LevelFigures,
+    RuleComparison,
+    RuleFigures,
 )
 from training.model import CalibratedModel, candidates, fit_calibrator
 from training.model_card import NETWORK_DEFAULT_STATEMENT, render_model_card
@@ -140,15 +142,18 @@ def test_card_has_open_science_fields_to_fill() -> None:
 
 
 def test_card_puts_a_beaten_model_first_and_calibration_per_landmark() -> None:
-    rule = {
-        "name": "srs_last_below_36",
-        "label": "last SRS < 36",
-        "n_examples": 500,
-        "model_auc": 0.6,
-        "baseline_auc": 0.64,
-        "model_beats_it": False,
-        "levels": {},
-    }
+    rule = RuleFigures(
+        name="srs_last_below_36",
+        label="last SRS < 36",
+        n_examples=500,
+        n_dropouts=100,
+        model_auc=0.6,
+        baseline_auc=0.64,
+        model_beats_it=False,
+        levels={},
+        own_cutoff=None,
+        too_few=False,
+    )
     none = Estimate()
     landmark = LandmarkFigures(
         landmark=1,
@@ -163,7 +168,7 @@ def test_card_puts_a_beaten_model_first_and_calibration_per_landmark() -> None:
     figures = dataclasses.replace(
         blank_figures(),
         per_landmark=(landmark,),
-        baselines={"flag_rates": {}, "rules": [rule]},
+        baselines=RuleComparison(flag_rates={}, rules=(rule,)),
     )
     card = render_model_card(metadata_of(figures))
     top = card[: card.index("## Model details")]

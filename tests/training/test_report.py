@@ -285,11 +285,11 @@ def _against_rules(model_knows_risk: bool, seed: int = 21) -> tuple[EvalData, Ev
 def test_report_says_first_when_a_clinic_rule_beats_the_model() -> None:
     data, results = _against_rules(model_knows_risk=False)
     assert results.baselines is not None
-    rule = next(r for r in results.baselines["rules"] if r["name"] == "srs_last_below_36")
-    assert rule["model_auc"] == pytest.approx(auc(data.y, data.p))
+    rule = next(r for r in results.baselines.rules if r.name == "srs_last_below_36")
+    assert rule.model_auc == pytest.approx(auc(data.y, data.p))
     srs_score = 36.0 - data.features[:, FEATURES.index("srs_last")]  # type: ignore[index]
-    assert rule["baseline_auc"] == pytest.approx(auc(data.y, (srs_score - srs_score.min()) / 15))
-    assert rule["model_beats_it"] is False
+    assert rule.baseline_auc == pytest.approx(auc(data.y, (srs_score - srs_score.min()) / 15))
+    assert rule.model_beats_it is False
     html = render_report(data, results, _meta(simulated=False))
     body = html[html.index("<main>") :]
     verdict = body.index('id="verdict"')
@@ -297,7 +297,7 @@ def test_report_says_first_when_a_clinic_rule_beats_the_model() -> None:
     assert verdict < body.index('id="baselines"')
     sentence = (
         f'The model does not beat the clinic rule "last SRS &lt; 36": AUC '
-        f"{rule['model_auc']:.3f} for the model against {rule['baseline_auc']:.3f} for the rule, "
+        f"{rule.model_auc:.3f} for the model against {rule.baseline_auc:.3f} for the rule, "
         "on the same 800 examples."
     )
     assert sentence.replace('"', "&quot;") in body[verdict : body.index("Headline metrics")]
@@ -308,16 +308,17 @@ def test_report_shows_the_rules_at_the_model_flag_rates() -> None:
     comparison = results.baselines
     assert comparison is not None
     high_rate = results.overall.high.flag_rate.estimate
-    assert comparison["flag_rates"]["high"] == pytest.approx(high_rate)
-    rule = next(r for r in comparison["rules"] if r["name"] == "srs_last_below_36")
-    assert rule["model_beats_it"] is True
-    high = rule["levels"]["high"]
+    assert comparison.flag_rates["high"] == pytest.approx(high_rate)
+    rule = next(r for r in comparison.rules if r.name == "srs_last_below_36")
+    assert rule.model_beats_it is True
+    high = rule.levels["high"]
     flagged = data.p >= np.quantile(data.p, 1 - high_rate)  # p is continuous: no ties
-    assert high["model_sensitivity"] == pytest.approx(data.y[flagged].sum() / data.y.sum())
-    assert high["model_ppv"] == pytest.approx(data.y[flagged].mean(), abs=0.01)
+    assert high.model_sensitivity == pytest.approx(data.y[flagged].sum() / data.y.sum())
+    assert high.model_ppv == pytest.approx(data.y[flagged].mean(), abs=0.01)
     fires = data.features[:, FEATURES.index("srs_last")] < 36  # type: ignore[index]
-    assert rule["own_cutoff"]["flag_rate"] == pytest.approx(fires.mean())
-    assert rule["own_cutoff"]["ppv"] == pytest.approx(data.y[fires].mean())
+    assert rule.own_cutoff is not None
+    assert rule.own_cutoff.flag_rate == pytest.approx(fires.mean())
+    assert rule.own_cutoff.ppv == pytest.approx(data.y[fires].mean())
     html = render_report(data, results, _meta(simulated=False))
     assert 'id="verdict"' not in html
     assert "Against the clinic rules" in html
@@ -334,9 +335,9 @@ def test_rules_with_too_few_clients_give_no_verdict() -> None:
     assert small.features is not None
     results = evaluate_with_baselines(small, TH, fit_baselines(small.features, small.y), n_boot=0)
     assert results.baselines is not None
-    rules = results.baselines["rules"]
-    assert [r["too_few"] for r in rules] == [True, True, True]
-    assert all(r["model_beats_it"] is None and r["model_auc"] is None for r in rules)
+    rules = results.baselines.rules
+    assert [r.too_few for r in rules] == [True, True, True]
+    assert all(r.model_beats_it is None and r.model_auc is None for r in rules)
     html = render_report(small, results, _meta(simulated=False))
     assert 'id="verdict"' not in html
     assert '<td class="num">209</td><td class="num">too few clients</td>' in html
