@@ -792,30 +792,27 @@ class StoredWindow:
 
 def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
     """The clinic's window (StoredWindow) in two queries of the columns it needs, whatever
-    the number of clients: the window's clients (_numbered: age, gender and latest risk in
-    the window, with their outcome), then their sessions through the same numbered
-    subquery, each carrying its client's number; and one indexed look-up of the window's
-    oldest risk. The sessions' measures are their stored columns (session_measures,
-    applied when they were written): parsing 140,000 JSON payloads was most of this
-    query's time on PostgreSQL. The sessions come unsorted (sorting them spilled to disk)
-    and, on PostgreSQL, packed by the server into one value (_window_sessions;
-    bench/monitoring_service.py)."""
-    numbered = _numbered(clinic_id, since)
+    the number of clients: the window's clients (_latest_risks: age, gender and latest
+    risk in the window, with their outcome) in client id order, then their sessions, each
+    carrying its client's position in that order (_numbered); and one indexed look-up of
+    the window's oldest risk. The sessions' measures are their stored columns
+    (session_measures, applied when they were written): parsing 140,000 JSON payloads was
+    most of this query's time on PostgreSQL. The clients' query numbers nothing: their
+    order is their position, and numbering them there took a window function, its sort
+    and a second sort by the number after the outcomes' join (bench/monitoring_service.py).
+    The sessions come unsorted (sorting them spilled to disk) and, on PostgreSQL, packed
+    by the server into one value (_window_sessions)."""
+    latest = _latest_risks(clinic_id, since)
     conn = s.connection()  # Core rows: the ORM's per-row work is not needed here
     records = conn.execute(
-        select(
-            numbered.c.client_id,
-            numbered.c.age,
-            numbered.c.gender,
-            Outcome.dropout,
-            numbered.c.last_risk,
-        )
-        .select_from(numbered)
-        .outerjoin(Outcome, _is_client(Outcome, clinic_id, numbered.c.client_id))
-        .order_by(numbered.c.position)
+        select(Client.client_id, Client.age, Client.gender, Outcome.dropout, latest.c.last_risk)
+        .join(latest, latest.c.client_id == Client.client_id)
+        .outerjoin(Outcome, _is_client(Outcome, clinic_id, Client.client_id))
+        .where(Client.clinic_id == clinic_id)
+        .order_by(Client.client_id)
     ).all()
     clients = list(map(WindowClient._make, records))
-    sessions = _window_sessions(conn, numbered, clinic_id)
+    sessions = _window_sessions(conn, _numbered(clinic_id, since), clinic_id)
     in_window = _in_window(clinic_id, since)
     earliest = s.scalar(select(func.min(PredictionRow.computed_at)).where(in_window))
     return StoredWindow(clients, sessions, earliest)
@@ -829,12 +826,10 @@ def _in_window(clinic_id: str, since: datetime) -> ColumnElement[bool]:
     )
 
 
-def _numbered(clinic_id: str, since: datetime) -> Subquery:
-    """The clients with a risk stored since `since`: id, age, gender, the latest of those
-    risks (from an uncorrelated, grouped `(stored risks since ...)`, index
-    ix_predictions_clinic_computed_at) and `position`, their number 0..n-1 in client id
-    order, by which their sessions name them."""
-    latest = (
+def _latest_risks(clinic_id: str, since: datetime) -> Subquery:
+    """The clients with a risk stored since `since`, each with the latest of those risks
+    (client_id, last_risk): uncorrelated and grouped, index ix_predictions_clinic_computed_at."""
+    return (
         select(
             PredictionRow.client_id.label("client_id"),
             func.max(PredictionRow.computed_at).label("last_risk"),
@@ -843,14 +838,16 @@ def _numbered(clinic_id: str, since: datetime) -> Subquery:
         .group_by(PredictionRow.client_id)
         .subquery()
     )
+
+
+def _numbered(clinic_id: str, since: datetime) -> Subquery:
+    """The window's clients (those of window_clients' first query) as (client_id,
+    position): their number 0..n-1 in client id order, their index in that query's
+    answer, by which their sessions name them."""
+    latest = _latest_risks(clinic_id, since)
+    position = func.row_number().over(order_by=Client.client_id) - 1
     return (
-        select(
-            Client.client_id,
-            Client.age,
-            Client.gender,
-            latest.c.last_risk,
-            (func.row_number().over(order_by=Client.client_id) - 1).label("position"),
-        )
+        select(Client.client_id, position.label("position"))
         .join(latest, latest.c.client_id == Client.client_id)
         .where(Client.clinic_id == clinic_id)
         .subquery()
