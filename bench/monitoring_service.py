@@ -175,7 +175,7 @@ def main() -> None:
     days = 730  # every stored risk was computed just now
 
     def query() -> repo.StoredWindow:
-        with storage.session() as s:
+        with storage.snapshot() as s:  # as the monitoring doors read it
             return repo.window_clients(s, CLINIC, since)
 
     def keys() -> object:
@@ -196,7 +196,7 @@ def main() -> None:
     cache = ReportCache()
 
     def report(with_cache: ReportCache | None) -> object:
-        with storage.session() as s:
+        with storage.snapshot() as s:
             return clinic_report(s, CLINIC, model, days, cache=with_cache)
 
     if report(cache) is not report(cache):  # the second is a hit: the very report

@@ -151,7 +151,7 @@ def monitoring(
     clinic over the window's stored clients, each figure rated (ok, watch, alert, too few,
     no reference profile), with the next step on each alert."""
     days = parse_window(window)  # InvalidWindow: 422 naming `window` (service.api.errors)
-    with db.session() as s:
+    with db.snapshot() as s:
         report = clinic_report(s, key.tenant, model, days, cache=reports)
     record_monitoring(
         report.clinic,

@@ -86,7 +86,7 @@ def monitor(
     with user_errors():
         storage = open_storage(database_url)
         try:
-            with storage.session() as s:
+            with storage.snapshot() as s:
                 report = clinic_report(s, clinic, model, days)
         finally:
             storage.close()

@@ -247,7 +247,8 @@ def clinic_report(
     cache: ReportCache | None = None,
 ) -> MonitoringReport:
     """training.monitoring.monitor on the clinic's stored window, from `cache` when it
-    holds the report of the clinic's current writes (then only repo.clinic_writes runs)."""
+    holds the report of the clinic's current writes (then only repo.clinic_writes runs).
+    `s` reads one snapshot (Storage.snapshot), as repo.window_clients needs."""
     now = now or datetime.now(UTC)
     since = _since(days, now)
     if cache is None:

@@ -75,5 +75,14 @@ class Storage:
         with session_scope(self.factory) as session:
             yield session
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """One transaction whose reads all see the same snapshot of the database
+        (session_scope's `snapshot`): for readers whose queries must agree with each other,
+        the monitoring window's (repository.window_clients)."""
+        self.ensure_migrated()
+        with session_scope(self.factory, snapshot=True) as session:
+            yield session
+
     def close(self) -> None:
         self.engine.dispose()

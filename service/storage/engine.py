@@ -290,17 +290,26 @@ def alembic_config(url: str) -> Config:
 
 
 @contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+def session_scope(factory: sessionmaker[Session], snapshot: bool = False) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back if it raises.
 
     Connecting happens first, so a database that cannot be reached fails before any work.
     Any error of the database itself (sa_exc.DBAPIError: unreachable, read-only, timed out,
     or a statement it refused) and a pool with no free connection become StorageUnavailable:
     none is the caller's fault, and the API answers them all with 503 and Retry-After.
+
+    `snapshot`: every statement of the transaction reads the same snapshot of the database
+    (_begin_snapshot), for a reader whose queries must agree with each other (a monitoring
+    window: its clients, then their sessions numbered by client). Otherwise each statement
+    sees what was committed when it started (PostgreSQL's READ COMMITTED; SQLite reads
+    outside a transaction until the first write).
     """
     session = factory()
     try:
-        session.connection()
+        if snapshot:
+            _begin_snapshot(session)
+        else:
+            session.connection()
         yield session
         session.commit()
     except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
@@ -312,6 +321,20 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     finally:
         with suppress(sa_exc.SQLAlchemyError):
             session.close()
+
+
+def _begin_snapshot(session: Session) -> None:
+    """Start `session`'s transaction so that all its reads share one snapshot: REPEATABLE
+    READ on PostgreSQL (the snapshot of its first query), set for this transaction only
+    (the connection goes back to the pool as it came: the checkout's ping has already
+    opened the transaction, so the connection's own level cannot be changed); on SQLite an
+    explicit BEGIN, so the reads run in one read transaction (in WAL mode a writer still
+    commits meanwhile, unseen by it) instead of each in its own."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    else:
+        connection.exec_driver_sql("BEGIN")
 
 
 def _rollback(session: Session) -> None:

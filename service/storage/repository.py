@@ -801,7 +801,11 @@ def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
     order is their position, and numbering them there took a window function, its sort
     and a second sort by the number after the outcomes' join (bench/monitoring_service.py).
     The sessions come unsorted (sorting them spilled to disk) and, on PostgreSQL, packed
-    by the server into one value (_window_sessions)."""
+    by the server into one value (_window_sessions).
+
+    The two queries must read one snapshot (`s` from Storage.snapshot): a client whose
+    first risk in the window is stored between them would be numbered by the second and
+    shift the sessions of every later client onto the wrong one."""
     latest = _latest_risks(clinic_id, since)
     conn = s.connection()  # Core rows: the ORM's per-row work is not needed here
     records = conn.execute(

@@ -570,7 +570,7 @@ async def monitoring_page(
     model = models.for_clinic(viewer.clinic)
 
     def work() -> Response:
-        with db.session() as s:
+        with db.snapshot() as s:
             report = clinic_report(s, viewer.clinic, model, days, cache=reports)
         try:
             record = models.registry.index().last_comparison(viewer.clinic)

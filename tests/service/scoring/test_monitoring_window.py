@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.scoring import monitoring_window as mw
@@ -51,8 +51,9 @@ SESSIONS: dict[str, list[tuple[int, dict[str, Any]]]] = {
     ],
     "b": [(1, {"phq9": {"total": 5}}), (3, {"date": "2026-11-20"})],
     "c": [(1, {"srs": {"total": 20.0}})],  # its risk is older than the window
+    "aa": [(1, {"srs": {"total": 25.0}}), (2, {"srs": {"total": 26.0}})],  # stored later
 }
-DEMOGRAPHICS = {"a": (34, "female"), "b": (None, "man"), "c": (51, None)}
+DEMOGRAPHICS = {"a": (34, "female"), "b": (None, "man"), "c": (51, None), "aa": (40, None)}
 
 
 @pytest.fixture
@@ -130,6 +131,46 @@ def test_the_window_is_the_clinics_clients_with_a_recent_risk(
         ]
         empty = repo.window_clients(s, "nobody", _since())
     assert (empty.clients, empty.sessions.shape, empty.earliest) == ([], (0, ROW_WIDTH), None)
+
+
+def test_the_windows_two_reads_see_one_snapshot(
+    tx: Callable[[], Any], db_factory: sessionmaker[Session], model: LoadedModel, stored: None
+) -> None:
+    """A client whose first risk in the window is stored between the window's two reads
+    (its clients, then their sessions numbered by client) is in neither: read in one
+    snapshot (session_scope(snapshot=True), what the monitoring doors use), the sessions'
+    numbers still name the clients of the first read, so no session is given to another
+    client. "aa" sorts between a and b: numbered in the second read, it would shift b."""
+    engine = db_factory.kw["bind"]
+    written: list[str] = []
+
+    def store_between(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "row_number" in statement and not written:
+            written.append("aa")
+            with tx() as other:  # another connection, committed before the read goes on
+                _store(other, model, CLINIC, "aa")
+
+    event.listen(engine, "before_cursor_execute", store_between)
+    try:
+        with session_scope(db_factory, snapshot=True) as s:
+            window = repo.window_clients(s, CLINIC, _since())
+    finally:
+        event.remove(engine, "before_cursor_execute", store_between)
+    assert written == ["aa"]
+    assert [c.client_id for c in window.clients] == ["a", "b"]
+    assert _in_order(window.sessions)[:, :2].tolist() == [[0, 1], [0, 2], [0, 4], [1, 1], [1, 3]]
+    with session_scope(db_factory, snapshot=True) as s:  # the next window holds it
+        again = repo.window_clients(s, CLINIC, _since())
+    assert [c.client_id for c in again.clients] == ["a", "aa", "b"]
+    assert _in_order(again.sessions)[:, :2].tolist() == [
+        [0, 1],
+        [0, 2],
+        [0, 4],
+        [1, 1],
+        [1, 2],
+        [2, 1],
+        [2, 3],
+    ]
 
 
 def _in_order(table: np.ndarray) -> np.ndarray:
