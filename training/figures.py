@@ -182,7 +182,7 @@ class RuleFigures:
     model_beats_it: bool | None  # None when an AUC is undefined or too few clients
     levels: Mapping[str, RuleLevelFigures]  # per flag level, at the model's flag rate
     own_cutoff: RuleAsApplied | None  # the SRS rules only
-    too_few: bool
+    too_few: bool = False  # absent from the first artifacts, which had no such rows
 
 
 @dataclass(frozen=True, kw_only=True)

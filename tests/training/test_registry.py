@@ -140,6 +140,20 @@ def test_every_key_train_and_update_write_is_typed(updated_registry: Path) -> No
     assert _untyped_keys(updated.meta, "metadata") == []
 
 
+def test_a_comparison_written_before_too_few_existed_still_loads(models: Path) -> None:
+    """The first artifacts with the clinic rules wrote no `too_few` per rule: they load,
+    every rule with its figures."""
+    version = _registry_json(models)["champion"]
+    metrics = json.loads((models / version / "metadata.json").read_text())["metrics"]
+    for rule in metrics["baselines"]["rules"]:
+        del rule["too_few"]
+    _rewrite_metadata(models, {"metrics": metrics})
+    baselines = Registry(models).load().meta.metrics.baselines
+    assert baselines is not None
+    assert [r.too_few for r in baselines.rules] == [False, False, False]
+    assert baselines.rules[0].model_auc == metrics["baselines"]["rules"][0]["model_auc"]
+
+
 def test_a_provenance_section_of_the_wrong_type_is_refused(models: Path) -> None:
     version = _rewrite_metadata(models, {"training_data": {"n_clients": "many"}})
     with pytest.raises(ArtifactError) as caught:
