@@ -197,6 +197,30 @@ def test_the_sessions_read_as_rows_or_packed_by_the_server_are_the_same_table(
     assert _in_order(rows)[5, 6] == 20.0
 
 
+def test_postgresql_sends_the_sessions_packed_and_sqlite_as_rows(
+    tx: Callable[[], Any], db_factory: sessionmaker[Session], stored: None
+) -> None:
+    """Which path window_clients takes is the dialect's: on PostgreSQL its sessions'
+    statement is the one aggregate of service.storage.packed_floats (one row back), on
+    SQLite a plain select of the rows."""
+    engine = db_factory.kw["bind"]
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with tx() as s:
+            window = repo.window_clients(s, CLINIC, _since(60))
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert window.sessions.shape == (6, ROW_WIDTH)
+    (sessions,) = [text for text in statements if "row_number" in text]
+    packed = "string_agg(" in sessions and "float8send(" in sessions
+    assert packed is (engine.dialect.name == "postgresql")
+
+
 def test_stored_payloads_and_rebuilt_episodes_give_identical_grids(
     tx: Callable[[], Any], stored: None
 ) -> None:
