@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from service.core.prediction import Prediction
 from service.storage.packed_floats import packed_rows, unpack_rows
+from service.storage.snapshot_reads import alongside
 from service.storage.tables import (
     AuditEntry,
     Base,
@@ -801,25 +802,29 @@ def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
     order is their position, and numbering them there took a window function, its sort
     and a second sort by the number after the outcomes' join (bench/monitoring_service.py).
     The sessions come unsorted (sorting them spilled to disk) and, on PostgreSQL, packed
-    by the server into one value (_window_sessions).
+    by the server into one value (_window_sessions), read on a second connection beside
+    the clients' query (service.storage.snapshot_reads: the window then costs about the
+    longer of the two, not their sum).
 
-    The two queries must read one snapshot (`s` from Storage.snapshot): a client whose
-    first risk in the window is stored between them would be numbered by the second and
-    shift the sessions of every later client onto the wrong one."""
+    The two queries must read one snapshot (`s` from Storage.snapshot; the second
+    connection imports it): a client whose first risk in the window is stored between
+    them would be numbered by the second and shift the sessions of every later client
+    onto the wrong one."""
     latest = _latest_risks(clinic_id, since)
     conn = s.connection()  # Core rows: the ORM's per-row work is not needed here
-    records = conn.execute(
-        select(Client.client_id, Client.age, Client.gender, Outcome.dropout, latest.c.last_risk)
-        .join(latest, latest.c.client_id == Client.client_id)
-        .outerjoin(Outcome, _is_client(Outcome, clinic_id, Client.client_id))
-        .where(Client.clinic_id == clinic_id)
-        .order_by(Client.client_id)
-    ).all()
-    clients = list(map(WindowClient._make, records))
-    sessions = _window_sessions(conn, _numbered(clinic_id, since), clinic_id)
-    in_window = _in_window(clinic_id, since)
-    earliest = s.scalar(select(func.min(PredictionRow.computed_at)).where(in_window))
-    return StoredWindow(clients, sessions, earliest)
+    numbered = _numbered(clinic_id, since)
+    with alongside(conn, lambda on: _window_sessions(on, numbered, clinic_id)) as sessions:
+        records = conn.execute(
+            select(Client.client_id, Client.age, Client.gender, Outcome.dropout, latest.c.last_risk)
+            .join(latest, latest.c.client_id == Client.client_id)
+            .outerjoin(Outcome, _is_client(Outcome, clinic_id, Client.client_id))
+            .where(Client.clinic_id == clinic_id)
+            .order_by(Client.client_id)
+        ).all()
+        clients = list(map(WindowClient._make, records))
+        in_window = _in_window(clinic_id, since)
+        earliest = conn.scalar(select(func.min(PredictionRow.computed_at)).where(in_window))
+        return StoredWindow(clients, sessions(), earliest)
 
 
 def _in_window(clinic_id: str, since: datetime) -> ColumnElement[bool]:

@@ -201,24 +201,31 @@ def test_postgresql_sends_the_sessions_packed_and_sqlite_as_rows(
     tx: Callable[[], Any], db_factory: sessionmaker[Session], stored: None
 ) -> None:
     """Which path window_clients takes is the dialect's: on PostgreSQL its sessions'
-    statement is the one aggregate of service.storage.packed_floats (one row back), on
-    SQLite a plain select of the rows."""
+    statement is the one aggregate of service.storage.packed_floats (one row back), run
+    on a second connection that imported the first one's snapshot
+    (service.storage.snapshot_reads); on SQLite a plain select of the rows, on the one
+    connection."""
     engine = db_factory.kw["bind"]
-    statements: list[str] = []
+    statements: list[tuple[int, str]] = []  # (which DBAPI connection, statement)
 
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
+    def seen(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append((id(conn.connection.dbapi_connection), statement))
 
     event.listen(engine, "before_cursor_execute", seen)
     try:
-        with tx() as s:
+        with session_scope(db_factory, snapshot=True) as s:
             window = repo.window_clients(s, CLINIC, _since(60))
     finally:
         event.remove(engine, "before_cursor_execute", seen)
+    postgresql = engine.dialect.name == "postgresql"
     assert window.sessions.shape == (6, ROW_WIDTH)
-    (sessions,) = [text for text in statements if "row_number" in text]
-    packed = "string_agg(" in sessions and "float8send(" in sessions
-    assert packed is (engine.dialect.name == "postgresql")
+    ((side, sessions),) = [(c, text) for c, text in statements if "row_number" in text]
+    ((caller, _),) = [(c, t) for c, t in statements if "JOIN outcomes" in t]  # the clients'
+
+    assert ("string_agg(" in sessions and "float8send(" in sessions) is postgresql
+    assert (side != caller) is postgresql
+    imported = [text for c, text in statements if c == side and "SET TRANSACTION SNAPSHOT" in text]
+    assert len(imported) == postgresql
 
 
 def test_stored_payloads_and_rebuilt_episodes_give_identical_grids(
