@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 import threading
@@ -37,6 +38,7 @@ from service.storage.engine import (
     upgrade,
 )
 from service.storage.tables import Base, Client, Clinic, FlagAck, Outcome, PredictionRow, SessionRow
+from tests.support.helpers import REPO
 from training.explanation.actions import ACTIONS
 from training.explanation.groups import Factor
 from training.vocabulary import Thresholds
@@ -284,6 +286,64 @@ def test_migration_0005_reads_the_measures_of_stored_sessions_and_takes_them_bac
     names = {c["name"] for c in _columns(database_url, "sessions")}
     assert names.isdisjoint(repo.MEASURE_COLUMNS)
     upgrade(database_url)
+
+
+def test_migration_0005_fills_every_session_across_its_pages(
+    database_url: str, tx: Callable[[], Any]
+) -> None:
+    """The sessions are read in pages of BATCH rows in key order: with a page boundary
+    falling inside a client's sessions (three each) and a last, shorter page, every
+    session is filled once, each from its own payload."""
+    batch = _migration_0005().BATCH
+    clients = batch // 3 + 2  # pages end mid-client; the last page holds a few rows
+    command.downgrade(alembic_config(database_url), "0004")
+    at = datetime(2026, 1, 1)
+    with tx() as s:
+        repo.ensure_clinic(s, A)
+        s.execute(
+            text(
+                "INSERT INTO clients (clinic_id, client_id, created_at, updated_at) "
+                "VALUES (:a, :c, :at, :at)"
+            ),
+            [{"a": A, "c": f"c{i:05d}", "at": at} for i in range(clients)],
+        )
+        s.execute(
+            text(
+                "INSERT INTO sessions (clinic_id, client_id, number, payload, updated_at) "
+                "VALUES (:a, :c, :n, :p, :at)"
+            ),
+            [
+                {
+                    "a": A,
+                    "c": f"c{i:05d}",
+                    "n": n,
+                    "p": json.dumps({"srs": {"total": i + n}}),
+                    "at": at,
+                }
+                for i in range(clients)
+                for n in (1, 2, 3)
+            ],
+        )
+    upgrade(database_url)
+    with tx() as s:
+        rows = s.execute(
+            select(SessionRow.client_id, SessionRow.number, SessionRow.srs_total)
+        ).all()
+    assert len(rows) == 3 * clients > batch
+    assert sorted(rows) == [
+        (f"c{i:05d}", n, float(i + n)) for i in range(clients) for n in (1, 2, 3)
+    ]
+
+
+def _migration_0005() -> Any:
+    """The migration's module, as Alembic loads it (its file, not a package)."""
+    path = REPO / "service/storage/migrations/versions/0005_session_measures.py"
+    spec = importlib.util.spec_from_file_location("migration_0005", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _columns(url: str, table: str) -> list[Any]:

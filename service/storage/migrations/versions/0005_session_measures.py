@@ -6,7 +6,8 @@ the measures (WAI-SR subscale means, SRS, ORS and PHQ-9 totals) are now read fro
 payload once, when a session is written, by the repository's one reader
 (service.storage.repository.session_measures), and the window and the export read the
 columns. The rows stored before this revision get theirs here, from the same reader, in
-batches; the payload itself is unchanged.
+pages of BATCH rows read in key order (a clinic's history never sits in memory at once);
+the payload itself is unchanged.
 
 Revision ID: 0005
 Revises: 0004
@@ -16,6 +17,7 @@ Create Date: 2026-12-03
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -47,18 +49,26 @@ def upgrade() -> None:
         .values({name: sa.bindparam(f"v_{name}") for name in MEASURE_COLUMNS})
     )
     connection = op.get_bind()
-    rows = connection.execute(
+    key = sa.tuple_(*(sessions.c[name] for name in _KEY))
+    page = (
         sa.select(*(sessions.c[name] for name in _KEY), sessions.c.payload)
-    ).all()
-    for start in range(0, len(rows), BATCH):
-        batch_rows = [
-            {
-                **{f"k_{name}": value for name, value in zip(_KEY, row[:3], strict=True)},
-                **{f"v_{name}": v for name, v in measure_columns(row[3] or {}).items()},
-            }
-            for row in rows[start : start + BATCH]
-        ]
+        .order_by(*(sessions.c[name] for name in _KEY))
+        .limit(BATCH)
+    )
+    after: tuple[object, ...] | None = None
+    while True:  # pages in key order, each after the last: memory bounded by BATCH rows
+        rows = connection.execute(page if after is None else page.where(key > sa.tuple_(*after)))
+        batch_rows = [_filled(row) for row in rows]
+        if not batch_rows:
+            return
         connection.execute(fill, batch_rows)
+        after = tuple(batch_rows[-1][f"k_{name}"] for name in _KEY)
+
+
+def _filled(row: Sequence[Any]) -> dict[str, Any]:
+    """The update's parameters for one stored session: its key, its measures."""
+    keys = {f"k_{name}": value for name, value in zip(_KEY, row[:3], strict=True)}
+    return keys | {f"v_{name}": v for name, v in measure_columns(row[3] or {}).items()}
 
 
 def downgrade() -> None:
