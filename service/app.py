@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from service.api import cds, clients, errors, fhir, health, models, monitoring, predictions
 from service.core.body import install_openapi
-from service.core.middleware import BodyLimit, Metrics
+from service.core.middleware import BodyLimit, Metrics, Unexpected
 from service.core.observability import Pseudonymizer, configure_logging
 from service.core.settings import Settings, announce_base_url, get_settings
 from service.interop.cds.issuers import load_issuers
@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ui_routes.router)  # the clinician view (server-rendered, /ui)
     app.add_middleware(BodyLimit, limit=settings.body_limit_bytes)
     app.add_middleware(Metrics)
+    app.add_middleware(Unexpected)  # outermost: what no handler answered, Metrics counts as 500
     return app
 
 

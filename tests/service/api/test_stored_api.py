@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
 import shutil
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from service.app import create_app
@@ -26,6 +28,7 @@ from service.core.settings import Settings
 from service.scoring.records import fingerprint
 from service.storage import repository as repo
 from service.storage.engine import normalise_url
+from service.storage.tables import PredictionRow
 from tests.support.helpers import REPO, create_key, db_session
 from training.cli import run
 from training.registry import Registry, sha256_of
@@ -350,6 +353,48 @@ def test_history_is_newest_first_and_grows_with_each_new_risk(api: Api) -> None:
     assert history[0]["prediction"] == answers[2]
     assert history[0]["inputs_sha256"] != history[1]["inputs_sha256"]
     assert [h["prediction"] for h in history[1:]] == answers[::-1]
+
+
+def test_a_stored_risk_the_code_cannot_read_is_a_500_logged_without_its_data(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stored body that no longer parses (damaged in the database, or written by code
+    this one cannot read) is not the caller's fault: a 500 with the one error body, and
+    one log line naming the exception's type, the route template and where it was
+    raised, never the exception's text, which here quotes the stored values."""
+    api.client("c-secret-7")
+    api.session("c-secret-7", 1, LOW)
+    with api.db() as s:
+        s.execute(
+            update(PredictionRow)
+            .where(PredictionRow.client_id == "c-secret-7")
+            .values(body={"probability": "0.8123-of-c-secret-7"})
+        )
+    with caplog.at_level(logging.INFO):
+        response = api.get("/v1/clients/c-secret-7/risk")
+    assert response.status_code == 500
+    assert response.json() == {
+        "detail": [
+            {
+                "loc": "server",
+                "msg": "an unexpected error; it was logged (without the request's data)",
+                "type": "internal_error",
+            }
+        ]
+    }
+    (line,) = [r for r in caplog.records if r.getMessage().startswith("unexpected")]
+    assert line.name == "dropout_risk.errors"
+    assert line.getMessage().startswith(
+        "unexpected ValidationError in GET /v1/clients/{client_id}/risk\n  at "
+    )
+    assert "in _prediction" in line.getMessage()  # where: the repository's reader
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name != "httpx2")  # not the test's
+    assert "0.8123" not in ours
+    assert "c-secret-7" not in ours
+    assert "site-packages" in line.getMessage().splitlines()[-1]  # the innermost: pydantic's
+    assert all(
+        "/service/" in at or "/training/" in at for at in line.getMessage().splitlines()[1:-1]
+    )
 
 
 # --- bad input --------------------------------------------------------------------------------
