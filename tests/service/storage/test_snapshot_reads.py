@@ -76,6 +76,22 @@ def test_without_a_free_slot_the_read_runs_on_the_callers_connection(
             assert result() == (1, True)
 
 
+def test_after_a_write_of_its_own_the_read_runs_on_the_callers_connection(
+    db_factory: sessionmaker[Session],
+) -> None:
+    """Another connection cannot see the caller's uncommitted writes, not even in the
+    caller's snapshot: the read runs on the caller's connection and sees them, and the
+    slot is freed."""
+    _add(db_factory, "first")
+    with session_scope(db_factory, snapshot=True) as s:
+        repo.upsert_client(s, CLINIC, "uncommitted", 41, None, None)
+        conn = s.connection()
+        with alongside(conn, lambda on: (_count(on), on is conn)) as result:
+            assert result() == (2, True)
+        s.rollback()
+    assert _free_slots() == SLOTS
+
+
 def test_an_error_of_the_read_reaches_the_caller_and_frees_its_slot(
     db_factory: sessionmaker[Session],
 ) -> None:
