@@ -4,10 +4,11 @@ Why: a monitoring window of 50,000 clients has about 140,000 sessions of 9 numbe
 Fetched as rows, the driver builds 1.3 million Python objects that the cell writer then
 turns back into floats, and that was most of the window's time; COPY's binary format
 avoids the objects but its driver sends one message per row, each a Python round
-(bench/monitoring_service.py). Instead the query aggregates its rows into one bytea,
-each value as `float8send` writes it (8 bytes, big-endian, IEEE 754: PostgreSQL's
-documentation of binary I/O functions), which numpy reads in one call. A NULL becomes NaN
-first, so every row has the same width. The rows come in no particular order.
+(bench/monitoring_service.py). Instead the query aggregates its rows into one bytea, each
+row a 64-bit integer key (`int8send`: 8 bytes, big-endian) then its values (`float8send`:
+8 bytes each, big-endian IEEE 754; PostgreSQL's documentation of binary I/O functions),
+which numpy reads in one call. A NULL value becomes NaN first, so every row has the same
+width. The rows come in no particular order.
 """
 
 from __future__ import annotations
@@ -17,29 +18,29 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import ColumnElement, Double, LargeBinary, cast, func, literal_column
-
-_BIG_ENDIAN_FLOAT8 = np.dtype(">f8")
+from sqlalchemy import BigInteger, ColumnElement, Double, LargeBinary, cast, func, literal_column
 
 
-def packed_rows(columns: Sequence[ColumnElement[Any]]) -> ColumnElement[bytes]:
-    """An aggregate of the query's rows: each row's `columns`, as float8 (NULL: NaN), one
-    after the other in one bytea (NULL when there is no row)."""
-    fields = [
-        func.float8send(func.coalesce(cast(c, Double), literal_column("'NaN'::float8")))
-        for c in columns
-    ]
-    row: ColumnElement[Any] = fields[0]
-    for field in fields[1:]:
-        row = row.op("||")(field)
+def packed_rows(
+    key: ColumnElement[Any], columns: Sequence[ColumnElement[Any]]
+) -> ColumnElement[bytes]:
+    """An aggregate of the query's rows: each row's `key` as int8, then its `columns` as
+    float8 (NULL: NaN), one row after the other in one bytea (NULL when there is no row)."""
+    row: ColumnElement[Any] = func.int8send(cast(key, BigInteger))
+    for c in columns:
+        value = func.coalesce(cast(c, Double), literal_column("'NaN'::float8"))
+        row = row.op("||")(func.float8send(value))
     return func.string_agg(row, literal_column("''::bytea"), type_=LargeBinary)
 
 
-def unpack_rows(data: bytes | None, width: int) -> npt.NDArray[np.float64]:
-    """packed_rows' value as an (n, width) float64 array."""
+def unpack_rows(
+    data: bytes | None, width: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """packed_rows' value as the rows' keys (n,) and their values (n, width)."""
+    row = np.dtype([("key", ">i8"), ("values", ">f8", (width,))])
     if data is None:
-        return np.zeros((0, width))
-    if len(data) % (width * _BIG_ENDIAN_FLOAT8.itemsize):
-        raise ValueError(f"{len(data)} bytes are not rows of {width} float8 values")
-    values = np.frombuffer(data, dtype=_BIG_ENDIAN_FLOAT8).astype(np.float64)
-    return values.reshape(-1, width)
+        return np.zeros(0, dtype=np.int64), np.zeros((0, width))
+    if len(data) % row.itemsize:
+        raise ValueError(f"{len(data)} bytes are not rows of a key and {width} float8 values")
+    rows = np.frombuffer(data, dtype=row)
+    return rows["key"].astype(np.int64), rows["values"].astype(np.float64)

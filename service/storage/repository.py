@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any, Literal, NamedTuple, TypeAlias, cast
 
+import numpy as np
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     ColumnExpressionArgument,
     Connection,
@@ -52,7 +55,7 @@ from service.storage.tables import (
     SessionRow,
 )
 from training import features
-from training.features import ROW_WIDTH, FloatArray, SessionMeasures, session_table
+from training.features import ROW_WIDTH, FloatArray, IntArray, SessionMeasures, session_table
 from training.vocabulary import (
     DAY_ZERO,
     RISK_LEVELS,
@@ -794,37 +797,110 @@ class StoredWindow:
 def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
     """The clinic's window (StoredWindow) in two queries of the columns it needs, whatever
     the number of clients: the window's clients (_latest_risks: age, gender and latest
-    risk in the window, with their outcome) in client id order, then their sessions, each
-    carrying its client's position in that order (_numbered); and one indexed look-up of
-    the window's oldest risk. The sessions' measures are their stored columns
-    (session_measures, applied when they were written): parsing 140,000 JSON payloads was
-    most of this query's time on PostgreSQL. The clients' query numbers nothing: their
-    order is their position, and numbering them there took a window function, its sort
-    and a second sort by the number after the outcomes' join (bench/monitoring_service.py).
-    The sessions come unsorted (sorting them spilled to disk) and, on PostgreSQL, packed
-    by the server into one value (_window_sessions), read on a second connection beside
-    the clients' query (service.storage.snapshot_reads: the window then costs about the
-    longer of the two, not their sum).
+    risk in the window, with their outcome) in client id order, then their sessions,
+    unsorted (sorting them spilled to disk); and one indexed look-up of the window's
+    oldest risk. The sessions' measures are their stored columns (session_measures,
+    applied when they were written): parsing 140,000 JSON payloads was most of this
+    query's time on PostgreSQL. The clients' query numbers nothing: their order is their
+    position (numbering them there took a window function and two sorts).
+
+    How a session names its client's position: on PostgreSQL each session comes with its
+    client's key (client_key, a 64-bit hash of the id), which the clients' query gives
+    too, packed by the server into one value (_keyed_sessions) and read on a second
+    connection beside the clients' query (service.storage.snapshot_reads: the window then
+    costs about the longer of the two, not their sum); numbering the clients in the
+    sessions' query instead (grouping the window's risks, joining the clients, sorting
+    them) was a third of its server time (bench/monitoring_service.py). Should two of
+    the window's clients share a key, the sessions are read numbered instead
+    (_numbered_sessions), as they always are elsewhere (SQLite).
 
     The two queries must read one snapshot (`s` from Storage.snapshot; the second
     connection imports it): a client whose first risk in the window is stored between
-    them would be numbered by the second and shift the sessions of every later client
-    onto the wrong one."""
-    latest = _latest_risks(clinic_id, since)
+    them would have sessions but no place in the clients' answer, or shift the sessions
+    of every later client onto the wrong one."""
     conn = s.connection()  # Core rows: the ORM's per-row work is not needed here
-    numbered = _numbered(clinic_id, since)
-    with alongside(conn, lambda on: _window_sessions(on, numbered, clinic_id)) as sessions:
-        records = conn.execute(
-            select(Client.client_id, Client.age, Client.gender, Outcome.dropout, latest.c.last_risk)
-            .join(latest, latest.c.client_id == Client.client_id)
-            .outerjoin(Outcome, _is_client(Outcome, clinic_id, Client.client_id))
-            .where(Client.clinic_id == clinic_id)
-            .order_by(Client.client_id)
-        ).all()
-        clients = list(map(WindowClient._make, records))
-        in_window = _in_window(clinic_id, since)
-        earliest = conn.scalar(select(func.min(PredictionRow.computed_at)).where(in_window))
-        return StoredWindow(clients, sessions(), earliest)
+    if conn.dialect.name != "postgresql":
+        clients, _ = _window_records(conn, clinic_id, since, keyed=False)
+        sessions = _numbered_sessions(conn, clinic_id, since)
+        return StoredWindow(clients, sessions, _earliest(conn, clinic_id, since))
+    with alongside(conn, partial(_keyed_sessions, clinic_id=clinic_id, since=since)) as keyed:
+        clients, keys = _window_records(conn, clinic_id, since, keyed=True)
+        earliest = _earliest(conn, clinic_id, since)
+        table = _placed(keys, *keyed())
+    if table is None:  # two clients share a key: number them instead
+        table = _numbered_sessions(conn, clinic_id, since)
+    return StoredWindow(clients, table, earliest)
+
+
+def _window_records(
+    conn: Connection, clinic_id: str, since: datetime, keyed: bool
+) -> tuple[list[WindowClient], IntArray]:
+    """The window's clients in client id order, and (`keyed`) their keys (client_key)."""
+    latest = _latest_risks(clinic_id, since)
+    key = [client_key(Client.__table__.c.client_id)] if keyed else []
+    records = conn.execute(
+        select(Client.client_id, Client.age, Client.gender, Outcome.dropout, latest.c.last_risk)
+        .add_columns(*key)
+        .join(latest, latest.c.client_id == Client.client_id)
+        .outerjoin(Outcome, _is_client(Outcome, clinic_id, Client.client_id))
+        .where(Client.clinic_id == clinic_id)
+        .order_by(Client.client_id)
+    ).all()
+    if not keyed:
+        return list(map(WindowClient._make, records)), np.zeros(0, dtype=np.int64)
+    columns = list(zip(*records, strict=True)) or [()] * 6
+    return list(map(WindowClient, *columns[:5])), np.array(columns[5], dtype=np.int64)
+
+
+def _earliest(conn: Connection, clinic_id: str, since: datetime) -> datetime | None:
+    """The oldest of the window's stored risks (an indexed look-up)."""
+    return conn.scalar(
+        select(func.min(PredictionRow.computed_at)).where(_in_window(clinic_id, since))
+    )
+
+
+def client_key(client_id: ColumnElement[str]) -> ColumnElement[int]:
+    """A client's key in the packed sessions: PostgreSQL's 64-bit hash of its id (two of
+    50,000 clients share one with a probability of about 1 in 10^10; window_clients then
+    numbers them instead)."""
+    return func.hashtextextended(client_id, 0, type_=BigInteger)
+
+
+def _keyed_sessions(
+    conn: Connection, clinic_id: str, since: datetime
+) -> tuple[IntArray, FloatArray]:
+    """The sessions of the clients with a risk in the window, each as its client's key
+    and its SessionValues without the position, packed by the server into one value
+    (service.storage.packed_floats; the date as its day number since vocabulary.DAY_ZERO,
+    a date minus a date being days there)."""
+    in_window = select(PredictionRow.client_id).where(_in_window(clinic_id, since))
+    values = [
+        SessionRow.number,
+        SessionRow.session_date - literal(DAY_ZERO, Date),
+        *(getattr(SessionRow, column) for column in MEASURE_COLUMNS),
+    ]
+    packed = select(packed_rows(client_key(SessionRow.__table__.c.client_id), values)).where(
+        SessionRow.clinic_id == clinic_id, SessionRow.client_id.in_(in_window)
+    )
+    return unpack_rows(conn.scalar(packed), ROW_WIDTH - 1)
+
+
+def _placed(client_keys: IntArray, keys: IntArray, values: FloatArray) -> FloatArray | None:
+    """The cell writer's table of keyed sessions: each session's client key replaced by
+    that client's position in `client_keys` (the clients' order); None when two clients
+    share a key. A session whose key names none of them (impossible in one snapshot) is
+    an error, not a guess."""
+    order = np.argsort(client_keys, kind="stable")
+    ranked = client_keys[order]
+    if ranked.size > 1 and not (ranked[1:] != ranked[:-1]).all():
+        return None
+    at = np.searchsorted(ranked, keys).clip(0, max(ranked.size - 1, 0))
+    if keys.size and (not ranked.size or (ranked[at] != keys).any()):
+        raise ValueError("a window session's key names none of the window's clients")
+    table = np.empty((keys.size, ROW_WIDTH))
+    table[:, 0] = order[at] if keys.size else 0.0
+    table[:, 1:] = values
+    return table
 
 
 def _in_window(clinic_id: str, since: datetime) -> ColumnElement[bool]:
@@ -863,31 +939,22 @@ def _numbered(clinic_id: str, since: datetime) -> Subquery:
     )
 
 
-def _window_sessions(conn: Connection, numbered: Subquery, clinic_id: str) -> FloatArray:
-    """The sessions of the numbered clients as the cell writer's table: on PostgreSQL
-    packed by the server into one value (service.storage.packed_floats; the date as its
-    day number since vocabulary.DAY_ZERO, a date minus a date being days there), elsewhere
-    as rows (SessionValues) through training.features.session_table. The same table
-    either way (a test compares them on PostgreSQL)."""
-    if conn.dialect.name != "postgresql":
-        return session_table(conn.execute(_window_session_query(numbered, clinic_id)))
-    rows = _window_session_query(
-        numbered, clinic_id, SessionRow.session_date - literal(DAY_ZERO, Date)
+def _numbered_sessions(conn: Connection, clinic_id: str, since: datetime) -> FloatArray:
+    """The sessions of the numbered clients as rows (SessionValues) through
+    training.features.session_table: the cell writer's table (a test compares it with
+    the keyed one on PostgreSQL)."""
+    return session_table(
+        conn.execute(_window_session_query(_numbered(clinic_id, since), clinic_id))
     )
-    packed = rows.with_only_columns(packed_rows(list(rows.selected_columns)))
-    return unpack_rows(conn.scalar(packed), ROW_WIDTH)
 
 
-def _window_session_query(
-    numbered: Subquery, clinic_id: str, day: ColumnElement[Any] | None = None
-) -> Select[Any]:
-    """SessionValues of the numbered clients' sessions (`day`: the date column given
-    instead of the stored date)."""
+def _window_session_query(numbered: Subquery, clinic_id: str) -> Select[Any]:
+    """SessionValues of the numbered clients' sessions."""
     return (
         select(
             numbered.c.position,
             SessionRow.number,
-            SessionRow.session_date if day is None else day,
+            SessionRow.session_date,
             *(getattr(SessionRow, column) for column in MEASURE_COLUMNS),
         )
         .join(numbered, numbered.c.client_id == SessionRow.client_id)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import BigInteger, event, func, literal, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.scoring import monitoring_window as mw
@@ -23,7 +23,7 @@ from service.storage import repository as repo
 from service.storage.engine import session_scope
 from service.storage.tables import PredictionRow
 from tests.support.helpers import REPO
-from training.features import BOND, DAY, GOAL, ORS, PHQ9, ROW_WIDTH, SRS, TASK, session_table
+from training.features import BOND, DAY, GOAL, ORS, PHQ9, ROW_WIDTH, SRS, TASK
 from training.monitoring import MonitoringReport
 from training.registry import LoadedModel, Registry
 
@@ -136,16 +136,17 @@ def test_the_window_is_the_clinics_clients_with_a_recent_risk(
 def test_the_windows_two_reads_see_one_snapshot(
     tx: Callable[[], Any], db_factory: sessionmaker[Session], model: LoadedModel, stored: None
 ) -> None:
-    """A client whose first risk in the window is stored between the window's two reads
-    (its clients, then their sessions numbered by client) is in neither: read in one
-    snapshot (session_scope(snapshot=True), what the monitoring doors use), the sessions'
-    numbers still name the clients of the first read, so no session is given to another
-    client. "aa" sorts between a and b: numbered in the second read, it would shift b."""
+    """A client whose first risk in the window is stored just before the sessions' read
+    is in neither read: in one snapshot (session_scope(snapshot=True), what the
+    monitoring doors use; on PostgreSQL the sessions' connection imports it), the
+    sessions still name the clients of the clients' read, so no session is given to
+    another client. "aa" sorts between a and b: numbered in the second read, it would
+    shift b; keyed, it would have sessions and no place."""
     engine = db_factory.kw["bind"]
     written: list[str] = []
 
     def store_between(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "row_number" in statement and not written:
+        if "FROM sessions" in statement and not written:  # the sessions' query
             written.append("aa")
             with tx() as other:  # another connection, committed before the read goes on
                 _store(other, model, CLINIC, "aa")
@@ -181,13 +182,12 @@ def _in_order(table: np.ndarray) -> np.ndarray:
 def test_the_sessions_read_as_rows_or_packed_by_the_server_are_the_same_table(
     tx: Callable[[], Any], stored: None
 ) -> None:
-    """On PostgreSQL the window's sessions come packed into one value by the server
-    (service.storage.packed_floats), elsewhere as rows: on the same stored sessions the
-    rows' table (training.features.session_table) is the same, NaN for NaN."""
+    """On PostgreSQL the window's sessions come keyed and packed into one value by the
+    server (service.storage.packed_floats), elsewhere as numbered rows: on the same
+    stored sessions the rows' table (training.features.session_table) is the same, NaN
+    for NaN."""
     with tx() as s:
-        conn = s.connection()
-        numbered = repo._numbered(CLINIC, _since(60))
-        rows = session_table(conn.execute(repo._window_session_query(numbered, CLINIC)))
+        rows = repo._numbered_sessions(s.connection(), CLINIC, _since(60))
         window = repo.window_clients(s, CLINIC, _since(60))
     assert rows.shape == window.sessions.shape == (6, ROW_WIDTH)
     assert np.array_equal(_in_order(rows), _in_order(window.sessions), equal_nan=True)
@@ -197,35 +197,86 @@ def test_the_sessions_read_as_rows_or_packed_by_the_server_are_the_same_table(
     assert _in_order(rows)[5, 6] == 20.0
 
 
-def test_postgresql_sends_the_sessions_packed_and_sqlite_as_rows(
-    tx: Callable[[], Any], db_factory: sessionmaker[Session], stored: None
-) -> None:
-    """Which path window_clients takes is the dialect's: on PostgreSQL its sessions'
-    statement is the one aggregate of service.storage.packed_floats (one row back), run
-    on a second connection that imported the first one's snapshot
-    (service.storage.snapshot_reads); on SQLite a plain select of the rows, on the one
-    connection."""
-    engine = db_factory.kw["bind"]
-    statements: list[tuple[int, str]] = []  # (which DBAPI connection, statement)
+def _statements(engine: Any) -> tuple[list[tuple[int, str]], Callable[[], None]]:
+    """The statements run on `engine` from now on, with the DBAPI connection of each, and
+    the function that stops recording them."""
+    statements: list[tuple[int, str]] = []
 
     def seen(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         statements.append((id(conn.connection.dbapi_connection), statement))
 
     event.listen(engine, "before_cursor_execute", seen)
+    return statements, lambda: event.remove(engine, "before_cursor_execute", seen)
+
+
+def test_postgresql_sends_the_sessions_packed_and_sqlite_as_rows(
+    db_factory: sessionmaker[Session], stored: None
+) -> None:
+    """Which path window_clients takes is the dialect's: on PostgreSQL its sessions'
+    statement is the one aggregate of service.storage.packed_floats (one row back), each
+    session keyed by its client's hash, run on a second connection that imported the
+    first one's snapshot (service.storage.snapshot_reads); on SQLite a plain select of
+    the numbered rows, on the one connection."""
+    engine = db_factory.kw["bind"]
+    statements, stop = _statements(engine)
     try:
         with session_scope(db_factory, snapshot=True) as s:
             window = repo.window_clients(s, CLINIC, _since(60))
     finally:
-        event.remove(engine, "before_cursor_execute", seen)
+        stop()
     postgresql = engine.dialect.name == "postgresql"
     assert window.sessions.shape == (6, ROW_WIDTH)
-    ((side, sessions),) = [(c, text) for c, text in statements if "row_number" in text]
-    ((caller, _),) = [(c, t) for c, t in statements if "JOIN outcomes" in t]  # the clients'
-
-    assert ("string_agg(" in sessions and "float8send(" in sessions) is postgresql
+    ((side, sessions),) = [(c, t) for c, t in statements if "FROM sessions" in t]
+    ((caller, clients),) = [(c, t) for c, t in statements if "JOIN outcomes" in t]
+    keyed = ("string_agg(" in sessions, "hashtextextended(sessions.client_id" in sessions)
+    assert keyed == (postgresql, postgresql)
+    assert ("row_number" in sessions) is not postgresql
+    assert ("hashtextextended(" in clients) is postgresql
     assert (side != caller) is postgresql
-    imported = [text for c, text in statements if c == side and "SET TRANSACTION SNAPSHOT" in text]
+    imported = [t for c, t in statements if c == side and "SET TRANSACTION SNAPSHOT" in t]
     assert len(imported) == postgresql
+
+
+def test_clients_that_share_a_key_get_their_sessions_numbered_instead(
+    db_factory: sessionmaker[Session], stored: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two of the window's clients with one key (a 64-bit hash: about 1 in 10^10 for
+    50,000 clients; here every client's key is made 7): the sessions are read again,
+    numbered, and the window is the same as with distinct keys."""
+    with session_scope(db_factory, snapshot=True) as s:
+        distinct = repo.window_clients(s, CLINIC, _since(60))
+    monkeypatch.setattr(repo, "client_key", lambda _id: literal(7, BigInteger))
+    engine = db_factory.kw["bind"]
+    statements, stop = _statements(engine)
+    try:
+        with session_scope(db_factory, snapshot=True) as s:
+            shared = repo.window_clients(s, CLINIC, _since(60))
+    finally:
+        stop()
+    assert shared.clients == distinct.clients
+    assert np.array_equal(_in_order(shared.sessions), _in_order(distinct.sessions), equal_nan=True)
+    numbered = [t for _, t in statements if "FROM sessions" in t and "row_number" in t]
+    assert len(numbered) == 1
+
+
+def test_keyed_sessions_are_placed_at_their_clients_positions() -> None:
+    """repo._placed: each session's key becomes the position of the client holding it in
+    the clients' order; a shared key gives None (number them instead); a key of no
+    client is an error, never a guess."""
+    client_keys = np.array([90, -5, 12], dtype=np.int64)  # positions 0, 1, 2
+    values = np.arange(3 * (ROW_WIDTH - 1), dtype=np.float64).reshape(3, ROW_WIDTH - 1)
+    table = repo._placed(client_keys, np.array([12, 90, 12], dtype=np.int64), values)
+    assert table is not None
+    assert table[:, 0].tolist() == [2, 0, 2]
+    assert np.array_equal(table[:, 1:], values)
+    assert repo._placed(np.array([4, 9, 4], dtype=np.int64), client_keys[:1], values[:1]) is None
+    with pytest.raises(ValueError, match="names none of the window's clients"):
+        repo._placed(client_keys, np.array([13], dtype=np.int64), values[:1])
+    with pytest.raises(ValueError, match="names none of the window's clients"):
+        repo._placed(np.zeros(0, dtype=np.int64), np.array([13], dtype=np.int64), values[:1])
+    empty = repo._placed(client_keys, np.zeros(0, dtype=np.int64), values[:0])
+    assert empty is not None
+    assert empty.shape == (0, ROW_WIDTH)
 
 
 def test_stored_payloads_and_rebuilt_episodes_give_identical_grids(
