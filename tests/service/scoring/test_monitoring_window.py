@@ -197,16 +197,23 @@ def test_the_sessions_read_as_rows_or_packed_by_the_server_are_the_same_table(
     assert _in_order(rows)[5, 6] == 20.0
 
 
-def _statements(engine: Any) -> tuple[list[tuple[int, str]], Callable[[], None]]:
-    """The statements run on `engine` from now on, with the DBAPI connection of each, and
-    the function that stops recording them."""
+def _window_recorded(
+    factory: sessionmaker[Session],
+) -> tuple[repo.StoredWindow, list[tuple[int, str]]]:
+    """window_clients in a snapshot, and the statements it ran, each with its DBAPI
+    connection."""
+    engine = factory.kw["bind"]
     statements: list[tuple[int, str]] = []
 
     def seen(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         statements.append((id(conn.connection.dbapi_connection), statement))
 
     event.listen(engine, "before_cursor_execute", seen)
-    return statements, lambda: event.remove(engine, "before_cursor_execute", seen)
+    try:
+        with session_scope(factory, snapshot=True) as s:
+            return repo.window_clients(s, CLINIC, _since(60)), statements
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
 
 
 def test_postgresql_sends_the_sessions_packed_and_sqlite_as_rows(
@@ -217,14 +224,8 @@ def test_postgresql_sends_the_sessions_packed_and_sqlite_as_rows(
     session keyed by its client's hash, run on a second connection that imported the
     first one's snapshot (service.storage.snapshot_reads); on SQLite a plain select of
     the numbered rows, on the one connection."""
-    engine = db_factory.kw["bind"]
-    statements, stop = _statements(engine)
-    try:
-        with session_scope(db_factory, snapshot=True) as s:
-            window = repo.window_clients(s, CLINIC, _since(60))
-    finally:
-        stop()
-    postgresql = engine.dialect.name == "postgresql"
+    window, statements = _window_recorded(db_factory)
+    postgresql = db_factory.kw["bind"].dialect.name == "postgresql"
     assert window.sessions.shape == (6, ROW_WIDTH)
     ((side, sessions),) = [(c, t) for c, t in statements if "FROM sessions" in t]
     ((caller, clients),) = [(c, t) for c, t in statements if "JOIN outcomes" in t]
@@ -246,13 +247,7 @@ def test_clients_that_share_a_key_get_their_sessions_numbered_instead(
     with session_scope(db_factory, snapshot=True) as s:
         distinct = repo.window_clients(s, CLINIC, _since(60))
     monkeypatch.setattr(repo, "client_key", lambda _id: literal(7, BigInteger))
-    engine = db_factory.kw["bind"]
-    statements, stop = _statements(engine)
-    try:
-        with session_scope(db_factory, snapshot=True) as s:
-            shared = repo.window_clients(s, CLINIC, _since(60))
-    finally:
-        stop()
+    shared, statements = _window_recorded(db_factory)
     assert shared.clients == distinct.clients
     assert np.array_equal(_in_order(shared.sessions), _in_order(distinct.sessions), equal_nan=True)
     numbered = [t for _, t in statements if "FROM sessions" in t and "row_number" in t]
