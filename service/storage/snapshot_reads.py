@@ -1,7 +1,7 @@
 """One read run on a second connection, in the snapshot of the first, while the first goes on.
 
 Why: a monitoring window is two large reads that must see one snapshot (its clients, then
-their sessions numbered by client: service.storage.repository.window_clients). Run one
+their sessions, each naming its client: service.storage.repository.window_clients). Run one
 after the other, the database works on one core while the other waits, and the two reads
 (for 50,000 clients each 0.2-0.4 s by the machine, server and driver together) are most
 of a cold report; run side by side, the window costs about the longer of the two
