@@ -1,7 +1,7 @@
 """service.storage.snapshot_reads on SQLite and PostgreSQL: a read run beside the caller's
 transaction sees the caller's snapshot, on a second connection on PostgreSQL and on the
-caller's own elsewhere or when no slot is free; its errors reach the caller, its slot is
-freed, and the caller's block does not end before it."""
+caller's own elsewhere, when no slot is free or after a write of the caller's; its errors
+reach the caller, its slot is freed, and the caller's block does not end before it."""
 
 from __future__ import annotations
 
