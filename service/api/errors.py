@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.core.body import UnsupportedMediaType
+from service.core.error_body import error_body
 from service.interop.cds.limits import CdsAuthError
 from service.interop.fhir import writing
 from service.interop.fhir.codes import FhirInputError
@@ -51,9 +52,7 @@ def error_details(errors: Sequence[Any]) -> list[dict[str, str]]:
 def _body(
     status: int, loc: str, msg: str, kind: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(
-        {"detail": [{"loc": loc, "msg": msg, "type": kind}]}, status, headers=headers
-    )
+    return JSONResponse(error_body(loc, msg, kind), status, headers=headers)
 
 
 def install(app: FastAPI) -> None:

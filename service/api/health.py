@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from service.api.deps import Models
+from service.core.error_body import error_body
 from service.core.observability import METRICS_CONTENT_TYPE, metrics_text
 from service.core.schemas import HealthOut, ReadyOut
 
@@ -25,18 +26,8 @@ async def readyz(store: Models) -> Any:
     """A verified model is loaded."""
     store.refresh()
     if not store.ready:
-        return JSONResponse(
-            {
-                "detail": [
-                    {
-                        "loc": "model",
-                        "type": "model_unavailable",
-                        "msg": store.last_error or "no model loaded",
-                    }
-                ]
-            },
-            503,
-        )
+        msg = store.last_error or "no model loaded"
+        return JSONResponse(error_body("model", msg, "model_unavailable"), 503)
     return {"status": "ready", "model_version": store.current.version}
 
 

@@ -15,20 +15,17 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.core.error_body import error_body
 from service.core.observability import REQUEST_SECONDS, REQUESTS
 
 log = logging.getLogger("dropout_risk.errors")
 
 UNEXPECTED_BODY = json.dumps(
-    {
-        "detail": [
-            {
-                "loc": "server",
-                "msg": "an unexpected error; it was logged (without the request's data)",
-                "type": "internal_error",
-            }
-        ]
-    }
+    error_body(
+        "server",
+        "an unexpected error; it was logged (without the request's data)",
+        "internal_error",
+    )
 ).encode()
 
 
@@ -140,17 +137,8 @@ class BodyLimit:
             await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "detail": [
-                    {
-                        "loc": "body",
-                        "type": "body_too_large",
-                        "msg": f"the body exceeds {self.limit} bytes",
-                    }
-                ]
-            }
-        ).encode()
+        msg = f"the body exceeds {self.limit} bytes"
+        body = json.dumps(error_body("body", msg, "body_too_large")).encode()
         await _answer(send, 413, body)
 
 
