@@ -14,8 +14,11 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from service.core.schemas import EpisodeIn, SrsIn, WaiIn
 from training.features import (
+    GENDER_UNKNOWN,
     SessionGrid,
     SessionValues,
     gender_word_code,
@@ -66,10 +69,9 @@ def grid_from_window(window: StoredWindow, max_session: int) -> SessionGrid:
     """A monitoring window's stored clients as a grid, one column per client in
     window.clients order: the same cells as grid_from_episodes gives for the EpisodeIn
     that service.scoring.records.episode rebuilds from the same stored rows (the window's
-    sessions come as the cell writer's table already). A clinic has few distinct gender
-    words: each is coded once."""
+    sessions come as the cell writer's table already). Each of the window's gender words
+    is coded once (as training.features.gender_code does a column)."""
     clients = window.clients
-    codes = {g: gender_word_code(g) for g in {c.gender for c in clients}}
-    age = [math.nan if c.age is None else float(c.age) for c in clients]
-    gender = [codes[c.gender] for c in clients]
-    return grid_from_rows(len(clients), max_session, window.sessions, age, gender)
+    codes = np.array([*map(gender_word_code, clients.gender_words), GENDER_UNKNOWN])
+    gender = codes[clients.gender]  # -1, no gender recorded, picks the trailing unknown
+    return grid_from_rows(len(clients), max_session, window.sessions, clients.age, gender)

@@ -96,9 +96,8 @@ def _period_of(
 ) -> IntArray:
     """Each stored client's period: the one holding its latest risk in the window (a risk
     stored after the report's `now` counts in the last)."""
-    starts = [start.timestamp() for start, _ in bounds[1:]]
-    at = [c.last_risk.timestamp() for c in stored.clients]
-    return np.searchsorted(np.asarray(starts), np.asarray(at), side="right").astype(np.int64)
+    starts = np.array([repo.epoch_micros(start) for start, _ in bounds[1:]], dtype=np.int64)
+    return np.searchsorted(starts, stored.clients.last_risk, side="right").astype(np.int64)
 
 
 def window_of(stored: repo.StoredWindow, model: LoadedModel) -> Window:
@@ -116,10 +115,7 @@ def _window_parts(
     none, only the latest landmark's rows are built and scored."""
     landmarks = _landmarks(model)
     grid = grid_from_window(stored, max(landmarks))
-    y = np.array(
-        [np.nan if c.dropout is None else float(c.dropout) for c in stored.clients],
-        dtype=np.float64,
-    )
+    y = stored.clients.dropout
     if not np.isfinite(y).any():
         X, landmark = latest_landmark_features(grid, landmarks)
         keep = np.flatnonzero(landmark > 0)

@@ -8,7 +8,7 @@ avoids the objects but its driver sends one message per row, each a Python round
 row a 64-bit integer key (`int8send`: 8 bytes, big-endian) then its values (`float8send`:
 8 bytes each, big-endian IEEE 754; PostgreSQL's documentation of binary I/O functions),
 which numpy reads in one call. A NULL value becomes NaN first, so every row has the same
-width. The rows come in no particular order.
+width. The rows come in no particular order unless the aggregate is given one.
 """
 
 from __future__ import annotations
@@ -19,18 +19,25 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import BigInteger, ColumnElement, Double, LargeBinary, cast, func, literal_column
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 
 def packed_rows(
-    key: ColumnElement[Any], columns: Sequence[ColumnElement[Any]]
+    key: ColumnElement[Any],
+    columns: Sequence[ColumnElement[Any]],
+    order_by: ColumnElement[Any] | None = None,
 ) -> ColumnElement[bytes]:
     """An aggregate of the query's rows: each row's `key` as int8, then its `columns` as
-    float8 (NULL: NaN), one row after the other in one bytea (NULL when there is no row)."""
+    float8 (NULL: NaN), one row after the other in one bytea (NULL when there is no row),
+    in no particular order, or in that of `order_by`."""
     row: ColumnElement[Any] = func.int8send(cast(key, BigInteger))
     for c in columns:
         value = func.coalesce(cast(c, Double), literal_column("'NaN'::float8"))
         row = row.op("||")(func.float8send(value))
-    return func.string_agg(row, literal_column("''::bytea"), type_=LargeBinary)
+    separator: ColumnElement[Any] = literal_column("''::bytea")
+    if order_by is not None:
+        separator = aggregate_order_by(separator, order_by)
+    return func.string_agg(row, separator, type_=LargeBinary)
 
 
 def unpack_rows(

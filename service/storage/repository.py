@@ -13,10 +13,11 @@ or an IntegrityError, and a PUT that changes nothing writes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
-from typing import Any, Literal, NamedTuple, TypeAlias, cast
+from typing import Any, Literal, TypeAlias, cast
 
 import numpy as np
 from sqlalchemy import (
@@ -27,11 +28,14 @@ from sqlalchemy import (
     CursorResult,
     Date,
     Executable,
+    Integer,
+    Row,
     Select,
     Subquery,
     and_,
     delete,
     exists,
+    extract,
     func,
     literal,
     select,
@@ -765,23 +769,60 @@ def _client_export(client: Client, outcome: Outcome | None) -> dict[str, Any]:
 
 # --- monitoring: the clients of a window ------------------------------------------------------
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# A window client's packed columns (_packed_clients), after its key.
+_CLIENT_WIDTH = 4  # age, gender's position in the window's words, dropout, last risk
 
-class WindowClient(NamedTuple):
-    """A client of a monitoring window: the model's inputs of its record, its stored
-    outcome (None: not recorded), and when the latest of its window's stored risks was
-    computed (which period of the window it counts in: the report's periods). A tuple: a
-    large clinic's window has tens of thousands."""
 
-    client_id: str
-    age: int | None
-    gender: str | None
-    dropout: bool | None
-    last_risk: datetime
+def epoch_micros(moment: datetime) -> int:
+    """An aware datetime as whole microseconds since the Unix epoch: how a window's risk
+    times are compared (exact, where a float of seconds rounds)."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+@dataclass(frozen=True)
+class WindowClients:
+    """The clients of a monitoring window as columns, one entry per client in client id
+    order (its position, by which its sessions name it). Columns, not an object per
+    client: a large clinic's window has tens of thousands, and building them was most of
+    the window's read (bench/monitoring_service.py).
+
+    `gender` is each client's index in `gender_words` (the window's distinct genders as
+    recorded, in no particular order), -1 when none is recorded; `dropout` its stored
+    outcome (1.0 dropped out, 0.0 did not, NaN none recorded); `last_risk` when the
+    latest of its window's stored risks was computed (epoch_micros: which period of the
+    window it counts in, the report's periods)."""
+
+    client_ids: tuple[str, ...]
+    age: FloatArray  # NaN: not recorded
+    gender: IntArray
+    gender_words: tuple[str, ...]
+    dropout: FloatArray
+    last_risk: IntArray
+
+    def __len__(self) -> int:
+        return len(self.client_ids)
+
+    @classmethod
+    def of_rows(cls, records: Sequence[Row[Any]]) -> WindowClients:
+        """From rows of (client id, age, gender, dropout, last risk), in client id order."""
+        ids, ages, genders, dropouts, lasts = list(zip(*records, strict=True)) or [()] * 5
+        words = tuple(sorted({g for g in genders if g is not None}))
+        index = {word: i for i, word in enumerate(words)}
+        return cls(
+            client_ids=tuple(ids),
+            age=np.array([np.nan if a is None else a for a in ages], dtype=np.float64),
+            gender=np.array([index.get(g, -1) for g in genders], dtype=np.int64),
+            gender_words=words,
+            dropout=np.array([np.nan if d is None else d for d in dropouts], dtype=np.float64),
+            last_risk=np.array([epoch_micros(t) for t in lasts], dtype=np.int64),
+        )
 
 
 @dataclass(frozen=True)
 class StoredWindow:
-    """The clinic's clients with a risk stored at or after `since`, in client id order (one
+    """The clinic's clients with a risk stored at or after `since` (WindowClients; one
     without sessions reaches no landmark: it has no row in the window), and all their
     sessions, in no particular order, as the one cell writer takes them
     (training.features.grid_from_rows: ROW_WIDTH float columns, the first the client's
@@ -789,30 +830,30 @@ class StoredWindow:
     `earliest`: the oldest of the window's stored risks (None: none), after which the
     window can lose a client without any write."""
 
-    clients: list[WindowClient]
+    clients: WindowClients
     sessions: FloatArray
     earliest: datetime | None
 
 
 def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
     """The clinic's window (StoredWindow) in two queries of the columns it needs, whatever
-    the number of clients: the window's clients (_latest_risks: age, gender and latest
-    risk in the window, with their outcome) in client id order, then their sessions,
-    unsorted (sorting them spilled to disk); and one indexed look-up of the window's
-    oldest risk. The sessions' measures are their stored columns (session_measures,
-    applied when they were written): parsing 140,000 JSON payloads was most of this
-    query's time on PostgreSQL. The clients' query numbers nothing: their order is their
-    position (numbering them there took a window function and two sorts).
+    the number of clients: the window's clients (_window_of_clients: age, gender and
+    latest risk in the window, with their outcome) in client id order, then their
+    sessions, unsorted (sorting them spilled to disk); and one indexed look-up of the
+    window's oldest risk. The sessions' measures are their stored columns
+    (session_measures, applied when they were written): parsing 140,000 JSON payloads was
+    most of this query's time on PostgreSQL.
 
-    How a session names its client's position: on PostgreSQL each session comes with its
-    client's key (client_key, a 64-bit hash of the id), which the clients' query gives
-    too, packed by the server into one value (_keyed_sessions) and read on a second
-    connection beside the clients' query (service.storage.snapshot_reads: the window then
-    costs about the longer of the two, not their sum); numbering the clients in the
-    sessions' query instead (grouping the window's risks, joining the clients, sorting
-    them) was a third of its server time (bench/monitoring_service.py). Should two of
-    the window's clients share a key, the sessions are read numbered instead
-    (_numbered_sessions), as they always are elsewhere (SQLite).
+    On PostgreSQL both answers are packed by the server into single values
+    (service.storage.packed_floats; the clients' ids joined into one text), and each
+    session comes with its client's key (client_key, a 64-bit hash of the id), which the
+    clients' answer gives too: the sessions are read on a second connection beside the
+    clients (service.storage.snapshot_reads: the window then costs about the longer of
+    the two reads, not their sum), and numbering the clients in the sessions' query
+    instead (grouping the window's risks, joining the clients, sorting them) was a third
+    of its server time (bench/monitoring_service.py). Should two of the window's clients
+    share a key, the sessions are read numbered instead (_numbered_sessions), as they
+    always are elsewhere (SQLite, whose clients come as rows).
 
     The two queries must read one snapshot (`s` from Storage.snapshot; the second
     connection imports it): a client whose first risk in the window is stored between
@@ -820,11 +861,11 @@ def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
     of every later client onto the wrong one."""
     conn = s.connection()  # Core rows: the ORM's per-row work is not needed here
     if conn.dialect.name != "postgresql":
-        clients, _ = _window_records(conn, clinic_id, since, keyed=False)
+        clients = WindowClients.of_rows(conn.execute(_window_of_clients(clinic_id, since)).all())
         sessions = _numbered_sessions(conn, clinic_id, since)
         return StoredWindow(clients, sessions, _earliest(conn, clinic_id, since))
     with alongside(conn, partial(_keyed_sessions, clinic_id=clinic_id, since=since)) as keyed:
-        clients, keys = _window_records(conn, clinic_id, since, keyed=True)
+        clients, keys = _packed_clients(conn, clinic_id, since)
         earliest = _earliest(conn, clinic_id, since)
         table = _placed(keys, *keyed())
     if table is None:  # two clients share a key: number them instead
@@ -832,24 +873,51 @@ def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
     return StoredWindow(clients, table, earliest)
 
 
-def _window_records(
-    conn: Connection, clinic_id: str, since: datetime, keyed: bool
-) -> tuple[list[WindowClient], IntArray]:
-    """The window's clients in client id order, and (`keyed`) their keys (client_key)."""
+def _window_of_clients(clinic_id: str, since: datetime) -> Select[Any]:
+    """The window's clients as (client id, age, gender, dropout, last risk), unordered."""
     latest = _latest_risks(clinic_id, since)
-    key = [client_key(Client.__table__.c.client_id)] if keyed else []
-    records = conn.execute(
+    return (
         select(Client.client_id, Client.age, Client.gender, Outcome.dropout, latest.c.last_risk)
-        .add_columns(*key)
         .join(latest, latest.c.client_id == Client.client_id)
         .outerjoin(Outcome, _is_client(Outcome, clinic_id, Client.client_id))
         .where(Client.clinic_id == clinic_id)
         .order_by(Client.client_id)
-    ).all()
-    if not keyed:
-        return list(map(WindowClient._make, records)), np.zeros(0, dtype=np.int64)
-    columns = list(zip(*records, strict=True)) or [()] * 6
-    return list(map(WindowClient, *columns[:5])), np.array(columns[5], dtype=np.int64)
+    )
+
+
+def _packed_clients(
+    conn: Connection, clinic_id: str, since: datetime
+) -> tuple[WindowClients, IntArray]:
+    """The window's clients (WindowClients) and their keys (client_key), in one row: the
+    window's distinct genders, its client ids joined by a space (which no id holds:
+    vocabulary.ID_RULE), and each client's key and columns packed (packed_rows), both in
+    client id order; the last risk as whole microseconds since the epoch (a float8 holds
+    them exactly until the year 2255)."""
+    window = _window_of_clients(clinic_id, since).order_by(None).cte("window_clients")
+    words = select(
+        func.array_agg(window.c.gender.distinct()).filter(window.c.gender.is_not(None))
+    ).scalar_subquery()
+    columns = [
+        window.c.age,
+        func.array_position(words, window.c.gender),
+        window.c.dropout.cast(Integer),
+        extract("epoch", window.c.last_risk) * 1_000_000,
+    ]
+    in_order = window.c.client_id
+    ids = func.string_agg(window.c.client_id, postgresql.aggregate_order_by(literal(" "), in_order))
+    packed = packed_rows(client_key(window.c.client_id), columns, order_by=in_order)
+    gender_words, joined, data = conn.execute(select(words, ids, packed)).one()
+    keys, values = unpack_rows(data, _CLIENT_WIDTH)
+    position = values[:, 1]
+    clients = WindowClients(
+        client_ids=tuple(joined.split(" ")) if joined else (),
+        age=values[:, 0].copy(),
+        gender=np.where(np.isnan(position), 0, position).astype(np.int64) - 1,
+        gender_words=tuple(gender_words or ()),
+        dropout=values[:, 2].copy(),
+        last_risk=values[:, 3].astype(np.int64),
+    )
+    return clients, keys
 
 
 def _earliest(conn: Connection, clinic_id: str, since: datetime) -> datetime | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -109,11 +110,20 @@ def test_the_window_is_the_clinics_clients_with_a_recent_risk(
             .group_by(PredictionRow.client_id)
         )
         last: dict[str, datetime] = dict(s.execute(latest_of).all())
-    # each with its latest risk's time: the period of the window it counts in
-    assert window.clients == [
-        repo.WindowClient("a", 34, "female", True, last["a"]),
-        repo.WindowClient("b", None, "man", None, last["b"]),
+    # as columns, in client id order, each with its latest risk's time to the
+    # microsecond: the period of the window it counts in
+    clients = window.clients
+    assert clients.client_ids == ("a", "b")
+    assert clients.age.tolist()[0] == 34.0
+    assert np.isnan(clients.age[1])
+    assert [clients.gender_words[g] for g in clients.gender] == ["female", "man"]
+    assert clients.dropout.tolist()[0] == 1.0
+    assert np.isnan(clients.dropout[1])
+    assert clients.last_risk.tolist() == [
+        repo.epoch_micros(last["a"]),
+        repo.epoch_micros(last["b"]),
     ]
+    assert clients.last_risk.dtype == np.int64
     table = _in_order(window.sessions)  # stored in no order
     assert table[:, :2].tolist() == [[0, 1], [0, 2], [0, 4], [1, 1], [1, 3]]
     # the cell writer's rows: position, number, the date's day number (NaN: none), then
@@ -124,13 +134,12 @@ def test_the_window_is_the_clinics_clients_with_a_recent_risk(
     assert table[3, 8] == 5.0
     assert window.earliest == min(latest)
     with tx() as s:  # a window reaching back 60 days holds c as well
-        assert [c.client_id for c in repo.window_clients(s, CLINIC, _since(60)).clients] == [
-            "a",
-            "b",
-            "c",
-        ]
+        longer = repo.window_clients(s, CLINIC, _since(60)).clients
         empty = repo.window_clients(s, "nobody", _since())
-    assert (empty.clients, empty.sessions.shape, empty.earliest) == ([], (0, ROW_WIDTH), None)
+    assert longer.client_ids == ("a", "b", "c")
+    assert longer.gender.tolist()[2] == -1  # c has no gender recorded
+    assert (len(empty.clients), empty.sessions.shape, empty.earliest) == (0, (0, ROW_WIDTH), None)
+    assert (empty.clients.age.shape, empty.clients.last_risk.shape) == ((0,), (0,))
 
 
 def test_the_windows_two_reads_see_one_snapshot(
@@ -158,11 +167,11 @@ def test_the_windows_two_reads_see_one_snapshot(
     finally:
         event.remove(engine, "before_cursor_execute", store_between)
     assert written == ["aa"]
-    assert [c.client_id for c in window.clients] == ["a", "b"]
+    assert window.clients.client_ids == ("a", "b")
     assert _in_order(window.sessions)[:, :2].tolist() == [[0, 1], [0, 2], [0, 4], [1, 1], [1, 3]]
     with session_scope(db_factory, snapshot=True) as s:  # the next window holds it
         again = repo.window_clients(s, CLINIC, _since())
-    assert [c.client_id for c in again.clients] == ["a", "aa", "b"]
+    assert again.clients.client_ids == ("a", "aa", "b")
     assert _in_order(again.sessions)[:, :2].tolist() == [
         [0, 1],
         [0, 2],
@@ -219,11 +228,11 @@ def _window_recorded(
 def test_postgresql_sends_the_sessions_packed_and_sqlite_as_rows(
     db_factory: sessionmaker[Session], stored: None
 ) -> None:
-    """Which path window_clients takes is the dialect's: on PostgreSQL its sessions'
-    statement is the one aggregate of service.storage.packed_floats (one row back), each
-    session keyed by its client's hash, run on a second connection that imported the
-    first one's snapshot (service.storage.snapshot_reads); on SQLite a plain select of
-    the numbered rows, on the one connection."""
+    """Which path window_clients takes is the dialect's: on PostgreSQL its clients' and
+    its sessions' statements are each one aggregate of service.storage.packed_floats (one
+    row back), each session keyed by its client's hash, the sessions' run on a second
+    connection that imported the first one's snapshot (service.storage.snapshot_reads);
+    on SQLite plain selects of rows, the sessions numbered, on the one connection."""
     window, statements = _window_recorded(db_factory)
     postgresql = db_factory.kw["bind"].dialect.name == "postgresql"
     assert window.sessions.shape == (6, ROW_WIDTH)
@@ -233,6 +242,7 @@ def test_postgresql_sends_the_sessions_packed_and_sqlite_as_rows(
     assert keyed == (postgresql, postgresql)
     assert ("row_number" in sessions) is not postgresql
     assert ("hashtextextended(" in clients) is postgresql
+    assert ("string_agg(" in clients) is postgresql  # the clients packed, in one row
     assert (side != caller) is postgresql
     imported = [t for c, t in statements if c == side and "SET TRANSACTION SNAPSHOT" in t]
     assert len(imported) == postgresql
@@ -248,7 +258,8 @@ def test_clients_that_share_a_key_get_their_sessions_numbered_instead(
         distinct = repo.window_clients(s, CLINIC, _since(60))
     monkeypatch.setattr(repo, "client_key", lambda _id: literal(7, BigInteger))
     shared, statements = _window_recorded(db_factory)
-    assert shared.clients == distinct.clients
+    assert shared.clients.client_ids == distinct.clients.client_ids == ("a", "b", "c")
+    assert np.array_equal(shared.clients.last_risk, distinct.clients.last_risk)
     assert np.array_equal(_in_order(shared.sessions), _in_order(distinct.sessions), equal_nan=True)
     numbered = [t for _, t in statements if "FROM sessions" in t and "row_number" in t]
     assert len(numbered) == 1
@@ -282,10 +293,8 @@ def test_stored_payloads_and_rebuilt_episodes_give_identical_grids(
     with tx() as s:
         window = repo.window_clients(s, CLINIC, _since(60))
         episodes = [
-            episode(
-                require_client(s, CLINIC, c.client_id), repo.get_sessions(s, CLINIC, c.client_id)
-            )
-            for c in window.clients
+            episode(require_client(s, CLINIC, client_id), repo.get_sessions(s, CLINIC, client_id))
+            for client_id in window.clients.client_ids
         ]
     direct, rebuilt = grid_from_window(window, 3), grid_from_episodes(episodes, 3)
     assert np.array_equal(direct.values, rebuilt.values, equal_nan=True)
@@ -431,12 +440,9 @@ def test_a_labelled_window_scores_the_latest_landmark_as_an_unlabelled_one(
     rows; without, its latest landmark is built alone: the same rows and probabilities."""
     with tx() as s:
         labelled = repo.window_clients(s, CLINIC, _since(60))
-    unlabelled = repo.StoredWindow(
-        [c._replace(dropout=None) for c in labelled.clients],
-        labelled.sessions,
-        labelled.earliest,
-    )
-    assert [c.dropout for c in labelled.clients] == [True, None, None]
+    no_outcomes = np.full(len(labelled.clients), np.nan)
+    unlabelled = replace(labelled, clients=replace(labelled.clients, dropout=no_outcomes))
+    assert np.array_equal(labelled.clients.dropout, [1.0, np.nan, np.nan], equal_nan=True)
     got, rows_of, owner = mw._window_parts(labelled, model)
     alone, rows_alone, no_owner = mw._window_parts(unlabelled, model)
     assert alone.outcomes is None
