@@ -227,6 +227,10 @@ def _upsert(
 
 
 def _require_client(s: Session, clinic_id: str, client_id: str) -> None:
+    """KeyError unless the clinic has the client (one this transaction has locked does:
+    clients are never deleted)."""
+    if (clinic_id, client_id) in _held_locks(s):
+        return
     if not client_exists(s, clinic_id, client_id):
         raise KeyError("no such client in this clinic")  # no id: exceptions end up in logs
 
@@ -241,14 +245,41 @@ def lock_client(s: Session, clinic_id: str, client_id: str) -> bool:
     inserts still pass); at READ COMMITTED each later statement takes a fresh snapshot, so
     a read after the lock sees what the previous holder committed. SQLite has no row
     locks: a no-op UPDATE takes the database's write lock, after which every read in this
-    transaction is current. Taking it again in the same transaction is harmless.
+    transaction is current. Either is held until the transaction ends, so taking it again
+    in the same transaction sends nothing (_held_locks): a stored session's PUT asked for
+    it four times, a round trip each.
     """
+    if (clinic_id, client_id) in _held_locks(s):
+        return True
     match = _is_client(Client, clinic_id, client_id)
     if _dialect(s) == "sqlite":
         touch = update(Client).where(match).values(updated_at=Client.updated_at)
-        return _rowcount(s, touch.execution_options(synchronize_session=False)) == 1
-    query = select(Client.client_id).where(match).with_for_update(key_share=True)
-    return s.scalar(query) is not None
+        locked = _rowcount(s, touch.execution_options(synchronize_session=False)) == 1
+    else:
+        query = select(Client.client_id).where(match).with_for_update(key_share=True)
+        locked = s.scalar(query) is not None
+    if locked:
+        _held_locks(s).add((clinic_id, client_id))
+    return locked
+
+
+_HELD_LOCKS = "dropout_risk.held_client_locks"
+
+
+def _held_locks(s: Session) -> set[tuple[str, str]]:
+    """The (clinic, client) pairs lock_client has locked in the Session's current
+    transaction; empty when none has begun. Kept in `s.info` beside the transaction they
+    belong to (held there, so no later transaction can be mistaken for it): a commit or a
+    rollback ends the locks, and the next transaction starts with none. The service takes
+    no savepoints, whose rollback would release a lock taken inside one."""
+    transaction = s.get_transaction()
+    held: tuple[object, set[tuple[str, str]]] | None = s.info.get(_HELD_LOCKS)
+    if transaction is None:
+        return set()
+    if held is None or held[0] is not transaction:
+        held = (transaction, set())
+        s.info[_HELD_LOCKS] = held
+    return held[1]
 
 
 # --- clinics and clients --------------------------------------------------------------------
@@ -415,7 +446,7 @@ def add_prediction(
     )
     s.add(row)
     s.flush()
-    if changed:
+    if changed and latest is not None:  # an acknowledgement is of a stored risk
         active = and_(_is_client(FlagAck, clinic_id, client_id), FlagAck.active)
         s.execute(update(FlagAck).where(active).values(active=False))
     return _prediction(row, not changed and _acked(s, clinic_id, client_id))

@@ -938,6 +938,56 @@ def run_threads(count: int, work: Callable[[int], list[str]]) -> list[str]:
         return [status for result in pool.map(start, range(count)) for status in result]
 
 
+def _lock_then_fail(tx: Callable[[], Any]) -> None:
+    with tx() as s:
+        assert repo.lock_client(s, A, "c1")
+        raise RuntimeError("rolled back")
+
+
+def test_a_client_is_locked_once_per_transaction(
+    tx: Callable[[], Any], db_factory: Factory
+) -> None:
+    """lock_client is held until the transaction ends, so a write that asks for it again
+    (a stored session's PUT: the client read, the session's upsert, the recompute and
+    the stored risk) sends one statement on the clients for all of them; a client that
+    does not exist is asked about each time; the next transaction, after a commit or a
+    rollback, locks anew."""
+    with tx() as s:
+        client(s, A, "c1")
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM clients" in statement or "UPDATE clients" in statement:
+            statements.append(statement)
+
+    engine = db_factory.kw["bind"]
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with tx() as s:
+            assert repo.get_client(s, A, "c1", lock=True) is not None
+            assert repo.lock_client(s, A, "c1")
+            assert repo.upsert_session(s, A, "c1", 1, None, scores()) == "created"
+            assert risk(s, A, "c1", "high").landmark == 3
+            assert len(statements) == 2  # the lock, then get_client's read of the record
+            assert not repo.lock_client(s, A, "nobody")
+            assert not repo.lock_client(s, A, "nobody")
+            assert len(statements) == 4
+            with pytest.raises(KeyError):
+                repo.upsert_session(s, B, "c1", 1, None, scores())  # locked in A, not B
+        with tx() as s:
+            assert repo.lock_client(s, A, "c1")
+        assert len(statements) == 6
+        with pytest.raises(RuntimeError, match="rolled back"):
+            _lock_then_fail(tx)
+        with tx() as s:
+            assert repo.lock_client(s, A, "c1")
+        assert len(statements) == 8
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    with tx() as s:
+        assert [r.number for r in repo.get_sessions(s, A, "c1")] == [1]
+
+
 def test_concurrent_writers_of_the_same_sessions(tx: Callable[[], Any]) -> None:
     with tx() as s:
         client(s, A, "c1")
