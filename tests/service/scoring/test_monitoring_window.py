@@ -265,6 +265,40 @@ def test_clients_that_share_a_key_get_their_sessions_numbered_instead(
     assert len(numbered) == 1
 
 
+# Free-text genders (1-64 characters of anything) that a text array's quoting must carry
+GENDERS = ['Frau, "divers"', "NULL", "{x}", "back\\slash", " ", "weiblich ü", None]
+
+
+def test_the_clients_read_as_rows_or_packed_by_the_server_are_the_same_columns(
+    tx: Callable[[], Any], model: LoadedModel
+) -> None:
+    """On PostgreSQL the window's clients come packed in one row (their gender words as a
+    text array, their ids joined), elsewhere as rows: on the same stored clients both
+    give the same columns, whatever the gender words hold."""
+    clinic = "clinic-genders"
+    with tx() as s:
+        for i, gender in enumerate(GENDERS):
+            client_id = f"g{i}"
+            repo.upsert_client(s, clinic, client_id, 20 + i, gender, None)
+            repo.upsert_session(s, clinic, client_id, 1, None, {"srs": {"total": 30.0 + i}})
+            assert recompute(s, clinic, require_client(s, clinic, client_id), model, None)
+        repo.set_outcome(s, clinic, "g1", False, date(2026, 11, 30))
+    with tx() as s:
+        conn = s.connection()
+        rows = repo.WindowClients.of_rows(
+            conn.execute(repo._window_of_clients(clinic, _since())).all()
+        )
+        window = repo.window_clients(s, clinic, _since())
+    for clients in (rows, window.clients):
+        assert clients.client_ids == tuple(f"g{i}" for i in range(len(GENDERS)))
+        words = [None if g < 0 else clients.gender_words[g] for g in clients.gender]
+        assert words == GENDERS
+        assert clients.age.tolist() == [20.0 + i for i in range(len(GENDERS))]
+        assert np.array_equal(clients.dropout, [np.nan, 0.0, *[np.nan] * 5], equal_nan=True)
+    assert np.array_equal(rows.last_risk, window.clients.last_risk)
+    assert sorted(rows.gender_words) == sorted(window.clients.gender_words)
+
+
 def test_keyed_sessions_are_placed_at_their_clients_positions() -> None:
     """repo._placed: each session's key becomes the position of the client holding it in
     the clients' order; a shared key gives None (number them instead); a key of no
