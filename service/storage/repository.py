@@ -905,7 +905,8 @@ def window_clients(s: Session, clinic_id: str, since: datetime) -> StoredWindow:
 
 
 def _window_of_clients(clinic_id: str, since: datetime) -> Select[Any]:
-    """The window's clients as (client id, age, gender, dropout, last risk), unordered."""
+    """The window's clients as rows of (client id, age, gender, dropout, last risk), in
+    client id order."""
     latest = _latest_risks(clinic_id, since)
     return (
         select(Client.client_id, Client.age, Client.gender, Outcome.dropout, latest.c.last_risk)
