@@ -568,6 +568,8 @@ def _iter_raw_chunks(
                         header_checked = True
                         if not _check_header(source.name, raw, spec, problems, warnings):
                             return
+                    if raw.empty:  # a header and no rows: reported below, nothing to score
+                        continue
                     yield raw, source.rows_before + offset
                     offset += len(raw)
                 break

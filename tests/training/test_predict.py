@@ -100,6 +100,20 @@ def test_client_split_across_parts_is_named(
     ]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_sessions_file_with_a_header_and_no_rows_is_refused(
+    trained_registry: Path, tmp_path: Path, split_small_files: None, workers: int
+) -> None:
+    """As `validate` says it (training.contract), in each of predict's paths: no
+    traceback from an empty chunk, no output file."""
+    path = tmp_path / "sessions.csv"
+    path.write_text("client_id,session_number,session_date,wai_goal,srs_total\n")
+    with pytest.raises(ContractError) as info:
+        _score(trained_registry, path, None, tmp_path / "p.csv", workers=workers)
+    assert info.value.problems == ["sessions.csv: the file has a header but no data rows"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sessions.csv"]
+
+
 @pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
 def test_fast_predictor_equals_predict_proba(method: str) -> None:
     rng = np.random.default_rng(0)
