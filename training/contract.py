@@ -28,7 +28,11 @@ from training.vocabulary import (
     ID_RULE,
     ORS_TOTAL_RANGE,
     PHQ9_TOTAL_RANGE,
+    SESSION_NUMBER_MAX,
     SRS_TOTAL_RANGE,
+    TEXT_MAX_LENGTH,
+    TEXT_REGEX,
+    TEXT_RULE,
     WAI_ITEM_RANGE,
     WAI_SUBSCALES,
     date_window,
@@ -36,6 +40,7 @@ from training.vocabulary import (
 )
 
 MAX_REPORTED = 20
+SHOWN_CHARACTERS = 80  # of a refused cell's text
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ class Column:
     """One column of the contract: its name, kind, whether required, and its range."""
 
     name: str
-    kind: str  # "id" | "int" | "float" | "date" | "label" | "category"
+    kind: str  # "id" | "int" | "float" | "date" | "label" | "text"
     required: bool = False
     low: float | None = None
     high: float | None = None
@@ -57,8 +62,8 @@ class Column:
             return f"a date YYYY-MM-DD {date_window()}"
         if self.kind == "label":
             return "0/1 or true/false"
-        if self.kind == "category":
-            return "free text"
+        if self.kind == "text":
+            return TEXT_RULE
         what = "an integer" if self.kind == "int" else "a number"
         if self.low is not None and self.high is not None:
             return f"{what} from {self.low:g} to {self.high:g}"
@@ -71,13 +76,13 @@ CLIENT_COLUMNS: tuple[Column, ...] = (
     Column("client_id", "id", required=True),
     Column("therapist_id", "id"),
     Column("age", "int", low=AGE_RANGE[0], high=AGE_RANGE[1]),
-    Column("gender", "category"),
+    Column("gender", "text"),
     Column("dropout", "label"),
 )
 
 SESSION_COLUMNS: tuple[Column, ...] = (
     Column("client_id", "id", required=True),
-    Column("session_number", "int", required=True, low=1),
+    Column("session_number", "int", required=True, low=1, high=SESSION_NUMBER_MAX),
     Column("session_date", "date"),
     *(
         Column(f"wai_{name}", "float", low=WAI_ITEM_RANGE[0], high=WAI_ITEM_RANGE[1])
@@ -108,9 +113,10 @@ class Problems:
     def add_rows(
         self, file: str, lines: Sequence[int], column: str, values: Sequence[object], rule: str
     ) -> None:
-        """Report offending rows of one column, one message per row."""
+        """Report offending rows of one column, one message per row (a value longer than
+        SHOWN_CHARACTERS is cut there: a line of the file can hold a megabyte)."""
         for line, value in zip(lines, values, strict=True):
-            shown = _plain(value) if isinstance(value, float) else repr(value)
+            shown = _plain(value) if isinstance(value, float) else _cut(value)
             self.add(f"{file}:{line}: column {column}: value {shown} is not {rule}")
 
     def raise_if_any(self) -> None:
@@ -250,6 +256,7 @@ def _report(
 
 
 _IDS_ON_LINES = re.compile(rf"(?:{ID_REGEX}\n)*{ID_REGEX}")
+_TEXT = re.compile(TEXT_REGEX)
 
 
 def _ids_all_valid(text: pd.Series, required: bool, distinct: object = None) -> bool:
@@ -279,6 +286,18 @@ def _check_ids(
     bad = ~matches & (present | col.required)
     rule = col.rule + (" (required)" if col.required else "")
     _report(file, col, text, bad, problems, rule)
+
+
+def _check_text(file: str, col: Column, text: pd.Series, problems: Problems) -> None:
+    """Check a free-text column (vocabulary.TEXT_RULE, as the request schemas do): its
+    distinct values once, so a clinic's few gender words cost a few checks."""
+    present = text.dropna()
+    values = present.unique()
+    fine = {v for v in values if len(v) <= TEXT_MAX_LENGTH and _TEXT.fullmatch(v)}
+    if len(fine) == len(values):
+        return
+    bad = (text.notna() & ~text.isin(fine)).to_numpy(dtype=bool)
+    _report(file, col, text, bad, problems, col.rule)
 
 
 def _parse_number(file: str, col: Column, cells: pd.Series, problems: Problems) -> pd.Series:
@@ -346,6 +365,7 @@ def _parse_table(
         elif col.kind == "label":
             out[col.name] = _parse_label(file, col, cells, problems)
         else:
+            _check_text(file, col, cells, problems)
             out[col.name] = cells
     return pd.DataFrame(out, index=raw.index)
 
@@ -367,6 +387,13 @@ def _check_unique(
             f"({what} must be unique)"
         )
     problems.total += max(0, int(dup.sum()) - MAX_REPORTED)
+
+
+def _cut(value: object) -> str:
+    """repr of a cell, cut after SHOWN_CHARACTERS characters of its text."""
+    if isinstance(value, str) and len(value) > SHOWN_CHARACTERS:
+        return f"{value[:SHOWN_CHARACTERS]!r}... ({len(value):,} characters)"
+    return repr(value)
 
 
 def _plain(value: object) -> str:

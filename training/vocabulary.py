@@ -85,6 +85,13 @@ ORS_TOTAL_RANGE = (0, 40)  # the Outcome Rating Scale total
 PHQ9_TOTAL_RANGE = (0, 27)  # the PHQ-9 total (an integer)
 AGE_RANGE = (12, 100)  # a client's age in years
 SESSION_NUMBER_MAX = 1000  # a session number is 1..this
+# Free text (a client's gender as recorded): at most this long, and no control character
+# (a NUL cannot be stored in PostgreSQL text, and no recorded word needs one). The one
+# copy of the rule: the request schemas and the CSV contract both build on it.
+TEXT_MAX_LENGTH = 64
+TEXT_REGEX = r"[^\x00-\x1f\x7f]+"
+TEXT_PATTERN = rf"^{TEXT_REGEX}$"
+TEXT_RULE = f"1-{TEXT_MAX_LENGTH} characters, none of them a control character"
 
 # WAI-SR item -> subscale (Hatcher & Gillaspy 2006): which of the 12 answers (1-based) make
 # each subscale. The API's episodes and the stored clients both roll the items up with it.

@@ -8,6 +8,7 @@ string lengths bound the work one request can cause (OWASP API4).
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -40,6 +41,9 @@ from training.vocabulary import (
     SESSION_NUMBER_MAX,
     SRS_ITEM_RANGE,
     SRS_TOTAL_RANGE,
+    TEXT_MAX_LENGTH,
+    TEXT_PATTERN,
+    TEXT_RULE,
     WAI_ITEM_RANGE,
     WAI_SR_ITEM_COUNT,
     RiskLevel,
@@ -65,24 +69,30 @@ def _text_rule(
     )
 
 
-class _IdText:
-    """An id as training.vocabulary defines it, checked by pydantic-core; the error states
-    the rule (never the value: ids name clients)."""
+@dataclass(frozen=True)
+class _Text:
+    """A string of one of training.vocabulary's text rules, checked by pydantic-core; the
+    error states the rule, never the value (an id names a client)."""
 
-    @classmethod
+    pattern: str
+    kind: str
+    rule: str
+    max_length: int
+
     def __get_pydantic_core_schema__(
-        cls, source: Any, handler: GetCoreSchemaHandler
+        self, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return _text_rule(ID_PATTERN, "id_format", f"must be {ID_RULE}", ID_MAX_LENGTH)
+        return _text_rule(self.pattern, self.kind, f"must be {self.rule}", self.max_length)
 
-    @classmethod
     def __get_pydantic_json_schema__(
-        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return {"type": "string", "pattern": ID_PATTERN, "maxLength": ID_MAX_LENGTH}
+        return {"type": "string", "pattern": self.pattern, "maxLength": self.max_length}
 
 
-Identifier = Annotated[str, _IdText]
+Identifier = Annotated[str, _Text(ID_PATTERN, "id_format", ID_RULE, ID_MAX_LENGTH)]
+# Free text (a gender word): no control character, which PostgreSQL text could not hold
+FreeText = Annotated[str, _Text(TEXT_PATTERN, "text_format", TEXT_RULE, TEXT_MAX_LENGTH)]
 # The ranges are training.vocabulary's: the CSV contract, FHIR and the pages read the same.
 ItemMean = Annotated[float, Field(ge=WAI_ITEM_RANGE[0], le=WAI_ITEM_RANGE[1], allow_inf_nan=False)]
 SrsTotal = Annotated[
@@ -272,7 +282,7 @@ class EpisodeIn(Strict):
 
     client_id: Identifier
     age: Age | None = None
-    gender: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    gender: FreeText | None = None
     therapist_id: Identifier | None = None
     sessions: Annotated[list[SessionIn], Field(min_length=1, max_length=MAX_SESSIONS)]
 
@@ -419,7 +429,7 @@ class ClientIn(Strict):
     """Demographics and therapist, as `PUT /v1/clients/{client_id}` stores them."""
 
     age: Age | None = None
-    gender: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    gender: FreeText | None = None
     therapist_id: Identifier | None = None
 
 

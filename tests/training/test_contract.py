@@ -90,9 +90,8 @@ def test_nan_inf_and_na_text_are_not_taken_as_missing(tmp_path: Path, token: str
 
 def test_non_integer_where_integer_required(tmp_path: Path) -> None:
     error = _errors(tmp_path, SESSIONS.replace("A-1,2,", "A-1,2.5,"))
-    assert "sessions.csv:3: column session_number: value 2.5 is not an integer >= 1 (required)" in (
-        error.problems
-    )
+    rule = "is not an integer from 1 to 1000 (required)"
+    assert f"sessions.csv:3: column session_number: value 2.5 {rule}" in error.problems
 
 
 def test_unknown_client_duplicate_session_and_bad_id(tmp_path: Path) -> None:
@@ -256,10 +255,33 @@ def test_chunked_reading_reports_true_line_numbers(tmp_path: Path) -> None:
     assert pd.concat(chunks)["srs_total"].notna().sum() == 49
 
 
+def test_a_gender_is_free_text_of_at_most_64_characters_without_control_characters(
+    tmp_path: Path,
+) -> None:
+    """vocabulary.TEXT_RULE, as the API's gender fields apply it: any printable words
+    (accents, spaces, "NA") pass; a NUL, an escape code or 65 characters do not, and a
+    long value is shown cut."""
+    fine = CLIENTS.replace("female", '"weiblich, nicht-binär"').replace(",male,", ",NA,")
+    cohort = load_cohort(
+        write_csv(tmp_path / "s.csv", SESSIONS), write_csv(tmp_path / "c.csv", fine), False, []
+    )
+    assert cohort.clients["gender"].tolist() == ["weiblich, nicht-binär", "NA"]
+    long = "g" * 200
+    bad = CLIENTS.replace("female", "fe\x00male").replace(",male,", f",{long},")
+    error = _errors(tmp_path, SESSIONS, bad)
+    rule = "is not 1-64 characters, none of them a control character"
+    assert error.problems == [
+        f"clients.csv:2: column gender: value 'fe\\x00male' {rule}",
+        f"clients.csv:3: column gender: value {'g' * 80!r}... (200 characters) {rule}",
+    ]
+    assert len(_errors(tmp_path, SESSIONS, CLIENTS.replace("male,0", "\x1b[0m,0")).problems) == 1
+
+
 def test_blank_required_session_number(tmp_path: Path) -> None:
     error = _errors(tmp_path, SESSIONS.replace("A-1,2,", "A-1,,"))
     assert error.problems == [
-        "sessions.csv:3: column session_number: value '' is not an integer >= 1 (required)"
+        "sessions.csv:3: column session_number: value '' "
+        "is not an integer from 1 to 1000 (required)"
     ]
 
 

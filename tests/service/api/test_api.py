@@ -35,7 +35,7 @@ from training.cli import run
 from training.features import grid_from_tables
 from training.predict import score_grid
 from training.registry import LoadedModel, Registry
-from training.vocabulary import ID_RULE, latest_date, outside_date_window
+from training.vocabulary import ID_RULE, TEXT_RULE, latest_date, outside_date_window
 
 EXAMPLE: dict[str, Any] = EXAMPLE_EPISODE
 
@@ -250,7 +250,11 @@ def test_bad_episode_is_422_naming_the_field(
         ("client_id", 7, ID_RULE),
         ("therapist_id", "...", ID_RULE),
         ("age", 7, "greater than or equal to 12"),
-        ("gender", "g" * 65, "at most 64 characters"),
+        ("gender", "g" * 65, TEXT_RULE),
+        ("gender", "", TEXT_RULE),
+        ("gender", "fe\u0000male", TEXT_RULE),  # PostgreSQL text cannot hold a NUL
+        ("gender", "\u0007", TEXT_RULE),
+        ("gender", 1, TEXT_RULE),
     ],
 )
 def test_bad_client_fields(

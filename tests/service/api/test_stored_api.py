@@ -424,6 +424,9 @@ def test_bad_input_is_a_422_naming_the_field_and_writes_nothing(api: Api) -> Non
         ("/v1/clients/c-1", {"age": "30"}, "age"),
         ("/v1/clients/c-1", {"therapist_id": "T 1"}, "therapist_id"),
         ("/v1/clients/c-1", {"sex": "female"}, "sex"),
+        ("/v1/clients/c-1", {"gender": "g" * 65}, "gender"),
+        ("/v1/clients/c-9", {"gender": "fe\u0000male"}, "gender"),  # a 503 from PostgreSQL before
+        ("/v1/clients/c-9", {"gender": "\u001b[31m"}, "gender"),
         ("/v1/clients/bad!id", PERSON, "path.client_id"),
     ]
     for path, body, loc in cases:
@@ -447,6 +450,7 @@ def test_bad_input_is_a_422_naming_the_field_and_writes_nothing(api: Api) -> Non
     with api.db() as s:
         assert [r.number for r in repo.get_sessions(s, A, "c-1")] == [1]
         assert repo.get_client(s, A, "ghost") is None
+        assert repo.get_client(s, A, "c-9") is None
         stored = repo.get_client(s, A, "c-1")
         sessions, clients = repo.export_tables(s, A)
     assert stored is not None
