@@ -21,7 +21,15 @@ import typer
 from typer import _click as click  # typer 0.29 runs on its own copy of click
 from typer.core import TyperCommand
 
-from training.cli_support import DomainErrorGroup, command_group, err, fail, out
+from training.cli_support import (
+    DomainErrorGroup,
+    command_group,
+    err,
+    fail,
+    out,
+    output_file,
+    output_folder,
+)
 
 if TYPE_CHECKING:
     from training.artifact_schema import ModelMetadata
@@ -270,6 +278,7 @@ def simulate(
     from training.worlds import draw_world, write_mixture
 
     chosen = worlds or []
+    output_folder("--out", out_dir)
     if chosen and settings:
         fail("--set: cannot be combined with --world (a world draws every open parameter)")
     if len(set(chosen)) != len(chosen):
@@ -328,6 +337,7 @@ def train(
     from training.train import TrainConfig, TrainInputs
     from training.train import train as run_training
 
+    output_folder("--models-dir", models_dir)
     config = TrainConfig(
         landmarks=_parse_landmarks(landmarks),
         seed=seed,
@@ -495,6 +505,7 @@ def update(
     last (registered, never promoted)."""
     from training.update import UpdateConfig
 
+    output_folder("--models-dir", models_dir)
     config = UpdateConfig(
         method=method,
         clinic=_clinic(clinic),
@@ -626,6 +637,7 @@ def compare(
 ) -> None:
     """Compare a challenger with the champion on the same labelled clients: the verdict
     first, the page, and the comparison kept in the registry."""
+    output_file("--out", out_path)
     run_compare(models_dir, champion, challenger, sessions, clients, _clinic(clinic), out_path)
 
 
@@ -726,6 +738,7 @@ def evaluate(
     from training.cohort_report import evaluate_cohort
     from training.contract import load_cohort
 
+    output_file("--out", report_path)
     warnings: list[str] = []
     with _warnings_shown(warnings), _steps("validating the cohort") as step:
         cohort = load_cohort(sessions, clients, need_labels=True, warnings=warnings)
@@ -760,6 +773,7 @@ def predict(
     from training.predict import predict_file
     from training.registry import Registry
 
+    output_file("--out", out_path)
     loaded = Registry(models_dir).load(model)
     warnings: list[str] = []
     with (

@@ -131,3 +131,57 @@ def test_an_unreachable_database_is_one_error_line_from_every_group(
     assert captured.err.startswith("error: ")
     assert captured.err.count("\n") == 1
     assert "Traceback" not in captured.err
+
+
+def test_an_output_that_cannot_be_written_exits_2_before_the_work(
+    small_cohort: Path,
+    trained_registry: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each command checks where it will write before it reads or trains anything
+    (training.cli_support.output_file / output_folder): one error line naming the option
+    and the path, exit 2, nothing written. A failure the checks cannot foresee (here a
+    write the system refuses) is the same one line, never a traceback."""
+    cohort = ["--sessions", str(small_cohort / "sessions.csv")]
+    labelled = [*cohort, "--clients", str(small_cohort / "clients.csv")]
+    registry = ["--models-dir", str(trained_registry), "--model", "champion"]
+    missing = tmp_path / "no-such-folder" / "report.html"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    cases = [
+        (
+            ["evaluate", *labelled, *registry, "--out", str(missing)],
+            f"--out: the folder of '{missing}' does not exist (create it first)",
+        ),
+        (
+            ["predict", *cohort, *registry, "--out", str(tmp_path)],
+            f"--out: '{tmp_path}' is a folder; give the file's name",
+        ),
+        (
+            ["simulate", "--clients", "10", "--seed", "1", "--out", str(a_file)],
+            f"--out: '{a_file}' is a file, not a folder",
+        ),
+        (
+            ["train", *labelled, "--models-dir", str(a_file / "models")],
+            f"--models-dir: cannot create the folder '{a_file / 'models'}' ('{a_file}' is a file)",
+        ),
+    ]
+    for args, message in cases:
+        assert run(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.strip().splitlines()[-1] == f"error: {message}", err
+        assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+    def refused(*_: object, **__: object) -> None:
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".report.html.partial"))
+
+    monkeypatch.setattr(Path, "write_text", refused)
+    out = tmp_path / "report.html"
+    assert run(["evaluate", *labelled, *registry, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == (
+        f"error: {tmp_path / '.report.html.partial'}: Permission denied"
+    )
