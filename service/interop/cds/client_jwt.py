@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ from service.interop.cds.limits import (
     MAX_TOKEN_CHARS,
     CdsAuthError,
 )
+from training.vocabulary import TEXT_REGEX
 
 log = logging.getLogger("dropout_risk.cds")
 _REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
@@ -197,17 +199,33 @@ def _check_times(claims: dict[str, Any], now: float, leeway: int) -> float:
     return exp
 
 
+# The claims that are stored (the jti in the replay cache, the sub in the audit trail's
+# actor) hold no control character: PostgreSQL text cannot hold a NUL, which made a 503.
+_STORED_CLAIM = re.compile(TEXT_REGEX)
+
+
 def _jti(claims: dict[str, Any]) -> str:
     jti = claims.get("jti")
-    if not isinstance(jti, str) or not 1 <= len(jti) <= MAX_CLAIM_CHARS:
-        _refuse("the JWT jti must be 1 to 255 characters")
+    if (
+        not isinstance(jti, str)
+        or not 1 <= len(jti) <= MAX_CLAIM_CHARS
+        or not _STORED_CLAIM.fullmatch(jti)
+    ):
+        _refuse("the JWT jti must be 1 to 255 characters, none of them a control character")
     return jti
 
 
 def _sub(claims: dict[str, Any]) -> str | None:
     sub = claims.get("sub")
-    if sub is not None and (not isinstance(sub, str) or len(sub) > MAX_CLAIM_CHARS):
-        _refuse("the JWT sub must be a string of at most 255 characters")
+    if sub is not None and (
+        not isinstance(sub, str)
+        or len(sub) > MAX_CLAIM_CHARS
+        or (sub and not _STORED_CLAIM.fullmatch(sub))
+    ):
+        _refuse(
+            "the JWT sub must be a string of at most 255 characters, none of them a "
+            "control character"
+        )
     return sub
 
 

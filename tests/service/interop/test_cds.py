@@ -352,9 +352,21 @@ def test_missing_required_claim_is_refused(ehr: Ehr, claim: str) -> None:
     assert expected in message
 
 
-@pytest.mark.parametrize("value", ["", "x" * 256])
+@pytest.mark.parametrize("value", ["", "x" * 256, "a\u0000b", "\u001b[0m"])
 def test_jti_out_of_bounds_is_refused(ehr: Ehr, value: str) -> None:
-    assert "jti must be" in refused(sign(ehr.ec_key, jti=value), ehr.issuers)
+    """The jti is stored (the replay cache): a NUL, which PostgreSQL text cannot hold,
+    is refused here, not a 503 there."""
+    assert "jti must be 1 to 255 characters, none of them a control character" in refused(
+        sign(ehr.ec_key, jti=value), ehr.issuers
+    )
+
+
+@pytest.mark.parametrize("value", ["x" * 256, "dr\u0000one"])
+def test_a_sub_that_cannot_be_stored_is_refused(ehr: Ehr, value: str) -> None:
+    """The sub names the actor in the audit trail (stored)."""
+    assert "sub must be a string of at most 255 characters" in refused(
+        sign(ehr.ec_key, sub=value), ehr.issuers
+    )
 
 
 def test_non_numeric_exp_is_refused(ehr: Ehr) -> None:
