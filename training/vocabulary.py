@@ -87,7 +87,8 @@ AGE_RANGE = (12, 100)  # a client's age in years
 SESSION_NUMBER_MAX = 1000  # a session number is 1..this
 # Free text (a client's gender as recorded): at most this long, and no control character
 # (a NUL cannot be stored in PostgreSQL text, and no recorded word needs one). The one
-# copy of the rule: the request schemas and the CSV contract both build on it.
+# copy of the rule: the request schemas and the CSV contract build on it, and the CDS
+# client JWT's stored claims take its characters (with their own length).
 TEXT_MAX_LENGTH = 64
 TEXT_REGEX = r"[^\x00-\x1f\x7f]+"
 TEXT_PATTERN = rf"^{TEXT_REGEX}$"
