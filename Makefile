@@ -52,16 +52,21 @@ test: lint typecheck pytest
 # Rebuilds the shipped default model (README, "Transport"): a mixture of plausible worlds
 # (docs/simulator.md, "Worlds"), SHIPPED_CLIENTS clients each; the training worlds are
 # 0..23 and bench/transport.py holds out worlds 1000 and up. SOURCE_DATE_EPOCH fixes the
-# creation date, so two runs give the same files byte for byte.
+# creation date, so two runs give the same files byte for byte. OpenBLAS picks its kernels
+# by CPU, and they differ in the last bits of a sum, which the model's file shows (measured
+# on one machine: its SkylakeX, Haswell and Sandybridge kernels gave three different
+# files); SHIPPED_BLAS pins the Haswell (AVX2) kernels, which every x86-64 CPU since 2013
+# runs, so machines of different CPUs build the same files.
+SHIPPED_BLAS := OPENBLAS_CORETYPE=Haswell
 SHIPPED_WORLDS := $(shell seq 0 23)
 SHIPPED_CLIENTS ?= 2500
 SHIPPED_SEED := 20261201
 SHIPPED_EPOCH := 1796083200
 shipped-model: install
 	rm -rf build/shipped-cohort
-	$(BIN)/dropout-risk simulate --clients $(SHIPPED_CLIENTS) --seed $(SHIPPED_SEED) \
-		--out build/shipped-cohort $(foreach k,$(SHIPPED_WORLDS),--world $(k))
-	SOURCE_DATE_EPOCH=$(SHIPPED_EPOCH) OMP_NUM_THREADS=1 $(BIN)/dropout-risk train \
+	$(SHIPPED_BLAS) $(BIN)/dropout-risk simulate --clients $(SHIPPED_CLIENTS) \
+		--seed $(SHIPPED_SEED) --out build/shipped-cohort $(foreach k,$(SHIPPED_WORLDS),--world $(k))
+	$(SHIPPED_BLAS) SOURCE_DATE_EPOCH=$(SHIPPED_EPOCH) OMP_NUM_THREADS=1 $(BIN)/dropout-risk train \
 		--sessions build/shipped-cohort/sessions.csv --clients build/shipped-cohort/clients.csv \
 		--models-dir $(MODELS_DIR) --promote --seed $(SHIPPED_SEED)
 

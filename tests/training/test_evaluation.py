@@ -415,7 +415,7 @@ def test_no_intervals_from_fewer_than_ten_clusters() -> None:
     assert None not in many.overall.brier.ci95
 
 
-SHIPPED_METADATA = Path(__file__).parents[2] / "models" / "20261201-2e66ec1b" / "metadata.json"
+SHIPPED_METADATA = Path(__file__).parents[2] / "models" / "20261201-d082e2ab" / "metadata.json"
 
 
 def test_written_figures_keep_the_artifact_layout() -> None:
