@@ -55,8 +55,8 @@ test: lint typecheck pytest
 # creation date, so two runs give the same files byte for byte. OpenBLAS picks its kernels
 # by CPU, and they differ in the last bits of a sum, which the model's file shows (measured
 # on one machine: its SkylakeX, Haswell and Sandybridge kernels gave three different
-# files); SHIPPED_BLAS pins the Haswell (AVX2) kernels, which every x86-64 CPU since 2013
-# runs, so machines of different CPUs build the same files.
+# files); SHIPPED_BLAS pins the Haswell (AVX2) kernels, which nearly every x86-64 server
+# CPU runs, so machines whose CPUs differ build the same files (with the same libraries).
 SHIPPED_BLAS := OPENBLAS_CORETYPE=Haswell
 SHIPPED_WORLDS := $(shell seq 0 23)
 SHIPPED_CLIENTS ?= 2500
