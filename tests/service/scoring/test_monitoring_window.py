@@ -265,7 +265,7 @@ def test_clients_that_share_a_key_get_their_sessions_numbered_instead(
     assert len(numbered) == 1
 
 
-# Free-text genders (1-64 characters of anything) that a text array's quoting must carry
+# Free-text genders (vocabulary.TEXT_RULE: printable, up to 64) a text array must quote
 GENDERS = ['Frau, "divers"', "NULL", "{x}", "back\\slash", " ", "weiblich ü", None]
 
 
