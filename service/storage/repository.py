@@ -926,9 +926,10 @@ def _packed_clients(
     client id order; the last risk as whole microseconds since the epoch (a float8 holds
     them exactly until the year 2255)."""
     window = _window_of_clients(clinic_id, since).order_by(None).cte("window_clients")
-    words = select(
-        func.array_agg(window.c.gender.distinct()).filter(window.c.gender.is_not(None))
-    ).scalar_subquery()
+    # a CTE of its own: named twice below, it is computed once (a subquery named twice
+    # was two plans, each a sort of the window's genders)
+    distinct = func.array_agg(window.c.gender.distinct()).filter(window.c.gender.is_not(None))
+    words = select(select(distinct.label("words")).cte("window_words").c.words).scalar_subquery()
     columns = [
         window.c.age,
         func.array_position(words, window.c.gender),
